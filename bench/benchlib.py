@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""Helpers for bench/run.sh. Standard library only.
+
+Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
+
+  free-port                              a free TCP port on 127.0.0.1
+  health BASE                            exit 0 if GET BASE/api/health is 2xx
+  token BASE EMAIL PASSWORD              superuser token (auth-with-password)
+  post-json URL BODY [TOKEN]             POST a JSON body, print the response
+  count BASE COLLECTION                  totalItems of a collection
+  ids BASE COLLECTION N OUTFILE          write >= N record ids, one a line,
+                                         taken from pages spread over the list
+  load BASE COLLECTION N [--concurrency C]
+                                         create N records with C threads
+                                         (http.client, keep-alive); prints JSON
+  wrk-result WRK_OUTPUT_FILE             the BENCH_RESULT JSON from a wrk run
+  report RESULTS_JSONL META_TSV COMMANDS_TXT
+                                         render the Markdown report
+"""
+
+import http.client
+import json
+import math
+import random
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+TIMEOUT = 30
+
+
+def _request(method, url, body=None, token=None):
+    data = None
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = token
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+def _get_json(url):
+    status, text = _request("GET", url)
+    if not 200 <= status < 300:
+        sys.exit(f"GET {url} -> {status}: {text[:500]}")
+    return json.loads(text)
+
+
+def cmd_free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def cmd_health(base):
+    try:
+        status, _ = _request("GET", base + "/api/health")
+    except OSError:
+        sys.exit(1)
+    sys.exit(0 if 200 <= status < 300 else 1)
+
+
+def cmd_token(base, email, password):
+    url = base + "/api/collections/_superusers/auth-with-password"
+    status, text = _request("POST", url, {"identity": email, "password": password})
+    if not 200 <= status < 300:
+        sys.exit(f"POST {url} -> {status}: {text[:500]}")
+    print(json.loads(text)["token"])
+
+
+def cmd_post_json(url, body, token=None):
+    json.loads(body)  # fail early on a malformed body
+    status, text = _request("POST", url, body, token)
+    if not 200 <= status < 300:
+        sys.exit(f"POST {url} -> {status}: {text[:1000]}")
+    print(text)
+
+
+def _records_url(base, collection):
+    return f"{base}/api/collections/{urllib.parse.quote(collection)}/records"
+
+
+def cmd_count(base, collection):
+    print(_get_json(_records_url(base, collection) + "?page=1&perPage=1")["totalItems"])
+
+
+def cmd_ids(base, collection, n, outfile):
+    n = int(n)
+    per_page = 200
+    url = _records_url(base, collection)
+    first = _get_json(f"{url}?page=1&perPage={per_page}")
+    total_pages = max(int(first.get("totalPages") or 1), 1)
+    want_pages = min(total_pages, max(1, math.ceil(n / per_page)))
+    # Pages spread evenly over the whole list, so the ids cover the data set.
+    pages = sorted({1 + (i * (total_pages - 1)) // max(want_pages - 1, 1)
+                    for i in range(want_pages)})
+    ids = []
+    for p in pages:
+        page = first if p == 1 else _get_json(f"{url}?page={p}&perPage={per_page}")
+        ids.extend(item["id"] for item in page["items"])
+    # Top up from following pages if spreading left us short (e.g. last page).
+    p = 2
+    while len(ids) < n and p <= total_pages:
+        if p not in pages:
+            ids.extend(i["id"] for i in _get_json(f"{url}?page={p}&perPage={per_page}")["items"])
+        p += 1
+    ids = list(dict.fromkeys(ids))
+    if len(ids) < min(n, int(first.get("totalItems") or 0)):
+        sys.exit(f"only found {len(ids)} ids, wanted {n}")
+    random.Random(42).shuffle(ids)
+    ids = ids[:n]
+    with open(outfile, "w") as f:
+        f.write("\n".join(ids) + "\n")
+    print(len(ids))
+
+
+def cmd_load(base, collection, n, concurrency=8):
+    """Create n records with `concurrency` threads, each on one keep-alive
+    http.client connection. Prints {"created","errors","seconds","rate"}."""
+    n, concurrency = int(n), int(concurrency)
+    u = urllib.parse.urlsplit(_records_url(base, collection))
+    path = u.path
+    counter = iter(range(n))
+    lock = threading.Lock()
+    stats = {"created": 0, "errors": 0, "last_error": ""}
+
+    def take():
+        with lock:
+            return next(counter, None)
+
+    def worker():
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
+        rnd = random.Random()
+        created = errors = 0
+        while True:
+            i = take()
+            if i is None:
+                break
+            body = json.dumps({"title": f"hello {i}", "views": rnd.randint(0, 1000),
+                               "body": "lorem ipsum dolor sit amet"})
+            try:
+                conn.request("POST", path, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                text = resp.read()
+                if 200 <= resp.status < 300:
+                    created += 1
+                else:
+                    errors += 1
+                    stats["last_error"] = f"{resp.status}: {text[:200]!r}"
+            except (OSError, http.client.HTTPException) as e:
+                errors += 1
+                stats["last_error"] = repr(e)
+                conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
+        conn.close()
+        with lock:
+            stats["created"] += created
+            stats["errors"] += errors
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(max(1, concurrency))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    secs = time.monotonic() - t0
+    out = {"created": stats["created"], "errors": stats["errors"], "seconds": round(secs, 3),
+           "rate": round(stats["created"] / secs, 1) if secs > 0 else 0}
+    if stats["last_error"]:
+        out["last_error"] = stats["last_error"]
+    print(json.dumps(out))
+
+
+def cmd_wrk_result(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("BENCH_RESULT "):
+                print(line[len("BENCH_RESULT "):].strip())
+                return
+    sys.exit(f"no BENCH_RESULT line in {path}")
+
+
+# --------------------------------------------------------------------------
+# Report
+
+SERVERS = [("basalt", "Basalt"), ("pocketbase", "PocketBase")]
+
+
+def _ms(us):
+    return "–" if us is None else f"{us / 1000:.2f} ms"
+
+
+def _num(x, digits=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _mib(kb):
+    return "–" if kb is None else f"{kb / 1024:,.1f} MiB"
+
+
+def _ratio(a, b):
+    if a is None or b is None or not b:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def cmd_report(results_path, meta_path, commands_path):
+    results = []
+    with open(results_path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                results.append(json.loads(line))
+    meta = {}
+    with open(meta_path) as f:
+        for line in f:
+            if "\t" in line:
+                k, v = line.rstrip("\n").split("\t", 1)
+                meta[k] = v
+    with open(commands_path) as f:
+        commands = [c.rstrip("\n") for c in f if c.strip()]
+
+    by = {}  # (server, workload) -> record
+    order = []  # workload names in the order they were first run
+    for r in results:
+        by[(r["server"], r["workload"])] = r
+        if r.get("kind") == "wrk" and r["workload"] not in order:
+            order.append(r["workload"])
+
+    def get(server, workload, key):
+        return by.get((server, workload), {}).get(key)
+
+    def version(server):
+        v = meta.get(server + "_version", "?")
+        if v.startswith("skipped"):
+            return v
+        r = by.get((server, "_status"))
+        return f"{v} — {r['status'] if r else 'not run'}"
+
+    def absent(server):
+        # Why a server has no figure: skipped by the user, or failed.
+        r = by.get((server, "_status"))
+        if r and r["status"] != "ok":
+            return "failed"
+        return "skipped" if meta.get(server + "_version", "").startswith("skipped") else "–"
+
+    out = []
+    w = out.append
+    w(f"# Basalt vs PocketBase — {meta.get('tag', 'foundation')} benchmark")
+    w("")
+    w(f"- Date: {meta.get('date', '?')}")
+    w(f"- Machine: {meta.get('nproc', '?')} CPUs (`nproc`), {meta.get('cpu', '?')}, "
+      f"{meta.get('ram', '?')} RAM, Linux {meta.get('kernel', '?')}")
+    w(f"- Basalt: {version('basalt')}")
+    w(f"- PocketBase: {version('pocketbase')}")
+    w(f"- Load generator: {meta.get('wrk_version', 'wrk')}, `{meta.get('wrk_args', '')}` "
+      f"(read workloads after a {meta.get('warmup', '0s')} warm-up that is not counted); "
+      "client and server share the same machine and cores")
+    w(f"- Servers run one at a time, each on a fresh data directory, bound to 127.0.0.1")
+    w("")
+    w("## Throughput and latency")
+    w("")
+    w("| Workload | Server | req/s | p50 | p99 | non-2xx | socket errors | requests |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    for wl in order:
+        for key, name in SERVERS:
+            r = by.get((key, wl))
+            if r is None:
+                w(f"| {wl} | {name} | {absent(key)} | | | | | |")
+                continue
+            sock = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
+            w(f"| {wl} | {name} | {_num(r['rps'])} | {_ms(r['p50_us'])} | {_ms(r['p99_us'])} "
+              f"| {r['non2xx']} | {sock} | {_num(r['requests'])} |")
+    w("")
+    w("## Data set and memory")
+    w("")
+    w("| Server | preload | preload time | preload rate | records at read time "
+      "| VmRSS after reads | VmHWM (peak) | data dir on disk |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    for key, name in SERVERS:
+        p = by.get((key, "preload"), {})
+        m = by.get((key, "memory"), {})
+        if not p and not m:
+            w(f"| {name} | {absent(key)} | | | | | | |")
+            continue
+        created = p.get("created")
+        if not p:
+            what, secs, rate = "not run", "–", "–"
+        elif not created:
+            what, secs, rate = "none needed (create reached the target)", "–", "–"
+        else:
+            how = p.get("method", "?")
+            if p.get("topped_up"):
+                how += f" + {p['topped_up']:,} via python"
+            what = f"{created:,} records ({how})"
+            secs = f"{p['seconds']:.1f} s"
+            rate = f"{_num(p.get('rate'))} rec/s"
+        w(f"| {name} | {what} | {secs} | {rate} | {_num(m.get('records'))} "
+          f"| {_mib(m.get('rss_kb'))} | {_mib(m.get('hwm_kb'))} | {_mib(m.get('disk_kb'))} |")
+    w("")
+    w("## Ratios (Basalt / PocketBase)")
+    w("")
+    w("req/s above 1 means Basalt is faster; latency, time and memory below 1 mean Basalt "
+      "is better.")
+    w("")
+    w("| Workload | req/s | p50 | p99 |")
+    w("|---|---:|---:|---:|")
+    for wl in order:
+        w(f"| {wl} | {_ratio(get('basalt', wl, 'rps'), get('pocketbase', wl, 'rps'))} "
+          f"| {_ratio(get('basalt', wl, 'p50_us'), get('pocketbase', wl, 'p50_us'))} "
+          f"| {_ratio(get('basalt', wl, 'p99_us'), get('pocketbase', wl, 'p99_us'))} |")
+    w("")
+    w("| Measure | Basalt / PocketBase |")
+    w("|---|---:|")
+    w(f"| preload rate (rec/s) | {_ratio(get('basalt', 'preload', 'rate'), get('pocketbase', 'preload', 'rate'))} |")
+    w(f"| VmRSS after reads | {_ratio(get('basalt', 'memory', 'rss_kb'), get('pocketbase', 'memory', 'rss_kb'))} |")
+    w(f"| VmHWM (peak RSS) | {_ratio(get('basalt', 'memory', 'hwm_kb'), get('pocketbase', 'memory', 'hwm_kb'))} |")
+    w(f"| data dir on disk | {_ratio(get('basalt', 'memory', 'disk_kb'), get('pocketbase', 'memory', 'disk_kb'))} |")
+    w("")
+    w("## Notes")
+    w("")
+    w("- Durability differs: Basalt fsyncs every write before answering (group commit); "
+      "PocketBase runs SQLite in WAL mode with `synchronous=NORMAL`, which does not fsync "
+      "on each commit. Write figures are therefore not like for like: Basalt pays for "
+      "stronger durability.")
+    w("- `non-2xx` is wrk's count of responses with status ≥ 400 (wrk counts 3xx as "
+      "success; none of these endpoints redirect). It must be 0 for a figure to count.")
+    w("- `create` writes records before the preload, so the preload only adds what is "
+      "missing to reach the target; `records at read time` is the size of the collection "
+      "during `get-by-id` and `list`.")
+    w(f"- `get-by-id` cycles over {meta.get('ids', '?')} ids taken from pages spread over "
+      "the whole collection. `list` is `?page=1&perPage=30` with each server's default sort "
+      "(PocketBase also counts `totalItems` on every request).")
+    w("- VmRSS/VmHWM come from `/proc/<pid>/status` of the server process after the read "
+      "workloads.")
+    if meta.get("note"):
+        w(f"- {meta['note']}")
+    w("")
+    w("## Commands")
+    w("")
+    w("```sh")
+    out.extend(commands)
+    w("```")
+    print("\n".join(out))
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    cmd, args = argv[1], argv[2:]
+    if cmd == "load" and "--concurrency" in args:
+        i = args.index("--concurrency")
+        conc = args[i + 1]
+        args = args[:i] + args[i + 2:] + [conc]
+    fn = {
+        "free-port": cmd_free_port,
+        "health": cmd_health,
+        "token": cmd_token,
+        "post-json": cmd_post_json,
+        "count": cmd_count,
+        "ids": cmd_ids,
+        "load": cmd_load,
+        "wrk-result": cmd_wrk_result,
+        "report": cmd_report,
+    }.get(cmd)
+    if fn is None:
+        sys.exit(f"unknown command {cmd!r}\n{__doc__}")
+    fn(*args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

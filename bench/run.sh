@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# Basalt vs PocketBase: the same HTTP workloads against both, one server at a
+# time, and a Markdown report (stdout and bench/results/<date>-<tag>.md).
+# See bench/README.md for the workloads and every knob below.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+# shellcheck source=lib.sh
+source "$BENCH_DIR/lib.sh"
+
+# --- configuration (environment) --------------------------------------------
+: "${BENCH_THREADS:=2}"            # wrk -t
+: "${BENCH_CONNECTIONS:=64}"       # wrk -c
+: "${BENCH_DURATION:=10s}"         # wrk -d; per workload: BENCH_DURATION_CREATE, _GET_BY_ID, _LIST
+: "${BENCH_WARMUP:=2s}"            # uncounted wrk run before each read workload (0 = none)
+: "${BENCH_WRK_TIMEOUT:=5s}"       # wrk --timeout (slower responses count as timeouts)
+: "${BENCH_RECORDS:=100000}"       # collection size for the read workloads
+: "${BENCH_IDS:=1000}"             # ids cycled over by get-by-id
+: "${BENCH_PRELOAD_METHOD:=wrk}"   # wrk | python
+: "${BENCH_PRELOAD_TIMEOUT:=900s}" # upper bound of the bounded wrk preload
+: "${BENCH_LOAD_CONCURRENCY:=16}"  # threads of the python loader
+: "${BENCH_TAG:=foundation}"
+: "${BENCH_RESULTS_DIR:=$BENCH_DIR/results}"
+: "${BENCH_KEEP:=0}"               # 1 = keep the scratch dir (logs, data dirs)
+: "${SKIP_BASALT:=0}"
+: "${SKIP_POCKETBASE:=0}"
+: "${BENCH_BUILD:=0}"              # 1 = always run cargo build --release first
+: "${BENCH_NO_BUILD:=0}"           # 1 = never build; a missing binary is an error
+: "${CARGO_TARGET_DIR:=/var/tmp/basalt-target}"
+: "${BASALT_BIN:=$CARGO_TARGET_DIR/release/basalt}"
+: "${BENCH_WORKLOADS:=create preload get-by-id list}"
+export BENCH_THREADS CARGO_TARGET_DIR
+
+BENCH_EMAIL=bench@example.com
+BENCH_PASSWORD=bench-password-123
+COLLECTION=posts
+
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/basalt-bench.XXXXXX")
+: >"$RUN_DIR/results.jsonl" >"$RUN_DIR/meta.tsv" >"$RUN_DIR/commands.txt" >"$RUN_DIR/pids"
+
+FAILED=0
+cleanup() {
+    local rc=$?
+    if [[ -n "${SERVER_JOB:-}" ]]; then stop_pid "$SERVER_JOB" 5; fi
+    stop_tracked
+    if [[ "$BENCH_KEEP" == 1 || $rc != 0 || $FAILED != 0 ]]; then
+        log "scratch dir kept: $RUN_DIR"
+    else
+        rm -rf "$RUN_DIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- server kinds ------------------------------------------------------------
+# Each kind provides:
+#   <kind>_prepare DIR         create the superuser while the server is stopped
+#   <kind>_start DIR PORT      start the server in the background (sets BG_PID)
+#   <kind>_collection_body     JSON for POST /api/collections
+
+pocketbase_prepare() {
+    local dir=$1
+    local -a cmd=("$PB_BIN" superuser upsert "$BENCH_EMAIL" "$BENCH_PASSWORD" --dir "$dir/pb_data")
+    record_cmd "${cmd[@]}"
+    "${cmd[@]}" >"$dir/superuser.log" 2>&1 || { cat "$dir/superuser.log" >&2; die "pocketbase superuser upsert failed"; }
+}
+pocketbase_start() {
+    local dir=$1 port=$2
+    start_bg "$dir/server.log" "$PB_BIN" serve --http "127.0.0.1:$port" --dir "$dir/pb_data" \
+        --automigrate=false --migrationsDir "$dir/pb_data/migrations"
+}
+pocketbase_collection_body() {
+    # views: onlyInt + min 0 mirror Basalt's {"type":"integer","minimum":0}.
+    cat <<'JSON'
+{"name":"posts","type":"base","listRule":"","viewRule":"","createRule":"","updateRule":"","deleteRule":"",
+ "fields":[{"name":"title","type":"text","required":true},
+           {"name":"views","type":"number","onlyInt":true,"min":0},
+           {"name":"body","type":"text"},
+           {"name":"created","type":"autodate","onCreate":true},
+           {"name":"updated","type":"autodate","onCreate":true,"onUpdate":true}]}
+JSON
+}
+
+basalt_prepare() {
+    local dir=$1
+    local -a cmd=("$BASALT_BIN" superuser upsert "$BENCH_EMAIL" "$BENCH_PASSWORD" --dir "$dir/data")
+    record_cmd "${cmd[@]}"
+    "${cmd[@]}" >"$dir/superuser.log" 2>&1 || { cat "$dir/superuser.log" >&2; die "basalt superuser upsert failed"; }
+}
+basalt_start() {
+    local dir=$1 port=$2
+    start_bg "$dir/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$port" --dir "$dir/data"
+}
+basalt_collection_body() {
+    cat <<'JSON'
+{"name":"posts","type":"base","listRule":"","viewRule":"","createRule":"","updateRule":"","deleteRule":"",
+ "schema":{"type":"object",
+           "properties":{"title":{"type":"string"},"views":{"type":"integer","minimum":0},"body":{"type":"string"}},
+           "required":["title"],"additionalProperties":false}}
+JSON
+}
+
+# --- workloads ---------------------------------------------------------------
+# workload_<name> LABEL BASE_URL DIR : one workload against one running server.
+# To add a workload: define workload_<name> (- in the name becomes _) and add
+# <name> to BENCH_WORKLOADS; use run_wrk for a timed wrk run.
+
+records_url() { printf '%s/api/collections/%s/records' "$1" "$COLLECTION"; }
+
+# settled_count BASE : the collection's totalItems once it stops changing
+# (requests still in flight when a timed wrk run ends are still committed
+# by the server for a moment after wrk exits).
+settled_count() {
+    local base=$1 prev now i
+    prev=$(bl count "$base" "$COLLECTION")
+    for ((i = 0; i < 50; i++)); do
+        sleep 0.3
+        now=$(bl count "$base" "$COLLECTION")
+        [[ "$now" == "$prev" ]] && break
+        prev=$now
+    done
+    echo "$now"
+}
+
+workload_create() {
+    local label=$1 base=$2
+    run_wrk "$label" create "$BENCH_DIR/create.lua" "$(records_url "$base")"
+}
+
+workload_preload() {
+    local label=$1 base=$2
+    local url have need start topped=0 tries
+    url=$(records_url "$base")
+    have=$(settled_count "$base")
+    need=$((BENCH_RECORDS - have))
+    log "$label/preload: $have records, $((need > 0 ? need : 0)) to add ($BENCH_PRELOAD_METHOD)"
+    start=$(date +%s.%N)
+    if ((need > 0)); then
+        case "$BENCH_PRELOAD_METHOD" in
+            wrk) wrk_create_bounded "$label" "$url" "$need" ;;
+            python)
+                record_cmd python3 "$BENCH_DIR/benchlib.py" load "$base" "$COLLECTION" "$need" --concurrency "$BENCH_LOAD_CONCURRENCY"
+                bl load "$base" "$COLLECTION" "$need" --concurrency "$BENCH_LOAD_CONCURRENCY" >&2 ;;
+            *) die "BENCH_PRELOAD_METHOD must be wrk or python" ;;
+        esac
+        # Top up whatever the bulk load missed (lost requests, errors).
+        for tries in 1 2 3; do
+            have=$(bl count "$base" "$COLLECTION")
+            ((have < BENCH_RECORDS)) || break
+            log "$label/preload: topping up $((BENCH_RECORDS - have)) records (python, try $tries)"
+            bl load "$base" "$COLLECTION" "$((BENCH_RECORDS - have))" --concurrency "$BENCH_LOAD_CONCURRENCY" >&2
+            topped=$((topped + BENCH_RECORDS - have))
+        done
+    fi
+    local secs
+    secs=$(python3 -c "import sys; print(round($(date +%s.%N) - $start, 2))")
+    have=$(bl count "$base" "$COLLECTION")
+    ((have >= BENCH_RECORDS)) || die "$label/preload: only $have of $BENCH_RECORDS records"
+    local created=$((need > 0 ? need : 0))
+    local rate
+    rate=$(python3 -c "print(round($created / $secs, 1) if $secs > 0 else None)" | sed 's/None/null/')
+    log "$label/preload: $created records in ${secs}s ($rate rec/s); collection has $have"
+    record_json "{\"server\":\"$label\",\"workload\":\"preload\",\"kind\":\"preload\",\"method\":\"$BENCH_PRELOAD_METHOD\",\"created\":$created,\"topped_up\":$topped,\"seconds\":$secs,\"rate\":$rate,\"records\":$have}"
+}
+
+workload_get_by_id() {
+    local label=$1 base=$2 dir=$3
+    local ids="$dir/ids.txt" n
+    n=$(bl ids "$base" "$COLLECTION" "$BENCH_IDS" "$ids")
+    log "$label/get-by-id: $n ids in $ids"
+    warm_up "$label" get-by-id "$BENCH_DIR/get.lua" "$(records_url "$base")/" BENCH_IDS_FILE="$ids"
+    run_wrk "$label" get-by-id "$BENCH_DIR/get.lua" "$(records_url "$base")/" BENCH_IDS_FILE="$ids"
+}
+
+workload_list() {
+    local label=$1 base=$2
+    local url
+    url="$(records_url "$base")?page=1&perPage=30"
+    warm_up "$label" list "$BENCH_DIR/list.lua" "$url"
+    run_wrk "$label" list "$BENCH_DIR/list.lua" "$url"
+}
+
+# run_workload NAME LABEL BASE_URL DIR
+run_workload() {
+    local fn="workload_${1//-/_}"
+    declare -F "$fn" >/dev/null || die "unknown workload: $1"
+    "$fn" "$2" "$3" "$4"
+}
+
+# bench_server KIND : fresh data dir, start, provision, every workload, memory, stop.
+bench_server() {
+    local kind=$1 label=$1
+    local dir port base token
+    dir="$RUN_DIR/$label"
+    mkdir -p "$dir"
+    port=$(free_port)
+    base="http://127.0.0.1:$port"
+    log "== $label on $base (dir $dir)"
+    "${kind}_prepare" "$dir"
+    "${kind}_start" "$dir" "$port"
+    local pid=$BG_PID
+    # Stop this server however the subshell ends.
+    trap 'stop_pid '"$pid" EXIT
+    wait_health "$base" "$pid" "$dir/server.log" 30
+    token=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD")
+    bl post-json "$base/api/collections" "$("${kind}_collection_body")" "$token" >/dev/null
+    log "$label: collection $COLLECTION created"
+
+    local w
+    for w in $BENCH_WORKLOADS; do
+        run_workload "$w" "$label" "$base" "$dir"
+    done
+
+    local rss hwm disk records
+    rss=$(proc_kb "$pid" VmRSS)
+    hwm=$(proc_kb "$pid" VmHWM)
+    records=$(bl count "$base" "$COLLECTION")
+    disk=$(du -sk "$dir/$([[ $kind == pocketbase ]] && echo pb_data || echo data)" | cut -f1)
+    log "$label: VmRSS ${rss} kB, VmHWM ${hwm} kB, $records records, data dir ${disk} kB"
+    record_json "{\"server\":\"$label\",\"workload\":\"memory\",\"kind\":\"rss\",\"rss_kb\":$rss,\"hwm_kb\":$hwm,\"records\":$records,\"disk_kb\":$disk}"
+    stop_pid "$pid" 15
+    trap - EXIT
+}
+
+# run_server KIND : bench_server in a background subshell, so that a failure
+# of one server is recorded and the other still runs, and so that a signal to
+# this script interrupts the wait at once (cleanup then stops everything).
+SERVER_JOB=""
+run_server() {
+    local kind=$1 rc=0
+    (
+        set -e
+        trap 'exit 143' TERM
+        bench_server "$kind"
+    ) &
+    SERVER_JOB=$!
+    wait "$SERVER_JOB" || rc=$?
+    SERVER_JOB=""
+    if ((rc == 0)); then
+        record_json "{\"server\":\"$kind\",\"workload\":\"_status\",\"status\":\"ok\"}"
+    else
+        FAILED=1
+        log "$kind: FAILED (exit $rc); logs in $RUN_DIR/$kind"
+        record_json "{\"server\":\"$kind\",\"workload\":\"_status\",\"status\":\"FAILED (exit $rc)\"}"
+    fi
+}
+
+# --- setup -------------------------------------------------------------------
+PB_BIN=""
+if [[ "$SKIP_POCKETBASE" != 1 ]] || ! command -v wrk >/dev/null; then
+    PB_BIN=$("$BENCH_DIR/setup.sh" | tail -n1)
+fi
+record_cmd bash bench/setup.sh
+
+if [[ "$SKIP_BASALT" != 1 ]]; then
+    if [[ "$BENCH_BUILD" == 1 || ! -x "$BASALT_BIN" ]]; then
+        [[ "$BENCH_NO_BUILD" == 1 ]] && die "Basalt binary $BASALT_BIN missing and BENCH_NO_BUILD=1"
+        log "building Basalt (release) into $CARGO_TARGET_DIR"
+        record_cmd env CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --release
+        (cd "$REPO_ROOT" && cargo build --release) >&2
+        [[ -x "$BASALT_BIN" ]] || die "no binary at $BASALT_BIN after the build"
+    fi
+fi
+
+# --- machine and versions ----------------------------------------------------
+DATE=$(date -u +%F)
+meta tag "$BENCH_TAG"
+meta date "$(date -u '+%F %T UTC')"
+meta nproc "$(nproc)"
+meta cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+meta ram "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+meta kernel "$(uname -r)"
+meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
+meta wrk_args "-t$BENCH_THREADS -c$BENCH_CONNECTIONS -d$BENCH_DURATION --timeout $BENCH_WRK_TIMEOUT --latency"
+meta warmup "$BENCH_WARMUP"
+meta ids "$BENCH_IDS"
+if [[ "$SKIP_POCKETBASE" == 1 ]]; then
+    meta pocketbase_version "skipped (SKIP_POCKETBASE=1)"
+else
+    meta pocketbase_version "$("$PB_BIN" --version | awk '{print $NF}')"
+fi
+if [[ "$SKIP_BASALT" == 1 ]]; then
+    meta basalt_version "skipped (SKIP_BASALT=1)"
+else
+    rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+    [[ -n "$(git -C "$REPO_ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] && rev+=" + uncommitted changes"
+    ver=$("$BASALT_BIN" --version 2>/dev/null | head -n1 || true)
+    meta basalt_version "${ver:-basalt} (git $rev, $BASALT_BIN built $(date -u -r "$BASALT_BIN" '+%F %T UTC'))"
+fi
+meta note "Target collection size $BENCH_RECORDS records; preload with $BENCH_PRELOAD_METHOD."
+
+# --- run ---------------------------------------------------------------------
+[[ "$SKIP_BASALT" == 1 ]] || run_server basalt
+[[ "$SKIP_POCKETBASE" == 1 ]] || run_server pocketbase
+
+# --- report ------------------------------------------------------------------
+mkdir -p "$BENCH_RESULTS_DIR"
+report="$BENCH_RESULTS_DIR/$DATE-$BENCH_TAG.md"
+bl report "$RUN_DIR/results.jsonl" "$RUN_DIR/meta.tsv" "$RUN_DIR/commands.txt" >"$report"
+cat "$report"
+log "report written to $report"
+if ((FAILED)); then
+    die "at least one server failed; see the logs above"
+fi

@@ -1,0 +1,40 @@
+//! Rendering [`ApiError`] as HTTP, and turning actix's own extractor errors
+//! into the same JSON shape.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::error::ApiError;
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(json!({"status": self.status, "message": self.message, "data": self.data}))
+    }
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("The requested resource wasn't found."))
+}
+
+/// Query-string errors from actix extractors.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    ApiError::bad_request(format!("Invalid query string: {err}")).into()
+}
+
+/// Path errors from actix extractors.
+pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::bad_request(format!("Invalid path: {err}")).into()
+}

@@ -1,0 +1,138 @@
+//! Request extractors: the JSON body (with our limits and error shape) and
+//! the caller's identity.
+
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use crate::core::{auth, Caller};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON object body. An empty body reads as `{}` (SDK calls such as
+/// `create()` with no data send none); anything else must be a JSON object
+/// sent as `application/json`, within `--max-body` bytes.
+pub struct JsonBody(pub Map<String, Value>);
+
+fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
+    match req.headers().get(header::CONTENT_TYPE) {
+        None => Ok(()),
+        Some(v) => {
+            let v = v.to_str().unwrap_or_default().to_ascii_lowercase();
+            let mime = v.split(';').next().unwrap_or_default().trim();
+            if mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+            {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    415,
+                    format!(
+                        "Unsupported Content-Type '{mime}': send the body as application/json."
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        format!("The request body is larger than the {limit}-byte limit."),
+    )
+}
+
+/// Parses a JSON body into an object, with clear messages.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "The request body must be a JSON object, not {}.",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!("Malformed JSON body: {e}."))),
+    }
+}
+
+impl FromRequest for JsonBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<JsonBody, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.max_body)
+            .unwrap_or(1024 * 1024);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let content_type = is_json(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large(limit));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::bad_request(format!("Failed to read the request body: {e}."))
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            if body.iter().all(|b| b.is_ascii_whitespace()) {
+                return Ok(JsonBody(Map::new()));
+            }
+            content_type?;
+            parse_object(&body).map(JsonBody)
+        })
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return ready(Err(ApiError::internal("missing app state")));
+        };
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        ready(Ok(auth::resolve(state, header)))
+    }
+}
+
+/// Requires a superuser caller: 401 for guests, 403 for other users.
+pub fn require_superuser(caller: &Caller) -> Result<(), ApiError> {
+    match caller {
+        _ if caller.is_superuser() => Ok(()),
+        Caller::Guest => Err(ApiError::unauthorized(
+            "The request requires valid superuser authorization token.",
+        )),
+        Caller::Auth { .. } => Err(ApiError::forbidden(
+            "The authorized record is not allowed to perform this action.",
+        )),
+    }
+}

@@ -1,0 +1,206 @@
+//! HTTP handlers: parse, call `core`, shape JSON. Nothing else lives here.
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::extract::{require_superuser, JsonBody};
+use crate::core::{self, Caller};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+type Data = web::Data<AppState>;
+type Query = web::Query<HashMap<String, String>>;
+
+fn ok(v: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok().json(v)
+}
+
+fn collection(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
+    state.registry.get(name).ok_or_else(ApiError::missing)
+}
+
+pub async fn health() -> HttpResponse {
+    ok(json!({"message": "API is healthy.", "code": 200, "data": {}}))
+}
+
+// ---- collections -------------------------------------------------------
+
+pub async fn collections_list(
+    state: Data,
+    caller: Caller,
+    q: Query,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    let params = core::records::ListParams::from_query(&q)?;
+    let all: Vec<Value> = state
+        .registry
+        .all()
+        .iter()
+        .map(|c| core::collections::export(c))
+        .collect();
+    let total = all.len();
+    let items: Vec<Value> = all
+        .into_iter()
+        .skip((params.page - 1).saturating_mul(params.per_page))
+        .take(params.per_page)
+        .collect();
+    Ok(ok(json!({
+        "page": params.page, "perPage": params.per_page,
+        "totalItems": total, "totalPages": total.div_ceil(params.per_page),
+        "items": items,
+    })))
+}
+
+pub async fn collections_create(
+    state: Data,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    Ok(ok(core::collections::create(&state, body.0).await?))
+}
+
+pub async fn collections_view(
+    state: Data,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    Ok(ok(core::collections::export(&*collection(&state, &name)?)))
+}
+
+pub async fn collections_update(
+    state: Data,
+    caller: Caller,
+    name: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    Ok(ok(core::collections::update(&state, &name, body.0).await?))
+}
+
+pub async fn collections_delete(
+    state: Data,
+    caller: Caller,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    core::collections::delete(&state, &name).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn collections_dry_run(
+    state: Data,
+    caller: Caller,
+    name: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    let schema = body.0.get("schema").ok_or_else(|| {
+        ApiError::field("schema", "validation_required", "Missing required value.")
+    })?;
+    Ok(ok(core::collections::dry_run(&state, &name, schema)?))
+}
+
+// ---- records -----------------------------------------------------------
+
+pub async fn records_list(
+    state: Data,
+    caller: Caller,
+    path: web::Path<String>,
+    q: Query,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    let params = core::records::ListParams::from_query(&q)?;
+    Ok(ok(core::records::list(&state, &coll, &params, &caller)?))
+}
+
+pub async fn records_view(
+    state: Data,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path.0)?;
+    Ok(ok(core::records::view(&state, &coll, &path.1, &caller)?))
+}
+
+pub async fn records_create(
+    state: Data,
+    caller: Caller,
+    path: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    Ok(ok(
+        core::records::create(&state, &coll, body.0, &caller).await?
+    ))
+}
+
+pub async fn records_update(
+    state: Data,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path.0)?;
+    Ok(ok(core::records::update(
+        &state, &coll, &path.1, body.0, &caller,
+    )
+    .await?))
+}
+
+pub async fn records_delete(
+    state: Data,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path.0)?;
+    core::records::delete(&state, &coll, &path.1, &caller).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- auth --------------------------------------------------------------
+
+fn string_field<'a>(body: &'a JsonBody, key: &str) -> Result<&'a str, ApiError> {
+    match body.0.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::field(
+            key,
+            "validation_required",
+            "Missing required value.",
+        )),
+        Some(_) => Err(ApiError::field(
+            key,
+            "validation_invalid_type",
+            "Must be a string.",
+        )),
+    }
+}
+
+pub async fn auth_with_password(
+    state: Data,
+    path: web::Path<String>,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    let identity = string_field(&body, "identity")?;
+    let password = string_field(&body, "password")?;
+    Ok(ok(core::auth::with_password(
+        &state, &coll, identity, password,
+    )
+    .await?))
+}
+
+pub async fn auth_refresh(
+    state: Data,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    Ok(ok(core::auth::refresh(&state, &coll, &caller)?))
+}

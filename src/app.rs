@@ -1,0 +1,120 @@
+//! Building the running server: `App::build(config)` opens the store, binds
+//! the listener and returns the port, so tests run the real server on port 0.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App as ActixApp, HttpServer};
+
+use crate::api::{self, middleware};
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::core::{bootstrap, SUPERUSERS};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start; each is one clear line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the data dir and loads collections (shared by `serve` and the CLI).
+pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
+    let store = Store::open(&config.dir)?;
+    let secret = bootstrap::secret(&store)?;
+    let registry = bootstrap::load_collections(&store).await?;
+    Ok(AppState {
+        store,
+        registry,
+        tokens: Tokens::new(secret),
+        config: Arc::new(config),
+        collection_lock: Arc::new(tokio::sync::Mutex::new(())),
+    })
+}
+
+/// A bound, not yet awaited server.
+pub struct App {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, BuildError> {
+        let addr = config.http.clone();
+        let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| BuildError::Bind {
+                addr: addr.clone(),
+                source,
+            })?
+            .port();
+        let workers = config.workers;
+        let state = open_state(config).await?;
+        let data = web::Data::new(state.clone());
+        let origins = state.config.origins.clone();
+        let mut server = HttpServer::new(move || {
+            ActixApp::new()
+                .app_data(data.clone())
+                .wrap(from_fn(middleware::security_headers))
+                .wrap(middleware::cors(&origins))
+                .wrap(from_fn(middleware::log_request))
+                .configure(api::routes)
+                .default_service(web::to(api::errors::not_found))
+        })
+        .shutdown_timeout(30);
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| BuildError::Bind { addr, source })?
+            .run();
+        Ok(App {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether any superuser exists (the CLI prints setup help if not).
+    pub fn has_superuser(&self) -> bool {
+        self.state
+            .registry
+            .get(SUPERUSERS)
+            .map(|c| self.state.store.count(&c.def.id) > 0)
+            .unwrap_or(false)
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or a handle): stops accepting,
+    /// finishes in-flight requests, then drains the writer and flushes.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let store = self.state.store.clone();
+        // The final flush blocks on fsync: keep it off the async worker.
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        result
+    }
+}

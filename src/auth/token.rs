@@ -1,0 +1,168 @@
+//! Auth tokens: JWT HS256, as PocketBase issues them.
+//!
+//! Claims `{id, type, collectionId, refreshable, exp}`; signing key =
+//! server secret ++ the user's `tokenKey`, so rotating `tokenKey` (password or
+//! email change) revokes all of that user's tokens.
+//!
+//! Why not the `jsonwebtoken` crate: version 11 makes every user pick a crypto
+//! backend, `rust_crypto` (pulls the RSA/ECDSA stack, including the `rsa`
+//! crate with an open timing advisory, none of it used for HS256) or
+//! `aws_lc_rs` (a C/CMake build, minutes on 2 cores). We only ever need one
+//! algorithm, so this module implements exactly HS256 on RustCrypto's `hmac`
+//! and `sha2`: the header must say `HS256` (so `alg: none` and algorithm
+//! confusion are impossible by construction) and the MAC is compared in
+//! constant time by `hmac`'s `verify_slice`.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The token types PocketBase defines; only `auth` is used so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenKind {
+    Auth,
+    File,
+    Verification,
+    PasswordReset,
+    EmailChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claims {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: TokenKind,
+    pub collection_id: String,
+    #[serde(default)]
+    pub refreshable: bool,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unsupported token algorithm")]
+    Algorithm,
+    #[error("invalid token signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+}
+
+/// Issues and checks tokens with the per-install secret.
+#[derive(Clone)]
+pub struct Tokens {
+    secret: std::sync::Arc<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+}
+
+impl Tokens {
+    pub fn new(secret: Vec<u8>) -> Tokens {
+        Tokens {
+            secret: std::sync::Arc::new(secret),
+        }
+    }
+
+    fn mac(&self, token_key: &str) -> HmacSha256 {
+        let mut key = Vec::with_capacity(self.secret.len() + token_key.len());
+        key.extend_from_slice(&self.secret);
+        key.extend_from_slice(token_key.as_bytes());
+        // HMAC accepts keys of any length.
+        HmacSha256::new_from_slice(&key).expect("HMAC takes any key length")
+    }
+
+    /// Signs `claims` with the user's `token_key`.
+    pub fn issue(&self, claims: &Claims, token_key: &str) -> String {
+        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = B64.encode(serde_json::to_vec(claims).expect("serialize claims"));
+        let signing_input = format!("{header}.{payload}");
+        let mut mac = self.mac(token_key);
+        mac.update(signing_input.as_bytes());
+        let sig = B64.encode(mac.finalize().into_bytes());
+        format!("{signing_input}.{sig}")
+    }
+
+    /// Reads the claims without checking the signature: only to learn which
+    /// user's `tokenKey` to verify with. Never trust the result alone.
+    pub fn peek(token: &str) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header: Header =
+            serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
+                .map_err(|_| TokenError::Malformed)?;
+        if header.alg != "HS256" {
+            return Err(TokenError::Algorithm);
+        }
+        serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?)
+            .map_err(|_| TokenError::Malformed)
+    }
+
+    /// Verifies signature and expiry against `token_key` at time `now` (seconds).
+    pub fn verify(&self, token: &str, token_key: &str, now: i64) -> Result<Claims, TokenError> {
+        let claims = Self::peek(token)?;
+        let (signing_input, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| TokenError::Signature)?;
+        let mut mac = self.mac(token_key);
+        mac.update(signing_input.as_bytes());
+        mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            id: "u1".into(),
+            kind: TokenKind::Auth,
+            collection_id: "c1".into(),
+            refreshable: true,
+            exp,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_attacks() {
+        let t = Tokens::new(b"secret".to_vec());
+        let tok = t.issue(&claims(100), "key");
+        assert_eq!(t.verify(&tok, "key", 50).unwrap(), claims(100));
+        assert_eq!(t.verify(&tok, "other", 50), Err(TokenError::Signature));
+        assert_eq!(t.verify(&tok, "key", 100), Err(TokenError::Expired));
+        // alg none
+        let parts: Vec<&str> = tok.split('.').collect();
+        let none = format!("{}.{}.", B64.encode(br#"{"alg":"none"}"#), parts[1]);
+        assert_eq!(t.verify(&none, "key", 50), Err(TokenError::Algorithm));
+        // edited payload
+        let mut c = claims(100);
+        c.id = "admin".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(serde_json::to_vec(&c).unwrap()),
+            parts[2]
+        );
+        assert_eq!(t.verify(&forged, "key", 50), Err(TokenError::Signature));
+        assert_eq!(t.verify("a.b", "key", 50), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,82 @@
+//! First-start setup: the server secret and the default collections.
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde_json::{json, Value};
+
+use crate::clock::now_string;
+use crate::ids;
+use crate::schema::{Collection, CompiledCollection, Registry};
+use crate::store::{Store, StoreError, WriteOp};
+
+/// Loads (creating on first start) the per-install token signing secret.
+pub fn secret(store: &Store) -> Result<Vec<u8>, StoreError> {
+    if let Some(s) = store.meta_get("secret")? {
+        return Ok(s);
+    }
+    let mut fresh = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut fresh);
+    store.meta_init("secret", &fresh)
+}
+
+fn default_collections() -> Vec<Collection> {
+    let now = now_string();
+    let owner = Some("id = @request.auth.id".to_owned());
+    let superusers = json!({
+        "name": "_superusers", "type": "auth",
+        "schema": {"type": "object", "properties": {}, "additionalProperties": false},
+    });
+    let users = json!({
+        "name": "users", "type": "auth",
+        "schema": {"type": "object",
+                   "properties": {"name": {"type": "string", "maxLength": 255}},
+                   "additionalProperties": false},
+        "createRule": "",
+        "listRule": owner, "viewRule": owner, "updateRule": owner, "deleteRule": owner,
+    });
+    let mut out = Vec::new();
+    for (body, system) in [(superusers, true), (users, false)] {
+        let Value::Object(body) = body else {
+            unreachable!()
+        };
+        let mut c = Collection::from_create(body, ids::collection_id(), now.clone())
+            .expect("default collection is valid");
+        c.system = system;
+        out.push(c);
+    }
+    out
+}
+
+/// Loads every collection into a registry; on the very first start, creates
+/// `_superusers` and `users` (a `users` deleted later is not recreated).
+pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
+    if store.meta_get("bootstrapped")?.is_none() {
+        let mut ops: Vec<WriteOp> = default_collections()
+            .into_iter()
+            .map(|c| WriteOp::PutCollection {
+                id: c.id.clone(),
+                def: serde_json::to_value(&c).expect("serialize collection"),
+            })
+            .collect();
+        ops.push(WriteOp::PutMeta {
+            key: "bootstrapped".into(),
+            value: Some(b"1".to_vec()),
+        });
+        store
+            .write(ops)
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+    }
+    let registry = Registry::default();
+    for raw in store.collections()? {
+        let def: Collection = serde_json::from_value(raw)
+            .map_err(|e| StoreError::Corrupt(format!("collection: {e}")))?;
+        let name = def.name.clone();
+        let compiled = CompiledCollection::compile(def).map_err(|e| {
+            StoreError::Corrupt(format!("collection {name} no longer compiles: {e}"))
+        })?;
+        registry.put(Arc::new(compiled));
+    }
+    Ok(registry)
+}

@@ -1,0 +1,134 @@
+//! The one error type every request path returns, rendered as the contract's
+//! `{"status","message","data"}` (see `api::errors` for the HTTP side).
+
+use serde_json::{Map, Value};
+
+use crate::schema::{FieldErrors, SchemaError};
+use crate::store::{StoreError, WriteError};
+
+/// An error a client sees. `data` holds per-field errors keyed by field path.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub data: Map<String, Value>,
+    /// Seconds, for 429 and 503 answers.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            data: Map::new(),
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(401, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(404, message)
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(500, message)
+    }
+    /// The generic 404 PocketBase answers for a missing record or collection.
+    pub fn missing() -> ApiError {
+        ApiError::not_found("The requested resource wasn't found.")
+    }
+
+    /// A 400 with per-field errors.
+    pub fn validation(errors: FieldErrors) -> ApiError {
+        let mut e = ApiError::bad_request("Failed to validate the submitted data.");
+        for (field, fe) in errors {
+            e.data.insert(
+                field,
+                serde_json::json!({"code": fe.code, "message": fe.message}),
+            );
+        }
+        e
+    }
+
+    /// A 400 with one field error.
+    pub fn field(field: &str, code: &str, message: &str) -> ApiError {
+        let mut errors = FieldErrors::new();
+        errors.insert(
+            field.to_owned(),
+            crate::schema::FieldError {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        );
+        ApiError::validation(errors)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
+impl From<SchemaError> for ApiError {
+    fn from(e: SchemaError) -> Self {
+        match e {
+            SchemaError::Invalid {
+                field,
+                code,
+                message,
+            } => ApiError::field(&field, &code, &message),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store read failed");
+        ApiError::internal("Something went wrong while reading data.")
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NoCollection | WriteError::NotFound => ApiError::missing(),
+            WriteError::IdTaken => {
+                ApiError::field("id", "validation_not_unique", "The id is already taken.")
+            }
+            WriteError::NotUnique { fields, .. } => {
+                let mut errors = FieldErrors::new();
+                for f in fields {
+                    errors.insert(
+                        f,
+                        crate::schema::FieldError {
+                            code: "validation_not_unique".into(),
+                            message: "Value must be unique.".into(),
+                        },
+                    );
+                }
+                ApiError::validation(errors)
+            }
+            WriteError::Conflict => {
+                ApiError::new(409, "The record was changed by another request; retry.")
+            }
+            WriteError::Overloaded => {
+                let mut e = ApiError::new(503, "The server is busy; retry shortly.");
+                e.retry_after = Some(1);
+                e
+            }
+            WriteError::ShuttingDown => ApiError::new(503, "The server is shutting down."),
+            WriteError::Storage(msg) => {
+                tracing::error!(error = %msg, "write failed");
+                ApiError::internal("Something went wrong while saving data.")
+            }
+        }
+    }
+}

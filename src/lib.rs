@@ -1,0 +1,33 @@
+//! Basalt: a self-hosted Backend-as-a-Service in one binary.
+//!
+//! Module map (see ARCHITECTURE.md for what each may import):
+
+/// Actix handlers, extractors, error rendering, middleware (thin).
+pub mod api;
+/// Building and running the HTTP server.
+pub mod app;
+/// Passwords (argon2id) and tokens (JWT HS256).
+pub mod auth;
+/// Wall clock and the wire date format.
+pub mod clock;
+/// Server configuration.
+pub mod config;
+/// Operations shared by REST, batch, dashboard and CLI.
+pub mod core;
+/// The one client-facing error type.
+pub mod error;
+/// Random ids and secrets.
+pub mod ids;
+/// Filter language, sort and index key encoding (pure).
+pub mod query;
+/// Access rules.
+pub mod rules;
+/// Collections: model, JSON Schema, record shape.
+pub mod schema;
+/// Shared state handle.
+pub mod state;
+/// sled-backed store: records, indexes, change log, group commit.
+pub mod store;
+
+pub use app::App;
+pub use config::Config;

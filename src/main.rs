@@ -1,0 +1,174 @@
+//! The `basalt` command line: parse, build, run. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use basalt::config::LogFormat;
+use basalt::{App, Config};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "basalt",
+    version,
+    about = "Self-hosted Backend-as-a-Service in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log line format.
+    #[arg(long, global = true, env = "BASALT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "BASALT_HTTP", default_value = "127.0.0.1:8090")]
+        http: String,
+        /// Data directory (created on first start).
+        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
+        dir: PathBuf,
+        /// Allowed CORS origins: '*' or a comma-separated list.
+        #[arg(long, env = "BASALT_ORIGINS", default_value = "*")]
+        origins: String,
+        /// Largest accepted JSON request body, in bytes.
+        #[arg(long, env = "BASALT_MAX_BODY", default_value_t = 1024 * 1024)]
+        max_body: usize,
+        /// HTTP worker threads (0 = one per CPU core).
+        #[arg(long, env = "BASALT_WORKERS", default_value_t = 0)]
+        workers: usize,
+    },
+    /// Manage dashboard superusers (works while the server is stopped).
+    Superuser {
+        #[command(subcommand)]
+        action: SuperuserAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SuperuserAction {
+    /// Create a superuser, or set the password of an existing one.
+    Upsert {
+        email: String,
+        password: String,
+        /// Data directory.
+        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
+        dir: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve {
+                http,
+                dir,
+                origins,
+                max_body,
+                workers,
+            } => {
+                serve(Config {
+                    http,
+                    dir,
+                    origins,
+                    max_body,
+                    workers,
+                })
+                .await
+            }
+            Command::Superuser {
+                action:
+                    SuperuserAction::Upsert {
+                        email,
+                        password,
+                        dir,
+                    },
+            } => upsert(Config::for_dir(dir), &email, &password).await,
+        }
+    })
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let dir = config.dir.display().to_string();
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "Basalt listening on http://127.0.0.1:{} (data dir {dir})",
+        app.port()
+    );
+    if !app.has_superuser() {
+        println!("No superuser yet. Create one with:\n  basalt superuser upsert EMAIL PASSWORD --dir {dir}");
+    }
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn upsert(config: Config, email: &str, password: &str) -> ExitCode {
+    let state = match basalt::app::open_state(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = basalt::core::records::upsert_superuser(&state, email, password).await;
+    let store = state.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+    match result {
+        Ok(_) => {
+            println!("Superuser {email} saved.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let details: Vec<String> = e
+                .data
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}",
+                        v.get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("invalid")
+                    )
+                })
+                .collect();
+            eprintln!(
+                "error: {}{}",
+                e.message,
+                if details.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", details.join("; "))
+                }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The collection model as the collections API takes and returns it, and the
+//! checks a definition must pass before it is saved.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::SchemaError;
+use crate::store::index::IndexField;
+use crate::store::IndexDef;
+
+/// `base` holds plain records; `auth` adds users' system fields and login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectionType {
+    Base,
+    Auth,
+}
+
+/// A declared secondary index, as the API spells it:
+/// `{"name":"by_views","fields":["views","-created"],"unique":false}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSpec {
+    pub name: String,
+    pub fields: Vec<String>,
+    #[serde(default)]
+    pub unique: bool,
+}
+
+/// Options of auth collections (token lifetimes in seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthOptions {
+    pub auth_token_duration: u64,
+    pub identity_fields: Vec<String>,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            // PocketBase's default is 5 days; the contract asks for 7.
+            auth_token_duration: 7 * 24 * 3600,
+            identity_fields: vec!["email".into()],
+        }
+    }
+}
+
+/// A collection definition. Rules: `None` = superusers only, `""` = anyone,
+/// otherwise a filter expression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: CollectionType,
+    #[serde(default)]
+    pub system: bool,
+    pub schema: Value,
+    #[serde(default)]
+    pub indexes: Vec<IndexSpec>,
+    pub list_rule: Option<String>,
+    pub view_rule: Option<String>,
+    pub create_rule: Option<String>,
+    pub update_rule: Option<String>,
+    pub delete_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manage_rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_options: Option<AuthOptions>,
+    pub created: String,
+    pub updated: String,
+}
+
+/// Fields every record has, managed by the server.
+pub const BASE_SYSTEM_FIELDS: &[&str] = &[
+    "id",
+    "collectionId",
+    "collectionName",
+    "created",
+    "updated",
+    "expand",
+];
+
+/// Extra system fields of auth records (plus write-only helpers).
+pub const AUTH_SYSTEM_FIELDS: &[&str] = &[
+    "email",
+    "emailVisibility",
+    "verified",
+    "password",
+    "passwordConfirm",
+    "oldPassword",
+    "tokenKey",
+];
+
+/// Keys a client may send when creating or updating a collection.
+const WRITABLE_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "schema",
+    "indexes",
+    "listRule",
+    "viewRule",
+    "createRule",
+    "updateRule",
+    "deleteRule",
+    "authRule",
+    "manageRule",
+    "authOptions",
+];
+
+/// Keys the server sets; sending them is allowed (so a GET result can be
+/// sent back) but they are ignored.
+const READ_ONLY_KEYS: &[&str] = &["id", "system", "created", "updated"];
+
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    name.len() <= 63 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn field_error(field: &str, code: &str, message: impl Into<String>) -> SchemaError {
+    SchemaError::Invalid {
+        field: field.to_owned(),
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl Collection {
+    /// Builds a new collection from a create request body.
+    pub fn from_create(
+        body: Map<String, Value>,
+        id: String,
+        now: String,
+    ) -> Result<Collection, SchemaError> {
+        let kind = match body.get("type") {
+            None | Some(Value::Null) => CollectionType::Base,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                field_error(
+                    "type",
+                    "validation_invalid_value",
+                    "type must be \"base\" or \"auth\"",
+                )
+            })?,
+        };
+        let mut c = Collection {
+            id,
+            name: String::new(),
+            kind,
+            system: false,
+            schema: serde_json::json!({"type": "object"}),
+            indexes: vec![],
+            list_rule: None,
+            view_rule: None,
+            create_rule: None,
+            update_rule: None,
+            delete_rule: None,
+            auth_rule: None,
+            manage_rule: None,
+            auth_options: None,
+            created: now.clone(),
+            updated: now,
+        };
+        if kind == CollectionType::Auth {
+            c.auth_rule = Some(String::new());
+            c.auth_options = Some(AuthOptions::default());
+        }
+        c.apply(body)?;
+        Ok(c)
+    }
+
+    /// Applies the writable keys of a create/patch body onto `self`.
+    /// Absent keys are left as they are; `null` clears a rule.
+    pub fn apply(&mut self, body: Map<String, Value>) -> Result<(), SchemaError> {
+        for (key, value) in body {
+            match key.as_str() {
+                "name" => {
+                    self.name = value
+                        .as_str()
+                        .ok_or_else(|| {
+                            field_error("name", "validation_invalid_value", "name must be a string")
+                        })?
+                        .to_owned()
+                }
+                "type" => {
+                    let kind: CollectionType = serde_json::from_value(value).map_err(|_| {
+                        field_error(
+                            "type",
+                            "validation_invalid_value",
+                            "type must be \"base\" or \"auth\"",
+                        )
+                    })?;
+                    if kind != self.kind {
+                        return Err(field_error(
+                            "type",
+                            "validation_invalid_value",
+                            "the type of an existing collection cannot change",
+                        ));
+                    }
+                }
+                "schema" => self.schema = value,
+                "indexes" => {
+                    self.indexes = serde_json::from_value(value).map_err(|e| {
+                        field_error(
+                            "indexes",
+                            "validation_invalid_value",
+                            format!("indexes must be a list of {{name, fields, unique?}}: {e}"),
+                        )
+                    })?
+                }
+                "listRule" | "viewRule" | "createRule" | "updateRule" | "deleteRule"
+                | "authRule" | "manageRule" => {
+                    let rule = match value {
+                        Value::Null => None,
+                        Value::String(s) => Some(s),
+                        _ => {
+                            return Err(field_error(
+                                &key,
+                                "validation_invalid_value",
+                                "a rule must be a string or null",
+                            ))
+                        }
+                    };
+                    match key.as_str() {
+                        "listRule" => self.list_rule = rule,
+                        "viewRule" => self.view_rule = rule,
+                        "createRule" => self.create_rule = rule,
+                        "updateRule" => self.update_rule = rule,
+                        "deleteRule" => self.delete_rule = rule,
+                        "authRule" | "manageRule" if self.kind != CollectionType::Auth => {
+                            return Err(field_error(
+                                &key,
+                                "validation_invalid_value",
+                                "only auth collections have this rule",
+                            ))
+                        }
+                        "authRule" => self.auth_rule = rule,
+                        _ => self.manage_rule = rule,
+                    }
+                }
+                "authOptions" => {
+                    if self.kind != CollectionType::Auth {
+                        return Err(field_error(
+                            "authOptions",
+                            "validation_invalid_value",
+                            "only auth collections have auth options",
+                        ));
+                    }
+                    self.auth_options = Some(serde_json::from_value(value).map_err(|e| {
+                        field_error(
+                            "authOptions",
+                            "validation_invalid_value",
+                            format!("invalid auth options: {e}"),
+                        )
+                    })?)
+                }
+                k if READ_ONLY_KEYS.contains(&k) => {}
+                k => {
+                    return Err(field_error(
+                        k,
+                        "validation_unknown_field",
+                        format!(
+                            "unknown collection property '{k}' (allowed: {})",
+                            WRITABLE_KEYS.join(", ")
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the name, the system-field rules of the schema and the indexes.
+    /// (The schema itself is compiled separately.)
+    pub fn check(&self) -> Result<(), SchemaError> {
+        if !is_valid_name(&self.name) {
+            return Err(field_error(
+                "name",
+                "validation_invalid_name",
+                "name must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+            ));
+        }
+        if let Some(props) = self.schema.get("properties").and_then(Value::as_object) {
+            for key in props.keys() {
+                let reserved = BASE_SYSTEM_FIELDS.contains(&key.as_str())
+                    || (self.kind == CollectionType::Auth
+                        && AUTH_SYSTEM_FIELDS.contains(&key.as_str()));
+                if reserved {
+                    return Err(field_error(
+                        "schema",
+                        "validation_system_field",
+                        format!("the schema may not define the system field '{key}'"),
+                    ));
+                }
+                if key.ends_with('+') || key.ends_with('-') || key.starts_with('+') {
+                    return Err(field_error(
+                        "schema",
+                        "validation_invalid_value",
+                        format!("property '{key}' may not start with '+' or end with '+'/'-' (those are update modifiers)"),
+                    ));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, idx) in self.indexes.iter().enumerate() {
+            let at = format!("indexes.{i}");
+            if !is_valid_name(&idx.name) {
+                return Err(field_error(
+                    &at,
+                    "validation_invalid_name",
+                    "an index name must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                ));
+            }
+            if !names.insert(idx.name.as_str()) || idx.name.starts_with("_sys") {
+                return Err(field_error(
+                    &at,
+                    "validation_not_unique",
+                    format!("index name '{}' is taken or reserved", idx.name),
+                ));
+            }
+            if idx.fields.is_empty() || idx.fields.len() > 8 {
+                return Err(field_error(
+                    &at,
+                    "validation_invalid_value",
+                    "an index needs 1 to 8 fields",
+                ));
+            }
+            for f in &idx.fields {
+                let path = f.strip_prefix('-').unwrap_or(f);
+                if path.is_empty() || path.split('.').any(|s| s.is_empty() || s.len() > 255) {
+                    return Err(field_error(
+                        &at,
+                        "validation_invalid_value",
+                        format!("invalid index field '{f}'"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's index definitions: the declared ones plus system indexes
+    /// (`_sys_created` for the default order, `_sys_email` on auth collections).
+    pub fn index_defs(&self) -> Vec<IndexDef> {
+        let mut out = vec![IndexDef {
+            name: "_sys_created".into(),
+            unique: false,
+            fields: vec![IndexField {
+                path: vec!["created".into()],
+                desc: false,
+            }],
+            lowercase: false,
+        }];
+        if self.kind == CollectionType::Auth {
+            out.push(IndexDef {
+                name: "_sys_email".into(),
+                unique: true,
+                fields: vec![IndexField {
+                    path: vec!["email".into()],
+                    desc: false,
+                }],
+                lowercase: true,
+            });
+        }
+        for idx in &self.indexes {
+            out.push(IndexDef {
+                name: idx.name.clone(),
+                unique: idx.unique,
+                fields: idx
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        let (desc, path) = match f.strip_prefix('-') {
+                            Some(p) => (true, p),
+                            None => (false, f.as_str()),
+                        };
+                        IndexField {
+                            path: path.split('.').map(str::to_owned).collect(),
+                            desc,
+                        }
+                    })
+                    .collect(),
+                lowercase: false,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,22 @@
+//! Collections: the model, JSON Schema compilation and its cache, system
+//! fields and the record shape (what a client may write, what it may see).
+
+pub mod collection;
+pub mod compile;
+pub mod record;
+mod registry;
+
+pub use collection::{Collection, CollectionType, IndexSpec};
+pub use compile::{FieldError, FieldErrors};
+pub use registry::{CompiledCollection, Registry};
+
+/// Why a collection definition was refused; reported as a 400 naming the field.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: String,
+        code: String,
+        message: String,
+    },
+}

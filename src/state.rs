@@ -1,0 +1,21 @@
+//! The shared state every request path works with.
+
+use std::sync::Arc;
+
+use crate::auth::Tokens;
+use crate::config::Config;
+use crate::schema::Registry;
+use crate::store::Store;
+
+/// Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub registry: Registry,
+    pub tokens: Tokens,
+    pub config: Arc<Config>,
+    /// Serialises collection changes (create/update/delete): they are rare,
+    /// and doing them one at a time keeps the name check and the cache update
+    /// consistent. A tokio mutex because it is held across the store write.
+    pub collection_lock: Arc<tokio::sync::Mutex<()>>,
+}

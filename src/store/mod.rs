@@ -1,0 +1,474 @@
+//! The document store: records, secondary indexes, the change log and
+//! collection metadata on sled, behind Basalt's own types.
+//!
+//! Nothing of sled leaks out of this module, so a second engine (PostgreSQL +
+//! NATS for scale-out) can replace it without touching handlers.
+//!
+//! Layout (sled trees):
+//! - `meta`: `coll/<id>` → collection JSON, `count/<id>` → u64 record count,
+//!   `seq` → u64 head sequence number, `secret` → server signing secret,
+//!   `settings` → settings JSON.
+//! - `rec/<collection id>`: record id → `rev (u64 BE) ++ record JSON`, where
+//!   `rev` is the `seq` of the record's last write (used for optimistic
+//!   concurrency on updates).
+//! - `idx/<collection id>/<index name>`: see [`index`].
+//! - `changes`: `seq (u64 BE)` → [`Change`] JSON.
+//!
+//! Reads go straight to sled (lock-free, never wait for writes). Every write
+//! goes through the single [`writer`] thread, which commits groups atomically
+//! and fsyncs once per group before anyone is answered.
+
+pub mod index;
+mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{broadcast, oneshot};
+
+pub use index::IndexDef;
+use writer::{Job, Writer};
+
+/// How many jobs may wait for the writer. Beyond this a write is refused with
+/// [`WriteError::Overloaded`] (503) instead of queueing without bound: memory
+/// stays bounded and clients learn to back off.
+const WRITE_QUEUE: usize = 8192;
+
+/// How many changes the realtime hub buffers for slow subscribers before they
+/// lag (they then resync from the change log).
+const HUB_CAPACITY: usize = 16_384;
+
+/// Errors from opening or reading the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data dir {0} is already in use by another process")]
+    Locked(PathBuf),
+    #[error("storage error: {0}")]
+    Io(String),
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// Why a write was not committed. Each variant is a client-visible outcome,
+/// except `Storage`, which means the disk failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the collection does not exist")]
+    NoCollection,
+    #[error("the record does not exist")]
+    NotFound,
+    #[error("a record with this id already exists")]
+    IdTaken,
+    #[error("value must be unique (index {index})")]
+    NotUnique { index: String, fields: Vec<String> },
+    #[error("the record changed concurrently")]
+    Conflict,
+    #[error("the write queue is full")]
+    Overloaded,
+    #[error("the store is shutting down")]
+    ShuttingDown,
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// What a write expects of the record's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Create: the id must be free.
+    Absent,
+    /// Update/delete: the record must exist at exactly this revision.
+    Rev(u64),
+    /// Upsert/delete without a concurrency check; the record must exist for a delete.
+    Any,
+}
+
+/// The parts of a collection the store needs to write its records.
+#[derive(Debug, Clone)]
+pub struct CollectionSpec {
+    pub id: String,
+    pub name: String,
+    pub indexes: Vec<IndexDef>,
+}
+
+/// One operation inside an atomic write job.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    PutRecord {
+        collection: Arc<CollectionSpec>,
+        id: String,
+        data: Value,
+        expect: Expect,
+    },
+    DeleteRecord {
+        collection: Arc<CollectionSpec>,
+        id: String,
+        expect: Expect,
+    },
+    /// Creates or replaces a collection definition.
+    PutCollection { id: String, def: Value },
+    /// Removes a collection, its records and its index trees.
+    DeleteCollection { id: String },
+    /// Sets a `meta` key (settings); `None` removes it.
+    PutMeta { key: String, value: Option<Vec<u8>> },
+}
+
+/// What a committed operation produced.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    Record { seq: u64, rev: u64, data: Value },
+    Deleted { seq: u64, last: Value },
+    Done,
+}
+
+/// A record change as the change log and the realtime hub carry it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: u64,
+    pub action: Action,
+    #[serde(rename = "collectionId")]
+    pub collection_id: String,
+    #[serde(rename = "collectionName")]
+    pub collection_name: String,
+    /// The record after the write; for a delete, its last state.
+    pub record: Value,
+    /// Commit time, milliseconds since the epoch (for retention).
+    pub ts: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A stored record and its revision.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub rev: u64,
+    pub data: Value,
+}
+
+/// Cheap-clone handle to the store (mini-redis style `Db { shared }`).
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: sled::Db,
+    meta: sled::Tree,
+    changes: sled::Tree,
+    /// Std `SyncSender`: the writer is a plain thread (it blocks on fsync), and
+    /// `try_send` lets async handlers enqueue without blocking the runtime.
+    jobs: SyncSender<Job>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    hub: broadcast::Sender<Arc<Change>>,
+    /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
+    /// process gets a clear message instead of sled's internal error.
+    _lock: File,
+}
+
+pub(crate) fn records_tree(collection_id: &str) -> String {
+    format!("rec/{collection_id}")
+}
+
+pub(crate) fn index_tree(collection_id: &str, index: &str) -> String {
+    format!("idx/{collection_id}/{index}")
+}
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
+    if bytes.len() < 8 {
+        return Err(StoreError::Corrupt("record shorter than its header".into()));
+    }
+    let rev = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
+    let data = serde_json::from_slice(&bytes[8..])
+        .map_err(|e| StoreError::Corrupt(format!("record JSON: {e}")))?;
+    Ok(StoredRecord { rev, data })
+}
+
+pub(crate) fn encode_record(rev: u64, data: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(&rev.to_be_bytes());
+    // Serialising a serde_json::Value into a Vec cannot fail.
+    serde_json::to_writer(&mut out, data).expect("serialize JSON value");
+    out
+}
+
+fn read_u64(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and starts its writer.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        restrict_permissions(dir, 0o700);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(dir.to_path_buf()));
+        }
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        let changes = db.open_tree("changes")?;
+        // The head seq is kept in meta (the change log may be trimmed), but
+        // trust the log's last key if it is ahead (it is written in the same
+        // transaction, so they agree unless meta was lost).
+        let mut head = read_u64(meta.get("seq")?);
+        if let Some((k, _)) = changes.last()? {
+            if let Ok(b) = k.as_ref().try_into() {
+                head = head.max(u64::from_be_bytes(b));
+            }
+        }
+        let (hub, _) = broadcast::channel(HUB_CAPACITY);
+        let (jobs, rx) = mpsc::sync_channel(WRITE_QUEUE);
+        let writer = Writer::new(db.clone(), meta.clone(), changes.clone(), head, hub.clone());
+        let handle = std::thread::Builder::new()
+            .name("basalt-writer".into())
+            .spawn(move || writer.run(rx))?;
+        let store = Store {
+            shared: Arc::new(Shared {
+                db,
+                meta,
+                changes,
+                jobs,
+                writer: Mutex::new(Some(handle)),
+                hub,
+                _lock: lock,
+            }),
+        };
+        store.drop_orphan_trees()?;
+        Ok(store)
+    }
+
+    /// Drops record/index trees whose collection no longer exists (left over
+    /// when a crash hit between a collection delete's commit and its cleanup).
+    fn drop_orphan_trees(&self) -> Result<(), StoreError> {
+        let live: std::collections::HashSet<String> = self
+            .collections()?
+            .iter()
+            .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for name in self.shared.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let owner = name
+                .strip_prefix("rec/")
+                .or_else(|| name.strip_prefix("idx/").and_then(|r| r.split('/').next()));
+            if let Some(owner) = owner {
+                if !live.contains(owner) {
+                    self.shared.db.drop_tree(name.as_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits an atomic job (all ops commit together or none do) and waits
+    /// until it is durable on disk.
+    pub async fn write(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        match self.shared.jobs.try_send(Job::Write { ops, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(WriteError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(WriteError::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Like [`Store::write`] for callers outside an async runtime (CLI).
+    pub fn write_blocking(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .jobs
+            .send(Job::Write { ops, reply })
+            .map_err(|_| WriteError::ShuttingDown)?;
+        rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Stops the writer after it has committed everything queued before this
+    /// call, then flushes. Later writes fail with `ShuttingDown`.
+    pub fn shutdown(&self) {
+        let _ = self.shared.jobs.send(Job::Shutdown);
+        if let Some(h) = self.shared.writer.lock().ok().and_then(|mut g| g.take()) {
+            let _ = h.join();
+        }
+        let _ = self.shared.db.flush();
+    }
+
+    /// Subscribes to committed changes, in seq order, after they are durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.shared.hub.subscribe()
+    }
+
+    /// The seq of the newest committed change.
+    pub fn head_seq(&self) -> u64 {
+        read_u64(self.shared.meta.get("seq").ok().flatten())
+    }
+
+    /// Reads a `meta` key.
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Sets a `meta` key only if absent (used once, for the server secret);
+    /// returns the value that is stored afterwards. Durable before returning.
+    pub fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let _ = self
+            .shared
+            .meta
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
+        self.shared.db.flush()?;
+        Ok(self
+            .shared
+            .meta
+            .get(key)?
+            .map(|v| v.to_vec())
+            .unwrap_or_default())
+    }
+
+    /// All collection definitions as stored.
+    pub fn collections(&self) -> Result<Vec<Value>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.shared.meta.scan_prefix("coll/") {
+            let (_, v) = kv?;
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The number of records in a collection (kept by the writer, O(1)).
+    pub fn count(&self, collection_id: &str) -> u64 {
+        read_u64(
+            self.shared
+                .meta
+                .get(format!("count/{collection_id}"))
+                .ok()
+                .flatten(),
+        )
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.shared.db.open_tree(name)?)
+    }
+
+    /// One record by id.
+    pub fn get(&self, collection_id: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
+        match self.tree(&records_tree(collection_id))?.get(id)? {
+            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Iterates a collection's records in id order, optionally in reverse.
+    pub fn scan(
+        &self,
+        collection_id: &str,
+        reverse: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send>, StoreError> {
+        let tree = self.tree(&records_tree(collection_id))?;
+        let map = |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
+            Ok((_, v)) => decode_record(&v),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        Ok(if reverse {
+            Box::new(tree.iter().rev().map(map))
+        } else {
+            Box::new(tree.iter().map(map))
+        })
+    }
+
+    /// Iterates record ids through an index, in key order (or reverse).
+    /// `from` (inclusive) and `to` (exclusive) bound the raw index key.
+    pub fn index_ids(
+        &self,
+        collection_id: &str,
+        index: &IndexDef,
+        reverse: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<String, StoreError>> + Send>, StoreError> {
+        let tree = self.tree(&index_tree(collection_id, &index.name))?;
+        let unique = index.unique;
+        let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
+            Ok((k, v)) => Ok(index::id_of_entry(unique, &k, &v)),
+            Err(e) => Err(StoreError::from(e)),
+        };
+        Ok(if reverse {
+            Box::new(tree.iter().rev().map(map))
+        } else {
+            Box::new(tree.iter().map(map))
+        })
+    }
+
+    /// Looks up a record id by the exact key of a unique index.
+    pub fn unique_lookup(
+        &self,
+        collection_id: &str,
+        index: &IndexDef,
+        values: &[&Value],
+    ) -> Result<Option<String>, StoreError> {
+        let key = index.key_of_values(values);
+        let tree = self.tree(&index_tree(collection_id, &index.name))?;
+        Ok(tree
+            .get(key)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Changes with `seq > after`, oldest first.
+    pub fn changes_since(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<Change, StoreError>> + Send {
+        self.shared
+            .changes
+            .range((after.saturating_add(1)).to_be_bytes()..)
+            .map(|kv| {
+                let (_, v) = kv?;
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
+            })
+    }
+
+    /// Approximate bytes on disk (for the dashboard and benchmarks).
+    pub fn size_on_disk(&self) -> u64 {
+        self.shared.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Best effort: the data dir holds the signing secret and password hashes.
+fn restrict_permissions(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+}
