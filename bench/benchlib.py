@@ -268,7 +268,8 @@ def cmd_report(results_path, meta_path, commands_path):
     w(f"- Load generator: {meta.get('wrk_version', 'wrk')}, `{meta.get('wrk_args', '')}` "
       f"(read workloads after a {meta.get('warmup', '0s')} warm-up that is not counted); "
       "client and server share the same machine and cores")
-    w(f"- Servers run one at a time, each on a fresh data directory, bound to 127.0.0.1")
+    w(f"- Servers run one at a time, each on a fresh data directory ({meta.get('fs', '?')} "
+      "file system), bound to 127.0.0.1")
     w("")
     w("## Throughput and latency")
     w("")

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for bench/run.sh. Source it; do not run it.
 #
 # Expects these to be set by the caller before use:

@@ -36,8 +36,11 @@ BENCH_EMAIL=bench@example.com
 BENCH_PASSWORD=bench-password-123
 COLLECTION=posts
 
-RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/basalt-bench.XXXXXX")
-: >"$RUN_DIR/results.jsonl" >"$RUN_DIR/meta.tsv" >"$RUN_DIR/commands.txt" >"$RUN_DIR/pids"
+# Scratch dir (data dirs, logs). /var/tmp rather than /tmp: /tmp is often a
+# tmpfs, where fsync costs nothing and Basalt's durable writes would look free.
+: "${BENCH_TMPDIR:=/var/tmp}"
+RUN_DIR=$(mktemp -d "$BENCH_TMPDIR/basalt-bench-run.XXXXXX")
+touch "$RUN_DIR/results.jsonl" "$RUN_DIR/meta.tsv" "$RUN_DIR/commands.txt" "$RUN_DIR/pids"
 
 FAILED=0
 cleanup() {
@@ -273,6 +276,11 @@ meta nproc "$(nproc)"
 meta cpu "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 meta ram "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 meta kernel "$(uname -r)"
+RUN_FS=$(df --output=fstype "$RUN_DIR" | tail -n1 | tr -d ' ')
+meta fs "$RUN_FS ($(df --output=source "$RUN_DIR" | tail -n1 | tr -d ' '))"
+if [[ "$RUN_FS" == tmpfs || "$RUN_FS" == ramfs ]]; then
+    log "WARNING: data dirs are on $RUN_FS: fsync is free there; set BENCH_TMPDIR to a disk"
+fi
 meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
 meta wrk_args "-t$BENCH_THREADS -c$BENCH_CONNECTIONS -d$BENCH_DURATION --timeout $BENCH_WRK_TIMEOUT --latency"
 meta warmup "$BENCH_WARMUP"

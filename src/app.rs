@@ -90,6 +90,11 @@ impl App {
         })
     }
 
+    /// The shared state (tests and the CLI use it for setup).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests: the real server on port 0 with a temp data dir, over HTTP.
+//! (One binary for all areas, so it links once.)
+
+mod auth;
+mod collections;
+mod errors;
+mod helpers;
+mod persistence;
+mod records;

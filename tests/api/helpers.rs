@@ -1,0 +1,227 @@
+//! Test harness: the real server on port 0 with a fresh temp data dir, and a
+//! small typed HTTP client over it.
+
+use std::path::{Path, PathBuf};
+
+use actix_web::dev::ServerHandle;
+use awc::http::Method;
+use serde_json::{json, Value};
+
+use basalt::{App, Config};
+
+pub const SU_EMAIL: &str = "root@example.com";
+pub const SU_PASSWORD: &str = "correct horse battery";
+
+/// A running server and its data dir.
+pub struct TestApp {
+    pub base: String,
+    pub dir: PathBuf,
+    /// Keeps the temp dir alive for the test's duration.
+    _tmp: Option<tempfile::TempDir>,
+    handle: ServerHandle,
+    task: Option<actix_web::rt::task::JoinHandle<std::io::Result<()>>>,
+    pub client: awc::Client,
+    pub token: String,
+    /// The server's state, for setup only (creating the first superuser as
+    /// the CLI does); tests talk HTTP for everything they check.
+    pub state: basalt::state::AppState,
+}
+
+/// An HTTP answer: status and parsed JSON body (`Value::Null` if empty).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: awc::http::header::HeaderMap,
+}
+
+impl Resp {
+    /// The `data` entry for `field` of an error answer.
+    pub fn field_code(&self, field: &str) -> Option<&str> {
+        self.body["data"][field]["code"].as_str()
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish()
+}
+
+/// Starts a server on a fresh temp dir with one superuser, logged in.
+pub async fn spawn_app() -> TestApp {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().to_path_buf();
+    let mut app = start(&dir, Some(tmp)).await;
+    basalt::core::records::upsert_superuser(&app.state, SU_EMAIL, SU_PASSWORD)
+        .await
+        .expect("create superuser");
+    app.token = app.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
+    app
+}
+
+/// Starts a server on `dir` (which may hold data from an earlier run).
+pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
+    let mut config = Config::for_dir(dir);
+    config.workers = 2;
+    let app = App::build(config).await.expect("build app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let handle = app.handle();
+    let task = actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        dir: dir.to_path_buf(),
+        _tmp: tmp,
+        handle,
+        task: Some(task),
+        client: client(),
+        token: String::new(),
+        state,
+    }
+}
+
+impl TestApp {
+    /// Stops gracefully and waits until the store is closed; returns the
+    /// temp dir so the test can restart on it.
+    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.handle.stop(true).await;
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server result");
+        }
+        (self.dir.clone(), self._tmp.take())
+    }
+
+    /// Restarts on the same data dir and logs the superuser in again.
+    pub async fn restart(self) -> TestApp {
+        let (dir, tmp) = self.stop().await;
+        let mut app = start(&dir, tmp).await;
+        app.token = app.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
+        app
+    }
+
+    pub async fn login(&self, collection: &str, identity: &str, password: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/api/collections/{collection}/auth-with-password"),
+                Some(json!({"identity": identity, "password": password})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "login failed: {:?}", r.body);
+        r.body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Sends a request; `token` None = guest.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", t.to_owned()));
+        }
+        let res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        };
+        read(res.expect("request sent")).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Resp {
+        let res = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .insert_header(("Authorization", self.token.clone()))
+            .insert_header(("Content-Type", content_type.to_owned()))
+            .send_body(bytes)
+            .await
+            .expect("request sent");
+        read(res).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None, Some(&self.token)).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body), Some(&self.token))
+            .await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(body), Some(&self.token))
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call(Method::DELETE, path, None, Some(&self.token))
+            .await
+    }
+    pub async fn guest_get(&self, path: &str) -> Resp {
+        self.call(Method::GET, path, None, None).await
+    }
+    pub async fn guest_post(&self, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(body), None).await
+    }
+
+    /// Creates a collection (as superuser) and asserts success.
+    pub async fn create_collection(&self, def: Value) -> Value {
+        let r = self.post("/api/collections", def).await;
+        assert_eq!(r.status, 200, "create collection: {:?}", r.body);
+        r.body
+    }
+
+    /// A public `posts` collection used by many tests.
+    pub async fn posts(&self) -> Value {
+        self.create_collection(json!({
+            "name": "posts",
+            "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "maxLength": 200},
+                    "views": {"type": "integer", "minimum": 0},
+                    "email": {"type": "string", "format": "email"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "meta": {"type": "object", "properties": {"lang": {"type": "string", "minLength": 2}}}
+                },
+                "required": ["title"],
+                "additionalProperties": false
+            }
+        }))
+        .await
+    }
+}
+
+pub async fn read(
+    mut res: awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    >,
+) -> Resp {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.body().limit(64 * 1024 * 1024).await.expect("read body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Resp {
+        status,
+        body,
+        headers,
+    }
+}
