@@ -265,9 +265,11 @@ def cmd_report(results_path, meta_path, commands_path):
       f"{meta.get('ram', '?')} RAM, Linux {meta.get('kernel', '?')}")
     w(f"- Basalt: {version('basalt')}")
     w(f"- PocketBase: {version('pocketbase')}")
+    warmup = meta.get("warmup", "0")
+    warm = ("no warm-up" if warmup.rstrip("sm") in ("", "0")
+            else f"read workloads after a {warmup} warm-up that is not counted")
     w(f"- Load generator: {meta.get('wrk_version', 'wrk')}, `{meta.get('wrk_args', '')}` "
-      f"(read workloads after a {meta.get('warmup', '0s')} warm-up that is not counted); "
-      "client and server share the same machine and cores")
+      f"({warm}); client and server share the same machine and cores")
     w(f"- Servers run one at a time, each on a fresh data directory ({meta.get('fs', '?')} "
       "file system), bound to 127.0.0.1")
     w("")

@@ -199,6 +199,9 @@ bench_server() {
     local dir port base token
     dir="$RUN_DIR/$label"
     mkdir -p "$dir"
+    # Work inside the scratch dir (this runs in a subshell), so nothing a
+    # server or CLI writes to a relative path can land in the repository.
+    cd "$dir"
     port=$(free_port)
     base="http://127.0.0.1:$port"
     log "== $label on $base (dir $dir)"

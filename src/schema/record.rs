@@ -176,14 +176,16 @@ pub fn user_fields(coll: &CompiledCollection, record: &Value) -> Value {
     }
 }
 
+/// Whether `key` is a server-managed field (not described by the schema).
+pub fn is_system_field(key: &str, auth: bool) -> bool {
+    BASE_SYSTEM_FIELDS.contains(&key) || (auth && AUTH_SYSTEM_FIELDS.contains(&key))
+}
+
 fn user_doc(coll: &CompiledCollection, doc: &Map<String, Value>) -> Value {
     let auth = coll.is_auth();
     Value::Object(
         doc.iter()
-            .filter(|(k, _)| {
-                !BASE_SYSTEM_FIELDS.contains(&k.as_str())
-                    && !(auth && AUTH_SYSTEM_FIELDS.contains(&k.as_str()))
-            })
+            .filter(|(k, _)| !is_system_field(k, auth))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     )

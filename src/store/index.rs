@@ -1,7 +1,7 @@
 //! Secondary index entries: how a record maps to keys in an index tree.
 //!
 //! Key = the order-preserving encoding of the indexed values (see
-//! [`crate::query::keys`]), so a forward scan of the tree is a sort by those
+//! [`crate::query::encode_key`]), so a forward scan of the tree is a sort by those
 //! fields. The value is always the record id.
 //!
 //! - Non-unique index: key = `values ++ id` (ties ordered by id).
@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::query::keys::encode_value;
+use crate::query::encode_value;
 
 /// One indexed field: a dotted path, descending when `desc`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
