@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need,
+# checks formatting and lints, then runs every test against the real server.
+#
+#   ./scripts/test.sh
+#
+# CARGO_TARGET_DIR defaults to /var/tmp/basalt-target so repeated runs (and
+# CI on the same machine) reuse build artefacts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/basalt-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is required (https://rustup.rs): install a Rust toolchain first" >&2
+    exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests"
+cargo nextest run --locked --no-fail-fast
