@@ -208,3 +208,49 @@ async fn locked_data_dir_is_a_clear_error() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(app.guest_get("/api/health").await.status, 200);
 }
+
+#[actix_web::test]
+async fn sigterm_stops_gracefully_with_exit_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(basalt()
+        .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
+        .arg(dir)
+        .status()
+        .unwrap()
+        .success());
+    let (mut child, base) = start_binary(dir);
+    let token = login(&base).await;
+    let c = client();
+    let res = c
+        .post(format!("{base}/api/collections"))
+        .insert_header(("Authorization", token.clone()))
+        .send_json(&json!({"name": "notes", "createRule": "", "schema": {"type": "object"}}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    for i in 0..20 {
+        let res = c
+            .post(format!("{base}/api/collections/notes/records"))
+            .send_json(&json!({"i": i}))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "graceful stop must exit 0");
+    let (mut child, base) = start_binary(dir);
+    let token = login(&base).await;
+    let res = c
+        .get(format!("{base}/api/collections/notes/records"))
+        .insert_header(("Authorization", token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(res).await.body["totalItems"], 20);
+    child.kill().ok();
+    child.wait().ok();
+}
