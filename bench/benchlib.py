@@ -13,6 +13,15 @@ Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
   load BASE COLLECTION N [--concurrency C]
                                          create N records with C threads
                                          (http.client, keep-alive); prints JSON
+  probe URL                              GET a list URL once; print a JSON summary
+                                         (status, totalItems, items, first id,
+                                         nextCursor); exit 2 unless 2xx + list body
+  follow-cursor URL PAGE                 from page 1 at URL, follow nextCursor
+                                         until PAGE; print the cursor of PAGE as
+                                         JSON; exit 3 if there is no nextCursor
+  jget JSON KEY                          one top-level value of a JSON object
+  json KEY=VALUE... KEY:=RAW...          a JSON object on one line: VALUE as a
+                                         string, RAW as JSON (numbers, null)
   wrk-result WRK_OUTPUT_FILE             the BENCH_RESULT JSON from a wrk run
   report RESULTS_JSONL META_TSV COMMANDS_TXT
                                          render the Markdown report
@@ -181,6 +190,92 @@ def cmd_load(base, collection, n, concurrency=8):
     print(json.dumps(out))
 
 
+def _summary(status, text):
+    """(ok, summary dict) for one list response."""
+    out = {"status": status}
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if 200 <= status < 300 and isinstance(body, dict) and isinstance(body.get("items"), list):
+        items = body["items"]
+        out.update(total_items=body.get("totalItems"), total_pages=body.get("totalPages"),
+                   items=len(items), first_id=items[0].get("id") if items else None,
+                   has_next_cursor="nextCursor" in body)
+        if "nextCursor" in body:
+            out["next_cursor"] = body["nextCursor"]
+        return True, out
+    msg = body.get("message") if isinstance(body, dict) and body.get("message") else text[:300]
+    out["error"] = f"HTTP {status}: {msg}"
+    return False, out
+
+
+def cmd_probe(url):
+    status, text = _request("GET", url)
+    ok, out = _summary(status, text)
+    print(json.dumps(out))
+    if not ok:
+        sys.exit(2)
+
+
+def cmd_follow_cursor(url, page):
+    """GET url (page 1), then follow nextCursor (`&cursor=<urlencoded>`) until
+    page PAGE is reached, on one keep-alive connection. Prints
+    {"cursor","page","hops","seconds","first_id","items"}: the cursor whose
+    page is PAGE. Exit 3 (printing {"skipped": ...}) if page 1 has no
+    nextCursor field; exit 1 if the cursor runs out or a request fails."""
+    page = int(page)
+    u = urllib.parse.urlsplit(url)
+    path = u.path + ("?" + u.query if u.query else "")
+    sep = "&" if u.query else "?"
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
+
+    def get(p):
+        conn.request("GET", p, headers={"Accept": "application/json"})
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+        ok, summ = _summary(resp.status, text)
+        if not ok:
+            print(json.dumps({"error": f"GET {p[:200]}: {summ['error']}"}))
+            sys.exit(1)
+        return json.loads(text), summ
+
+    t0 = time.monotonic()
+    body, summ = get(path)
+    if "nextCursor" not in body:
+        print(json.dumps({"skipped": "no nextCursor"}))
+        sys.exit(3)
+    cursor = None
+    for hop in range(1, page):
+        cursor = body.get("nextCursor")
+        if not cursor:
+            print(json.dumps({"error": f"nextCursor ran out on page {hop} (wanted page {page})"}))
+            sys.exit(1)
+        body, summ = get(path + sep + "cursor=" + urllib.parse.quote(str(cursor), safe=""))
+    conn.close()
+    print(json.dumps({"cursor": cursor, "page": page, "hops": page - 1,
+                      "seconds": round(time.monotonic() - t0, 2),
+                      "first_id": summ["first_id"], "items": summ["items"]}))
+
+
+def cmd_jget(text, key):
+    v = json.loads(text).get(key)
+    print("" if v is None else (json.dumps(v) if isinstance(v, (dict, list, bool)) else v))
+
+
+def cmd_json(*pairs):
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep:
+            sys.exit(f"json: expected KEY=VALUE or KEY:=RAW, got {p!r}")
+        if k.endswith(":"):
+            out[k[:-1]] = json.loads(v)
+        else:
+            out[k] = v
+    print(json.dumps(out, ensure_ascii=False))
+
+
 def cmd_wrk_result(path):
     with open(path) as f:
         for line in f:
@@ -194,6 +289,10 @@ def cmd_wrk_result(path):
 # Report
 
 SERVERS = [("basalt", "Basalt"), ("pocketbase", "PocketBase")]
+# Record kinds that make a row in the throughput table.
+ROW_KINDS = ("wrk", "skipped", "failed", "na")
+# Ratio against another PocketBase workload when PocketBase has no row of its own.
+COMPARE_WITH = {"deep-page-cursor": "deep-page-offset"}
 
 
 def _ms(us):
@@ -232,11 +331,15 @@ def cmd_report(results_path, meta_path, commands_path):
     with open(commands_path) as f:
         commands = [c.rstrip("\n") for c in f if c.strip()]
 
-    by = {}  # (server, workload) -> record
-    order = []  # workload names in the order they were first run
+    by = {}  # (server, workload) -> record (wrk, preload, rss, _status, skipped, failed, na)
+    probes = {}  # (server, workload) -> the single GET made before the wrk run
+    order = []  # workload rows in the order they were first run
     for r in results:
-        by[(r["server"], r["workload"])] = r
-        if r.get("kind") == "wrk" and r["workload"] not in order:
+        if r.get("kind") == "probe":
+            probes[(r["server"], r["workload"])] = r
+        else:
+            by[(r["server"], r["workload"])] = r
+        if r.get("kind") in ROW_KINDS and r["workload"] not in order:
             order.append(r["workload"])
 
     def get(server, workload, key):
@@ -249,8 +352,12 @@ def cmd_report(results_path, meta_path, commands_path):
         r = by.get((server, "_status"))
         return f"{v} — {r['status'] if r else 'not run'}"
 
-    def absent(server):
-        # Why a server has no figure: skipped by the user, or failed.
+    def absent(server, workload=None):
+        # Why a server has no figure: the workload said why (skipped, failed,
+        # not applicable), or the server was skipped by the user or failed.
+        r = by.get((server, workload))
+        if r and r.get("kind") in ("skipped", "failed", "na"):
+            return {"skipped": "skipped: ", "failed": "failed: ", "na": "n/a: "}[r["kind"]] + r["reason"]
         r = by.get((server, "_status"))
         if r and r["status"] != "ok":
             return "failed"
@@ -280,12 +387,30 @@ def cmd_report(results_path, meta_path, commands_path):
     for wl in order:
         for key, name in SERVERS:
             r = by.get((key, wl))
-            if r is None:
-                w(f"| {wl} | {name} | {absent(key)} | | | | | |")
+            if r is None or r.get("kind") != "wrk":
+                w(f"| {wl} | {name} | {absent(key, wl)} | | | | | |")
                 continue
             sock = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
             w(f"| {wl} | {name} | {_num(r['rps'])} | {_ms(r['p50_us'])} | {_ms(r['p99_us'])} "
               f"| {r['non2xx']} | {sock} | {_num(r['requests'])} |")
+    if probes:
+        w("")
+        w("## Query checks")
+        w("")
+        w("One GET of each URL before its wrk run (not timed). `totalItems` is what the "
+          "server reported (-1 with `skipTotal`); the data are random, so the counts differ "
+          "between the servers, but both must be > 0 where a count is asked for.")
+        w("")
+        w("| Workload | Server | request | totalItems | items on page | note |")
+        w("|---|---|---|---:|---:|---|")
+        for wl in order:
+            for key, name in SERVERS:
+                pr = probes.get((key, wl))
+                if pr is None:
+                    continue
+                ti = pr.get("total_items")
+                w(f"| {wl} | {name} | `{pr.get('url', '?')}` | {'–' if ti is None else f'{ti:,}'} "
+                  f"| {pr.get('items', '–')} | {pr.get('note', '')} |")
     w("")
     w("## Data set and memory")
     w("")
@@ -321,9 +446,14 @@ def cmd_report(results_path, meta_path, commands_path):
     w("| Workload | req/s | p50 | p99 |")
     w("|---|---:|---:|---:|")
     for wl in order:
-        w(f"| {wl} | {_ratio(get('basalt', wl, 'rps'), get('pocketbase', wl, 'rps'))} "
-          f"| {_ratio(get('basalt', wl, 'p50_us'), get('pocketbase', wl, 'p50_us'))} "
-          f"| {_ratio(get('basalt', wl, 'p99_us'), get('pocketbase', wl, 'p99_us'))} |")
+        pb_wl, label = wl, wl
+        if get("pocketbase", wl, "kind") != "wrk" and wl in COMPARE_WITH:
+            # No PocketBase equivalent of its own: compare with the stated one.
+            pb_wl = COMPARE_WITH[wl]
+            label = f"{wl} (PocketBase: {pb_wl})"
+        w(f"| {label} | {_ratio(get('basalt', wl, 'rps'), get('pocketbase', pb_wl, 'rps'))} "
+          f"| {_ratio(get('basalt', wl, 'p50_us'), get('pocketbase', pb_wl, 'p50_us'))} "
+          f"| {_ratio(get('basalt', wl, 'p99_us'), get('pocketbase', pb_wl, 'p99_us'))} |")
     w("")
     w("| Measure | Basalt / PocketBase |")
     w("|---|---:|")
@@ -340,12 +470,30 @@ def cmd_report(results_path, meta_path, commands_path):
       "stronger durability.")
     w("- `non-2xx` is wrk's count of responses with status ≥ 400 (wrk counts 3xx as "
       "success; none of these endpoints redirect). It must be 0 for a figure to count.")
-    w("- `create` writes records before the preload, so the preload only adds what is "
-      "missing to reach the target; `records at read time` is the size of the collection "
-      "during `get-by-id` and `list`.")
-    w(f"- `get-by-id` cycles over {meta.get('ids', '?')} ids taken from pages spread over "
-      "the whole collection. `list` is `?page=1&perPage=30` with each server's default sort "
-      "(PocketBase also counts `totalItems` on every request).")
+    if "create" in order:
+        w("- `create` writes records before the preload, so the preload only adds what is "
+          "missing to reach the target; `records at read time` is the size of the collection "
+          "during the read workloads.")
+    if "get-by-id" in order:
+        w(f"- `get-by-id` cycles over {meta.get('ids', '?')} ids taken from pages spread over "
+          "the whole collection.")
+    if "list" in order:
+        w("- `list` is `?page=1&perPage=30` with each server's default sort "
+          "(PocketBase also counts `totalItems` on every request).")
+    if meta.get("indexes"):
+        w(f"- Secondary index, created with the collection (before the preload): {meta['indexes']}")
+    if any(wl in order for wl in ("query-count", "query-skiptotal")):
+        w("- `query-count` is `?filter=views%3D42&sort=-created&perPage=30` (equality on the "
+          "indexed field, sorted, with the total count); `query-skiptotal` is the same with "
+          "`&skipTotal=1` (no count).")
+    if any(wl.startswith("deep-page") for wl in order):
+        w(f"- Deep pages (`sort=-created&perPage=30`): `deep-page-first` is page 1; "
+          f"`deep-page-offset` is `page={meta.get('deep_page', '?')}` (offset paging, both "
+          "servers); `deep-page-cursor` is the same position reached with Basalt's keyset "
+          "cursor (`&cursor=`, found by following `nextCursor` from page 1, not timed) and is "
+          "compared with PocketBase's offset page, PocketBase having no cursor. PocketBase has "
+          "no index on `created` alone, so it sorts for every `sort=-created` request; Basalt "
+          "reads its `created` index.")
     w("- VmRSS/VmHWM come from `/proc/<pid>/status` of the server process after the read "
       "workloads.")
     if meta.get("note"):
@@ -375,6 +523,10 @@ def main(argv):
         "count": cmd_count,
         "ids": cmd_ids,
         "load": cmd_load,
+        "probe": cmd_probe,
+        "follow-cursor": cmd_follow_cursor,
+        "jget": cmd_jget,
+        "json": cmd_json,
         "wrk-result": cmd_wrk_result,
         "report": cmd_report,
     }.get(cmd)

@@ -33,6 +33,10 @@ record_cmd() {
     printf '%s\n' "$line" >>"$RUN_DIR/commands.txt"
 }
 
+# bl_json KEY=VALUE... KEY:=RAW... : a one-line JSON object (for record_json);
+# VALUE is a string, RAW is JSON (a number, null, ...).
+bl_json() { bl json "$@"; }
+
 # record_json JSON : append one measurement to results.jsonl.
 record_json() { printf '%s\n' "$1" >>"$RUN_DIR/results.jsonl"; }
 

@@ -29,7 +29,24 @@ source "$BENCH_DIR/lib.sh"
 : "${BENCH_NO_BUILD:=0}"           # 1 = never build; a missing binary is an error
 : "${CARGO_TARGET_DIR:=/var/tmp/basalt-target}"
 : "${BASALT_BIN:=$CARGO_TARGET_DIR/release/basalt}"
-: "${BENCH_WORKLOADS:=create preload get-by-id list}"
+# Presets by tag: BENCH_TAG=query runs the query-engine workloads (the preload
+# is still needed); any other tag the foundation set. BENCH_WORKLOADS wins.
+QUERY_WORKLOADS="query-count query-skiptotal deep-page"
+case "$BENCH_TAG" in
+    query) : "${BENCH_WORKLOADS:=preload $QUERY_WORKLOADS}" ;;
+    *) : "${BENCH_WORKLOADS:=create preload get-by-id list}" ;;
+esac
+# Secondary index on (views, created): by default only when a query workload
+# runs, so the foundation figures keep measuring an unindexed collection.
+if [[ -z "${BENCH_INDEXES:-}" ]]; then
+    BENCH_INDEXES=0
+    for _w in $QUERY_WORKLOADS; do
+        [[ " $BENCH_WORKLOADS " == *" $_w "* ]] && BENCH_INDEXES=1
+    done
+fi
+# Deep page for deep-page: 90 % into the collection at 30 per page
+# (page 3000 of 100,000 records).
+: "${BENCH_DEEP_PAGE:=$((BENCH_RECORDS * 9 / 10 / 30 > 2 ? BENCH_RECORDS * 9 / 10 / 30 : 2))}"
 export BENCH_THREADS CARGO_TARGET_DIR
 
 BENCH_EMAIL=bench@example.com
@@ -75,10 +92,15 @@ pocketbase_start() {
     start_bg "$dir/server.log" "$PB_BIN" serve --http "127.0.0.1:$port" --dir "$dir/pb_data" \
         --automigrate=false --migrationsDir "$dir/pb_data/migrations"
 }
+PB_INDEX_SQL="CREATE INDEX idx_posts_views_created ON posts (views, created)"
 pocketbase_collection_body() {
     # views: onlyInt + min 0 mirror Basalt's {"type":"integer","minimum":0}.
-    cat <<'JSON'
+    # indexes: PocketBase keeps raw SQL CREATE INDEX statements.
+    local indexes='[]'
+    [[ "$BENCH_INDEXES" == 1 ]] && indexes="[\"$PB_INDEX_SQL\"]"
+    cat <<JSON
 {"name":"posts","type":"base","listRule":"","viewRule":"","createRule":"","updateRule":"","deleteRule":"",
+ "indexes":$indexes,
  "fields":[{"name":"title","type":"text","required":true},
            {"name":"views","type":"number","onlyInt":true,"min":0},
            {"name":"body","type":"text"},
@@ -97,9 +119,13 @@ basalt_start() {
     local dir=$1 port=$2
     start_bg "$dir/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$port" --dir "$dir/data"
 }
+BASALT_INDEX_JSON='{"name":"by_views","fields":["views","-created"]}'
 basalt_collection_body() {
-    cat <<'JSON'
+    local indexes='[]'
+    [[ "$BENCH_INDEXES" == 1 ]] && indexes="[$BASALT_INDEX_JSON]"
+    cat <<JSON
 {"name":"posts","type":"base","listRule":"","viewRule":"","createRule":"","updateRule":"","deleteRule":"",
+ "indexes":$indexes,
  "schema":{"type":"object",
            "properties":{"title":{"type":"string"},"views":{"type":"integer","minimum":0},"body":{"type":"string"}},
            "required":["title"],"additionalProperties":false}}
@@ -186,6 +212,127 @@ workload_list() {
     run_wrk "$label" list "$BENCH_DIR/list.lua" "$url"
 }
 
+# --- query-engine workloads (BENCH_TAG=query) ----------------------------------
+# Each timed URL is first fetched once (bl probe, like a curl) to record what
+# the server answered: totalItems, items on the page. A refused request (e.g.
+# a 400 because a server does not support a parameter yet) or a failed check
+# marks that workload failed in the report and skips its wrk run; the other
+# workloads still run, and the server is reported FAILED at the end.
+
+QUERY_PARAMS="filter=views%3D42&sort=-created&perPage=30"
+
+# workload_failed LABEL WORKLOAD DIR REASON
+workload_failed() {
+    local label=$1 workload=$2 dir=$3 reason=$4
+    log "$label/$workload: FAILED: $reason"
+    record_json "$(bl_json server="$label" workload="$workload" kind=failed reason="$reason")"
+    printf '%s\n' "$workload" >>"$dir/failed-workloads"
+}
+
+# probe LABEL WORKLOAD DIR URL CHECK [NOTE] : one GET of URL, recorded as the
+# workload's probe. CHECK: total (totalItems > 0 and items), items (items on
+# the page). Prints the probe's JSON; returns 1 (recorded as failed) if the
+# request was refused or the check fails.
+probe() {
+    local label=$1 workload=$2 dir=$3 url=$4 check=$5 note=${6:-}
+    local res rc=0 total items
+    record_cmd python3 "$BENCH_DIR/benchlib.py" probe "$url"
+    res=$(bl probe "$url") || rc=$?
+    if ((rc != 0)); then
+        local why
+        why=$(bl jget "$res" error 2>/dev/null) || true
+        workload_failed "$label" "$workload" "$dir" "${why:-request failed (exit $rc)}"
+        return 1
+    fi
+    total=$(bl jget "$res" total_items)
+    items=$(bl jget "$res" items)
+    log "$label/$workload: totalItems=$total, $items items on the page ($url)"
+    record_json "$(bl_json server="$label" workload="$workload" kind=probe \
+        url="/api/${url#*/api/}" total_items:="${total:-null}" items:="$items" \
+        first_id="$(bl jget "$res" first_id)" note="$note")"
+    if [[ "$check" == total ]] && ! ((${total:-0} > 0)); then
+        workload_failed "$label" "$workload" "$dir" "totalItems is ${total:-missing}, expected > 0"
+        return 1
+    fi
+    if ! ((items > 0)); then
+        workload_failed "$label" "$workload" "$dir" "empty page"
+        return 1
+    fi
+    printf '%s\n' "$res"
+}
+
+workload_query_count() {
+    local label=$1 base=$2 dir=$3 url
+    url="$(records_url "$base")?$QUERY_PARAMS"
+    probe "$label" query-count "$dir" "$url" total >/dev/null || return 0
+    warm_up "$label" query-count "$BENCH_DIR/list.lua" "$url"
+    run_wrk "$label" query-count "$BENCH_DIR/list.lua" "$url"
+}
+
+workload_query_skiptotal() {
+    local label=$1 base=$2 dir=$3 url
+    url="$(records_url "$base")?$QUERY_PARAMS&skipTotal=1"
+    probe "$label" query-skiptotal "$dir" "$url" items >/dev/null || return 0
+    warm_up "$label" query-skiptotal "$BENCH_DIR/list.lua" "$url"
+    run_wrk "$label" query-skiptotal "$BENCH_DIR/list.lua" "$url"
+}
+
+# deep-page: three rows, all sort=-created&perPage=30:
+#   deep-page-first   page 1
+#   deep-page-cursor  page BENCH_DEEP_PAGE through Basalt's keyset cursor
+#                     (PocketBase: n/a; the report compares it with
+#                     PocketBase's deep-page-offset)
+#   deep-page-offset  page=BENCH_DEEP_PAGE (offset paging, both servers)
+workload_deep_page() {
+    local label=$1 base=$2 dir=$3
+    local url first_url offset_url cursor_url res rc=0 cursor cursor_first="" offset_first note
+    url="$(records_url "$base")"
+    first_url="$url?sort=-created&perPage=30"
+    offset_url="$url?page=$BENCH_DEEP_PAGE&perPage=30&sort=-created"
+
+    if probe "$label" deep-page-first "$dir" "$first_url" items >/dev/null; then
+        warm_up "$label" deep-page-first "$BENCH_DIR/list.lua" "$first_url"
+        run_wrk "$label" deep-page-first "$BENCH_DIR/list.lua" "$first_url"
+    fi
+
+    if [[ "$label" == basalt ]]; then
+        log "$label/deep-page: following nextCursor to page $BENCH_DEEP_PAGE (not timed)"
+        record_cmd python3 "$BENCH_DIR/benchlib.py" follow-cursor "$first_url" "$BENCH_DEEP_PAGE"
+        res=$(bl follow-cursor "$first_url" "$BENCH_DEEP_PAGE") || rc=$?
+        if ((rc == 3)); then
+            log "$label/deep-page: skipped: no nextCursor"
+            record_json "$(bl_json server="$label" workload=deep-page-cursor kind=skipped reason="no nextCursor")"
+        elif ((rc != 0)); then
+            workload_failed "$label" deep-page-cursor "$dir" \
+                "following nextCursor: $(bl jget "$res" error 2>/dev/null || echo "exit $rc")"
+        else
+            cursor=$(bl jget "$res" cursor)
+            cursor_url="$first_url&cursor=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$cursor")"
+            cursor_first=$(bl jget "$res" first_id)
+            note="cursor of page $BENCH_DEEP_PAGE after $(bl jget "$res" hops) hops ($(bl jget "$res" seconds) s, not timed)"
+            if probe "$label" deep-page-cursor "$dir" "$cursor_url" items "$note" >/dev/null; then
+                warm_up "$label" deep-page-cursor "$BENCH_DIR/list.lua" "$cursor_url"
+                run_wrk "$label" deep-page-cursor "$BENCH_DIR/list.lua" "$cursor_url"
+            fi
+        fi
+    else
+        record_json "$(bl_json server="$label" workload=deep-page-cursor kind=na reason="offset paging only (see deep-page-offset)")"
+    fi
+
+    if res=$(probe "$label" deep-page-offset "$dir" "$offset_url" items); then
+        offset_first=$(bl jget "$res" first_id)
+        if [[ -n "$cursor_first" ]]; then
+            if [[ "$cursor_first" == "$offset_first" ]]; then
+                log "$label/deep-page: cursor and offset pages start at the same record ($offset_first)"
+            else
+                log "WARNING: $label/deep-page: cursor page starts at $cursor_first, offset page at $offset_first (ties on created?)"
+            fi
+        fi
+        warm_up "$label" deep-page-offset "$BENCH_DIR/list.lua" "$offset_url"
+        run_wrk "$label" deep-page-offset "$BENCH_DIR/list.lua" "$offset_url"
+    fi
+}
+
 # run_workload NAME LABEL BASE_URL DIR
 run_workload() {
     local fn="workload_${1//-/_}"
@@ -229,6 +376,10 @@ bench_server() {
     record_json "{\"server\":\"$label\",\"workload\":\"memory\",\"kind\":\"rss\",\"rss_kb\":$rss,\"hwm_kb\":$hwm,\"records\":$records,\"disk_kb\":$disk}"
     stop_pid "$pid" 15
     trap - EXIT
+    if [[ -s "$dir/failed-workloads" ]]; then
+        echo "failed workloads: $(paste -sd, "$dir/failed-workloads" | sed 's/,/, /g')" >"$dir/status"
+        die "$label: $(cat "$dir/status")"
+    fi
 }
 
 # run_server KIND : bench_server in a background subshell, so that a failure
@@ -249,8 +400,10 @@ run_server() {
         record_json "{\"server\":\"$kind\",\"workload\":\"_status\",\"status\":\"ok\"}"
     else
         FAILED=1
-        log "$kind: FAILED (exit $rc); logs in $RUN_DIR/$kind"
-        record_json "{\"server\":\"$kind\",\"workload\":\"_status\",\"status\":\"FAILED (exit $rc)\"}"
+        local why="exit $rc"
+        [[ -s "$RUN_DIR/$kind/status" ]] && why=$(cat "$RUN_DIR/$kind/status")
+        log "$kind: FAILED ($why); logs in $RUN_DIR/$kind"
+        record_json "$(bl_json server="$kind" workload=_status status="FAILED ($why)")"
     fi
 }
 
@@ -302,6 +455,11 @@ else
     meta basalt_version "${ver:-basalt} (git $rev, $BASALT_BIN built $(date -u -r "$BASALT_BIN" '+%F %T UTC'))"
 fi
 meta note "Target collection size $BENCH_RECORDS records; preload with $BENCH_PRELOAD_METHOD."
+if [[ "$BENCH_INDEXES" == 1 ]]; then
+    meta indexes "PocketBase \`$PB_INDEX_SQL\`; Basalt \`$BASALT_INDEX_JSON\`."
+fi
+meta deep_page "$BENCH_DEEP_PAGE"
+meta workloads "$BENCH_WORKLOADS"
 
 # --- run ---------------------------------------------------------------------
 [[ "$SKIP_BASALT" == 1 ]] || run_server basalt

@@ -21,10 +21,7 @@ pub enum BuildError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
 }
 
 /// Opens the data dir and loads collections (shared by `serve` and the CLI).
@@ -83,11 +80,7 @@ impl App {
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?
             .run();
-        Ok(App {
-            port,
-            server,
-            state,
-        })
+        Ok(App { port, server, state })
     }
 
     /// The shared state (tests and the CLI use it for setup).

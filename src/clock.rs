@@ -29,9 +29,6 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_datetime(0), "1970-01-01 00:00:00.000Z");
         // 2024-02-29 12:34:56.789 UTC
-        assert_eq!(
-            format_datetime(1_709_210_096_789),
-            "2024-02-29 12:34:56.789Z"
-        );
+        assert_eq!(format_datetime(1_709_210_096_789), "2024-02-29 12:34:56.789Z");
     }
 }

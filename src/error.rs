@@ -49,10 +49,8 @@ impl ApiError {
     pub fn validation(errors: FieldErrors) -> ApiError {
         let mut e = ApiError::bad_request("Failed to validate the submitted data.");
         for (field, fe) in errors {
-            e.data.insert(
-                field,
-                serde_json::json!({"code": fe.code, "message": fe.message}),
-            );
+            e.data
+                .insert(field, serde_json::json!({"code": fe.code, "message": fe.message}));
         }
         e
     }
@@ -80,11 +78,7 @@ impl std::fmt::Display for ApiError {
 impl From<SchemaError> for ApiError {
     fn from(e: SchemaError) -> Self {
         match e {
-            SchemaError::Invalid {
-                field,
-                code,
-                message,
-            } => ApiError::field(&field, &code, &message),
+            SchemaError::Invalid { field, code, message } => ApiError::field(&field, &code, &message),
         }
     }
 }
@@ -100,9 +94,7 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::NoCollection | WriteError::NotFound => ApiError::missing(),
-            WriteError::IdTaken => {
-                ApiError::field("id", "validation_not_unique", "The id is already taken.")
-            }
+            WriteError::IdTaken => ApiError::field("id", "validation_not_unique", "The id is already taken."),
             WriteError::NotUnique { fields, .. } => {
                 let mut errors = FieldErrors::new();
                 for f in fields {
@@ -116,9 +108,7 @@ impl From<WriteError> for ApiError {
                 }
                 ApiError::validation(errors)
             }
-            WriteError::Conflict => {
-                ApiError::new(409, "The record was changed by another request; retry.")
-            }
+            WriteError::Conflict => ApiError::new(409, "The record was changed by another request; retry."),
             WriteError::Overloaded => {
                 let mut e = ApiError::new(503, "The server is busy; retry shortly.");
                 e.retry_after = Some(1);

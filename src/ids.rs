@@ -36,9 +36,5 @@ pub fn random_from(alphabet: &[u8], len: usize) -> String {
 
 /// Whether `id` is acceptable as a client-supplied record id.
 pub fn is_valid_record_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

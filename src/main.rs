@@ -8,11 +8,7 @@ use basalt::{App, Config};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "basalt",
-    version,
-    about = "Self-hosted Backend-as-a-Service in one binary"
-)]
+#[command(name = "basalt", version, about = "Self-hosted Backend-as-a-Service in one binary")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -94,12 +90,7 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Superuser {
-                action:
-                    SuperuserAction::Upsert {
-                        email,
-                        password,
-                        dir,
-                    },
+                action: SuperuserAction::Upsert { email, password, dir },
             } => upsert(Config::for_dir(dir), &email, &password).await,
         }
     })
@@ -114,10 +105,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "Basalt listening on http://127.0.0.1:{} (data dir {dir})",
-        app.port()
-    );
+    println!("Basalt listening on http://127.0.0.1:{} (data dir {dir})", app.port());
     if !app.has_superuser() {
         println!("No superuser yet. Create one with:\n  basalt superuser upsert EMAIL PASSWORD --dir {dir}");
     }
@@ -153,9 +141,7 @@ async fn upsert(config: Config, email: &str, password: &str) -> ExitCode {
                 .map(|(k, v)| {
                     format!(
                         "{k}: {}",
-                        v.get("message")
-                            .and_then(|m| m.as_str())
-                            .unwrap_or("invalid")
+                        v.get("message").and_then(|m| m.as_str()).unwrap_or("invalid")
                     )
                 })
                 .collect();

@@ -27,10 +27,7 @@ pub async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Query-string errors from actix extractors.
-pub fn query_error(
-    err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
-) -> actix_web::Error {
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(format!("Invalid query string: {err}")).into()
 }
 

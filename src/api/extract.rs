@@ -10,7 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
 
-use crate::core::{auth, Caller};
+use crate::core::{auth, Caller, RequestInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,16 +25,12 @@ fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
         Some(v) => {
             let v = v.to_str().unwrap_or_default().to_ascii_lowercase();
             let mime = v.split(';').next().unwrap_or_default().trim();
-            if mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-            {
+            if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
                 Ok(())
             } else {
                 Err(ApiError::new(
                     415,
-                    format!(
-                        "Unsupported Content-Type '{mime}': send the body as application/json."
-                    ),
+                    format!("Unsupported Content-Type '{mime}': send the body as application/json."),
                 ))
             }
         }
@@ -42,10 +38,7 @@ fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        413,
-        format!("The request body is larger than the {limit}-byte limit."),
-    )
+    ApiError::new(413, format!("The request body is larger than the {limit}-byte limit."))
 }
 
 /// Parses a JSON body into an object, with clear messages.
@@ -91,9 +84,8 @@ impl FromRequest for JsonBody {
             }
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| {
-                    ApiError::bad_request(format!("Failed to read the request body: {e}."))
-                })?;
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}.")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large(limit));
                 }
@@ -116,10 +108,7 @@ impl FromRequest for Caller {
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
             return ready(Err(ApiError::internal("missing app state")));
         };
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         ready(Ok(auth::resolve(state, header)))
     }
 }
@@ -134,5 +123,38 @@ pub fn require_superuser(caller: &Caller) -> Result<(), ApiError> {
         Caller::Auth { .. } => Err(ApiError::forbidden(
             "The authorized record is not allowed to perform this action.",
         )),
+    }
+}
+
+impl FromRequest for RequestInfo {
+    type Error = ApiError;
+    type Future = Ready<Result<RequestInfo, ApiError>>;
+
+    /// Captures what rules may read: the caller, method, query parameters and
+    /// headers (names lowercased, `-` → `_`, as PocketBase exposes them).
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = match Caller::from_request(req, payload).into_inner() {
+            Ok(c) => c,
+            Err(e) => return ready(Err(e)),
+        };
+        let mut headers = Map::new();
+        for (name, value) in req.headers() {
+            if name == header::AUTHORIZATION || name == header::COOKIE {
+                continue;
+            }
+            if let Ok(v) = value.to_str() {
+                headers.insert(name.as_str().replace('-', "_"), Value::String(v.to_owned()));
+            }
+        }
+        let query = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner().into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+            .unwrap_or_default();
+        ready(Ok(RequestInfo {
+            caller,
+            method: req.method().as_str().to_owned(),
+            query,
+            headers,
+            context: "default",
+        }))
     }
 }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::extract::{require_superuser, JsonBody};
-use crate::core::{self, Caller};
+use crate::core::{self, Caller, RequestInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -17,10 +17,7 @@ fn ok(v: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(v)
 }
 
-fn collection(
-    state: &AppState,
-    name: &str,
-) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
+fn collection(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
     state.registry.get(name).ok_or_else(ApiError::missing)
 }
 
@@ -30,13 +27,9 @@ pub async fn health() -> HttpResponse {
 
 // ---- collections -------------------------------------------------------
 
-pub async fn collections_list(
-    state: Data,
-    caller: Caller,
-    q: Query,
-) -> Result<HttpResponse, ApiError> {
+pub async fn collections_list(state: Data, caller: Caller, q: Query) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    let params = core::records::ListParams::from_query(&q)?;
+    let params = core::list::ListParams::from_query(&q)?;
     let all: Vec<Value> = state
         .registry
         .all()
@@ -56,20 +49,12 @@ pub async fn collections_list(
     })))
 }
 
-pub async fn collections_create(
-    state: Data,
-    caller: Caller,
-    body: JsonBody,
-) -> Result<HttpResponse, ApiError> {
+pub async fn collections_create(state: Data, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
     Ok(ok(core::collections::create(&state, body.0).await?))
 }
 
-pub async fn collections_view(
-    state: Data,
-    caller: Caller,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn collections_view(state: Data, caller: Caller, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
     Ok(ok(core::collections::export(&*collection(&state, &name)?)))
 }
@@ -101,66 +86,79 @@ pub async fn collections_dry_run(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    let schema = body.0.get("schema").ok_or_else(|| {
-        ApiError::field("schema", "validation_required", "Missing required value.")
-    })?;
+    let schema = body
+        .0
+        .get("schema")
+        .ok_or_else(|| ApiError::field("schema", "validation_required", "Missing required value."))?;
     Ok(ok(core::collections::dry_run(&state, &name, schema)?))
 }
 
 // ---- records -----------------------------------------------------------
 
+fn expand_param(q: &Query) -> &str {
+    q.get("expand").map(String::as_str).unwrap_or_default()
+}
+
 pub async fn records_list(
     state: Data,
-    caller: Caller,
+    req: RequestInfo,
     path: web::Path<String>,
     q: Query,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    let params = core::records::ListParams::from_query(&q)?;
-    Ok(ok(core::records::list(&state, &coll, &params, &caller)?))
+    let params = core::list::ListParams::from_query(&q)?;
+    Ok(ok(core::list::list(&state, &coll, &params, &req)?))
 }
 
 pub async fn records_view(
     state: Data,
-    caller: Caller,
+    req: RequestInfo,
     path: web::Path<(String, String)>,
+    q: Query,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    Ok(ok(core::records::view(&state, &coll, &path.1, &caller)?))
+    Ok(ok(core::records::view(&state, &coll, &path.1, expand_param(&q), &req)?))
 }
 
 pub async fn records_create(
     state: Data,
-    caller: Caller,
+    req: RequestInfo,
     path: web::Path<String>,
+    q: Query,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     Ok(ok(
-        core::records::create(&state, &coll, body.0, &caller).await?
+        core::records::create(&state, &coll, body.0, expand_param(&q), &req).await?
     ))
 }
 
 pub async fn records_update(
     state: Data,
-    caller: Caller,
+    req: RequestInfo,
     path: web::Path<(String, String)>,
+    q: Query,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
     Ok(ok(core::records::update(
-        &state, &coll, &path.1, body.0, &caller,
+        &state,
+        &coll,
+        &path.1,
+        body.0,
+        expand_param(&q),
+        &req,
     )
     .await?))
 }
 
 pub async fn records_delete(
     state: Data,
-    caller: Caller,
+    req: RequestInfo,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    core::records::delete(&state, &coll, &path.1, &caller).await?;
+    core::records::delete(&state, &coll, &path.1, &req).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -169,16 +167,10 @@ pub async fn records_delete(
 fn string_field<'a>(body: &'a JsonBody, key: &str) -> Result<&'a str, ApiError> {
     match body.0.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::field(
-            key,
-            "validation_required",
-            "Missing required value.",
-        )),
-        Some(_) => Err(ApiError::field(
-            key,
-            "validation_invalid_type",
-            "Must be a string.",
-        )),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(ApiError::field(key, "validation_required", "Missing required value."))
+        }
+        Some(_) => Err(ApiError::field(key, "validation_invalid_type", "Must be a string.")),
     }
 }
 
@@ -190,17 +182,10 @@ pub async fn auth_with_password(
     let coll = collection(&state, &path)?;
     let identity = string_field(&body, "identity")?;
     let password = string_field(&body, "password")?;
-    Ok(ok(core::auth::with_password(
-        &state, &coll, identity, password,
-    )
-    .await?))
+    Ok(ok(core::auth::with_password(&state, &coll, identity, password).await?))
 }
 
-pub async fn auth_refresh(
-    state: Data,
-    caller: Caller,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn auth_refresh(state: Data, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     Ok(ok(core::auth::refresh(&state, &coll, &caller)?))
 }

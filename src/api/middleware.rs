@@ -17,10 +17,7 @@ pub async fn log_request(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let res = next.call(req).await?;
     let status = res.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;
@@ -35,28 +32,16 @@ pub async fn security_headers(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("SAMEORIGIN"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     Ok(res)
 }
 
 /// CORS from `--origins`: `*` allows any origin (PocketBase's default),
 /// otherwise a comma-separated allow-list.
 pub fn cors(origins: &str) -> Cors {
-    let base = Cors::default()
-        .allow_any_method()
-        .allow_any_header()
-        .max_age(86_400);
+    let base = Cors::default().allow_any_method().allow_any_header().max_age(86_400);
     if origins.trim() == "*" {
         base.allow_any_origin()
     } else {

@@ -28,10 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/{c}/records/{id}", web::get().to(h::records_view))
                 .route("/{c}/records/{id}", web::patch().to(h::records_update))
                 .route("/{c}/records/{id}", web::delete().to(h::records_delete))
-                .route(
-                    "/{c}/auth-with-password",
-                    web::post().to(h::auth_with_password),
-                )
+                .route("/{c}/auth-with-password", web::post().to(h::auth_with_password))
                 .route("/{c}/auth-refresh", web::post().to(h::auth_refresh)),
         );
 }

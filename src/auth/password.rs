@@ -5,9 +5,7 @@
 //! milliseconds of CPU, so callers run it on the blocking pool
 //! (`web::block`/`spawn_blocking`), never on an async worker.
 
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
@@ -22,9 +20,7 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// Checks `password` against a PHC string. An unparsable hash never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(h) => Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok(),
+        Ok(h) => Argon2::default().verify_password(password.as_bytes(), &h).is_ok(),
         Err(_) => false,
     }
 }

@@ -98,19 +98,15 @@ impl Tokens {
     /// user's `tokenKey` to verify with. Never trust the result alone.
     pub fn peek(token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(_), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(TokenError::Malformed);
         };
-        let header: Header =
-            serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
-                .map_err(|_| TokenError::Malformed)?;
+        let header: Header = serde_json::from_slice(&B64.decode(h).map_err(|_| TokenError::Malformed)?)
+            .map_err(|_| TokenError::Malformed)?;
         if header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?)
-            .map_err(|_| TokenError::Malformed)
+        serde_json::from_slice(&B64.decode(p).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)
     }
 
     /// Verifies signature and expiry against `token_key` at time `now` (seconds).

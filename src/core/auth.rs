@@ -42,11 +42,7 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
     let Ok(Some(stored)) = state.store.get(&collection.def.id, &claims.id) else {
         return Caller::Guest;
     };
-    let key = stored
-        .data
-        .get("tokenKey")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let key = stored.data.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
     match state.tokens.verify(token, key, now_millis() / 1000) {
         Ok(_) => Caller::Auth {
             collection,
@@ -57,12 +53,7 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
 }
 
 /// Issues an auth token for `record` of `collection`.
-pub fn issue_token(
-    state: &AppState,
-    collection: &CompiledCollection,
-    record: &Value,
-    refreshable: bool,
-) -> String {
+pub fn issue_token(state: &AppState, collection: &CompiledCollection, record: &Value, refreshable: bool) -> String {
     let duration = collection
         .def
         .auth_options
@@ -70,11 +61,7 @@ pub fn issue_token(
         .map(|o| o.auth_token_duration)
         .unwrap_or(7 * 24 * 3600);
     let claims = Claims {
-        id: record
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        id: record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
         kind: TokenKind::Auth,
         collection_id: collection.def.id.clone(),
         refreshable,
@@ -82,10 +69,7 @@ pub fn issue_token(
     };
     state.tokens.issue(
         &claims,
-        record
-            .get("tokenKey")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
+        record.get("tokenKey").and_then(Value::as_str).unwrap_or_default(),
     )
 }
 
@@ -119,10 +103,6 @@ pub async fn with_password(
     password: &str,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
-    let allowed = match collection.def.auth_rule.as_deref() {
-        None => false,
-        Some(r) => r.trim().is_empty(),
-    };
     let email = Value::String(identity.to_owned());
     let index = collection
         .spec
@@ -130,47 +110,54 @@ pub async fn with_password(
         .iter()
         .find(|i| i.name == "_sys_email")
         .ok_or_else(|| ApiError::internal("auth collection without email index"))?;
-    let found = match state
-        .store
-        .unique_lookup(&collection.def.id, index, &[&email])?
-    {
+    let found = match state.store.unique_lookup(&collection.def.id, index, &[&email])? {
         Some(id) => state.store.get(&collection.def.id, &id)?,
         None => None,
     };
     let hash = found
         .as_ref()
-        .and_then(|r| {
-            r.data
-                .get("password")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
+        .and_then(|r| r.data.get("password").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| password::dummy_hash().to_owned());
     let pw = password.to_owned();
     let ok = actix_web::web::block(move || password::verify(&pw, &hash))
         .await
         .map_err(|_| ApiError::internal("password check failed"))?;
     match found {
-        Some(rec) if ok && allowed => Ok(auth_response(state, collection, rec.data)),
+        Some(rec) if ok && auth_rule_allows(state, collection, &rec.data) => {
+            Ok(auth_response(state, collection, rec.data))
+        }
         _ => Err(ApiError::bad_request("Failed to authenticate.")),
     }
 }
 
+/// The authRule (checked against the authenticating record, with that
+/// record as `@request.auth`): `null` disables logins for the collection.
+fn auth_rule_allows(state: &AppState, collection: &Arc<CompiledCollection>, record: &Value) -> bool {
+    match &collection.rules.auth {
+        None => false,
+        Some(rule) if rule.is_empty() => true,
+        Some(rule) => {
+            let req = crate::rules::RequestInfo::internal(
+                Caller::Auth {
+                    collection: collection.clone(),
+                    record: record.clone(),
+                },
+                "POST",
+                "password",
+            );
+            crate::rules::holds(state, collection, rule, record, &req.to_json(&Value::Null))
+        }
+    }
+}
+
 /// `auth-refresh`: a valid, refreshable token of this collection → a new one.
-pub fn refresh(
-    state: &AppState,
-    collection: &Arc<CompiledCollection>,
-    caller: &Caller,
-) -> Result<Value, ApiError> {
+pub fn refresh(state: &AppState, collection: &Arc<CompiledCollection>, caller: &Caller) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
     match caller {
-        Caller::Auth {
-            collection: c,
-            record,
-        } if c.def.id == collection.def.id => Ok(auth_response(state, collection, record.clone())),
-        Caller::Auth { .. } => Err(ApiError::forbidden(
-            "The token belongs to another collection.",
-        )),
+        Caller::Auth { collection: c, record } if c.def.id == collection.def.id => {
+            Ok(auth_response(state, collection, record.clone()))
+        }
+        Caller::Auth { .. } => Err(ApiError::forbidden("The token belongs to another collection.")),
         Caller::Guest => Err(ApiError::unauthorized(
             "The request requires a valid record authorization token.",
         )),

@@ -37,11 +37,9 @@ fn default_collections() -> Vec<Collection> {
     });
     let mut out = Vec::new();
     for (body, system) in [(superusers, true), (users, false)] {
-        let Value::Object(body) = body else {
-            unreachable!()
-        };
-        let mut c = Collection::from_create(body, ids::collection_id(), now.clone())
-            .expect("default collection is valid");
+        let Value::Object(body) = body else { unreachable!() };
+        let mut c =
+            Collection::from_create(body, ids::collection_id(), now.clone()).expect("default collection is valid");
         c.system = system;
         out.push(c);
     }
@@ -63,19 +61,15 @@ pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
             key: "bootstrapped".into(),
             value: Some(b"1".to_vec()),
         });
-        store
-            .write(ops)
-            .await
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        store.write(ops).await.map_err(|e| StoreError::Io(e.to_string()))?;
     }
     let registry = Registry::default();
     for raw in store.collections()? {
-        let def: Collection = serde_json::from_value(raw)
-            .map_err(|e| StoreError::Corrupt(format!("collection: {e}")))?;
+        let def: Collection =
+            serde_json::from_value(raw).map_err(|e| StoreError::Corrupt(format!("collection: {e}")))?;
         let name = def.name.clone();
-        let compiled = CompiledCollection::compile(def).map_err(|e| {
-            StoreError::Corrupt(format!("collection {name} no longer compiles: {e}"))
-        })?;
+        let compiled = CompiledCollection::compile(def)
+            .map_err(|e| StoreError::Corrupt(format!("collection {name} no longer compiles: {e}")))?;
         registry.put(Arc::new(compiled));
     }
     Ok(registry)

@@ -60,16 +60,9 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> Result<Value,
 }
 
 /// Applies a PATCH body to a collection.
-pub async fn update(
-    state: &AppState,
-    name_or_id: &str,
-    body: Map<String, Value>,
-) -> Result<Value, ApiError> {
+pub async fn update(state: &AppState, name_or_id: &str, body: Map<String, Value>) -> Result<Value, ApiError> {
     let _guard = state.collection_lock.lock().await;
-    let current = state
-        .registry
-        .get(name_or_id)
-        .ok_or_else(ApiError::missing)?;
+    let current = state.registry.get(name_or_id).ok_or_else(ApiError::missing)?;
     let mut def = current.def.clone();
     def.apply(body)?;
     if def == current.def {
@@ -121,14 +114,9 @@ pub async fn update(
 /// Deletes a collection and all its records.
 pub async fn delete(state: &AppState, name_or_id: &str) -> Result<(), ApiError> {
     let _guard = state.collection_lock.lock().await;
-    let current = state
-        .registry
-        .get(name_or_id)
-        .ok_or_else(ApiError::missing)?;
+    let current = state.registry.get(name_or_id).ok_or_else(ApiError::missing)?;
     if current.def.system {
-        return Err(ApiError::bad_request(
-            "System collections cannot be deleted.",
-        ));
+        return Err(ApiError::bad_request("System collections cannot be deleted."));
     }
     state
         .store
@@ -146,10 +134,7 @@ const DRY_RUN_EXAMPLES: usize = 10;
 /// Validates every stored record of a collection against a proposed schema,
 /// without saving anything: `{total, invalid, examples:[{id, errors}]}`.
 pub fn dry_run(state: &AppState, name_or_id: &str, schema: &Value) -> Result<Value, ApiError> {
-    let current = state
-        .registry
-        .get(name_or_id)
-        .ok_or_else(ApiError::missing)?;
+    let current = state.registry.get(name_or_id).ok_or_else(ApiError::missing)?;
     let mut def = current.def.clone();
     def.schema = schema.clone();
     def.check()?;

@@ -129,9 +129,7 @@ pub(crate) fn macro_value(m: DateMacro, now: i64) -> Value {
         DateMacro::MonthStart => instant(start_of_day_ms(days_from_civil(year, month, 1))),
         DateMacro::MonthEnd => instant(start_of_day_ms(next_month).saturating_sub(1)),
         DateMacro::YearStart => instant(start_of_day_ms(days_from_civil(year, 1, 1))),
-        DateMacro::YearEnd => {
-            instant(start_of_day_ms(days_from_civil(year + 1, 1, 1)).saturating_sub(1))
-        }
+        DateMacro::YearEnd => instant(start_of_day_ms(days_from_civil(year + 1, 1, 1)).saturating_sub(1)),
     }
 }
 
@@ -146,29 +144,14 @@ mod tests {
         // Leap day 2024-02-29T12:34:56.789Z.
         let leap = 1_709_164_800_000 + ((12 * 60 + 34) * 60 + 56) * 1000 + 789;
         assert_eq!(format_datetime(leap), "2024-02-29 12:34:56.789Z");
-        assert_eq!(
-            format_datetime(1_709_251_200_000),
-            "2024-03-01 00:00:00.000Z"
-        );
+        assert_eq!(format_datetime(1_709_251_200_000), "2024-03-01 00:00:00.000Z");
         // 2000 is a leap year (divisible by 400) ...
         assert_eq!(format_datetime(951_782_400_000), "2000-02-29 00:00:00.000Z");
         // ... 2100 is not (divisible by 100).
-        assert_eq!(
-            format_datetime(4_102_444_799_999),
-            "2099-12-31 23:59:59.999Z"
-        );
-        assert_eq!(
-            format_datetime(4_102_444_800_000),
-            "2100-01-01 00:00:00.000Z"
-        );
-        assert_eq!(
-            format_datetime(4_107_542_399_999),
-            "2100-02-28 23:59:59.999Z"
-        );
-        assert_eq!(
-            format_datetime(4_107_542_400_000),
-            "2100-03-01 00:00:00.000Z"
-        );
+        assert_eq!(format_datetime(4_102_444_799_999), "2099-12-31 23:59:59.999Z");
+        assert_eq!(format_datetime(4_102_444_800_000), "2100-01-01 00:00:00.000Z");
+        assert_eq!(format_datetime(4_107_542_399_999), "2100-02-28 23:59:59.999Z");
+        assert_eq!(format_datetime(4_107_542_400_000), "2100-03-01 00:00:00.000Z");
     }
 
     #[test]
@@ -179,10 +162,7 @@ mod tests {
                 let _ = macro_value(m, ms);
             }
         }
-        assert_eq!(
-            format_datetime(-62_135_596_800_000),
-            "0001-01-01 00:00:00.000Z"
-        );
+        assert_eq!(format_datetime(-62_135_596_800_000), "0001-01-01 00:00:00.000Z");
     }
 
     #[test]

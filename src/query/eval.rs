@@ -87,10 +87,7 @@ fn eval_comparison(c: &Comparison, r: &dyn Resolver) -> bool {
 fn side(op: &Operand, r: &dyn Resolver) -> Side {
     let (resolved, each) = match op {
         Operand::Literal(v) => (Resolved::One(v.clone()), false),
-        Operand::Ident(id) => (
-            resolve_with_modifier(id, r),
-            id.modifier == Some(Modifier::Each),
-        ),
+        Operand::Ident(id) => (resolve_with_modifier(id, r), id.modifier == Some(Modifier::Each)),
     };
     let items = match resolved {
         Resolved::Missing => vec![Value::Null],

@@ -25,10 +25,7 @@ pub(crate) fn parse_identifier(text: &str, pos: usize) -> Result<Identifier, Que
     } else {
         Identifier::record(parse_path(base, pos)?)
     };
-    let identifier = Identifier {
-        modifier,
-        ..identifier
-    };
+    let identifier = Identifier { modifier, ..identifier };
     check_modifier_allowed(&identifier, text, pos)?;
     Ok(identifier)
 }
@@ -174,10 +171,7 @@ pub(crate) fn parse_path(path: &str, pos: usize) -> Result<Vec<String>, QueryErr
 /// A path segment is non-empty and made of letters, digits and `_`.
 fn check_segment(seg: &str, pos: usize) -> Result<(), QueryError> {
     if seg.is_empty() {
-        return Err(err(
-            pos,
-            "empty field name (expected a name between the dots)",
-        ));
+        return Err(err(pos, "empty field name (expected a name between the dots)"));
     }
     match seg
         .chars()

@@ -29,8 +29,10 @@ const TAG_END: u8 = 0x00;
 const TAG_NULL: u8 = 0x01;
 const TAG_FALSE: u8 = 0x02;
 const TAG_TRUE: u8 = 0x03;
-const TAG_NUMBER: u8 = 0x04;
-const TAG_STRING: u8 = 0x05;
+/// Tag of numbers: the smallest key of any number starts with it.
+pub const TAG_NUMBER: u8 = 0x04;
+/// Tag of strings (also the end of the number range).
+pub const TAG_STRING: u8 = 0x05;
 const TAG_ARRAY: u8 = 0x06;
 const TAG_OBJECT: u8 = 0x07;
 
@@ -105,11 +107,7 @@ fn encode_asc(out: &mut Vec<u8>, v: &Value) {
 fn encode_f64(f: f64) -> [u8; 8] {
     let f = if f == 0.0 { 0.0 } else { f };
     let bits = f.to_bits();
-    let flipped = if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | (1 << 63)
-    };
+    let flipped = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
     flipped.to_be_bytes()
 }
 

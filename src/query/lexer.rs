@@ -167,9 +167,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
             }
             c if c.is_ascii_digit() || (c == '-' && next.is_some_and(|n| n.is_ascii_digit())) => {
                 i += 1;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || matches!(chars[i], '.' | '_'))
-                {
+                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '.' | '_')) {
                     i += 1;
                 }
                 let text = text_of(i);
@@ -194,9 +192,7 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
             other => {
                 return Err(err(
                     i,
-                    format!(
-                    "unexpected character '{other}' (expected an operand, operator, '(' or ')')"
-                ),
+                    format!("unexpected character '{other}' (expected an operand, operator, '(' or ')')"),
                 ))
             }
         };
@@ -227,12 +223,7 @@ fn lex_string(chars: &[char], start: usize) -> Result<(String, usize), QueryErro
     let mut j = start + 1;
     loop {
         match chars.get(j) {
-            None => {
-                return Err(err(
-                    start,
-                    format!("unterminated string: expected a closing {quote}"),
-                ))
-            }
+            None => return Err(err(start, format!("unterminated string: expected a closing {quote}"))),
             Some('\\') if chars.get(j + 1) == Some(&quote) => {
                 out.push(quote);
                 j += 2;

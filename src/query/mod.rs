@@ -103,6 +103,7 @@ mod ident;
 mod keys;
 mod lexer;
 mod parser;
+pub mod planner;
 mod resolver;
 mod sort;
 
@@ -116,10 +117,10 @@ mod tests_prop;
 pub use ast::{Comparison, DateMacro, Expr, Identifier, Modifier, Op, Operand, Root};
 pub use datetime::format_datetime;
 pub use eval::{evaluate, Resolved, Resolver};
-pub use keys::{encode_key, encode_value};
+pub use keys::{encode_key, encode_value, TAG_NUMBER, TAG_STRING};
 pub use lexer::MAX_FILTER_CHARS;
 pub use parser::{parse_filter, MAX_COMPARISONS, MAX_DEPTH};
-pub use resolver::JsonResolver;
+pub use resolver::{walk, JsonResolver};
 pub use sort::{compare_json, compare_records, parse_sort, SortKey, MAX_SORT_CHARS, MAX_SORT_KEYS};
 
 use std::fmt;

@@ -46,10 +46,7 @@ pub fn parse_filter(src: &str) -> Result<Filter, QueryError> {
         TokenKind::RParen => Err(p.error_at(tok, "unexpected ')' without a matching '('".into())),
         _ => Err(p.error_at(
             tok,
-            format!(
-                "expected '&&', '||' or end of input, found {}",
-                tok.describe()
-            ),
+            format!("expected '&&', '||' or end of input, found {}", tok.describe()),
         )),
     }
 }
@@ -67,10 +64,7 @@ impl<'a> Parser<'a> {
     /// keeps this panic-free.
     fn peek(&self) -> &'a Token {
         let tokens: &'a [Token] = self.tokens;
-        tokens
-            .get(self.idx)
-            .or_else(|| tokens.last())
-            .unwrap_or(&EOF_TOKEN)
+        tokens.get(self.idx).or_else(|| tokens.last()).unwrap_or(&EOF_TOKEN)
     }
 
     fn advance(&mut self) -> &'a Token {
@@ -120,10 +114,7 @@ impl<'a> Parser<'a> {
         let tok = self.peek();
         if tok.kind == TokenKind::LParen {
             if self.depth >= MAX_DEPTH {
-                return Err(self.error_at(
-                    tok,
-                    format!("parentheses are nested deeper than {MAX_DEPTH} levels"),
-                ));
+                return Err(self.error_at(tok, format!("parentheses are nested deeper than {MAX_DEPTH} levels")));
             }
             self.advance();
             let inner_tok = self.peek();

@@ -56,7 +56,7 @@ impl Resolver for JsonResolver<'_> {
 /// A walk that ends on an array yields `Many` of its items; a fanned-out walk
 /// yields `Many` of everything collected (arrays flattened one level).
 /// Iterative and linear in the size of the visited data.
-pub(crate) fn walk(root: &Value, path: &[String]) -> Resolved {
+pub fn walk(root: &Value, path: &[String]) -> Resolved {
     let mut current: Vec<&Value> = vec![root];
     let mut fanned = false;
     for seg in path {
@@ -112,10 +112,7 @@ mod tests {
             "authors": [{"name": "x", "tags": ["t1"]}, {"name": "y", "tags": ["t2", "t3"]}, 5],
         });
         assert_eq!(walk(&doc, &p("a.b.1")), Resolved::One(json!(20)));
-        assert_eq!(
-            walk(&doc, &p("a.b")),
-            Resolved::Many(vec![json!(10), json!(20)])
-        );
+        assert_eq!(walk(&doc, &p("a.b")), Resolved::Many(vec![json!(10), json!(20)]));
         assert_eq!(walk(&doc, &p("a.b.7")), Resolved::Missing);
         assert_eq!(walk(&doc, &p("s.x")), Resolved::Missing);
         assert_eq!(walk(&doc, &p("s.0")), Resolved::Missing);

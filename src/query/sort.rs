@@ -101,7 +101,10 @@ pub(crate) fn lookup_path<'v>(root: &'v Value, path: &[String]) -> Option<&'v Va
 
 /// Orders two records by `keys`, then by their `id` so the order is total
 /// and stable across pages. A missing field sorts exactly like `null`
-/// (first ascending, last descending).
+/// (first ascending, last descending). The `id` tie-break runs in the
+/// direction of the last sort key (ascending without keys): that is the
+/// order an index walk produces (index entries end with the id encoded in
+/// the last field's direction), so streamed and in-memory sorts agree.
 pub fn compare_records(a: &Value, b: &Value, keys: &[SortKey]) -> Ordering {
     for key in keys {
         let va = lookup_path(a, &key.path).unwrap_or(&Value::Null);
@@ -114,7 +117,12 @@ pub fn compare_records(a: &Value, b: &Value, keys: &[SortKey]) -> Ordering {
     }
     let ida = a.get("id").unwrap_or(&Value::Null);
     let idb = b.get("id").unwrap_or(&Value::Null);
-    compare_json(ida, idb)
+    let ord = compare_json(ida, idb);
+    if keys.last().is_some_and(|k| k.desc) {
+        ord.reverse()
+    } else {
+        ord
+    }
 }
 
 /// Rank of each JSON type in the total order.
@@ -219,10 +227,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_sorts() {
-        let nine = (0..9)
-            .map(|i| format!("f{i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let nine = (0..9).map(|i| format!("f{i}")).collect::<Vec<_>>().join(",");
         for (s, pos) in [
             (nine.as_str(), 24),
             ("a,,b", 2),

@@ -28,39 +28,19 @@ fn bad_filters_report_positions() {
         ("views = 1.", 8, "invalid number"),
         ("views = 1.2.3", 8, "invalid number"),
         ("!(a = 1)", 0, "no NOT operator"),
-        (
-            "a = 1 &&",
-            8,
-            "expected an expression after '&&', found end of input",
-        ),
+        ("a = 1 &&", 8, "expected an expression after '&&', found end of input"),
         ("a = 1 ||", 8, "after '||'"),
         ("&& a = 1", 0, "expected an expression, found '&&'"),
         ("()", 1, "empty parentheses"),
         ("a = 1 && ()", 10, "empty parentheses"),
-        (
-            "title",
-            5,
-            "expected an operator after 'title', found end of input",
-        ),
-        (
-            "title && b = 1",
-            6,
-            "expected an operator after 'title', found '&&'",
-        ),
-        (
-            "title =",
-            7,
-            "expected an operand after '=', found end of input",
-        ),
+        ("title", 5, "expected an operator after 'title', found end of input"),
+        ("title && b = 1", 6, "expected an operator after 'title', found '&&'"),
+        ("title =", 7, "expected an operand after '=', found end of input"),
         ("title = &&", 8, "expected an operand after '='"),
         ("= 1", 0, "expected an expression"),
         ("a = 1)", 5, "without a matching '('"),
         ("(a = 1", 6, "expected ')' to close the '(' at position 0"),
-        (
-            "a = 1 b = 2",
-            6,
-            "expected '&&', '||' or end of input, found 'b'",
-        ),
+        ("a = 1 b = 2", 6, "expected '&&', '||' or end of input, found 'b'"),
         ("a & b", 2, "expected '&&'"),
         ("a = 1 | b = 2", 6, "expected '||'"),
         ("a = 1 &&& b = 2", 8, "expected '&&'"),
@@ -68,11 +48,7 @@ fn bad_filters_report_positions() {
         ("a = $", 4, "unexpected character '$'"),
         ("a / b", 2, "unexpected character '/'"),
         ("a:isset = 1", 1, "':isset' is only allowed"),
-        (
-            "@request.query.a:changed = 1",
-            16,
-            "':changed' is only allowed",
-        ),
+        ("@request.query.a:changed = 1", 16, "':changed' is only allowed"),
         ("title:upper = 1", 5, "unknown modifier ':upper'"),
         ("a..b = 1", 2, "empty field name"),
         ("a = b.", 6, "empty field name"),
@@ -118,12 +94,7 @@ fn huge_number_is_rejected() {
 
 #[test]
 fn comparison_limit() {
-    let build = |n: usize| {
-        (0..n)
-            .map(|i| format!("a = {i}"))
-            .collect::<Vec<_>>()
-            .join(" && ")
-    };
+    let build = |n: usize| (0..n).map(|i| format!("a = {i}")).collect::<Vec<_>>().join(" && ");
     assert!(parse_filter(&build(200)).is_ok());
     let src = build(201);
     let e = expect_err(&src);
@@ -153,15 +124,11 @@ fn nesting_limit_without_stack_overflow() {
 #[test]
 fn bad_sorts() {
     let nine = "a,b,c,d,e,f,g,h,i";
-    let e = parse_sort(nine)
-        .err()
-        .unwrap_or_else(|| panic!("9 keys accepted"));
+    let e = parse_sort(nine).err().unwrap_or_else(|| panic!("9 keys accepted"));
     assert_eq!(e.position, 16);
     assert!(e.message.contains("at most 8"));
     assert!(parse_sort("a,b,c,d,e,f,g,h").is_ok());
-    for s in [
-        "a,,b", ",a", "a,", "@random", "-@random", "a-b", "+", "--a", "a b",
-    ] {
+    for s in ["a,,b", ",a", "a,", "@random", "-@random", "a-b", "+", "--a", "a b"] {
         assert!(parse_sort(s).is_err(), "{s:?}");
     }
 }

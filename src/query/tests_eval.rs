@@ -157,10 +157,7 @@ const CASES: &[(&str, &str)] = &[
     ("((((views = 250))))", "r4"),
     // @request.*
     ("@request.auth.id = author.id", "r1 r3"),
-    (
-        "@request.auth.role = 'admin' && published = true",
-        "r1 r3 r6",
-    ),
+    ("@request.auth.role = 'admin' && published = true", "r1 r3 r6"),
     ("@request.auth.id != ''", ALL),
     ("@request.auth.verified = true && views = 7", "r8"),
     ("@request.method = 'PATCH'", ALL),
@@ -181,14 +178,8 @@ const CASES: &[(&str, &str)] = &[
     ("created >= @todayStart && created <= @todayEnd", "r1 r4"),
     ("created < @now", "r1 r2 r3"),
     ("created > @yesterday && created < @tomorrow", "r1 r2 r4 r6"),
-    (
-        "created >= @monthStart && created <= @monthEnd",
-        "r1 r2 r4 r6",
-    ),
-    (
-        "created >= @yearStart && created <= @yearEnd",
-        "r1 r2 r4 r6",
-    ),
+    ("created >= @monthStart && created <= @monthEnd", "r1 r2 r4 r6"),
+    ("created >= @yearStart && created <= @yearEnd", "r1 r2 r4 r6"),
     ("created < @yearStart", "r3"),
     ("created ~ '2024-06-1%'", "r1 r2 r4 r6"),
     (
@@ -265,10 +256,7 @@ fn filter_and_combines_rule_with_user_filter() {
     let user = parse("views >= 10");
     let combined = rule.clone().and(user);
     assert_eq!(matching_ids(&combined, &docs, &req), "r1 r6");
-    assert_eq!(
-        combined.to_string(),
-        "(published = true || views = 0) && views >= 10"
-    );
+    assert_eq!(combined.to_string(), "(published = true || views = 0) && views >= 10");
     assert_eq!(rule.clone().and(Filter::everything()), rule);
     assert!(Filter::everything().and(Filter::everything()).is_empty());
     let three = parse("a = 1 && b = 2").and(parse("c = 3"));

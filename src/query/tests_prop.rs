@@ -2,8 +2,7 @@
 //! arbitrary (mostly hostile) text never panics the parser or evaluator.
 
 use crate::query::{
-    evaluate, parse_filter, Comparison, DateMacro, Expr, Filter, Identifier, JsonResolver,
-    Modifier, Op, Operand, Root,
+    evaluate, parse_filter, Comparison, DateMacro, Expr, Filter, Identifier, JsonResolver, Modifier, Op, Operand, Root,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -49,12 +48,7 @@ fn identifier() -> impl Strategy<Value = Identifier> {
             path: path(p),
             modifier: m,
         }),
-        prop_oneof![
-            Just(None),
-            Just(Some(Modifier::IsSet)),
-            Just(Some(Modifier::Changed))
-        ]
-        .prop_map(|m| Identifier {
+        prop_oneof![Just(None), Just(Some(Modifier::IsSet)), Just(Some(Modifier::Changed))].prop_map(|m| Identifier {
             root: Root::RequestBody,
             path: vec!["a".into()],
             modifier: m,
@@ -69,15 +63,12 @@ fn identifier() -> impl Strategy<Value = Identifier> {
             path: vec!["q".into()],
             modifier: Some(Modifier::IsSet),
         }),
-        prop::sample::select(vec![
-            DateMacro::Now,
-            DateMacro::Weekday,
-            DateMacro::TodayStart
-        ])
-        .prop_map(|m| Identifier {
-            root: Root::Macro(m),
-            path: vec![],
-            modifier: None,
+        prop::sample::select(vec![DateMacro::Now, DateMacro::Weekday, DateMacro::TodayStart]).prop_map(|m| {
+            Identifier {
+                root: Root::Macro(m),
+                path: vec![],
+                modifier: None,
+            }
         }),
     ]
 }
@@ -137,18 +128,13 @@ fn document() -> impl Strategy<Value = Value> {
 }
 
 fn request() -> impl Strategy<Value = Value> {
-    (
-        maybe(doc_scalar()),
-        maybe(doc_scalar()),
-        maybe(doc_scalar()),
-    )
-        .prop_map(|(a, id, q)| {
-            let body = a.map_or(json!({}), |a| json!({ "a": a }));
-            let auth = id.map_or(Value::Null, |id| json!({ "id": id }));
-            let query = q.map_or(json!({}), |q| json!({ "q": q }));
-            json!({"auth": auth, "body": body, "query": query, "headers": {},
+    (maybe(doc_scalar()), maybe(doc_scalar()), maybe(doc_scalar())).prop_map(|(a, id, q)| {
+        let body = a.map_or(json!({}), |a| json!({ "a": a }));
+        let auth = id.map_or(Value::Null, |id| json!({ "id": id }));
+        let query = q.map_or(json!({}), |q| json!({ "q": q }));
+        json!({"auth": auth, "body": body, "query": query, "headers": {},
                "method": "GET", "context": "default"})
-        })
+    })
 }
 
 proptest! {

@@ -1,9 +1,22 @@
 //! Access rules: who may list, view, create, update or delete records.
 //!
 //! A rule is `null` (superusers only), `""` (anyone) or a filter expression
-//! over the record and `@request.*`. Superusers bypass every rule.
+//! over the record and `@request.*`, in the same language as `?filter=`
+//! (parsed once per collection change, see `schema::CompiledRules`).
+//! Superusers bypass every rule.
 
-use crate::core::Caller;
+mod context;
+mod resolver;
+
+pub use context::{Caller, RequestInfo, SUPERUSERS};
+pub use resolver::{StoreResolver, MAX_RELATION_DEPTH, MAX_SCAN};
+
+use serde_json::Value;
+
+use crate::clock::now_millis;
+use crate::query::{evaluate, Filter};
+use crate::schema::CompiledCollection;
+use crate::state::AppState;
 
 /// The outcome of checking a rule for one caller, before looking at records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,23 +29,28 @@ pub enum Access {
     Conditional,
 }
 
-/// Classifies `rule` for `caller`.
-pub fn access(rule: &Option<String>, caller: &Caller) -> Access {
+/// Classifies a compiled rule for `caller`.
+pub fn access(rule: &Option<Filter>, caller: &Caller) -> Access {
     if caller.is_superuser() {
         return Access::Allow;
     }
-    match rule.as_deref() {
+    match rule {
         None => Access::Locked,
-        Some(r) if r.trim().is_empty() => Access::Allow,
+        Some(f) if f.is_empty() => Access::Allow,
         Some(_) => Access::Conditional,
     }
 }
 
-/// Whether a conditional rule holds for `record`.
-///
-/// Rule expressions are evaluated by the query engine (the users-and-access
-/// issue); until then a non-empty expression denies non-superusers: failing
-/// closed never leaks data.
-pub fn holds(_rule: &str, _caller: &Caller, _record: &serde_json::Value) -> bool {
-    false
+/// Whether `filter` holds for `record` of `coll`, given the `@request` object.
+pub fn holds(state: &AppState, coll: &CompiledCollection, filter: &Filter, record: &Value, request: &Value) -> bool {
+    evaluate(
+        filter,
+        &StoreResolver {
+            state,
+            coll,
+            record,
+            request,
+            now: now_millis(),
+        },
+    )
 }

@@ -75,14 +75,7 @@ pub struct Collection {
 }
 
 /// Fields every record has, managed by the server.
-pub const BASE_SYSTEM_FIELDS: &[&str] = &[
-    "id",
-    "collectionId",
-    "collectionName",
-    "created",
-    "updated",
-    "expand",
-];
+pub const BASE_SYSTEM_FIELDS: &[&str] = &["id", "collectionId", "collectionName", "created", "updated", "expand"];
 
 /// Extra system fields of auth records (plus write-only helpers).
 pub const AUTH_SYSTEM_FIELDS: &[&str] = &[
@@ -134,20 +127,11 @@ fn field_error(field: &str, code: &str, message: impl Into<String>) -> SchemaErr
 
 impl Collection {
     /// Builds a new collection from a create request body.
-    pub fn from_create(
-        body: Map<String, Value>,
-        id: String,
-        now: String,
-    ) -> Result<Collection, SchemaError> {
+    pub fn from_create(body: Map<String, Value>, id: String, now: String) -> Result<Collection, SchemaError> {
         let kind = match body.get("type") {
             None | Some(Value::Null) => CollectionType::Base,
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                field_error(
-                    "type",
-                    "validation_invalid_value",
-                    "type must be \"base\" or \"auth\"",
-                )
-            })?,
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|_| field_error("type", "validation_invalid_value", "type must be \"base\" or \"auth\""))?,
         };
         let mut c = Collection {
             id,
@@ -183,18 +167,12 @@ impl Collection {
                 "name" => {
                     self.name = value
                         .as_str()
-                        .ok_or_else(|| {
-                            field_error("name", "validation_invalid_value", "name must be a string")
-                        })?
+                        .ok_or_else(|| field_error("name", "validation_invalid_value", "name must be a string"))?
                         .to_owned()
                 }
                 "type" => {
                     let kind: CollectionType = serde_json::from_value(value).map_err(|_| {
-                        field_error(
-                            "type",
-                            "validation_invalid_value",
-                            "type must be \"base\" or \"auth\"",
-                        )
+                        field_error("type", "validation_invalid_value", "type must be \"base\" or \"auth\"")
                     })?;
                     if kind != self.kind {
                         return Err(field_error(
@@ -214,8 +192,7 @@ impl Collection {
                         )
                     })?
                 }
-                "listRule" | "viewRule" | "createRule" | "updateRule" | "deleteRule"
-                | "authRule" | "manageRule" => {
+                "listRule" | "viewRule" | "createRule" | "updateRule" | "deleteRule" | "authRule" | "manageRule" => {
                     let rule = match value {
                         Value::Null => None,
                         Value::String(s) => Some(s),
@@ -289,8 +266,7 @@ impl Collection {
         if let Some(props) = self.schema.get("properties").and_then(Value::as_object) {
             for key in props.keys() {
                 let reserved = BASE_SYSTEM_FIELDS.contains(&key.as_str())
-                    || (self.kind == CollectionType::Auth
-                        && AUTH_SYSTEM_FIELDS.contains(&key.as_str()));
+                    || (self.kind == CollectionType::Auth && AUTH_SYSTEM_FIELDS.contains(&key.as_str()));
                 if reserved {
                     return Err(field_error(
                         "schema",
@@ -302,7 +278,9 @@ impl Collection {
                     return Err(field_error(
                         "schema",
                         "validation_invalid_value",
-                        format!("property '{key}' may not start with '+' or end with '+'/'-' (those are update modifiers)"),
+                        format!(
+                            "property '{key}' may not start with '+' or end with '+'/'-' (those are update modifiers)"
+                        ),
                     ));
                 }
             }

@@ -161,48 +161,22 @@ fn describe(kind: &ValidationErrorKind) -> (String, String) {
                 .replace("Single(", "")
                 .replace(')', ""),
         ),
-        K::Format { format } => (
-            "validation_invalid_format",
-            format!("Must be a valid {format}."),
-        ),
-        K::MinLength { limit } => (
-            "validation_min_length",
-            format!("Must be at least {limit} characters."),
-        ),
-        K::MaxLength { limit } => (
-            "validation_max_length",
-            format!("Must be at most {limit} characters."),
-        ),
+        K::Format { format } => ("validation_invalid_format", format!("Must be a valid {format}.")),
+        K::MinLength { limit } => ("validation_min_length", format!("Must be at least {limit} characters.")),
+        K::MaxLength { limit } => ("validation_max_length", format!("Must be at most {limit} characters.")),
         K::Minimum { limit } => ("validation_min", format!("Must be at least {limit}.")),
         K::Maximum { limit } => ("validation_max", format!("Must be at most {limit}.")),
-        K::ExclusiveMinimum { limit } => {
-            ("validation_min", format!("Must be greater than {limit}."))
-        }
+        K::ExclusiveMinimum { limit } => ("validation_min", format!("Must be greater than {limit}.")),
         K::ExclusiveMaximum { limit } => ("validation_max", format!("Must be less than {limit}.")),
-        K::MinItems { limit } => (
-            "validation_min_items",
-            format!("Must have at least {limit} items."),
-        ),
-        K::MaxItems { limit } => (
-            "validation_max_items",
-            format!("Must have at most {limit} items."),
-        ),
+        K::MinItems { limit } => ("validation_min_items", format!("Must have at least {limit} items.")),
+        K::MaxItems { limit } => ("validation_max_items", format!("Must have at most {limit} items.")),
         K::Pattern { pattern } => (
             "validation_pattern_mismatch",
             format!("Must match the pattern {pattern}."),
         ),
-        K::Enum { options } => (
-            "validation_not_in_enum",
-            format!("Must be one of {options}."),
-        ),
-        K::Constant { expected_value } => (
-            "validation_invalid_value",
-            format!("Must be {expected_value}."),
-        ),
-        K::UniqueItems => (
-            "validation_duplicate_items",
-            "Items must be unique.".to_owned(),
-        ),
+        K::Enum { options } => ("validation_not_in_enum", format!("Must be one of {options}.")),
+        K::Constant { expected_value } => ("validation_invalid_value", format!("Must be {expected_value}.")),
+        K::UniqueItems => ("validation_duplicate_items", "Items must be unique.".to_owned()),
         K::MultipleOf { .. } => (
             "validation_invalid_value",
             "Must be a multiple of the allowed step.".to_owned(),
@@ -231,11 +205,7 @@ mod tests {
             "additionalProperties": false
         }))
         .unwrap();
-        let errs = validate(
-            &v,
-            &json!({"title":"long","meta":{"lang":1},"tags":["a",2],"x":1}),
-        )
-        .unwrap_err();
+        let errs = validate(&v, &json!({"title":"long","meta":{"lang":1},"tags":["a",2],"x":1})).unwrap_err();
         assert_eq!(errs["title"].code, "validation_max_length");
         assert_eq!(errs["meta.lang"].code, "validation_invalid_type");
         assert_eq!(errs["tags.1"].code, "validation_invalid_type");
@@ -245,15 +215,12 @@ mod tests {
 
     #[test]
     fn refuses_remote_refs_and_non_object_schemas() {
-        assert!(compile(
-            &json!({"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}})
-        )
-        .is_err());
-        assert!(compile(
-            &json!({"type":"object","properties":{"a":{"$ref":"file:///etc/passwd"}}})
-        )
-        .is_err());
+        assert!(compile(&json!({"type":"object","properties":{"a":{"$ref":"https://example.com/s.json"}}})).is_err());
+        assert!(compile(&json!({"type":"object","properties":{"a":{"$ref":"file:///etc/passwd"}}})).is_err());
         assert!(compile(&json!({"type":"string"})).is_err());
-        assert!(compile(&json!({"type":"object","$defs":{"s":{"type":"string"}},"properties":{"a":{"$ref":"#/$defs/s"}}})).is_ok());
+        assert!(compile(
+            &json!({"type":"object","$defs":{"s":{"type":"string"}},"properties":{"a":{"$ref":"#/$defs/s"}}})
+        )
+        .is_ok());
     }
 }

@@ -75,10 +75,7 @@ fn take_auth(body: &mut Map<String, Value>, errors: &mut FieldErrors) -> AuthInp
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => {
-            errors.insert(
-                key.into(),
-                err("validation_invalid_type", "Must be a string."),
-            );
+            errors.insert(key.into(), err("validation_invalid_type", "Must be a string."));
             None
         }
     };
@@ -94,10 +91,7 @@ fn take_auth(body: &mut Map<String, Value>, errors: &mut FieldErrors) -> AuthInp
             None | Some(Value::Null) => {}
             Some(Value::Bool(b)) => *slot = Some(b),
             Some(_) => {
-                errors.insert(
-                    key.into(),
-                    err("validation_invalid_type", "Must be a boolean."),
-                );
+                errors.insert(key.into(), err("validation_invalid_type", "Must be a boolean."));
             }
         }
     }
@@ -108,10 +102,7 @@ fn take_auth(body: &mut Map<String, Value>, errors: &mut FieldErrors) -> AuthInp
 fn check_password(auth: &AuthInput, required: bool, errors: &mut FieldErrors) {
     match &auth.password {
         None if required => {
-            errors.insert(
-                "password".into(),
-                err("validation_required", "Missing required value."),
-            );
+            errors.insert("password".into(), err("validation_required", "Missing required value."));
         }
         None => {}
         Some(p) => {
@@ -140,10 +131,7 @@ fn check_password(auth: &AuthInput, required: bool, errors: &mut FieldErrors) {
 fn check_email(auth: &AuthInput, required: bool, errors: &mut FieldErrors) {
     match auth.email.as_deref() {
         None | Some("") if required => {
-            errors.insert(
-                "email".into(),
-                err("validation_required", "Missing required value."),
-            );
+            errors.insert("email".into(), err("validation_required", "Missing required value."));
         }
         Some(e) if !e.is_empty() && !is_valid_email(e) => {
             errors.insert(
@@ -157,13 +145,7 @@ fn check_email(auth: &AuthInput, required: bool, errors: &mut FieldErrors) {
 
 /// Removes server-managed keys a client may echo back (ignored, as PocketBase does).
 fn strip_ignored(body: &mut Map<String, Value>) {
-    for k in [
-        "collectionId",
-        "collectionName",
-        "created",
-        "updated",
-        "expand",
-    ] {
+    for k in ["collectionId", "collectionName", "created", "updated", "expand"] {
         body.remove(k);
     }
 }
@@ -239,11 +221,7 @@ pub fn draft_create(
     reject_modifiers(&body, &mut errors);
     validate_user(coll, &body, &mut errors);
     if errors.is_empty() {
-        Ok(Draft {
-            id,
-            doc: body,
-            auth,
-        })
+        Ok(Draft { id, doc: body, auth })
     } else {
         Err(errors)
     }
@@ -275,21 +253,14 @@ pub fn draft_update(
     let mut errors = FieldErrors::new();
     strip_ignored(&mut body);
     let mut doc = stored.as_object().cloned().unwrap_or_default();
-    let id = doc
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
     match body.remove("id") {
         None => {}
         Some(Value::String(s)) if s == id => {}
         Some(_) => {
             errors.insert(
                 "id".into(),
-                err(
-                    "validation_invalid_value",
-                    "The id of a record cannot be changed.",
-                ),
+                err("validation_invalid_value", "The id of a record cannot be changed."),
             );
         }
     }
@@ -300,10 +271,7 @@ pub fn draft_update(
         if auth.verified.is_some() && !superuser {
             errors.insert(
                 "verified".into(),
-                err(
-                    "validation_forbidden",
-                    "Only superusers can change verified.",
-                ),
+                err("validation_forbidden", "Only superusers can change verified."),
             );
         }
         let current = doc.get("email").and_then(Value::as_str);
@@ -352,13 +320,7 @@ enum Modify {
     Remove,
 }
 
-fn modify(
-    doc: &mut Map<String, Value>,
-    field: &str,
-    value: Value,
-    how: Modify,
-    errors: &mut FieldErrors,
-) {
+fn modify(doc: &mut Map<String, Value>, field: &str, value: Value, how: Modify, errors: &mut FieldErrors) {
     let bad = |errors: &mut FieldErrors, msg: &str| {
         errors.insert(field.to_owned(), err("validation_invalid_value", msg));
     };
@@ -375,8 +337,7 @@ fn modify(
             ) {
                 (Some(a), Some(d)) => a.checked_add(sign * d).map(Number::from),
                 _ => Number::from_f64(
-                    base.and_then(|b| b.as_f64()).unwrap_or(0.0)
-                        + sign as f64 * delta.as_f64().unwrap_or(0.0),
+                    base.and_then(|b| b.as_f64()).unwrap_or(0.0) + sign as f64 * delta.as_f64().unwrap_or(0.0),
                 ),
             };
             match sum {
@@ -414,33 +375,19 @@ fn modify(
 }
 
 /// Builds the stored record of a create (system fields first).
-pub fn assemble_create(
-    coll: &CompiledCollection,
-    draft: Draft,
-    password_hash: Option<String>,
-    now: &str,
-) -> Value {
+pub fn assemble_create(coll: &CompiledCollection, draft: Draft, password_hash: Option<String>, now: &str) -> Value {
     let mut rec = Map::new();
     rec.insert("id".into(), Value::String(draft.id));
     rec.insert("created".into(), Value::String(now.to_owned()));
     rec.insert("updated".into(), Value::String(now.to_owned()));
     if coll.is_auth() {
-        rec.insert(
-            "email".into(),
-            Value::String(draft.auth.email.unwrap_or_default()),
-        );
+        rec.insert("email".into(), Value::String(draft.auth.email.unwrap_or_default()));
         rec.insert(
             "emailVisibility".into(),
             Value::Bool(draft.auth.email_visibility.unwrap_or(false)),
         );
-        rec.insert(
-            "verified".into(),
-            Value::Bool(draft.auth.verified.unwrap_or(false)),
-        );
-        rec.insert(
-            "password".into(),
-            Value::String(password_hash.unwrap_or_default()),
-        );
+        rec.insert("verified".into(), Value::Bool(draft.auth.verified.unwrap_or(false)));
+        rec.insert("password".into(), Value::String(password_hash.unwrap_or_default()));
         rec.insert("tokenKey".into(), Value::String(ids::token_key()));
     }
     rec.extend(draft.doc);
@@ -480,20 +427,16 @@ pub fn assemble_update(draft: Draft, password_hash: Option<String>, now: &str) -
 pub fn export(coll: &CompiledCollection, record: &Value, viewer: &Viewer) -> Value {
     let mut out = Map::new();
     out.insert("collectionId".into(), Value::String(coll.def.id.clone()));
-    out.insert(
-        "collectionName".into(),
-        Value::String(coll.def.name.clone()),
-    );
+    out.insert("collectionName".into(), Value::String(coll.def.name.clone()));
     let Some(obj) = record.as_object() else {
         return Value::Object(out);
     };
     let auth = coll.is_auth();
-    let owner = viewer.auth.as_ref().is_some_and(|(c, id)| {
-        *c == coll.def.id && obj.get("id").and_then(Value::as_str) == Some(id)
-    });
-    let show_email = viewer.superuser
-        || owner
-        || obj.get("emailVisibility").and_then(Value::as_bool) == Some(true);
+    let owner = viewer
+        .auth
+        .as_ref()
+        .is_some_and(|(c, id)| *c == coll.def.id && obj.get("id").and_then(Value::as_str) == Some(id));
+    let show_email = viewer.superuser || owner || obj.get("emailVisibility").and_then(Value::as_bool) == Some(true);
     for (k, v) in obj {
         if auth && (k == "password" || k == "tokenKey" || (k == "email" && !show_email)) {
             continue;

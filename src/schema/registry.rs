@@ -1,6 +1,6 @@
 //! The in-memory cache of compiled collections.
 //!
-//! Validators are compiled once per collection change and shared as
+//! Validators and rules are compiled once per collection change and shared as
 //! `Arc<CompiledCollection>`: a request clones the `Arc` under a read lock
 //! held for nanoseconds and then works lock-free. A std `RwLock` (not tokio's)
 //! because the lock is never held across an `.await`.
@@ -12,34 +12,113 @@ use jsonschema::Validator;
 use serde_json::Value;
 
 use super::{compile, Collection, CollectionType, SchemaError};
+use crate::query::{parse_filter, Filter};
 use crate::store::CollectionSpec;
 
-/// A collection ready to serve: its definition, compiled validator and the
-/// store's view of it.
+/// A field holding record ids of another collection (`x-relation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relation {
+    /// Target collection name or id.
+    pub collection: String,
+    /// An array of ids rather than one id.
+    pub multiple: bool,
+    /// Deleting the target deletes the referencing record too.
+    pub cascade_delete: bool,
+}
+
+/// A collection's rules, parsed. `None` = locked (superusers only);
+/// an empty filter = anyone.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledRules {
+    pub list: Option<Filter>,
+    pub view: Option<Filter>,
+    pub create: Option<Filter>,
+    pub update: Option<Filter>,
+    pub delete: Option<Filter>,
+    pub auth: Option<Filter>,
+    pub manage: Option<Filter>,
+}
+
+/// A collection ready to serve: its definition, compiled validator and
+/// rules, and the store's view of it.
 pub struct CompiledCollection {
     pub def: Collection,
     pub validator: Validator,
+    pub rules: CompiledRules,
     pub spec: Arc<CollectionSpec>,
     /// Top-level properties marked `x-hidden: true`: never shown to non-superusers.
     pub hidden: Vec<String>,
+    /// Top-level properties with `x-relation`.
+    pub relations: HashMap<String, Relation>,
+}
+
+fn compile_rule(field: &str, rule: &Option<String>) -> Result<Option<Filter>, SchemaError> {
+    match rule {
+        None => Ok(None),
+        Some(text) => parse_filter(text).map(Some).map_err(|e| SchemaError::Invalid {
+            field: field.to_owned(),
+            code: "validation_invalid_rule".into(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn relation_of(prop: &Value) -> Result<Option<Relation>, String> {
+    let Some(rel) = prop.get("x-relation") else {
+        return Ok(None);
+    };
+    let collection = rel
+        .get("collection")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("x-relation needs {\"collection\": \"<name or id>\"}")?;
+    let multiple = prop.get("type").and_then(Value::as_str) == Some("array");
+    let single = prop.get("type").and_then(Value::as_str) == Some("string");
+    if !multiple && !single {
+        return Err("a property with x-relation must be {\"type\":\"string\"} or {\"type\":\"array\",\"items\":{\"type\":\"string\"}}".into());
+    }
+    Ok(Some(Relation {
+        collection: collection.to_owned(),
+        multiple,
+        cascade_delete: rel.get("cascadeDelete").and_then(Value::as_bool).unwrap_or(false),
+    }))
 }
 
 impl CompiledCollection {
     pub fn compile(def: Collection) -> Result<CompiledCollection, SchemaError> {
         def.check()?;
         let validator = compile::compile(&def.schema)?;
-        let hidden = def
-            .schema
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|props| {
-                props
-                    .iter()
-                    .filter(|(_, p)| p.get("x-hidden").and_then(Value::as_bool) == Some(true))
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let rules = CompiledRules {
+            list: compile_rule("listRule", &def.list_rule)?,
+            view: compile_rule("viewRule", &def.view_rule)?,
+            create: compile_rule("createRule", &def.create_rule)?,
+            update: compile_rule("updateRule", &def.update_rule)?,
+            delete: compile_rule("deleteRule", &def.delete_rule)?,
+            auth: compile_rule("authRule", &def.auth_rule)?,
+            manage: compile_rule("manageRule", &def.manage_rule)?,
+        };
+        let mut hidden = Vec::new();
+        let mut relations = HashMap::new();
+        if let Some(props) = def.schema.get("properties").and_then(Value::as_object) {
+            for (name, prop) in props {
+                if prop.get("x-hidden").and_then(Value::as_bool) == Some(true) {
+                    hidden.push(name.clone());
+                }
+                match relation_of(prop) {
+                    Ok(Some(rel)) => {
+                        relations.insert(name.clone(), rel);
+                    }
+                    Ok(None) => {}
+                    Err(message) => {
+                        return Err(SchemaError::Invalid {
+                            field: "schema".into(),
+                            code: "validation_invalid_relation".into(),
+                            message: format!("property '{name}': {message}"),
+                        })
+                    }
+                }
+            }
+        }
         let spec = Arc::new(CollectionSpec {
             id: def.id.clone(),
             name: def.name.clone(),
@@ -48,8 +127,10 @@ impl CompiledCollection {
         Ok(CompiledCollection {
             def,
             validator,
+            rules,
             spec,
             hidden,
+            relations,
         })
     }
 
@@ -78,10 +159,7 @@ impl Registry {
         if let Some(c) = maps.by_name.get(name_or_id) {
             return Some(c.clone());
         }
-        maps.ids
-            .get(name_or_id)
-            .and_then(|n| maps.by_name.get(n))
-            .cloned()
+        maps.ids.get(name_or_id).and_then(|n| maps.by_name.get(n)).cloned()
     }
 
     /// All collections, system ones first, then by name.
@@ -106,5 +184,41 @@ impl Registry {
         if let Some(name) = maps.ids.remove(id) {
             maps.by_name.remove(&name);
         }
+    }
+}
+
+impl CompiledCollection {
+    /// Whether values at `path` can never be arrays (so an index on it answers
+    /// `=`/range terms exactly, see `query::planner`). System fields are
+    /// scalar; user fields must declare a `type` without `"array"`, through
+    /// object-typed parents.
+    pub fn is_scalar_path(&self, path: &[String]) -> bool {
+        let [first, rest @ ..] = path else { return false };
+        if rest.is_empty()
+            && (matches!(first.as_str(), "id" | "created" | "updated")
+                || (self.is_auth() && matches!(first.as_str(), "email" | "verified" | "emailVisibility")))
+        {
+            return true;
+        }
+        let mut node = &self.def.schema;
+        for (i, seg) in path.iter().enumerate() {
+            let Some(prop) = node.get("properties").and_then(|p| p.get(seg)) else {
+                return false;
+            };
+            let types: Vec<&str> = match prop.get("type") {
+                Some(Value::String(t)) => vec![t.as_str()],
+                Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+                _ => return false,
+            };
+            if i + 1 < path.len() {
+                if types != ["object"] {
+                    return false;
+                }
+                node = prop;
+            } else {
+                return !types.is_empty() && !types.contains(&"array");
+            }
+        }
+        false
     }
 }

@@ -4,7 +4,8 @@
 //! [`crate::query::encode_key`]), so a forward scan of the tree is a sort by those
 //! fields. The value is always the record id.
 //!
-//! - Non-unique index: key = `values ++ id` (ties ordered by id).
+//! - Non-unique index: key = `values ++ encoded id` (ties ordered by id, in
+//!   the last field's direction).
 //! - Unique index: key = `values`, so "is this taken?" is one point lookup.
 //!   As with SQL unique indexes, "no value" does not clash: when any indexed
 //!   value is null, missing or the empty string, the entry is stored as
@@ -83,7 +84,10 @@ impl IndexDef {
         let (mut key, has_null) = self.encode(&self.values_of(record));
         let check_unique = self.unique && !has_null;
         if !check_unique {
-            key.extend_from_slice(id.as_bytes());
+            // The id suffix is encoded in the last field's direction so ties
+            // come out in the same order `query::compare_records` uses.
+            let desc = self.fields.last().is_some_and(|f| f.desc);
+            encode_value(&mut key, &Value::String(id.to_owned()), desc);
         }
         (key, check_unique)
     }

@@ -22,6 +22,7 @@ pub mod index;
 mod writer;
 
 use std::fs::File;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,10 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use index::IndexDef;
 use writer::{Job, Writer};
+
+/// The name under which the primary tree (records by id) is offered to the
+/// planner as an index on `id`.
+pub const PRIMARY_INDEX: &str = "_id";
 
 /// How many jobs may wait for the writer. Beyond this a write is refused with
 /// [`WriteError::Overloaded`] (503) instead of queueing without bound: memory
@@ -167,6 +172,9 @@ pub struct StoredRecord {
     pub data: Value,
 }
 
+/// `(raw index key, record id)` pairs from an index walk.
+pub type IndexEntries = Box<dyn Iterator<Item = Result<(Vec<u8>, String), StoreError>> + Send>;
+
 /// Cheap-clone handle to the store (mini-redis style `Db { shared }`).
 #[derive(Clone)]
 pub struct Store {
@@ -200,8 +208,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
         return Err(StoreError::Corrupt("record shorter than its header".into()));
     }
     let rev = u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let data = serde_json::from_slice(&bytes[8..])
-        .map_err(|e| StoreError::Corrupt(format!("record JSON: {e}")))?;
+    let data = serde_json::from_slice(&bytes[8..]).map_err(|e| StoreError::Corrupt(format!("record JSON: {e}")))?;
     Ok(StoredRecord { rev, data })
 }
 
@@ -344,12 +351,7 @@ impl Store {
             .meta
             .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
         self.shared.db.flush()?;
-        Ok(self
-            .shared
-            .meta
-            .get(key)?
-            .map(|v| v.to_vec())
-            .unwrap_or_default())
+        Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()).unwrap_or_default())
     }
 
     /// All collection definitions as stored.
@@ -357,23 +359,14 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.shared.meta.scan_prefix("coll/") {
             let (_, v) = kv?;
-            out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?,
-            );
+            out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?);
         }
         Ok(out)
     }
 
     /// The number of records in a collection (kept by the writer, O(1)).
     pub fn count(&self, collection_id: &str) -> u64 {
-        read_u64(
-            self.shared
-                .meta
-                .get(format!("count/{collection_id}"))
-                .ok()
-                .flatten(),
-        )
+        read_u64(self.shared.meta.get(format!("count/{collection_id}")).ok().flatten())
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
@@ -427,6 +420,41 @@ impl Store {
         })
     }
 
+    /// Walks an index between raw key bounds, yielding `(key, record id)`.
+    /// For the pseudo-index `_id` the primary tree is walked (keys are ids).
+    pub fn index_range(
+        &self,
+        collection_id: &str,
+        index: &IndexDef,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Result<IndexEntries, StoreError> {
+        let primary = index.name == PRIMARY_INDEX;
+        let tree = if primary {
+            self.tree(&records_tree(collection_id))?
+        } else {
+            self.tree(&index_tree(collection_id, &index.name))?
+        };
+        let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
+            Ok((k, v)) => {
+                let id = if primary {
+                    String::from_utf8_lossy(&k).into_owned()
+                } else {
+                    String::from_utf8_lossy(&v).into_owned()
+                };
+                Ok((k.to_vec(), id))
+            }
+            Err(e) => Err(StoreError::from(e)),
+        };
+        let range = tree.range::<Vec<u8>, _>((lower, upper));
+        Ok(if reverse {
+            Box::new(range.rev().map(map))
+        } else {
+            Box::new(range.map(map))
+        })
+    }
+
     /// Looks up a record id by the exact key of a unique index.
     pub fn unique_lookup(
         &self,
@@ -436,23 +464,17 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         let key = index.key_of_values(values);
         let tree = self.tree(&index_tree(collection_id, &index.name))?;
-        Ok(tree
-            .get(key)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(tree.get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Changes with `seq > after`, oldest first.
-    pub fn changes_since(
-        &self,
-        after: u64,
-    ) -> impl Iterator<Item = Result<Change, StoreError>> + Send {
+    pub fn changes_since(&self, after: u64) -> impl Iterator<Item = Result<Change, StoreError>> + Send {
         self.shared
             .changes
             .range((after.saturating_add(1)).to_be_bytes()..)
             .map(|kv| {
                 let (_, v) = kv?;
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
             })
     }
 

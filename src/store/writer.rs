@@ -21,8 +21,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    decode_record, encode_record, index_tree, records_tree, Action, Change, Committed, Expect,
-    WriteError, WriteOp,
+    decode_record, encode_record, index_tree, records_tree, Action, Change, Committed, Expect, WriteError, WriteOp,
 };
 use crate::clock::now_millis;
 
@@ -132,11 +131,7 @@ impl Writer {
                 return Ok(v.clone());
             }
         }
-        Ok(self
-            .tree(tree)?
-            .get(key)
-            .map_err(storage)?
-            .map(|v| v.to_vec()))
+        Ok(self.tree(tree)?.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
     fn commit_group(&mut self, group: Vec<(Vec<WriteOp>, Reply)>) {
@@ -257,9 +252,7 @@ impl Writer {
                     match (expect, &old) {
                         (Expect::Absent, Some(_)) => return Err(WriteError::IdTaken),
                         (Expect::Rev(_), None) => return Err(WriteError::NotFound),
-                        (Expect::Rev(r), Some(o)) if o.rev != r => {
-                            return Err(WriteError::Conflict)
-                        }
+                        (Expect::Rev(r), Some(o)) if o.rev != r => return Err(WriteError::Conflict),
                         _ => {}
                     }
                     for idx in &collection.indexes {
@@ -274,11 +267,7 @@ impl Writer {
                                 if holder != id.as_bytes() {
                                     return Err(WriteError::NotUnique {
                                         index: idx.name.clone(),
-                                        fields: idx
-                                            .fields
-                                            .iter()
-                                            .map(|f| f.path.join("."))
-                                            .collect(),
+                                        fields: idx.fields.iter().map(|f| f.path.join(".")).collect(),
                                     });
                                 }
                             }
@@ -308,23 +297,13 @@ impl Writer {
                         data.clone(),
                         now,
                     );
-                    plan.results.push(Committed::Record {
-                        seq,
-                        rev: seq,
-                        data,
-                    });
+                    plan.results.push(Committed::Record { seq, rev: seq, data });
                 }
-                WriteOp::DeleteRecord {
-                    collection,
-                    id,
-                    expect,
-                } => {
+                WriteOp::DeleteRecord { collection, id, expect } => {
                     self.require_collection(group, &plan.overlay, &collection.id)?;
                     let tree = records_tree(&collection.id);
                     let old = match self.read(group, &plan.overlay, &tree, id.as_bytes())? {
-                        Some(b) => {
-                            decode_record(&b).map_err(|e| WriteError::Storage(e.to_string()))?
-                        }
+                        Some(b) => decode_record(&b).map_err(|e| WriteError::Storage(e.to_string()))?,
                         None => return Err(WriteError::NotFound),
                     };
                     if let Expect::Rev(r) = expect {
@@ -334,12 +313,7 @@ impl Writer {
                     }
                     for idx in &collection.indexes {
                         let (k, _) = idx.entry(&id, &old.data);
-                        set(
-                            &mut plan.overlay,
-                            &index_tree(&collection.id, &idx.name),
-                            k,
-                            None,
-                        );
+                        set(&mut plan.overlay, &index_tree(&collection.id, &idx.name), k, None);
                     }
                     set(&mut plan.overlay, &tree, id.into_bytes(), None);
                     self.add_count(group, &mut plan.overlay, &collection.id, -1)?;
@@ -354,14 +328,10 @@ impl Writer {
                         old.data.clone(),
                         now,
                     );
-                    plan.results.push(Committed::Deleted {
-                        seq,
-                        last: old.data,
-                    });
+                    plan.results.push(Committed::Deleted { seq, last: old.data });
                 }
                 WriteOp::PutCollection { id, def } => {
-                    let bytes =
-                        serde_json::to_vec(&def).map_err(|e| WriteError::Storage(e.to_string()))?;
+                    let bytes = serde_json::to_vec(&def).map_err(|e| WriteError::Storage(e.to_string()))?;
                     set(
                         &mut plan.overlay,
                         "meta",
@@ -372,18 +342,8 @@ impl Writer {
                 }
                 WriteOp::DeleteCollection { id } => {
                     self.require_collection(group, &plan.overlay, &id)?;
-                    set(
-                        &mut plan.overlay,
-                        "meta",
-                        format!("coll/{id}").into_bytes(),
-                        None,
-                    );
-                    set(
-                        &mut plan.overlay,
-                        "meta",
-                        format!("count/{id}").into_bytes(),
-                        None,
-                    );
+                    set(&mut plan.overlay, "meta", format!("coll/{id}").into_bytes(), None);
+                    set(&mut plan.overlay, "meta", format!("count/{id}").into_bytes(), None);
                     plan.dropped.push(id);
                     plan.results.push(Committed::Done);
                 }
@@ -396,25 +356,14 @@ impl Writer {
         Ok(plan)
     }
 
-    fn require_collection(
-        &mut self,
-        group: &Overlay,
-        local: &Overlay,
-        id: &str,
-    ) -> Result<(), WriteError> {
+    fn require_collection(&mut self, group: &Overlay, local: &Overlay, id: &str) -> Result<(), WriteError> {
         match self.read(group, local, "meta", format!("coll/{id}").as_bytes())? {
             Some(_) => Ok(()),
             None => Err(WriteError::NoCollection),
         }
     }
 
-    fn add_count(
-        &mut self,
-        group: &Overlay,
-        local: &mut Overlay,
-        id: &str,
-        delta: i64,
-    ) -> Result<(), WriteError> {
+    fn add_count(&mut self, group: &Overlay, local: &mut Overlay, id: &str, delta: i64) -> Result<(), WriteError> {
         let key = format!("count/{id}").into_bytes();
         let cur = self
             .read(group, local, "meta", &key)?
@@ -445,21 +394,13 @@ impl Writer {
             ts,
         };
         let bytes = serde_json::to_vec(&change).expect("serialize change");
-        set(
-            &mut plan.overlay,
-            "changes",
-            seq.to_be_bytes().to_vec(),
-            Some(bytes),
-        );
+        set(&mut plan.overlay, "changes", seq.to_be_bytes().to_vec(), Some(bytes));
         plan.changes.push(change);
     }
 }
 
 fn set(overlay: &mut Overlay, tree: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
-    overlay
-        .entry(tree.to_owned())
-        .or_default()
-        .insert(key, value);
+    overlay.entry(tree.to_owned()).or_default().insert(key, value);
 }
 
 fn storage(e: sled::Error) -> WriteError {

@@ -40,9 +40,7 @@ async fn superuser_login_and_token_forms() {
     let tampered = format!("{}x", &token[..token.len() - 1]);
     for bad in ["nonsense", "a.b.c", tampered.as_str()] {
         assert_eq!(
-            app.call(Method::GET, "/api/collections", None, Some(bad))
-                .await
-                .status,
+            app.call(Method::GET, "/api/collections", None, Some(bad)).await.status,
             401
         );
     }
@@ -58,12 +56,7 @@ async fn superuser_login_and_token_forms() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["record"]["email"], SU_EMAIL);
     let r = app
-        .call(
-            Method::POST,
-            "/api/collections/_superusers/auth-refresh",
-            None,
-            None,
-        )
+        .call(Method::POST, "/api/collections/_superusers/auth-refresh", None, None)
         .await;
     assert_eq!(r.status, 401);
 }
@@ -96,10 +89,7 @@ async fn failed_logins_look_the_same() {
     let base = app.posts().await;
     let r = app
         .guest_post(
-            &format!(
-                "/api/collections/{}/auth-with-password",
-                base["name"].as_str().unwrap()
-            ),
+            &format!("/api/collections/{}/auth-with-password", base["name"].as_str().unwrap()),
             json!({"identity": "a", "password": "b"}),
         )
         .await;
@@ -110,7 +100,10 @@ async fn failed_logins_look_the_same() {
 async fn auth_records_keep_secrets_and_password_change_revokes_tokens() {
     let app = spawn_app().await;
     let r = app
-        .post("/api/collections/users/records", json!({"email": "Ann@Example.com", "password": "password1", "passwordConfirm": "password1", "name": "Ann"}))
+        .post(
+            "/api/collections/users/records",
+            json!({"email": "Ann@Example.com", "password": "password1", "passwordConfirm": "password1", "name": "Ann"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert!(r.body.get("password").is_none() && r.body.get("tokenKey").is_none());
@@ -140,9 +133,7 @@ async fn auth_records_keep_secrets_and_password_change_revokes_tokens() {
             "email",
         ),
     ] {
-        let r = app
-            .post("/api/collections/users/records", body.clone())
-            .await;
+        let r = app.post("/api/collections/users/records", body.clone()).await;
         assert_eq!(r.status, 400, "{body}");
         assert!(r.field_code(field).is_some(), "{body} -> {:?}", r.body);
     }
@@ -151,14 +142,9 @@ async fn auth_records_keep_secrets_and_password_change_revokes_tokens() {
     let refresh = |t: String| {
         let app = &app;
         async move {
-            app.call(
-                Method::POST,
-                "/api/collections/users/auth-refresh",
-                None,
-                Some(&t),
-            )
-            .await
-            .status
+            app.call(Method::POST, "/api/collections/users/auth-refresh", None, Some(&t))
+                .await
+                .status
         }
     };
     assert_eq!(refresh(user_token.clone()).await, 200);

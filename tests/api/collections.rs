@@ -26,19 +26,13 @@ async fn collection_lifecycle() {
 
     // By name and by id.
     assert_eq!(app.get("/api/collections/posts").await.body["id"], id);
-    assert_eq!(
-        app.get(&format!("/api/collections/{id}")).await.body["name"],
-        "posts"
-    );
+    assert_eq!(app.get(&format!("/api/collections/{id}")).await.body["name"], "posts");
 
     // Rename and change a rule; records follow the collection.
     app.post("/api/collections/posts/records", json!({"title": "kept"}))
         .await;
     let patched = app
-        .patch(
-            "/api/collections/posts",
-            json!({"name": "articles", "listRule": null}),
-        )
+        .patch("/api/collections/posts", json!({"name": "articles", "listRule": null}))
         .await;
     assert_eq!(patched.status, 200, "{:?}", patched.body);
     assert_eq!(patched.body["listRule"], Value::Null);
@@ -50,18 +44,10 @@ async fn collection_lifecycle() {
     // Delete removes the records too: a new collection of the same name is empty.
     assert_eq!(app.delete("/api/collections/articles").await.status, 204);
     assert_eq!(app.get("/api/collections/articles").await.status, 404);
-    assert_eq!(
-        app.get("/api/collections/articles/records").await.status,
-        404
-    );
-    app.create_collection(
-        json!({"name": "articles", "listRule": "", "schema": {"type": "object"}}),
-    )
-    .await;
-    assert_eq!(
-        app.get("/api/collections/articles/records").await.body["totalItems"],
-        0
-    );
+    assert_eq!(app.get("/api/collections/articles/records").await.status, 404);
+    app.create_collection(json!({"name": "articles", "listRule": "", "schema": {"type": "object"}}))
+        .await;
+    assert_eq!(app.get("/api/collections/articles/records").await.body["totalItems"], 0);
 }
 
 #[actix_web::test]
@@ -80,10 +66,7 @@ async fn default_collections_exist_and_system_ones_are_protected() {
         .patch("/api/collections/_superusers", json!({"name": "admins"}))
         .await;
     assert_eq!(rename.status, 400);
-    assert_eq!(
-        rename.field_code("name"),
-        Some("validation_system_collection")
-    );
+    assert_eq!(rename.field_code("name"), Some("validation_system_collection"));
 }
 
 /// Every refusal at save names the problem in a 400.
@@ -134,11 +117,7 @@ async fn invalid_definitions_are_refused() {
         (json!({"name": "1abc"}), "name", "validation_invalid_name"),
         (json!({"name": "a-b"}), "name", "validation_invalid_name"),
         (json!({"name": ""}), "name", "validation_invalid_name"),
-        (
-            json!({"name": "x".repeat(64)}),
-            "name",
-            "validation_invalid_name",
-        ),
+        (json!({"name": "x".repeat(64)}), "name", "validation_invalid_name"),
         (json!({"name": "_mine"}), "name", "validation_invalid_name"),
         (json!({"name": "users"}), "name", "validation_not_unique"),
         (json!({"name": "USERS"}), "name", "validation_not_unique"),
@@ -152,11 +131,7 @@ async fn invalid_definitions_are_refused() {
             "listRule",
             "validation_invalid_value",
         ),
-        (
-            json!({"name": "ok", "bogus": 1}),
-            "bogus",
-            "validation_unknown_field",
-        ),
+        (json!({"name": "ok", "bogus": 1}), "bogus", "validation_unknown_field"),
         (
             json!({"name": "ok", "indexes": [{"name": "i", "fields": []}]}),
             "indexes.0",
@@ -172,10 +147,7 @@ async fn invalid_definitions_are_refused() {
         let r = app.post("/api/collections", body.clone()).await;
         assert_eq!(r.status, 400, "{body} -> {:?}", r.body);
         assert_eq!(r.field_code(field), Some(code), "{body} -> {:?}", r.body);
-        assert!(!r.body["data"][field]["message"]
-            .as_str()
-            .unwrap()
-            .is_empty());
+        assert!(!r.body["data"][field]["message"].as_str().unwrap().is_empty());
     }
     // Nothing was created.
     assert_eq!(app.get("/api/collections").await.body["totalItems"], 2);
@@ -186,24 +158,20 @@ async fn collections_need_a_superuser() {
     let app = spawn_app().await;
     assert_eq!(app.guest_get("/api/collections").await.status, 401);
     assert_eq!(
-        app.guest_post("/api/collections", json!({"name": "x"}))
-            .await
-            .status,
+        app.guest_post("/api/collections", json!({"name": "x"})).await.status,
         401
     );
     // A regular user (created by the superuser) is authenticated but not allowed.
     let r = app
-        .post("/api/collections/users/records", json!({"email": "u@example.com", "password": "password1", "passwordConfirm": "password1"}))
+        .post(
+            "/api/collections/users/records",
+            json!({"email": "u@example.com", "password": "password1", "passwordConfirm": "password1"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let user = app.login("users", "u@example.com", "password1").await;
     let r = app
-        .call(
-            awc::http::Method::GET,
-            "/api/collections",
-            None,
-            Some(&user),
-        )
+        .call(awc::http::Method::GET, "/api/collections", None, Some(&user))
         .await;
     assert_eq!(r.status, 403);
 }
@@ -239,10 +207,7 @@ async fn dry_run_counts_violations() {
         200
     );
     let bad = app
-        .post(
-            "/api/collections/posts/dry-run",
-            json!({"schema": {"type": "array"}}),
-        )
+        .post("/api/collections/posts/dry-run", json!({"schema": {"type": "array"}}))
         .await;
     assert_eq!(bad.status, 400);
 }

@@ -10,10 +10,7 @@ async fn health_and_unknown_routes() {
     let app = spawn_app().await;
     let r = app.guest_get("/api/health").await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        r.body,
-        json!({"message": "API is healthy.", "code": 200, "data": {}})
-    );
+    assert_eq!(r.body, json!({"message": "API is healthy.", "code": 200, "data": {}}));
     assert_eq!(r.headers.get("x-content-type-options").unwrap(), "nosniff");
     assert!(r.headers.get("x-frame-options").is_some());
     assert!(r.headers.get("referrer-policy").is_some());
@@ -29,18 +26,10 @@ async fn malformed_bodies_get_clear_4xx() {
     app.posts().await;
     let path = "/api/collections/posts/records";
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let nested_obj = format!(
-        "{{\"title\":{}1{}}}",
-        "[".repeat(10_000),
-        "]".repeat(10_000)
-    );
+    let nested_obj = format!("{{\"title\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         ("application/json", b"{\"title\": ".to_vec(), 400),
-        (
-            "application/json",
-            b"{\"title\": \"unterminated".to_vec(),
-            400,
-        ),
+        ("application/json", b"{\"title\": \"unterminated".to_vec(), 400),
         ("application/json", b"{title: 1}".to_vec(), 400),
         ("application/json", b"[1, 2]".to_vec(), 400),
         ("application/json", b"\"text\"".to_vec(), 400),
@@ -50,11 +39,7 @@ async fn malformed_bodies_get_clear_4xx() {
         ("application/json", nested.into_bytes(), 400),
         ("application/json", nested_obj.into_bytes(), 400),
         ("text/plain", b"{\"title\":\"x\"}".to_vec(), 415),
-        (
-            "application/x-www-form-urlencoded",
-            b"title=x".to_vec(),
-            415,
-        ),
+        ("application/x-www-form-urlencoded", b"title=x".to_vec(), 415),
     ];
     for (ct, body, status) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
@@ -64,19 +49,12 @@ async fn malformed_bodies_get_clear_4xx() {
         assert!(!r.body["message"].as_str().unwrap().is_empty());
     }
     // 2 MiB body: over the 1 MiB default limit.
-    let big = json!({"title": "x".repeat(2 * 1024 * 1024)})
-        .to_string()
-        .into_bytes();
+    let big = json!({"title": "x".repeat(2 * 1024 * 1024)}).to_string().into_bytes();
     let r = app.raw(Method::POST, path, "application/json", big).await;
     assert_eq!(r.status, 413, "{:?}", r.body);
     // Same through PATCH and collection routes.
     let r = app
-        .raw(
-            Method::POST,
-            "/api/collections",
-            "application/json",
-            b"{oops".to_vec(),
-        )
+        .raw(Method::POST, "/api/collections", "application/json", b"{oops".to_vec())
         .await;
     assert_eq!(r.status, 400);
     // Still healthy, nothing stored.
@@ -98,12 +76,7 @@ async fn odd_paths_and_queries() {
         "/api/collections/posts/records?perPage=99999999999999999999999",
     ] {
         let r = app.guest_get(path).await;
-        assert!(
-            (400..500).contains(&r.status),
-            "{path} -> {} {:?}",
-            r.status,
-            r.body
-        );
+        assert!((400..500).contains(&r.status), "{path} -> {} {:?}", r.status, r.body);
     }
     assert_eq!(app.guest_get("/api/health").await.status, 200);
 }

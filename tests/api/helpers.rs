@@ -114,16 +114,8 @@ impl TestApp {
     }
 
     /// Sends a request; `token` None = guest.
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        token: Option<&str>,
-    ) -> Resp {
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, token: Option<&str>) -> Resp {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", t.to_owned()));
         }
@@ -135,13 +127,7 @@ impl TestApp {
     }
 
     /// Sends raw bytes with a content type.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        content_type: &str,
-        bytes: Vec<u8>,
-    ) -> Resp {
+    pub async fn raw(&self, method: Method, path: &str, content_type: &str, bytes: Vec<u8>) -> Resp {
         let res = self
             .client
             .request(method, format!("{}{}", self.base, path))
@@ -157,16 +143,13 @@ impl TestApp {
         self.call(Method::GET, path, None, Some(&self.token)).await
     }
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(body), Some(&self.token))
-            .await
+        self.call(Method::POST, path, Some(body), Some(&self.token)).await
     }
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, path, Some(body), Some(&self.token))
-            .await
+        self.call(Method::PATCH, path, Some(body), Some(&self.token)).await
     }
     pub async fn delete(&self, path: &str) -> Resp {
-        self.call(Method::DELETE, path, None, Some(&self.token))
-            .await
+        self.call(Method::DELETE, path, None, Some(&self.token)).await
     }
     pub async fn guest_get(&self, path: &str) -> Resp {
         self.call(Method::GET, path, None, None).await
@@ -206,8 +189,7 @@ impl TestApp {
 
 pub async fn read(
     mut res: awc::ClientResponse<
-        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
-            + Unpin,
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
     >,
 ) -> Resp {
     let status = res.status().as_u16();
@@ -216,12 +198,7 @@ pub async fn read(
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
     };
-    Resp {
-        status,
-        body,
-        headers,
-    }
+    Resp { status, body, headers }
 }

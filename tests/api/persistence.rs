@@ -31,16 +31,13 @@ async fn data_survives_restart() {
     )
     .await;
     let deleted = written[1]["id"].as_str().unwrap().to_owned();
-    app.delete(&format!("/api/collections/posts/records/{deleted}"))
-        .await;
+    app.delete(&format!("/api/collections/posts/records/{deleted}")).await;
 
     let app = app.restart().await;
     let list = app.get("/api/collections/posts/records?perPage=100").await;
     assert_eq!(list.body["totalItems"], 49);
     assert_eq!(
-        app.get(&format!("/api/collections/posts/records/{id}"))
-            .await
-            .body["title"],
+        app.get(&format!("/api/collections/posts/records/{id}")).await.body["title"],
         "changed"
     );
     assert_eq!(
@@ -51,10 +48,7 @@ async fn data_survives_restart() {
     );
     for w in &written[2..] {
         let got = app
-            .get(&format!(
-                "/api/collections/posts/records/{}",
-                w["id"].as_str().unwrap()
-            ))
+            .get(&format!("/api/collections/posts/records/{}", w["id"].as_str().unwrap()))
             .await;
         assert_eq!(&got.body, w);
     }
@@ -94,16 +88,11 @@ fn start_binary(dir: &Path) -> (Child, String) {
 
 async fn login(base: &str) -> String {
     let res = client()
-        .post(format!(
-            "{base}/api/collections/_superusers/auth-with-password"
-        ))
+        .post(format!("{base}/api/collections/_superusers/auth-with-password"))
         .send_json(&json!({"identity": SU_EMAIL, "password": SU_PASSWORD}))
         .await
         .expect("login");
-    read(res).await.body["token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
+    read(res).await.body["token"].as_str().expect("token").to_owned()
 }
 
 #[actix_web::test]
@@ -134,8 +123,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let target = 300 + round * 100;
         let mut writers = Vec::new();
         for w in 0..8u32 {
-            let (base, acked, count, reached) =
-                (base.clone(), acked.clone(), count.clone(), reached.clone());
+            let (base, acked, count, reached) = (base.clone(), acked.clone(), count.clone(), reached.clone());
             writers.push(actix_web::rt::spawn(async move {
                 let c = client();
                 for n in 0.. {
