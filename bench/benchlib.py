@@ -211,7 +211,11 @@ def _summary(status, text):
 
 
 def cmd_probe(url):
-    status, text = _request("GET", url)
+    try:
+        status, text = _request("GET", url)
+    except OSError as e:
+        print(json.dumps({"error": f"GET failed: {getattr(e, 'reason', e)}"}))
+        sys.exit(2)
     ok, out = _summary(status, text)
     print(json.dumps(out))
     if not ok:
@@ -231,9 +235,13 @@ def cmd_follow_cursor(url, page):
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=TIMEOUT)
 
     def get(p):
-        conn.request("GET", p, headers={"Accept": "application/json"})
-        resp = conn.getresponse()
-        text = resp.read().decode(errors="replace")
+        try:
+            conn.request("GET", p, headers={"Accept": "application/json"})
+            resp = conn.getresponse()
+            text = resp.read().decode(errors="replace")
+        except (OSError, http.client.HTTPException) as e:
+            print(json.dumps({"error": f"GET {p[:200]} failed: {e!r}"}))
+            sys.exit(1)
         ok, summ = _summary(resp.status, text)
         if not ok:
             print(json.dumps({"error": f"GET {p[:200]}: {summ['error']}"}))
@@ -494,6 +502,30 @@ def cmd_report(results_path, meta_path, commands_path):
           "compared with PocketBase's offset page, PocketBase having no cursor. PocketBase has "
           "no index on `created` alone, so it sorts for every `sort=-created` request; Basalt "
           "reads its `created` index.")
+    # wrk runs whose duration or timeout differ from the common arguments.
+    wrk_runs = [by[(k, wl)] for wl in order for k, _ in SERVERS
+                if by.get((k, wl), {}).get("kind") == "wrk"]
+    own = {}
+    for r in wrk_runs:
+        for key, flag in (("duration", "-d"), ("timeout", "--timeout ")):
+            common = meta.get("wrk_args", "")
+            if r.get(key) and f"{flag}{r[key]} " not in common + " ":
+                own.setdefault(r["workload"], set()).add(f"`{flag}{r[key]}`")
+    if own:
+        w("- Own wrk arguments (`BENCH_DURATION_<WORKLOAD>`, `BENCH_WRK_TIMEOUT_<WORKLOAD>`): "
+          + "; ".join(f"{wl} {' '.join(sorted(v))}" for wl, v in own.items()) + ".")
+    # A run that completed few requests per connection gives little to go on
+    # (wrk only counts responses that arrive before -d ends).
+    conns = int(meta.get("connections") or 0)
+    few = [f"{r['workload']} ({dict(SERVERS)[r['server']]}: {r['requests']:,})"
+           for r in wrk_runs if conns and r["requests"] < 10 * conns]
+    if few:
+        w(f"- **Few requests**: fewer than 10 per connection ({10 * conns:,}) in "
+          + ", ".join(few) + ". Each connection waited long for its responses; "
+          "rerun those with a longer `BENCH_DURATION_<WORKLOAD>` before quoting them.")
+    w("- Before each timed run the harness waits until the server is idle (under 10 % of "
+      "a core), so requests left in flight by the warm-up or the previous run are not "
+      "counted against it.")
     w("- VmRSS/VmHWM come from `/proc/<pid>/status` of the server process after the read "
       "workloads.")
     if meta.get("note"):

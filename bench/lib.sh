@@ -97,25 +97,60 @@ wait_health() {
 # proc_kb PID FIELD : a kB figure from /proc/PID/status (VmRSS, VmHWM, ...).
 proc_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
-# wrk_args DURATION : the common wrk arguments.
+# wrk_args DURATION [TIMEOUT] : the common wrk arguments.
 wrk_args() {
     printf '%s\n' -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"$1" \
-        --timeout "$BENCH_WRK_TIMEOUT" --latency
+        --timeout "${2:-$BENCH_WRK_TIMEOUT}" --latency
 }
 
-# run_wrk LABEL WORKLOAD LUA URL [VAR=VALUE...] : one timed wrk run.
-# Duration: BENCH_DURATION_<WORKLOAD> (upper case, - as _) or BENCH_DURATION.
+# per_workload NAME WORKLOAD DEFAULT : $NAME_<WORKLOAD> (upper case, - as _)
+# if set, else DEFAULT. E.g. per_workload BENCH_DURATION list 10s.
+per_workload() {
+    local var="$1_${2^^}"
+    var=${var//-/_}
+    printf '%s\n' "${!var:-$3}"
+}
+
+# proc_cpu_ticks PID : user + system CPU time of PID, in clock ticks.
+proc_cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# wait_idle PID [MAX_S] : wait until PID uses less than 10 % of a core over
+# 0.3 s, i.e. the server has finished the requests a previous wrk run left in
+# flight (a slow endpoint under 64 connections can keep it busy for seconds
+# after wrk exits). At most MAX_S seconds (default 30); quiet if PID is unset.
+wait_idle() {
+    local pid=$1 max=${2:-30} start=$SECONDS hz a b
+    [[ -n "$pid" && -r "/proc/$pid/stat" ]] || return 0
+    hz=$(getconf CLK_TCK)
+    while ((SECONDS - start < max)); do
+        a=$(proc_cpu_ticks "$pid") || return 0
+        sleep 0.3
+        b=$(proc_cpu_ticks "$pid") || return 0
+        # (b - a) / hz seconds of CPU in 0.3 s; idle below 0.03 s.
+        if (((b - a) * 100 <= 3 * hz)); then
+            ((SECONDS - start < 2)) || log "server idle after $((SECONDS - start))s"
+            return 0
+        fi
+    done
+    log "WARNING: server pid $pid still busy after ${max}s; measuring anyway"
+}
+
+# run_wrk LABEL WORKLOAD LUA URL [VAR=VALUE...] : one timed wrk run, once the
+# server is idle (wait_idle on $SERVER_PID).
+# Duration: BENCH_DURATION_<WORKLOAD> (upper case, - as _) or BENCH_DURATION;
+# timeout: BENCH_WRK_TIMEOUT_<WORKLOAD> or BENCH_WRK_TIMEOUT.
 # Prints wrk's summary to stderr and appends a result to results.jsonl:
 #   {"server":LABEL,"workload":WORKLOAD,"kind":"wrk",rps,p50_us,p99_us,non2xx,...}
 run_wrk() {
     local label=$1 workload=$2 lua=$3 url=$4
     shift 4
-    local var="BENCH_DURATION_${workload^^}"
-    var=${var//-/_}
-    local duration=${!var:-$BENCH_DURATION}
+    local duration timeout
+    duration=$(per_workload BENCH_DURATION "$workload" "$BENCH_DURATION")
+    timeout=$(per_workload BENCH_WRK_TIMEOUT "$workload" "$BENCH_WRK_TIMEOUT")
     local out="$RUN_DIR/$label-$workload.wrk.txt"
+    wait_idle "${SERVER_PID:-}"
     local -a args
-    mapfile -t args < <(wrk_args "$duration")
+    mapfile -t args < <(wrk_args "$duration" "$timeout")
     local -a cmd=(env BENCH_LUA_DIR="$BENCH_DIR" BENCH_THREADS="$BENCH_THREADS" "$@"
         wrk "${args[@]}" -s "$lua" "$url")
     record_cmd "${cmd[@]}"
@@ -129,7 +164,7 @@ run_wrk() {
     grep -v '^BENCH_RESULT' "$out" | sed 's/^/    /' >&2
     local res
     res=$(bl wrk-result "$out")
-    record_json "{\"server\":\"$label\",\"workload\":\"$workload\",\"kind\":\"wrk\",\"duration\":\"$duration\",${res#\{}"
+    record_json "{\"server\":\"$label\",\"workload\":\"$workload\",\"kind\":\"wrk\",\"duration\":\"$duration\",\"timeout\":\"$timeout\",${res#\{}"
     local non2xx
     non2xx=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["non2xx"])' "$res")
     if [[ "$non2xx" != 0 ]]; then
@@ -144,7 +179,7 @@ warm_up() {
     shift 4
     [[ "$BENCH_WARMUP" =~ ^0[a-z]*$ ]] && return 0
     local -a args
-    mapfile -t args < <(wrk_args "$BENCH_WARMUP")
+    mapfile -t args < <(wrk_args "$BENCH_WARMUP" "$(per_workload BENCH_WRK_TIMEOUT "$workload" "$BENCH_WRK_TIMEOUT")")
     log "$label/$workload: warm-up $BENCH_WARMUP (not counted)"
     env BENCH_LUA_DIR="$BENCH_DIR" BENCH_THREADS="$BENCH_THREADS" "$@" \
         wrk "${args[@]}" -s "$lua" "$url" >"$RUN_DIR/$label-$workload.warmup.txt" 2>&1 &

@@ -44,6 +44,12 @@ if [[ -z "${BENCH_INDEXES:-}" ]]; then
         [[ " $BENCH_WORKLOADS " == *" $_w "* ]] && BENCH_INDEXES=1
     done
 fi
+# Sorted pages on an unindexed column (PocketBase's sort=-created) take long
+# under 64 connections; a 5 s timeout would drop most of them from the
+# latency figures. 60 s unless set.
+: "${BENCH_WRK_TIMEOUT_DEEP_PAGE_FIRST:=60s}"
+: "${BENCH_WRK_TIMEOUT_DEEP_PAGE_CURSOR:=60s}"
+: "${BENCH_WRK_TIMEOUT_DEEP_PAGE_OFFSET:=60s}"
 # Deep page for deep-page: 90 % into the collection at 30 per page
 # (page 3000 of 100,000 records).
 : "${BENCH_DEEP_PAGE:=$((BENCH_RECORDS * 9 / 10 / 30 > 2 ? BENCH_RECORDS * 9 / 10 / 30 : 2))}"
@@ -355,6 +361,7 @@ bench_server() {
     "${kind}_prepare" "$dir"
     "${kind}_start" "$dir" "$port"
     local pid=$BG_PID
+    SERVER_PID=$pid # for run_wrk's wait_idle
     # Stop this server however the subshell ends.
     trap 'stop_pid '"$pid" EXIT
     wait_health "$base" "$pid" "$dir/server.log" 30
@@ -438,6 +445,7 @@ if [[ "$RUN_FS" == tmpfs || "$RUN_FS" == ramfs ]]; then
     log "WARNING: data dirs are on $RUN_FS: fsync is free there; set BENCH_TMPDIR to a disk"
 fi
 meta wrk_version "$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
+meta connections "$BENCH_CONNECTIONS"
 meta wrk_args "-t$BENCH_THREADS -c$BENCH_CONNECTIONS -d$BENCH_DURATION --timeout $BENCH_WRK_TIMEOUT --latency"
 meta warmup "$BENCH_WARMUP"
 meta ids "$BENCH_IDS"

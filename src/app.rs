@@ -35,6 +35,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         tokens: Tokens::new(secret),
         config: Arc::new(config),
         collection_lock: Arc::new(tokio::sync::Mutex::new(())),
+        index_builds: Default::default(),
     })
 }
 
@@ -61,6 +62,7 @@ impl App {
             .port();
         let workers = config.workers;
         let state = open_state(config).await?;
+        crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         let data = web::Data::new(state.clone());
         let origins = state.config.origins.clone();
         let mut server = HttpServer::new(move || {

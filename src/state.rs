@@ -18,4 +18,6 @@ pub struct AppState {
     /// and doing them one at a time keeps the name check and the cache update
     /// consistent. A tokio mutex because it is held across the store write.
     pub collection_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Index builds in progress (the planner skips those indexes).
+    pub index_builds: crate::core::indexing::IndexBuilds,
 }

@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::extract::{require_superuser, JsonBody};
+use super::fields::FieldsTree;
 use crate::core::{self, Caller, RequestInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -15,6 +16,19 @@ type Query = web::Query<HashMap<String, String>>;
 
 fn ok(v: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(v)
+}
+
+/// 200 with `v`, trimmed by `?fields=` when given.
+fn ok_fields(q: &Query, v: impl serde::Serialize) -> Result<HttpResponse, ApiError> {
+    match q.get("fields").filter(|f| !f.trim().is_empty()) {
+        None => Ok(ok(v)),
+        Some(spec) => {
+            let tree = FieldsTree::parse(spec)?;
+            let mut value = serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))?;
+            tree.apply_response(&mut value);
+            Ok(ok(value))
+        }
+    }
 }
 
 fn collection(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
@@ -34,7 +48,7 @@ pub async fn collections_list(state: Data, caller: Caller, q: Query) -> Result<H
         .registry
         .all()
         .iter()
-        .map(|c| core::collections::export(c))
+        .map(|c| core::collections::export(&state, c))
         .collect();
     let total = all.len();
     let items: Vec<Value> = all
@@ -56,7 +70,7 @@ pub async fn collections_create(state: Data, caller: Caller, body: JsonBody) -> 
 
 pub async fn collections_view(state: Data, caller: Caller, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    Ok(ok(core::collections::export(&*collection(&state, &name)?)))
+    Ok(ok(core::collections::export(&state, &*collection(&state, &name)?)))
 }
 
 pub async fn collections_update(
@@ -107,7 +121,7 @@ pub async fn records_list(
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     let params = core::list::ListParams::from_query(&q)?;
-    Ok(ok(core::list::list(&state, &coll, &params, &req)?))
+    ok_fields(&q, core::list::list(&state, &coll, &params, &req)?)
 }
 
 pub async fn records_view(
@@ -117,7 +131,7 @@ pub async fn records_view(
     q: Query,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    Ok(ok(core::records::view(&state, &coll, &path.1, expand_param(&q), &req)?))
+    ok_fields(&q, core::records::view(&state, &coll, &path.1, expand_param(&q), &req)?)
 }
 
 pub async fn records_create(
@@ -128,9 +142,8 @@ pub async fn records_create(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    Ok(ok(
-        core::records::create(&state, &coll, body.0, expand_param(&q), &req).await?
-    ))
+    let record = core::records::create(&state, &coll, body.0, expand_param(&q), &req).await?;
+    ok_fields(&q, record)
 }
 
 pub async fn records_update(
@@ -141,15 +154,8 @@ pub async fn records_update(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    Ok(ok(core::records::update(
-        &state,
-        &coll,
-        &path.1,
-        body.0,
-        expand_param(&q),
-        &req,
-    )
-    .await?))
+    let record = core::records::update(&state, &coll, &path.1, body.0, expand_param(&q), &req).await?;
+    ok_fields(&q, record)
 }
 
 pub async fn records_delete(
@@ -177,15 +183,21 @@ fn string_field<'a>(body: &'a JsonBody, key: &str) -> Result<&'a str, ApiError> 
 pub async fn auth_with_password(
     state: Data,
     path: web::Path<String>,
+    q: Query,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     let identity = string_field(&body, "identity")?;
     let password = string_field(&body, "password")?;
-    Ok(ok(core::auth::with_password(&state, &coll, identity, password).await?))
+    ok_fields(&q, core::auth::with_password(&state, &coll, identity, password).await?)
 }
 
-pub async fn auth_refresh(state: Data, caller: Caller, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn auth_refresh(
+    state: Data,
+    caller: Caller,
+    path: web::Path<String>,
+    q: Query,
+) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    Ok(ok(core::auth::refresh(&state, &coll, &caller)?))
+    ok_fields(&q, core::auth::refresh(&state, &coll, &caller)?)
 }

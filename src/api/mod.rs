@@ -2,6 +2,7 @@
 
 pub mod errors;
 pub mod extract;
+pub mod fields;
 mod handlers;
 pub mod middleware;
 

@@ -50,13 +50,15 @@ fn default_collections() -> Vec<Collection> {
 /// `_superusers` and `users` (a `users` deleted later is not recreated).
 pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
     if store.meta_get("bootstrapped")?.is_none() {
-        let mut ops: Vec<WriteOp> = default_collections()
-            .into_iter()
-            .map(|c| WriteOp::PutCollection {
-                id: c.id.clone(),
-                def: serde_json::to_value(&c).expect("serialize collection"),
-            })
-            .collect();
+        let mut ops = Vec::new();
+        for c in default_collections() {
+            let def = serde_json::to_value(&c).expect("serialize collection");
+            let compiled = CompiledCollection::compile(c).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::PutCollection {
+                spec: compiled.spec.clone(),
+                def,
+            });
+        }
         ops.push(WriteOp::PutMeta {
             key: "bootstrapped".into(),
             value: Some(b"1".to_vec()),
@@ -72,5 +74,9 @@ pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("collection {name} no longer compiles: {e}")))?;
         registry.put(Arc::new(compiled));
     }
+    store
+        .set_specs(registry.all().iter().map(|c| c.spec.clone()).collect())
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))?;
     Ok(registry)
 }

@@ -136,8 +136,9 @@ fn check_client_paths(
     Ok(())
 }
 
-/// Indexes the planner may use: the primary tree (as `_id`) and every index.
-fn index_defs(coll: &CompiledCollection) -> Vec<IndexDef> {
+/// Indexes the planner may use: the primary tree (as `_id`) and every
+/// finished index.
+fn index_defs(state: &AppState, coll: &CompiledCollection) -> Vec<IndexDef> {
     let mut defs = vec![IndexDef {
         name: PRIMARY_INDEX.into(),
         unique: true,
@@ -147,7 +148,13 @@ fn index_defs(coll: &CompiledCollection) -> Vec<IndexDef> {
         }],
         lowercase: false,
     }];
-    defs.extend(coll.spec.indexes.iter().filter(|i| !i.lowercase).cloned());
+    defs.extend(
+        coll.spec
+            .indexes
+            .iter()
+            .filter(|i| !i.lowercase && state.index_builds.is_ready(&coll.def.id, &i.name))
+            .cloned(),
+    );
     defs
 }
 
@@ -293,7 +300,7 @@ pub fn list(
     };
     let filter = rule.and(user_filter);
     let request = req.to_json(&Value::Null);
-    let defs = index_defs(coll);
+    let defs = index_defs(state, coll);
     let infos: Vec<IndexInfo> = defs
         .iter()
         .map(|d| IndexInfo {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod collections;
 pub mod expand;
+pub mod indexing;
 pub mod list;
 pub mod records;
 

@@ -132,7 +132,7 @@ pub async fn create(
     let results = state
         .store
         .write(vec![WriteOp::PutRecord {
-            collection: coll.spec.clone(),
+            collection_id: coll.def.id.clone(),
             id: data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
             data,
             expect: Expect::Absent,
@@ -188,7 +188,7 @@ pub async fn update(
         let result = state
             .store
             .write(vec![WriteOp::PutRecord {
-                collection: coll.spec.clone(),
+                collection_id: coll.def.id.clone(),
                 id: id.to_owned(),
                 data,
                 expect: Expect::Rev(stored.rev),
@@ -220,7 +220,7 @@ pub async fn delete(
     state
         .store
         .write(vec![WriteOp::DeleteRecord {
-            collection: coll.spec.clone(),
+            collection_id: coll.def.id.clone(),
             id: id.to_owned(),
             expect: Expect::Rev(stored.rev),
         }])

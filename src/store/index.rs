@@ -50,6 +50,29 @@ pub fn lookup<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 impl IndexDef {
+    /// The sled tree holding this index for `collection_id`. The name carries
+    /// a hash of the definition, so changing an index under the same name
+    /// writes a fresh tree (the old one is dropped after the change commits).
+    pub fn tree(&self, collection_id: &str) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for b in bytes {
+                h ^= u64::from(*b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&[u8::from(self.unique), u8::from(self.lowercase)]);
+        for f in &self.fields {
+            eat(&[u8::from(f.desc)]);
+            for seg in &f.path {
+                eat(seg.as_bytes());
+                eat(&[0]);
+            }
+            eat(&[1]);
+        }
+        format!("idx/{collection_id}/{}-{:08x}", self.name, h as u32)
+    }
+
     fn encode(&self, values: &[&Value]) -> (Vec<u8>, bool) {
         let mut key = Vec::with_capacity(32);
         let mut has_null = false;

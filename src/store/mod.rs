@@ -113,23 +113,35 @@ pub struct CollectionSpec {
 }
 
 /// One operation inside an atomic write job.
+///
+/// Record ops name their collection by id only: the writer holds the
+/// authoritative index set of every collection (updated by `PutCollection`
+/// when it commits), so a write always maintains exactly the indexes that
+/// exist at its commit, even if the handler saw an older definition.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
     PutRecord {
-        collection: Arc<CollectionSpec>,
+        collection_id: String,
         id: String,
         data: Value,
         expect: Expect,
     },
     DeleteRecord {
-        collection: Arc<CollectionSpec>,
+        collection_id: String,
         id: String,
         expect: Expect,
     },
-    /// Creates or replaces a collection definition.
-    PutCollection { id: String, def: Value },
+    /// Creates or replaces a collection definition (and its index set).
+    PutCollection { spec: Arc<CollectionSpec>, def: Value },
     /// Removes a collection, its records and its index trees.
     DeleteCollection { id: String },
+    /// Writes the entries of one index for existing records (index builds).
+    /// Records that no longer exist are skipped; a unique clash fails the job.
+    IndexRecords {
+        collection_id: String,
+        index: String,
+        ids: Vec<String>,
+    },
     /// Sets a `meta` key (settings); `None` removes it.
     PutMeta { key: String, value: Option<Vec<u8>> },
 }
@@ -199,10 +211,6 @@ pub(crate) fn records_tree(collection_id: &str) -> String {
     format!("rec/{collection_id}")
 }
 
-pub(crate) fn index_tree(collection_id: &str, index: &str) -> String {
-    format!("idx/{collection_id}/{index}")
-}
-
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<StoredRecord, StoreError> {
     if bytes.len() < 8 {
         return Err(StoreError::Corrupt("record shorter than its header".into()));
@@ -270,30 +278,20 @@ impl Store {
                 _lock: lock,
             }),
         };
-        store.drop_orphan_trees()?;
         Ok(store)
     }
 
-    /// Drops record/index trees whose collection no longer exists (left over
-    /// when a crash hit between a collection delete's commit and its cleanup).
-    fn drop_orphan_trees(&self) -> Result<(), StoreError> {
-        let live: std::collections::HashSet<String> = self
-            .collections()?
-            .iter()
-            .filter_map(|c| c.get("id").and_then(Value::as_str).map(str::to_owned))
-            .collect();
-        for name in self.shared.db.tree_names() {
-            let name = String::from_utf8_lossy(&name).into_owned();
-            let owner = name
-                .strip_prefix("rec/")
-                .or_else(|| name.strip_prefix("idx/").and_then(|r| r.split('/').next()));
-            if let Some(owner) = owner {
-                if !live.contains(owner) {
-                    self.shared.db.drop_tree(name.as_bytes())?;
-                }
-            }
-        }
-        Ok(())
+    /// Tells the writer the index set of every collection (once, at start,
+    /// after the collections are loaded). The writer also drops trees no
+    /// collection references (left over when a crash hit between a delete's
+    /// commit and its cleanup).
+    pub async fn set_specs(&self, specs: Vec<Arc<CollectionSpec>>) -> Result<(), WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .jobs
+            .send(Job::SetSpecs { specs, reply })
+            .map_err(|_| WriteError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(WriteError::ShuttingDown)).map(|_| ())
     }
 
     /// Submits an atomic job (all ops commit together or none do) and waits
@@ -354,6 +352,16 @@ impl Store {
         Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()).unwrap_or_default())
     }
 
+    /// `meta` keys starting with `prefix`.
+    pub fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.shared.meta.scan_prefix(prefix) {
+            let (k, _) = kv?;
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
     /// All collection definitions as stored.
     pub fn collections(&self) -> Result<Vec<Value>, StoreError> {
         let mut out = Vec::new();
@@ -407,7 +415,7 @@ impl Store {
         index: &IndexDef,
         reverse: bool,
     ) -> Result<Box<dyn Iterator<Item = Result<String, StoreError>> + Send>, StoreError> {
-        let tree = self.tree(&index_tree(collection_id, &index.name))?;
+        let tree = self.tree(&index.tree(collection_id))?;
         let unique = index.unique;
         let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
             Ok((k, v)) => Ok(index::id_of_entry(unique, &k, &v)),
@@ -434,7 +442,7 @@ impl Store {
         let tree = if primary {
             self.tree(&records_tree(collection_id))?
         } else {
-            self.tree(&index_tree(collection_id, &index.name))?
+            self.tree(&index.tree(collection_id))?
         };
         let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
             Ok((k, v)) => {
@@ -463,7 +471,7 @@ impl Store {
         values: &[&Value],
     ) -> Result<Option<String>, StoreError> {
         let key = index.key_of_values(values);
-        let tree = self.tree(&index_tree(collection_id, &index.name))?;
+        let tree = self.tree(&index.tree(collection_id))?;
         Ok(tree.get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 

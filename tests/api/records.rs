@@ -258,7 +258,8 @@ async fn list_shape_and_paging() {
     let r = page("sort=-updated").await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 7);
     assert_eq!(page("perPage=5000").await.body["perPage"], 1000);
-    for bad in ["page=0",
+    for bad in [
+        "page=0",
         "page=x",
         "perPage=-1",
         "sort=title,,id",
