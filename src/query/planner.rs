@@ -13,8 +13,9 @@
 //! - then one range (`>`, `>=`, `<`, `<=`) on the next field if that field is
 //!   ascending in the index,
 //! - and the index order for the sort, when the sort keys not fixed by
-//!   equality follow the remaining index fields (all in index direction, or
-//!   all reversed).
+//!   equality are exactly the remaining index fields (all in index
+//!   direction, or all reversed): an index with extra trailing fields would
+//!   order ties by those fields instead of by id, as the sort contract says.
 //!
 //! Only paths whose values can never be arrays (the schema says so) are
 //! used, because `tags = 'a'` on an array means "every item" and the index
@@ -245,7 +246,7 @@ pub fn plan(
         let rest = &index.fields[eq.len()..];
         let (sorted, reverse) = if wanted.is_empty() {
             (true, false)
-        } else if wanted.len() <= rest.len() && wanted.iter().zip(rest).all(|(k, (p, _))| k.path == *p) {
+        } else if wanted.len() == rest.len() && wanted.iter().zip(rest).all(|(k, (p, _))| k.path == *p) {
             let same = wanted.iter().zip(rest).all(|(k, (_, d))| k.desc == *d);
             let opposite = wanted.iter().zip(rest).all(|(k, (_, d))| k.desc != *d);
             if same {

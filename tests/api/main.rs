@@ -6,4 +6,5 @@ mod collections;
 mod errors;
 mod helpers;
 mod persistence;
+mod query;
 mod records;
