@@ -1,7 +1,7 @@
 //! The single writer: drains queued jobs, commits each drained group as one
 //! multi-tree sled transaction, fsyncs once, publishes, then answers.
 //!
-//! Why one thread: measured on this machine (see DESIGN.md), per-write
+//! Why one writer: measured on this machine (see DESIGN.md), per-write
 //! `flush()` caps at ~4k durable writes/s, and awaiting `flush_async` from many
 //! tasks hung; one writer committing groups of 16–64 reaches 25k–42k/s. Having
 //! one writer also makes every check that needs the latest state (id taken,
@@ -11,9 +11,11 @@
 //! the group's overlay and then sled; if any op is refused the job's overlay is
 //! discarded and only that job is answered with the error. Successful jobs'
 //! writes are merged into the group overlay, and the group commits as one.
+//! A second thread, the flusher, fsyncs committed groups and only then
+//! answers their waiters (see [`run_flusher`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -61,6 +63,64 @@ pub(super) struct Writer {
     trees: HashMap<String, sled::Tree>,
     /// The committed index set of every collection.
     specs: HashMap<String, Arc<CollectionSpec>>,
+    /// Hands committed groups to the flusher thread.
+    flusher: Option<SyncSender<Committable>>,
+}
+
+/// A committed (applied, not yet durable) group: who to answer, what to publish.
+struct Committable {
+    outcomes: Vec<(Reply, Result<Vec<Committed>, WriteError>)>,
+    published: Vec<Change>,
+}
+
+/// Committed groups waiting for the flusher. Small: if fsync falls behind,
+/// the writer blocks here instead of racing ahead with unflushed groups.
+const FLUSH_QUEUE: usize = 4;
+
+/// The flusher: fsyncs once for every committed group that queued up while
+/// the previous fsync ran, then publishes and answers them in order.
+///
+/// Running it beside the writer pipelines the two costs: while group N is
+/// being fsynced, group N+1 is already being planned and applied. (Data
+/// applied but not yet flushed is visible to readers for that moment, as it
+/// is within any group; no write is *answered* before its flush.)
+fn run_flusher(db: sled::Db, hub: broadcast::Sender<Arc<Change>>, rx: Receiver<Committable>) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        finish(&db, &hub, batches);
+    }
+}
+
+/// Flushes, then publishes each change and answers each waiter, in order.
+fn finish(db: &sled::Db, hub: &broadcast::Sender<Arc<Change>>, batches: Vec<Committable>) {
+    tracing::trace!(
+        groups = batches.len(),
+        writes = batches.iter().map(|b| b.outcomes.len()).sum::<usize>(),
+        "flush"
+    );
+    if let Err(e) = db.flush() {
+        let err = storage(e);
+        tracing::error!(error = %err, "flush failed; answering the unflushed writes with errors");
+        for b in batches {
+            for (reply, outcome) in b.outcomes {
+                let _ = reply.send(outcome.and(Err(err.clone())));
+            }
+        }
+        return;
+    }
+    for b in batches {
+        for change in b.published {
+            // No receivers is fine: nobody is listening yet.
+            let _ = hub.send(Arc::new(change));
+        }
+        for (reply, outcome) in b.outcomes {
+            // The waiter may have gone (client disconnected); the write stands.
+            let _ = reply.send(outcome);
+        }
+    }
 }
 
 /// A job's planned effects.
@@ -88,10 +148,34 @@ impl Writer {
             hub,
             trees: HashMap::new(),
             specs: HashMap::new(),
+            flusher: None,
         }
     }
 
     pub(super) fn run(mut self, rx: Receiver<Job>) {
+        let (tx, flush_rx) = mpsc::sync_channel::<Committable>(FLUSH_QUEUE);
+        let (db, hub) = (self.db.clone(), self.hub.clone());
+        let flusher = std::thread::Builder::new()
+            .name("basalt-flusher".into())
+            .spawn(move || run_flusher(db, hub, flush_rx));
+        match flusher {
+            Ok(handle) => {
+                self.flusher = Some(tx);
+                self.run_groups(rx);
+                self.flusher = None;
+                let _ = handle.join();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no flusher thread; committing and flushing in turn");
+                self.run_groups(rx);
+            }
+        }
+        if let Err(e) = self.db.flush() {
+            tracing::error!(error = %e, "final flush failed");
+        }
+    }
+
+    fn run_groups(&mut self, rx: Receiver<Job>) {
         'outer: while let Ok(first) = rx.recv() {
             let mut group = Vec::new();
             let mut stop = false;
@@ -121,9 +205,6 @@ impl Writer {
             if stop {
                 break 'outer;
             }
-        }
-        if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "final flush failed");
         }
     }
 
@@ -244,17 +325,19 @@ impl Writer {
             }
             self.drop_unreferenced_trees(Some(&touched));
         }
-        for change in published {
-            // No receivers is fine: nobody is listening yet.
-            let _ = self.hub.send(Arc::new(change));
-        }
-        for (reply, outcome) in outcomes {
-            // The waiter may have gone (client disconnected); the write stands.
-            let _ = reply.send(outcome);
+        let batch = Committable { outcomes, published };
+        match &self.flusher {
+            Some(tx) => {
+                if let Err(mpsc::SendError(batch)) = tx.send(batch) {
+                    finish(&self.db, &self.hub, vec![batch]);
+                }
+            }
+            None => finish(&self.db, &self.hub, vec![batch]),
         }
     }
 
-    /// Commits the overlay in one transaction over every touched tree, then fsyncs.
+    /// Commits the overlay in one transaction over every touched tree (the
+    /// flusher makes it durable).
     fn apply(&mut self, overlay: Overlay) -> Result<(), WriteError> {
         if overlay.is_empty() {
             return Ok(());
@@ -284,7 +367,6 @@ impl Writer {
                 TransactionError::Abort(()) => WriteError::Storage("transaction aborted".into()),
                 TransactionError::Storage(e) => storage(e),
             })?;
-        self.db.flush().map_err(storage)?;
         Ok(())
     }
 
