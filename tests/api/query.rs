@@ -499,7 +499,7 @@ async fn expand_and_fields() {
     assert_eq!(r.body["expand"]["secret"]["x"], "classified");
     // Back-relation.
     let r = app
-        .guest_get(&format!("/api/collections/books/records?expand=reviews_via_book"))
+        .guest_get("/api/collections/books/records?expand=reviews_via_book")
         .await;
     assert_eq!(r.body["items"][0]["expand"]["reviews_via_book"][0]["stars"], 5);
     // Filter through a relation.
