@@ -29,12 +29,16 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
     let store = Store::open(&config.dir)?;
     let secret = bootstrap::secret(&store)?;
     let registry = bootstrap::load_collections(&store).await?;
+    let settings = crate::settings::SettingsStore::load(&store)?;
+    let mailer = crate::mail::Mailer::new(&config.dir, settings.clone());
     Ok(AppState {
         store,
         registry,
         tokens: Tokens::new(secret),
         config: Arc::new(config),
         collection_lock: Arc::new(tokio::sync::Mutex::new(())),
+        mailer,
+        settings,
         index_builds: Default::default(),
     })
 }

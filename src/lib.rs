@@ -18,12 +18,16 @@ pub mod core;
 pub mod error;
 /// Random ids and secrets.
 pub mod ids;
+/// Outgoing mail (SMTP or the dev outbox).
+pub mod mail;
 /// Filter language, sort and index key encoding (pure).
 pub mod query;
 /// Access rules.
 pub mod rules;
 /// Collections: model, JSON Schema, record shape.
 pub mod schema;
+/// Settings editable by superusers.
+pub mod settings;
 /// Shared state handle.
 pub mod state;
 /// sled-backed store: records, indexes, change log, group commit.

@@ -18,6 +18,10 @@ pub struct AppState {
     /// and doing them one at a time keeps the name check and the cache update
     /// consistent. A tokio mutex because it is held across the store write.
     pub collection_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Superuser-editable settings (mail, rate limits, batch, realtime).
+    pub settings: crate::settings::SettingsStore,
+    /// Outgoing mail.
+    pub mailer: crate::mail::Mailer,
     /// Index builds in progress (the planner skips those indexes).
     pub index_builds: crate::core::indexing::IndexBuilds,
 }

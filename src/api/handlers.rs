@@ -180,24 +180,118 @@ fn string_field<'a>(body: &'a JsonBody, key: &str) -> Result<&'a str, ApiError> 
     }
 }
 
-pub async fn auth_with_password(
-    state: Data,
-    path: web::Path<String>,
-    q: Query,
-    body: JsonBody,
-) -> Result<HttpResponse, ApiError> {
+fn no_content() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+type Name = web::Path<String>;
+
+pub async fn auth_with_password(state: Data, path: Name, q: Query, body: JsonBody) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     let identity = string_field(&body, "identity")?;
     let password = string_field(&body, "password")?;
-    ok_fields(&q, core::auth::with_password(&state, &coll, identity, password).await?)
+    let field = body
+        .0
+        .get("identityField")
+        .and_then(Value::as_str)
+        .filter(|f| !f.is_empty());
+    ok_fields(
+        &q,
+        core::auth::with_password(&state, &coll, identity, password, field).await?,
+    )
 }
 
-pub async fn auth_refresh(
-    state: Data,
-    caller: Caller,
-    path: web::Path<String>,
-    q: Query,
-) -> Result<HttpResponse, ApiError> {
+pub async fn auth_refresh(state: Data, caller: Caller, path: Name, q: Query) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     ok_fields(&q, core::auth::refresh(&state, &coll, &caller)?)
+}
+
+pub async fn auth_methods(state: Data, path: Name, q: Query) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    ok_fields(&q, core::auth::methods(&coll)?)
+}
+
+pub async fn request_verification(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::request_verification(&state, &coll, &body.0)?;
+    Ok(no_content())
+}
+
+pub async fn confirm_verification(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::confirm_verification(&state, &coll, &body.0).await?;
+    Ok(no_content())
+}
+
+pub async fn request_password_reset(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::request_password_reset(&state, &coll, &body.0)?;
+    Ok(no_content())
+}
+
+pub async fn confirm_password_reset(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::confirm_password_reset(&state, &coll, &body.0).await?;
+    Ok(no_content())
+}
+
+pub async fn request_email_change(
+    state: Data,
+    caller: Caller,
+    path: Name,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::request_email_change(&state, &coll, &caller, &body.0).await?;
+    Ok(no_content())
+}
+
+pub async fn confirm_email_change(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    core::auth::confirm_email_change(&state, &coll, &body.0).await?;
+    Ok(no_content())
+}
+
+pub async fn request_otp(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    Ok(ok(core::auth::request_otp(&state, &coll, &body.0).await?))
+}
+
+pub async fn auth_with_otp(state: Data, path: Name, q: Query, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    ok_fields(&q, core::auth::with_otp(&state, &coll, &body.0).await?)
+}
+
+pub async fn impersonate(
+    state: Data,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    q: Query,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    let coll = collection(&state, &path.0)?;
+    let duration = match body.0.get("duration") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            ApiError::field(
+                "duration",
+                "validation_invalid_value",
+                "Must be a positive number of seconds.",
+            )
+        })?),
+    };
+    ok_fields(&q, core::auth::impersonate(&state, &coll, &path.1, duration)?)
+}
+
+// ---- settings ----------------------------------------------------------
+
+pub async fn settings_view(state: Data, caller: Caller) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    Ok(ok(state.settings.get().redacted()))
+}
+
+pub async fn settings_update(state: Data, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    Ok(ok(state.settings.patch(&state.store, body.0).await?.redacted()))
 }

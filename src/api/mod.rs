@@ -11,25 +11,60 @@ use actix_web::web;
 use handlers as h;
 
 /// Registers every `/api` route.
+///
+/// Routes are grouped as one resource per path with several methods, under
+/// one `/api/collections/{c}` scope: actix matches each dynamic path with a
+/// regex, so this keeps it to a few matches per request (profiling showed
+/// route matching at ~3.5% of CPU with one resource per method).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(errors::query_error))
         .app_data(web::PathConfig::default().error_handler(errors::path_error))
-        .route("/api/health", web::get().to(h::health))
-        .route("/api/health", web::head().to(h::health))
         .service(
-            web::scope("/api/collections")
-                .route("", web::get().to(h::collections_list))
-                .route("", web::post().to(h::collections_create))
-                .route("/{c}", web::get().to(h::collections_view))
-                .route("/{c}", web::patch().to(h::collections_update))
-                .route("/{c}", web::delete().to(h::collections_delete))
-                .route("/{c}/dry-run", web::post().to(h::collections_dry_run))
-                .route("/{c}/records", web::get().to(h::records_list))
-                .route("/{c}/records", web::post().to(h::records_create))
-                .route("/{c}/records/{id}", web::get().to(h::records_view))
-                .route("/{c}/records/{id}", web::patch().to(h::records_update))
-                .route("/{c}/records/{id}", web::delete().to(h::records_delete))
-                .route("/{c}/auth-with-password", web::post().to(h::auth_with_password))
-                .route("/{c}/auth-refresh", web::post().to(h::auth_refresh)),
+            web::resource("/api/health")
+                .route(web::get().to(h::health))
+                .route(web::head().to(h::health)),
+        )
+        .service(
+            web::resource("/api/settings")
+                .route(web::get().to(h::settings_view))
+                .route(web::patch().to(h::settings_update)),
+        )
+        .service(
+            web::resource("/api/collections")
+                .route(web::get().to(h::collections_list))
+                .route(web::post().to(h::collections_create)),
+        )
+        .service(
+            web::scope("/api/collections/{c}")
+                .service(
+                    web::resource("/records")
+                        .route(web::get().to(h::records_list))
+                        .route(web::post().to(h::records_create)),
+                )
+                .service(
+                    web::resource("/records/{id}")
+                        .route(web::get().to(h::records_view))
+                        .route(web::patch().to(h::records_update))
+                        .route(web::delete().to(h::records_delete)),
+                )
+                .service(
+                    web::resource("")
+                        .route(web::get().to(h::collections_view))
+                        .route(web::patch().to(h::collections_update))
+                        .route(web::delete().to(h::collections_delete)),
+                )
+                .route("/dry-run", web::post().to(h::collections_dry_run))
+                .route("/auth-with-password", web::post().to(h::auth_with_password))
+                .route("/auth-refresh", web::post().to(h::auth_refresh))
+                .route("/auth-methods", web::get().to(h::auth_methods))
+                .route("/request-verification", web::post().to(h::request_verification))
+                .route("/confirm-verification", web::post().to(h::confirm_verification))
+                .route("/request-password-reset", web::post().to(h::request_password_reset))
+                .route("/confirm-password-reset", web::post().to(h::confirm_password_reset))
+                .route("/request-email-change", web::post().to(h::request_email_change))
+                .route("/confirm-email-change", web::post().to(h::confirm_email_change))
+                .route("/request-otp", web::post().to(h::request_otp))
+                .route("/auth-with-otp", web::post().to(h::auth_with_otp))
+                .route("/impersonate/{id}", web::post().to(h::impersonate)),
         );
 }

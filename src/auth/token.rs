@@ -19,7 +19,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+/// HMAC-SHA256, the MAC behind every token.
+pub type HmacSha256 = Hmac<Sha256>;
 
 /// The token types PocketBase defines; only `auth` is used so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,13 @@ pub struct Claims {
     pub refreshable: bool,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
+    /// Verification / email-change tokens: the address they were issued for
+    /// (a token for an old address stops working once the email changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Email-change tokens: the new address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +89,12 @@ impl Tokens {
         key.extend_from_slice(token_key.as_bytes());
         // HMAC accepts keys of any length.
         HmacSha256::new_from_slice(&key).expect("HMAC takes any key length")
+    }
+
+    /// An HMAC keyed by the server secret and `context` (for values such as
+    /// OTP codes that must be checked without being stored).
+    pub fn hmac_for(&self, context: &str) -> HmacSha256 {
+        self.mac(context)
     }
 
     /// Signs `claims` with the user's `token_key`.
@@ -135,6 +149,8 @@ mod tests {
             collection_id: "c1".into(),
             refreshable: true,
             exp,
+            email: None,
+            new_email: None,
         }
     }
 

@@ -1,16 +1,28 @@
-//! Password login, token refresh and resolving a request's token.
+//! Auth flows: password and OTP login, token refresh, impersonation,
+//! verification, password reset, email change, and resolving a request's
+//! token into a [`Caller`].
+//!
+//! Request endpoints (`request-*`) answer the same way, at once, whether or
+//! not the address belongs to an account: the lookup and the mail happen in
+//! a background task, so neither the answer nor its timing tells an
+//! attacker which addresses are registered.
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use hmac::Mac;
+use rand::Rng;
+use serde_json::{json, Map, Value};
 
-use super::Caller;
+use super::{Caller, RequestInfo};
 use crate::auth::{password, Claims, TokenKind, Tokens};
 use crate::clock::now_millis;
 use crate::error::ApiError;
-use crate::schema::record::export;
+use crate::mail::templates;
+use crate::schema::collection::AuthOptions;
+use crate::schema::record::{export, is_valid_email};
 use crate::schema::{CollectionType, CompiledCollection};
 use crate::state::AppState;
+use crate::store::{Expect, WriteOp};
 
 /// Resolves an `Authorization` header value (`TOKEN` or `Bearer TOKEN`).
 /// Any problem with the token makes the caller a guest, as in PocketBase;
@@ -24,48 +36,62 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
         .or_else(|| raw.strip_prefix("bearer "))
         .unwrap_or(raw)
         .trim();
-    if token.is_empty() {
-        return Caller::Guest;
-    }
-    let Ok(claims) = Tokens::peek(token) else {
-        return Caller::Guest;
-    };
-    if claims.kind != TokenKind::Auth {
-        return Caller::Guest;
-    }
-    let Some(collection) = state.registry.get(&claims.collection_id) else {
-        return Caller::Guest;
-    };
-    if collection.def.kind != CollectionType::Auth || collection.def.id != claims.collection_id {
-        return Caller::Guest;
-    }
-    let Ok(Some(stored)) = state.store.get(&collection.def.id, &claims.id) else {
-        return Caller::Guest;
-    };
-    let key = stored.data.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
-    match state.tokens.verify(token, key, now_millis() / 1000) {
-        Ok(_) => Caller::Auth {
+    match verify_token(state, token, TokenKind::Auth) {
+        Some((collection, record, claims)) => Caller::Auth {
             collection,
-            record: stored.data,
+            record,
+            refreshable: claims.refreshable,
         },
-        Err(_) => Caller::Guest,
+        None => Caller::Guest,
     }
 }
 
-/// Issues an auth token for `record` of `collection`.
-pub fn issue_token(state: &AppState, collection: &CompiledCollection, record: &Value, refreshable: bool) -> String {
-    let duration = collection
-        .def
-        .auth_options
-        .as_ref()
-        .map(|o| o.auth_token_duration)
-        .unwrap_or(7 * 24 * 3600);
+/// Checks a token of `kind`: its collection and record exist, its signature
+/// matches the record's current `tokenKey`, it has not expired.
+fn verify_token(state: &AppState, token: &str, kind: TokenKind) -> Option<(Arc<CompiledCollection>, Value, Claims)> {
+    if token.is_empty() {
+        return None;
+    }
+    let claims = Tokens::peek(token).ok()?;
+    if claims.kind != kind {
+        return None;
+    }
+    let collection = state.registry.get(&claims.collection_id)?;
+    if collection.def.kind != CollectionType::Auth || collection.def.id != claims.collection_id {
+        return None;
+    }
+    let stored = state.store.get(&collection.def.id, &claims.id).ok()??;
+    let key = stored.data.get("tokenKey").and_then(Value::as_str).unwrap_or_default();
+    let claims = state.tokens.verify(token, key, now_millis() / 1000).ok()?;
+    Some((collection, stored.data, claims))
+}
+
+fn options(collection: &CompiledCollection) -> AuthOptions {
+    collection.def.auth_options.clone().unwrap_or_default()
+}
+
+fn record_id(record: &Value) -> String {
+    record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+/// Issues a token of `kind` for `record`, valid `duration` seconds.
+fn issue(
+    state: &AppState,
+    collection: &CompiledCollection,
+    record: &Value,
+    kind: TokenKind,
+    duration: u64,
+    extra: (Option<String>, Option<String>),
+    refreshable: bool,
+) -> String {
     let claims = Claims {
-        id: record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        kind: TokenKind::Auth,
+        id: record_id(record),
+        kind,
         collection_id: collection.def.id.clone(),
         refreshable,
-        exp: now_millis() / 1000 + duration as i64,
+        exp: now_millis() / 1000 + duration.min(i64::MAX as u64 / 2) as i64,
+        email: extra.0,
+        new_email: extra.1,
     };
     state.tokens.issue(
         &claims,
@@ -73,11 +99,17 @@ pub fn issue_token(state: &AppState, collection: &CompiledCollection, record: &V
     )
 }
 
-fn auth_response(state: &AppState, collection: &Arc<CompiledCollection>, record: Value) -> Value {
-    let token = issue_token(state, collection, &record, true);
+/// Issues an auth token for `record` of `collection`.
+pub fn issue_token(state: &AppState, collection: &CompiledCollection, record: &Value, refreshable: bool) -> String {
+    let d = options(collection).auth_token_duration;
+    issue(state, collection, record, TokenKind::Auth, d, (None, None), refreshable)
+}
+
+fn auth_response(collection: &Arc<CompiledCollection>, record: Value, token: String) -> Value {
     let caller = Caller::Auth {
         collection: collection.clone(),
         record: record.clone(),
+        refreshable: true,
     };
     json!({"token": token, "record": export(collection, &record, &caller.viewer())})
 }
@@ -92,7 +124,33 @@ fn require_auth_collection(collection: &CompiledCollection) -> Result<(), ApiErr
     Ok(())
 }
 
-/// `auth-with-password`: `{identity, password}` → `{token, record}`.
+/// Finds an auth record by email (case-insensitive).
+fn find_by_email(state: &AppState, collection: &CompiledCollection, email: &str) -> Result<Option<Value>, ApiError> {
+    find_by_field(state, collection, "email", email)
+}
+
+/// Finds an auth record by an identity field: `email`, or any field with a
+/// single-field unique index.
+fn find_by_field(
+    state: &AppState,
+    collection: &CompiledCollection,
+    field: &str,
+    value: &str,
+) -> Result<Option<Value>, ApiError> {
+    let index = collection
+        .spec
+        .indexes
+        .iter()
+        .find(|i| i.unique && i.fields.len() == 1 && i.fields[0].path.len() == 1 && i.fields[0].path[0] == field);
+    let Some(index) = index else { return Ok(None) };
+    let v = Value::String(value.to_owned());
+    match state.store.unique_lookup(&collection.def.id, index, &[&v])? {
+        Some(id) => Ok(state.store.get(&collection.def.id, &id)?.map(|r| r.data)),
+        None => Ok(None),
+    }
+}
+
+/// `auth-with-password`: `{identity, password, identityField?}` → `{token, record}`.
 ///
 /// A failed login costs one argon2 verification whether or not the identity
 /// exists (a dummy hash stands in), so timing does not reveal accounts.
@@ -100,31 +158,41 @@ pub async fn with_password(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
     identity: &str,
-    password: &str,
+    password_plain: &str,
+    identity_field: Option<&str>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
-    let email = Value::String(identity.to_owned());
-    let index = collection
-        .spec
-        .indexes
-        .iter()
-        .find(|i| i.name == "_sys_email")
-        .ok_or_else(|| ApiError::internal("auth collection without email index"))?;
-    let found = match state.store.unique_lookup(&collection.def.id, index, &[&email])? {
-        Some(id) => state.store.get(&collection.def.id, &id)?,
-        None => None,
+    let opts = options(collection);
+    let fields: Vec<&str> = match identity_field {
+        Some(f) if opts.identity_fields.iter().any(|x| x == f) => vec![f],
+        Some(f) => {
+            return Err(ApiError::field(
+                "identityField",
+                "validation_invalid_value",
+                &format!("'{f}' is not an identity field."),
+            ))
+        }
+        None => opts.identity_fields.iter().map(String::as_str).collect(),
     };
+    let mut found = None;
+    for f in fields {
+        if let Some(rec) = find_by_field(state, collection, f, identity)? {
+            found = Some(rec);
+            break;
+        }
+    }
     let hash = found
         .as_ref()
-        .and_then(|r| r.data.get("password").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|r| r.get("password").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| password::dummy_hash().to_owned());
-    let pw = password.to_owned();
+    let pw = password_plain.to_owned();
     let ok = actix_web::web::block(move || password::verify(&pw, &hash))
         .await
         .map_err(|_| ApiError::internal("password check failed"))?;
     match found {
-        Some(rec) if ok && auth_rule_allows(state, collection, &rec.data) => {
-            Ok(auth_response(state, collection, rec.data))
+        Some(rec) if ok && auth_rule_allows(state, collection, &rec, "password") => {
+            let token = issue_token(state, collection, &rec, true);
+            Ok(auth_response(collection, rec, token))
         }
         _ => Err(ApiError::bad_request("Failed to authenticate.")),
     }
@@ -132,18 +200,24 @@ pub async fn with_password(
 
 /// The authRule (checked against the authenticating record, with that
 /// record as `@request.auth`): `null` disables logins for the collection.
-fn auth_rule_allows(state: &AppState, collection: &Arc<CompiledCollection>, record: &Value) -> bool {
+fn auth_rule_allows(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    record: &Value,
+    context: &'static str,
+) -> bool {
     match &collection.rules.auth {
         None => false,
         Some(rule) if rule.is_empty() => true,
         Some(rule) => {
-            let req = crate::rules::RequestInfo::internal(
+            let req = RequestInfo::internal(
                 Caller::Auth {
                     collection: collection.clone(),
                     record: record.clone(),
+                    refreshable: true,
                 },
                 "POST",
-                "password",
+                context,
             );
             crate::rules::holds(state, collection, rule, record, &req.to_json(&Value::Null))
         }
@@ -154,12 +228,455 @@ fn auth_rule_allows(state: &AppState, collection: &Arc<CompiledCollection>, reco
 pub fn refresh(state: &AppState, collection: &Arc<CompiledCollection>, caller: &Caller) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
     match caller {
-        Caller::Auth { collection: c, record } if c.def.id == collection.def.id => {
-            Ok(auth_response(state, collection, record.clone()))
+        Caller::Auth {
+            collection: c,
+            record,
+            refreshable,
+        } if c.def.id == collection.def.id => {
+            if !refreshable {
+                return Err(ApiError::forbidden("This token cannot be refreshed."));
+            }
+            let token = issue_token(state, collection, record, true);
+            Ok(auth_response(collection, record.clone(), token))
         }
         Caller::Auth { .. } => Err(ApiError::forbidden("The token belongs to another collection.")),
         Caller::Guest => Err(ApiError::unauthorized(
             "The request requires a valid record authorization token.",
         )),
     }
+}
+
+/// `impersonate/{id}` (superusers): a non-refreshable auth token for any
+/// record, valid `duration` seconds (default: the collection's auth duration).
+pub fn impersonate(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    id: &str,
+    duration: Option<u64>,
+) -> Result<Value, ApiError> {
+    require_auth_collection(collection)?;
+    let rec = state
+        .store
+        .get(&collection.def.id, id)?
+        .ok_or_else(ApiError::missing)?
+        .data;
+    let d = duration
+        .filter(|d| *d > 0)
+        .unwrap_or(options(collection).auth_token_duration);
+    let token = issue(state, collection, &rec, TokenKind::Auth, d, (None, None), false);
+    Ok(auth_response(collection, rec, token))
+}
+
+/// `auth-methods`, in PocketBase's shape (OAuth2 and MFA are not offered).
+pub fn methods(collection: &CompiledCollection) -> Result<Value, ApiError> {
+    require_auth_collection(collection)?;
+    let opts = options(collection);
+    Ok(json!({
+        "password": {"enabled": true, "identityFields": opts.identity_fields},
+        "oauth2": {"enabled": false, "providers": []},
+        "mfa": {"enabled": false, "duration": 0},
+        "otp": {"enabled": opts.otp.enabled, "duration": opts.otp.duration},
+        "authProviders": [],
+        "usernamePassword": opts.identity_fields.iter().any(|f| f != "email"),
+        "emailPassword": opts.identity_fields.iter().any(|f| f == "email"),
+    }))
+}
+
+fn required_string<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
+    match body.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            Err(ApiError::field(key, "validation_required", "Missing required value."))
+        }
+        Some(_) => Err(ApiError::field(key, "validation_invalid_type", "Must be a string.")),
+    }
+}
+
+fn required_email<'a>(body: &'a Map<String, Value>, key: &str) -> Result<&'a str, ApiError> {
+    let email = required_string(body, key)?;
+    if !is_valid_email(email) {
+        return Err(ApiError::field(
+            key,
+            "validation_invalid_email",
+            "Must be a valid email address.",
+        ));
+    }
+    Ok(email)
+}
+
+/// Runs `work` in the background; errors are logged, never shown.
+fn background<F>(what: &'static str, work: F)
+where
+    F: std::future::Future<Output = Result<(), ApiError>> + 'static,
+{
+    actix_web::rt::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::warn!(flow = what, error = %e.message, "background auth flow failed");
+        }
+    });
+}
+
+async fn send(state: &AppState, mail: crate::mail::Mail) -> Result<(), ApiError> {
+    state
+        .mailer
+        .send(mail)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// `request-verification {email}` → 204; mails a verification link to an
+/// unverified account.
+pub fn request_verification(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let email = required_email(body, "email")?.to_owned();
+    let (state, collection) = (state.clone(), collection.clone());
+    background("request-verification", async move {
+        let Some(rec) = find_by_email(&state, &collection, &email)? else {
+            return Ok(());
+        };
+        if rec.get("verified").and_then(Value::as_bool) == Some(true) {
+            return Ok(());
+        }
+        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let d = options(&collection).verification_token_duration;
+        let token = issue(
+            &state,
+            &collection,
+            &rec,
+            TokenKind::Verification,
+            d,
+            (Some(to.clone()), None),
+            false,
+        );
+        send(&state, templates::verification(&state.settings.get().meta, &to, &token)).await
+    });
+    Ok(())
+}
+
+/// Applies `change` to the stored record of a verified token (with the
+/// usual revision check), through the normal write path.
+async fn rewrite<F>(state: &AppState, collection: &CompiledCollection, id: &str, change: F) -> Result<(), ApiError>
+where
+    F: Fn(&mut Map<String, Value>),
+{
+    for _ in 0..8 {
+        let stored = state.store.get(&collection.def.id, id)?.ok_or_else(ApiError::missing)?;
+        let mut data = stored.data.as_object().cloned().unwrap_or_default();
+        change(&mut data);
+        data.insert("updated".into(), Value::String(crate::clock::now_string()));
+        let r = state
+            .store
+            .write(vec![WriteOp::PutRecord {
+                collection_id: collection.def.id.clone(),
+                id: id.to_owned(),
+                data: Value::Object(data),
+                expect: Expect::Rev(stored.rev),
+            }])
+            .await;
+        match r {
+            Err(crate::store::WriteError::Conflict) => continue,
+            other => return other.map(|_| ()).map_err(Into::into),
+        }
+    }
+    Err(crate::store::WriteError::Conflict.into())
+}
+
+fn invalid_token(field: &str) -> ApiError {
+    ApiError::field(field, "validation_invalid_token", "Invalid or expired token.")
+}
+
+/// `confirm-verification {token}` → 204.
+pub async fn confirm_verification(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let token = required_string(body, "token")?;
+    let (coll, rec, claims) =
+        verify_token(state, token, TokenKind::Verification).ok_or_else(|| invalid_token("token"))?;
+    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
+        return Err(invalid_token("token"));
+    }
+    rewrite(state, collection, &claims.id, |d| {
+        d.insert("verified".into(), Value::Bool(true));
+    })
+    .await
+}
+
+/// `request-password-reset {email}` → 204.
+pub fn request_password_reset(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let email = required_email(body, "email")?.to_owned();
+    let (state, collection) = (state.clone(), collection.clone());
+    background("request-password-reset", async move {
+        let Some(rec) = find_by_email(&state, &collection, &email)? else {
+            return Ok(());
+        };
+        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let d = options(&collection).password_reset_token_duration;
+        let token = issue(
+            &state,
+            &collection,
+            &rec,
+            TokenKind::PasswordReset,
+            d,
+            (Some(to.clone()), None),
+            false,
+        );
+        send(
+            &state,
+            templates::password_reset(&state.settings.get().meta, &to, &token),
+        )
+        .await
+    });
+    Ok(())
+}
+
+fn check_new_password(body: &Map<String, Value>) -> Result<String, ApiError> {
+    let pw = required_string(body, "password")?;
+    let n = pw.chars().count();
+    if n < crate::schema::record::PASSWORD_MIN || n > crate::schema::record::PASSWORD_MAX {
+        return Err(ApiError::field(
+            "password",
+            "validation_length_out_of_range",
+            "Must be 8 to 256 characters.",
+        ));
+    }
+    if body.get("passwordConfirm").and_then(Value::as_str) != Some(pw) {
+        return Err(ApiError::field(
+            "passwordConfirm",
+            "validation_values_mismatch",
+            "Values don't match.",
+        ));
+    }
+    Ok(pw.to_owned())
+}
+
+/// `confirm-password-reset {token, password, passwordConfirm}` → 204. The
+/// new password rotates `tokenKey` (every older token, this one included,
+/// stops working); the account counts as verified (the mail arrived).
+pub async fn confirm_password_reset(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let token = required_string(body, "token")?;
+    let pw = check_new_password(body)?;
+    let (coll, rec, claims) =
+        verify_token(state, token, TokenKind::PasswordReset).ok_or_else(|| invalid_token("token"))?;
+    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
+        return Err(invalid_token("token"));
+    }
+    let hash = actix_web::web::block(move || password::hash(&pw))
+        .await
+        .map_err(|_| ApiError::internal("password hashing failed"))?
+        .map_err(ApiError::internal)?;
+    let key = crate::ids::token_key();
+    rewrite(state, collection, &claims.id, |d| {
+        d.insert("password".into(), Value::String(hash.clone()));
+        d.insert("tokenKey".into(), Value::String(key.clone()));
+        d.insert("verified".into(), Value::Bool(true));
+    })
+    .await
+}
+
+/// `request-email-change {newEmail}` (authenticated) → 204; mails a
+/// confirmation link to the new address.
+pub async fn request_email_change(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    caller: &Caller,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let Caller::Auth {
+        collection: c, record, ..
+    } = caller
+    else {
+        return Err(ApiError::unauthorized(
+            "The request requires a valid record authorization token.",
+        ));
+    };
+    if c.def.id != collection.def.id {
+        return Err(ApiError::forbidden("The token belongs to another collection."));
+    }
+    let new_email = required_email(body, "newEmail")?.to_owned();
+    if find_by_email(state, collection, &new_email)?.is_some() {
+        return Err(ApiError::field(
+            "newEmail",
+            "validation_not_unique",
+            "The email is invalid or already in use.",
+        ));
+    }
+    let old = record.get("email").and_then(Value::as_str).map(str::to_owned);
+    let d = options(collection).email_change_token_duration;
+    let token = issue(
+        state,
+        collection,
+        record,
+        TokenKind::EmailChange,
+        d,
+        (old, Some(new_email.clone())),
+        false,
+    );
+    let (state, mail) = (
+        state.clone(),
+        templates::email_change(&state.settings.get().meta, &new_email, &token),
+    );
+    background("request-email-change", async move { send(&state, mail).await });
+    Ok(())
+}
+
+/// `confirm-email-change {token, password}` → 204; rotates `tokenKey`.
+pub async fn confirm_email_change(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    require_auth_collection(collection)?;
+    let token = required_string(body, "token")?;
+    let pw = required_string(body, "password")?.to_owned();
+    let (coll, rec, claims) =
+        verify_token(state, token, TokenKind::EmailChange).ok_or_else(|| invalid_token("token"))?;
+    let new_email = claims.new_email.clone().ok_or_else(|| invalid_token("token"))?;
+    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
+        return Err(invalid_token("token"));
+    }
+    let hash = rec
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let ok = actix_web::web::block(move || password::verify(&pw, &hash))
+        .await
+        .map_err(|_| ApiError::internal("password check failed"))?;
+    if !ok {
+        return Err(ApiError::field(
+            "password",
+            "validation_invalid_password",
+            "Invalid password.",
+        ));
+    }
+    let key = crate::ids::token_key();
+    rewrite(state, collection, &claims.id, |d| {
+        d.insert("email".into(), Value::String(new_email.clone()));
+        d.insert("verified".into(), Value::Bool(true));
+        d.insert("tokenKey".into(), Value::String(key.clone()));
+    })
+    .await
+    .map_err(|e| {
+        if e.data.contains_key("email") {
+            ApiError::field(
+                "newEmail",
+                "validation_not_unique",
+                "The email is invalid or already in use.",
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// A stored OTP: which record it logs into, a MAC of the code, expiry.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OtpEntry {
+    collection_id: String,
+    record_id: String,
+    /// HMAC-SHA256 of the code under the server secret (never the code).
+    mac: String,
+    exp: i64,
+}
+
+fn code_mac(state: &AppState, otp_id: &str, code: &str) -> String {
+    let mut mac = state.tokens.hmac_for(otp_id);
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `request-otp {email}` → `{otpId}`. An unknown address gets an `otpId`
+/// too (that never works), so the answer does not reveal accounts.
+pub async fn request_otp(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    require_auth_collection(collection)?;
+    let opts = options(collection);
+    if !opts.otp.enabled {
+        return Err(ApiError::bad_request(
+            "One-time passwords are not enabled for this collection.",
+        ));
+    }
+    let email = required_email(body, "email")?.to_owned();
+    let otp_id = crate::ids::record_id();
+    let (state2, collection2, id2) = (state.clone(), collection.clone(), otp_id.clone());
+    background("request-otp", async move {
+        let Some(rec) = find_by_email(&state2, &collection2, &email)? else {
+            return Ok(());
+        };
+        let len = opts.otp.length.clamp(4, 16);
+        let code: String = {
+            let mut rng = rand::thread_rng();
+            (0..len).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect()
+        };
+        let entry = OtpEntry {
+            collection_id: collection2.def.id.clone(),
+            record_id: record_id(&rec),
+            mac: code_mac(&state2, &id2, &code),
+            exp: now_millis() / 1000 + opts.otp.duration as i64,
+        };
+        state2
+            .store
+            .write(vec![WriteOp::PutMeta {
+                key: format!("otp/{id2}"),
+                value: Some(serde_json::to_vec(&entry).expect("serialize otp")),
+            }])
+            .await?;
+        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+        send(&state2, templates::otp(&state2.settings.get().meta, &to, &code)).await
+    });
+    Ok(json!({"otpId": otp_id}))
+}
+
+/// `auth-with-otp {otpId, password}` → `{token, record}`; a code works once.
+pub async fn with_otp(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<Value, ApiError> {
+    require_auth_collection(collection)?;
+    let otp_id = required_string(body, "otpId")?;
+    let code = required_string(body, "password")?;
+    let fail = || ApiError::bad_request("Invalid or expired one-time password.");
+    let key = format!("otp/{otp_id}");
+    let entry: OtpEntry = match state.store.meta_get(&key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| fail())?,
+        None => return Err(fail()),
+    };
+    let given = code_mac(state, otp_id, code);
+    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), entry.mac.as_bytes()).into();
+    if !same || entry.exp <= now_millis() / 1000 || entry.collection_id != collection.def.id {
+        return Err(fail());
+    }
+    state.store.write(vec![WriteOp::PutMeta { key, value: None }]).await?;
+    let rec = state
+        .store
+        .get(&collection.def.id, &entry.record_id)?
+        .ok_or_else(fail)?
+        .data;
+    if !auth_rule_allows(state, collection, &rec, "otp") {
+        return Err(ApiError::bad_request("Failed to authenticate."));
+    }
+    let token = issue_token(state, collection, &rec, true);
+    Ok(auth_response(collection, rec, token))
 }

@@ -244,6 +244,7 @@ pub async fn upsert_superuser(state: &AppState, email: &str, password_plain: &st
         Caller::Auth {
             collection: coll.clone(),
             record: Value::Null,
+            refreshable: false,
         },
         "POST",
         "default",

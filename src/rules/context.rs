@@ -18,6 +18,8 @@ pub enum Caller {
     Auth {
         collection: Arc<CompiledCollection>,
         record: Value,
+        /// False for impersonation tokens, which `auth-refresh` refuses.
+        refreshable: bool,
     },
 }
 
@@ -37,7 +39,7 @@ impl Caller {
     pub fn viewer(&self) -> Viewer {
         match self {
             Caller::Guest => Viewer::default(),
-            Caller::Auth { collection, record } => Viewer {
+            Caller::Auth { collection, record, .. } => Viewer {
                 superuser: self.is_superuser(),
                 auth: record
                     .get("id")
@@ -52,7 +54,7 @@ impl Caller {
     pub fn auth_json(&self) -> Value {
         match self {
             Caller::Guest => Value::Null,
-            Caller::Auth { collection, record } => {
+            Caller::Auth { collection, record, .. } => {
                 let mut m = Map::new();
                 m.insert("collectionId".into(), Value::String(collection.def.id.clone()));
                 m.insert("collectionName".into(), Value::String(collection.def.name.clone()));

@@ -27,12 +27,37 @@ pub struct IndexSpec {
     pub unique: bool,
 }
 
+/// One-time-password login settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct OtpOptions {
+    pub enabled: bool,
+    /// Seconds a code stays valid.
+    pub duration: u64,
+    /// Digits in a code.
+    pub length: usize,
+}
+
+impl Default for OtpOptions {
+    fn default() -> Self {
+        OtpOptions {
+            enabled: false,
+            duration: 180,
+            length: 8,
+        }
+    }
+}
+
 /// Options of auth collections (token lifetimes in seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct AuthOptions {
     pub auth_token_duration: u64,
+    pub verification_token_duration: u64,
+    pub password_reset_token_duration: u64,
+    pub email_change_token_duration: u64,
     pub identity_fields: Vec<String>,
+    pub otp: OtpOptions,
 }
 
 impl Default for AuthOptions {
@@ -40,7 +65,11 @@ impl Default for AuthOptions {
         AuthOptions {
             // PocketBase's default is 5 days; the contract asks for 7.
             auth_token_duration: 7 * 24 * 3600,
+            verification_token_duration: 3 * 24 * 3600,
+            password_reset_token_duration: 1800,
+            email_change_token_duration: 1800,
             identity_fields: vec!["email".into()],
+            otp: OtpOptions::default(),
         }
     }
 }

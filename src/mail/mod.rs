@@ -1,0 +1,82 @@
+//! Outgoing mail: SMTP when configured, otherwise the dev outbox.
+//!
+//! The dev outbox makes every mail flow work on a fresh machine: each mail is
+//! written as an `.eml` file under `<data dir>/outbox/` and its subject and
+//! recipient are logged, so a developer can follow a verification link
+//! without setting up SMTP. Tokens are never logged (only written to the
+//! outbox file, which lives in the 0700 data dir).
+
+pub mod templates;
+
+use std::path::{Path, PathBuf};
+
+use crate::settings::SettingsStore;
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail could not be written to the outbox: {0}")]
+    Outbox(String),
+    #[error("SMTP delivery failed: {0}")]
+    Smtp(String),
+}
+
+/// Cheap-clone handle for sending mail.
+#[derive(Clone)]
+pub struct Mailer {
+    outbox: PathBuf,
+    settings: SettingsStore,
+}
+
+impl Mailer {
+    pub fn new(data_dir: &Path, settings: SettingsStore) -> Mailer {
+        Mailer {
+            outbox: data_dir.join("outbox"),
+            settings,
+        }
+    }
+
+    /// Where dev mails go.
+    pub fn outbox_dir(&self) -> &Path {
+        &self.outbox
+    }
+
+    /// Sends `mail` with the current settings.
+    pub async fn send(&self, mail: Mail) -> Result<(), MailError> {
+        let settings = self.settings.get();
+        if settings.smtp.enabled {
+            return smtp_send(&settings, &mail).await;
+        }
+        let dir = self.outbox.clone();
+        let from = format!("{} <{}>", settings.meta.sender_name, settings.meta.sender_address);
+        let (to, subject) = (mail.to.clone(), mail.subject.clone());
+        tokio::task::spawn_blocking(move || write_outbox(&dir, &from, &mail))
+            .await
+            .map_err(|e| MailError::Outbox(e.to_string()))??;
+        tracing::info!(%to, %subject, "mail written to the dev outbox (SMTP is not configured)");
+        Ok(())
+    }
+}
+
+fn write_outbox(dir: &Path, from: &str, mail: &Mail) -> Result<(), MailError> {
+    std::fs::create_dir_all(dir).map_err(|e| MailError::Outbox(e.to_string()))?;
+    let name = format!("{}-{}.eml", crate::clock::now_millis(), crate::ids::record_id());
+    let body = format!(
+        "From: {from}\r\nTo: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+        mail.to, mail.subject, mail.text
+    );
+    std::fs::write(dir.join(name), body).map_err(|e| MailError::Outbox(e.to_string()))
+}
+
+/// SMTP delivery (filled in by the mail issue's SMTP transport).
+async fn smtp_send(_settings: &crate::settings::Settings, _mail: &Mail) -> Result<(), MailError> {
+    Err(MailError::Smtp("SMTP transport is not built into this version".into()))
+}

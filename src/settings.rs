@@ -1,0 +1,271 @@
+//! Server settings editable by superusers (`GET/PATCH /api/settings`),
+//! stored in the `meta` tree under `settings`, cached in memory.
+//!
+//! Each section has sane defaults, so a fresh install works without any
+//! configuration (mail then goes to the dev outbox, see `mail`).
+
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::store::{Store, StoreError, WriteOp};
+
+/// The `meta` key of the settings document.
+const KEY: &str = "settings";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct MetaSettings {
+    /// Shown in mails and the dashboard.
+    pub app_name: String,
+    /// Public URL of the app, used to build links in mails.
+    #[serde(rename = "appURL")]
+    pub app_url: String,
+    pub sender_name: String,
+    pub sender_address: String,
+}
+
+impl Default for MetaSettings {
+    fn default() -> Self {
+        MetaSettings {
+            app_name: "Basalt".into(),
+            app_url: "http://127.0.0.1:8090".into(),
+            sender_name: "Basalt".into(),
+            sender_address: "noreply@example.com".into(),
+        }
+    }
+}
+
+/// SMTP delivery. When disabled, mails go to the dev outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Write-only: never returned by the API (shown as empty).
+    pub password: String,
+    /// `starttls` (default), `tls` (implicit TLS, usually port 465) or `none`.
+    pub tls: String,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            enabled: false,
+            host: String::new(),
+            port: 587,
+            username: String::new(),
+            password: String::new(),
+            tls: "starttls".into(),
+        }
+    }
+}
+
+/// One rate-limit rule, PocketBase style: `label` is a path prefix
+/// (`/api/`), `METHOD /path`, `collection:action` or `*:action`
+/// (actions: `list`, `view`, `create`, `update`, `delete`, `auth`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitRule {
+    pub label: String,
+    pub max_requests: u32,
+    /// Window in seconds.
+    pub duration: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub rules: Vec<RateLimitRule>,
+}
+
+impl Default for RateLimitSettings {
+    /// On by default (unlike PocketBase): auth endpoints are brute-force
+    /// targets from the first minute a server is on the internet.
+    fn default() -> Self {
+        let rule = |label: &str, max_requests, duration| RateLimitRule {
+            label: label.into(),
+            max_requests,
+            duration,
+        };
+        RateLimitSettings {
+            enabled: true,
+            rules: vec![
+                rule("*:auth", 5, 10),
+                rule("*:create", 200, 5),
+                rule("/api/batch", 20, 1),
+                rule("/api/", 3000, 10),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BatchSettings {
+    pub enabled: bool,
+    pub max_requests: u32,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            enabled: true,
+            max_requests: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct RealtimeSettings {
+    /// Change-log retention: the last this-many hours...
+    pub retention_hours: u32,
+    /// ...and at most this many events.
+    pub retention_events: u64,
+}
+
+impl Default for RealtimeSettings {
+    fn default() -> Self {
+        RealtimeSettings {
+            retention_hours: 24,
+            retention_events: 1_000_000,
+        }
+    }
+}
+
+/// All settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Settings {
+    pub meta: MetaSettings,
+    pub smtp: SmtpSettings,
+    pub rate_limits: RateLimitSettings,
+    pub batch: BatchSettings,
+    pub realtime: RealtimeSettings,
+}
+
+impl Settings {
+    /// The settings as the API shows them: secrets blanked.
+    pub fn redacted(&self) -> Value {
+        let mut s = self.clone();
+        s.smtp.password = String::new();
+        serde_json::to_value(s).expect("serialize settings")
+    }
+}
+
+/// Cheap-clone handle to the current settings.
+#[derive(Clone, Default)]
+pub struct SettingsStore {
+    current: Arc<RwLock<Arc<Settings>>>,
+}
+
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                match b.get_mut(&k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+impl SettingsStore {
+    /// Loads the stored settings (defaults for anything missing).
+    pub fn load(store: &Store) -> Result<SettingsStore, StoreError> {
+        let settings = match store.meta_get(KEY)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?,
+            None => Settings::default(),
+        };
+        Ok(SettingsStore {
+            current: Arc::new(RwLock::new(Arc::new(settings))),
+        })
+    }
+
+    /// A snapshot of the current settings.
+    pub fn get(&self) -> Arc<Settings> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Applies a partial update (objects merge; an empty SMTP password keeps
+    /// the stored one), validates, stores durably, and swaps it in.
+    pub async fn patch(&self, store: &Store, patch: Map<String, Value>) -> Result<Arc<Settings>, ApiError> {
+        let current = self.get();
+        let mut value = serde_json::to_value(&*current).expect("serialize settings");
+        let keep_password = patch
+            .get("smtp")
+            .and_then(|s| s.get("password"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty);
+        merge(&mut value, Value::Object(patch));
+        let mut next: Settings = serde_json::from_value(value)
+            .map_err(|e| ApiError::field("", "validation_invalid_settings", &format!("Invalid settings: {e}")))?;
+        if keep_password {
+            next.smtp.password = current.smtp.password.clone();
+        }
+        next.validate()?;
+        store
+            .write(vec![WriteOp::PutMeta {
+                key: KEY.into(),
+                value: Some(serde_json::to_vec(&next).expect("serialize settings")),
+            }])
+            .await?;
+        let next = Arc::new(next);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(next)
+    }
+}
+
+impl Settings {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
+            return Err(ApiError::field(
+                "smtp.host",
+                "validation_required",
+                "SMTP needs a host and a port.",
+            ));
+        }
+        if !["starttls", "tls", "none"].contains(&self.smtp.tls.as_str()) {
+            return Err(ApiError::field(
+                "smtp.tls",
+                "validation_invalid_value",
+                "Must be starttls, tls or none.",
+            ));
+        }
+        for (i, r) in self.rate_limits.rules.iter().enumerate() {
+            if r.label.trim().is_empty() || r.max_requests == 0 || r.duration == 0 {
+                return Err(ApiError::field(
+                    &format!("rateLimits.rules.{i}"),
+                    "validation_invalid_value",
+                    "A rule needs a label, maxRequests >= 1 and duration >= 1.",
+                ));
+            }
+        }
+        if self.batch.max_requests == 0 || self.batch.max_requests > 1000 {
+            return Err(ApiError::field(
+                "batch.maxRequests",
+                "validation_invalid_value",
+                "Must be 1..1000.",
+            ));
+        }
+        if self.realtime.retention_events == 0 {
+            return Err(ApiError::field(
+                "realtime.retentionEvents",
+                "validation_invalid_value",
+                "Must be at least 1.",
+            ));
+        }
+        Ok(())
+    }
+}
