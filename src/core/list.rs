@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::expand::{expand_records, ExpandTree};
+use super::records::{raw, RawJson};
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::query::planner::{self, IndexInfo, Kind, Plan};
@@ -18,7 +19,7 @@ use crate::query::{
     Resolver, Root, SortKey, TAG_NUMBER, TAG_STRING,
 };
 use crate::rules::{self, Access, RequestInfo};
-use crate::schema::record::export;
+use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 use crate::store::index::IndexField;
@@ -81,7 +82,7 @@ pub struct ListResult {
     pub per_page: usize,
     pub total_items: i64,
     pub total_pages: i64,
-    pub items: Vec<Value>,
+    pub items: Vec<RawJson>,
     /// Present when the list is walked in index order and more items follow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -322,6 +323,11 @@ pub fn list(
     let want_total = !params.skip_total;
 
     let mut page: Vec<Value> = Vec::with_capacity(params.per_page.min(64));
+    // Hot path: when no record needs checking (no filter, or the index
+    // answers it exactly) and records export verbatim, page items are
+    // spliced from the stored bytes without parsing.
+    let verbatim = (filter.is_empty() || plan.exact) && expand.is_empty() && coll.exports_verbatim();
+    let mut raw_items: Vec<RawJson> = Vec::new();
     let mut total: Option<u64> = None;
     let mut next_cursor = None;
     match plan.index {
@@ -357,6 +363,18 @@ pub fn list(
                 }
                 if plan.exact && (seen as usize) < offset {
                     seen += 1;
+                    continue;
+                }
+                if verbatim {
+                    let spliced = store.get_raw(cid, &id)?.and_then(|r| export_raw(coll, r.json()));
+                    if let Some(item) = spliced {
+                        seen += 1;
+                        if seen as usize > offset {
+                            raw_items.push(item);
+                            page.push(Value::Null);
+                            last_key = Some(key);
+                        }
+                    }
                     continue;
                 }
                 let Some(rec) = fetch(&id)? else { continue };
@@ -424,11 +442,16 @@ pub fn list(
             page = all.into_iter().skip(offset).take(params.per_page).collect();
         }
     }
-    let viewer = caller.viewer();
-    let mut items: Vec<Value> = page.iter().map(|r| export(coll, r, &viewer)).collect();
-    if !expand.is_empty() {
-        expand_records(state, coll, &page, &mut items, &expand, req)?;
-    }
+    let items = if verbatim && !raw_items.is_empty() {
+        raw_items
+    } else {
+        let viewer = caller.viewer();
+        let mut items: Vec<Value> = page.iter().map(|r| export(coll, r, &viewer)).collect();
+        if !expand.is_empty() {
+            expand_records(state, coll, &page, &mut items, &expand, req)?;
+        }
+        items.into_iter().map(raw).collect::<Result<Vec<_>, _>>()?
+    };
     let (total_items, total_pages) = match (want_total, total) {
         (true, Some(t)) => (t as i64, t.div_ceil(params.per_page as u64) as i64),
         _ => (-1, -1),

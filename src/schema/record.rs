@@ -448,3 +448,28 @@ pub fn export(coll: &CompiledCollection, record: &Value, viewer: &Viewer) -> Val
     }
     Value::Object(out)
 }
+
+/// The exported form of a stored record without parsing it: the collection
+/// prefix spliced in front of the stored JSON. Only for collections whose
+/// records export verbatim (`CompiledCollection::exports_verbatim`); `None`
+/// otherwise, or if the bytes are not a JSON object.
+pub fn export_raw(coll: &CompiledCollection, json: &[u8]) -> Option<Box<serde_json::value::RawValue>> {
+    if !coll.exports_verbatim() {
+        return None;
+    }
+    let text = std::str::from_utf8(json).ok()?;
+    let rest = text.strip_prefix('{')?;
+    let mut out = String::with_capacity(coll.export_prefix.len() + text.len() + 1);
+    out.push_str(&coll.export_prefix);
+    if rest.trim_start().starts_with('}') {
+        out.push('}');
+    } else {
+        out.push(',');
+        out.push_str(rest);
+    }
+    // SAFETY: `out` is one JSON object: our serialised prefix (two string
+    // members) joined to the members of a stored record, which the writer
+    // produced with serde_json (sled checksums what it reads back), with no
+    // surrounding whitespace. That is exactly `from_string_unchecked`'s contract.
+    Some(unsafe { serde_json::value::RawValue::from_string_unchecked(out) })
+}

@@ -50,6 +50,9 @@ pub struct CompiledCollection {
     pub hidden: Vec<String>,
     /// Top-level properties with `x-relation`.
     pub relations: HashMap<String, Relation>,
+    /// `{"collectionId":"…","collectionName":"…"` — the prefix every exported
+    /// record starts with (see `record::export_raw`).
+    pub export_prefix: String,
 }
 
 fn compile_rule(field: &str, rule: &Option<String>) -> Result<Option<Filter>, SchemaError> {
@@ -124,6 +127,11 @@ impl CompiledCollection {
             name: def.name.clone(),
             indexes: def.index_defs(),
         });
+        let export_prefix = format!(
+            "{{\"collectionId\":{},\"collectionName\":{}",
+            serde_json::to_string(&def.id).expect("serialize string"),
+            serde_json::to_string(&def.name).expect("serialize string")
+        );
         Ok(CompiledCollection {
             def,
             validator,
@@ -131,11 +139,18 @@ impl CompiledCollection {
             spec,
             hidden,
             relations,
+            export_prefix,
         })
     }
 
     pub fn is_auth(&self) -> bool {
         self.def.kind == CollectionType::Auth
+    }
+
+    /// Whether stored records can be shown as they are (no secrets, hidden
+    /// fields or emails to strip), so answers can splice the stored bytes.
+    pub fn exports_verbatim(&self) -> bool {
+        !self.is_auth() && self.hidden.is_empty()
     }
 }
 

@@ -177,6 +177,17 @@ pub enum Action {
     Delete,
 }
 
+/// A stored record as bytes: read without parsing, for answers that can
+/// be spliced from the stored JSON.
+pub struct RawRecord(sled::IVec);
+
+impl RawRecord {
+    /// The record JSON, as the writer serialised it.
+    pub fn json(&self) -> &[u8] {
+        self.0.get(8..).unwrap_or_default()
+    }
+}
+
 /// A stored record and its revision.
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
@@ -387,6 +398,11 @@ impl Store {
             Some(bytes) => Ok(Some(decode_record(&bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// One record by id, unparsed.
+    pub fn get_raw(&self, collection_id: &str, id: &str) -> Result<Option<RawRecord>, StoreError> {
+        Ok(self.tree(&records_tree(collection_id))?.get(id)?.map(RawRecord))
     }
 
     /// Iterates a collection's records in id order, optionally in reverse.
