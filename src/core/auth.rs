@@ -444,7 +444,7 @@ pub fn request_password_reset(
 fn check_new_password(body: &Map<String, Value>) -> Result<String, ApiError> {
     let pw = required_string(body, "password")?;
     let n = pw.chars().count();
-    if n < crate::schema::record::PASSWORD_MIN || n > crate::schema::record::PASSWORD_MAX {
+    if !(crate::schema::record::PASSWORD_MIN..=crate::schema::record::PASSWORD_MAX).contains(&n) {
         return Err(ApiError::field(
             "password",
             "validation_length_out_of_range",
