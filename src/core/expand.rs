@@ -124,7 +124,10 @@ pub fn expand_records(
                 expand_records(state, &target, &visible, &mut out, sub, req)?;
             }
             if multiple {
-                expanded.insert(field.clone(), Value::Array(out));
+                // As PocketBase: nothing visible to expand → no key.
+                if !out.is_empty() {
+                    expanded.insert(field.clone(), Value::Array(out));
+                }
             } else if let Some(one) = out.into_iter().next() {
                 expanded.insert(field.clone(), one);
             }

@@ -2,6 +2,7 @@
 //! (One binary for all areas, so it links once.)
 
 mod auth;
+mod auth_flows;
 mod collections;
 mod errors;
 mod helpers;
