@@ -23,6 +23,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# tests/support/smtp_sink.py (the SMTP server the mail tests deliver to).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    step "installing aiosmtpd (python3)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiosmtpd
+fi
+
 step "format"
 cargo fmt --all -- --check
 

@@ -38,8 +38,10 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         config: Arc::new(config),
         collection_lock: Arc::new(tokio::sync::Mutex::new(())),
         mailer,
+        realtime: Default::default(),
         settings,
         index_builds: Default::default(),
+        rate_limiter: Default::default(),
     })
 }
 
@@ -67,11 +69,14 @@ impl App {
         let workers = config.workers;
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
+        crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
         let data = web::Data::new(state.clone());
         let origins = state.config.origins.clone();
         let mut server = HttpServer::new(move || {
             ActixApp::new()
                 .app_data(data.clone())
+                // Innermost: a 429 still gets the security and CORS headers.
+                .wrap(from_fn(api::ratelimit::limit))
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(middleware::cors(&origins))
                 .wrap(from_fn(middleware::log_request))

@@ -22,6 +22,10 @@ pub mod ids;
 pub mod mail;
 /// Filter language, sort and index key encoding (pure).
 pub mod query;
+/// Rate limits (settings rules per address, logins per account).
+pub mod ratelimit;
+/// Realtime change feeds (WebSocket, SSE).
+pub mod realtime;
 /// Access rules.
 pub mod rules;
 /// Collections: model, JSON Schema, record shape.

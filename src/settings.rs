@@ -85,8 +85,10 @@ pub struct RateLimitSettings {
 }
 
 impl Default for RateLimitSettings {
-    /// On by default (unlike PocketBase): auth endpoints are brute-force
-    /// targets from the first minute a server is on the internet.
+    /// On by default (unlike PocketBase), for auth only: auth endpoints are
+    /// brute-force targets from the first minute a server is on the
+    /// internet, while a fitting general API limit depends on the app (add
+    /// `/api/`, `*:create`, `POST /api/batch`… rules as needed).
     fn default() -> Self {
         let rule = |label: &str, max_requests, duration| RateLimitRule {
             label: label.into(),
@@ -95,12 +97,7 @@ impl Default for RateLimitSettings {
         };
         RateLimitSettings {
             enabled: true,
-            rules: vec![
-                rule("*:auth", 5, 10),
-                rule("*:create", 200, 5),
-                rule("/api/batch", 20, 1),
-                rule("/api/", 3000, 10),
-            ],
+            rules: vec![rule("*:auth", 5, 10)],
         }
     }
 }

@@ -20,8 +20,12 @@ pub struct AppState {
     pub collection_lock: Arc<tokio::sync::Mutex<()>>,
     /// Superuser-editable settings (mail, rate limits, batch, realtime).
     pub settings: crate::settings::SettingsStore,
+    /// Realtime clients (SSE registry).
+    pub realtime: crate::realtime::Realtime,
     /// Outgoing mail.
     pub mailer: crate::mail::Mailer,
     /// Index builds in progress (the planner skips those indexes).
     pub index_builds: crate::core::indexing::IndexBuilds,
+    /// Request and login rate limits (rules from `settings`).
+    pub rate_limiter: crate::ratelimit::RateLimiter,
 }

@@ -295,3 +295,9 @@ pub async fn settings_update(state: Data, caller: Caller, body: JsonBody) -> Res
     require_superuser(&caller)?;
     Ok(ok(state.settings.patch(&state.store, body.0).await?.redacted()))
 }
+
+// ---- batch -------------------------------------------------------------
+
+pub async fn batch(state: Data, req: RequestInfo, body: JsonBody) -> Result<HttpResponse, ApiError> {
+    Ok(ok(core::batch::run(&state, body.0, &req).await?))
+}

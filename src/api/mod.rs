@@ -4,7 +4,9 @@ pub mod errors;
 pub mod extract;
 pub mod fields;
 mod handlers;
+pub mod mail;
 pub mod middleware;
+pub mod ratelimit;
 
 use actix_web::web;
 
@@ -29,6 +31,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(h::settings_view))
                 .route(web::patch().to(h::settings_update)),
         )
+        .route("/api/settings/test/email", web::post().to(mail::test_email))
+        .service(
+            web::resource("/api/realtime")
+                .route(web::get().to(crate::realtime::sse::connect))
+                .route(web::post().to(crate::realtime::sse::set_subscriptions)),
+        )
+        .route("/api/realtime/ws", web::get().to(crate::realtime::ws::handle))
+        .route("/api/batch", web::post().to(h::batch))
         .service(
             web::resource("/api/collections")
                 .route(web::get().to(h::collections_list))

@@ -162,6 +162,13 @@ pub async fn with_password(
     identity_field: Option<&str>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
+    // Per account, whatever the address: guesses spread over many IPs count.
+    let (name, id) = (&collection.def.name, &collection.def.id);
+    let settings = state.settings.get();
+    state
+        .rate_limiter
+        .check_identity(&settings, name, id, identity)
+        .map_err(crate::ratelimit::too_many)?;
     let opts = options(collection);
     let fields: Vec<&str> = match identity_field {
         Some(f) if opts.identity_fields.iter().any(|x| x == f) => vec![f],

@@ -106,19 +106,34 @@ async fn hash_password(password: Option<String>) -> Result<Option<String>, ApiEr
     }
 }
 
-fn committed_record(results: Vec<Committed>) -> Result<Value, ApiError> {
+/// The answer for a written record: spliced from the bytes the writer
+/// stored when nothing needs shaping, otherwise exported and expanded.
+fn committed_answer(
+    state: &AppState,
+    coll: &CompiledCollection,
+    results: Vec<Committed>,
+    tree: &ExpandTree,
+    req: &RequestInfo,
+) -> Result<RawJson, ApiError> {
     match results.into_iter().next() {
-        Some(Committed::Record { data, .. }) => Ok(data),
+        Some(Committed::Record { data, json, .. }) => {
+            if tree.is_empty() {
+                if let Some(out) = export_raw(coll, &json) {
+                    return Ok(out);
+                }
+            }
+            raw(exported(state, coll, data, tree, req)?)
+        }
         _ => Err(ApiError::internal("unexpected write result")),
     }
 }
 
-/// Creates a record; the createRule must hold for the new record (else 400).
-pub async fn create(
+/// Validates a create body and checks the createRule: the record to write
+/// (with `Expect::Absent`). Shared by create and batch.
+pub async fn plan_create(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
     body: Map<String, Value>,
-    expand: &str,
     req: &RequestInfo,
 ) -> Result<Value, ApiError> {
     let caller = &req.caller;
@@ -126,7 +141,6 @@ pub async fn create(
     if access == Access::Locked {
         return Err(locked());
     }
-    let tree = ExpandTree::parse(expand)?;
     let body_json = if access == Access::Conditional {
         Value::Object(body.clone())
     } else {
@@ -145,6 +159,91 @@ pub async fn create(
             return Err(ApiError::bad_request("Failed to create record."));
         }
     }
+    Ok(data)
+}
+
+/// Checks the updateRule on `current` and applies the PATCH body: the
+/// record to write. Shared by update and batch.
+pub async fn plan_update(
+    state: &AppState,
+    coll: &Arc<CompiledCollection>,
+    current: &Value,
+    body: Map<String, Value>,
+    req: &RequestInfo,
+) -> Result<Value, ApiError> {
+    let caller = &req.caller;
+    if rules::access(&coll.rules.update, caller) == Access::Locked {
+        return Err(locked());
+    }
+    check_record_rule(
+        state,
+        coll,
+        &coll.rules.update,
+        req,
+        current,
+        &Value::Object(body.clone()),
+    )?;
+    let draft = draft_update(coll, current, body, caller.is_superuser()).map_err(ApiError::validation)?;
+    if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {
+        let hash = current
+            .get("password")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let old = old.clone();
+        let ok = actix_web::web::block(move || password::verify(&old, &hash))
+            .await
+            .map_err(|_| ApiError::internal("password check failed"))?;
+        if !ok {
+            return Err(ApiError::field(
+                "oldPassword",
+                "validation_invalid_old_password",
+                "Missing or invalid old password.",
+            ));
+        }
+    }
+    let hash = hash_password(draft.auth.password.clone()).await?;
+    Ok(assemble_update(draft, hash, &now_string()))
+}
+
+/// Checks the deleteRule (and the last-superuser guard) on `current`.
+pub fn check_delete(
+    state: &AppState,
+    coll: &CompiledCollection,
+    current: &Value,
+    req: &RequestInfo,
+) -> Result<(), ApiError> {
+    if rules::access(&coll.rules.delete, &req.caller) == Access::Locked {
+        return Err(locked());
+    }
+    check_record_rule(state, coll, &coll.rules.delete, req, current, &Value::Null)?;
+    if coll.def.name == SUPERUSERS && state.store.count(&coll.def.id) <= 1 {
+        return Err(ApiError::bad_request("The last superuser cannot be deleted."));
+    }
+    Ok(())
+}
+
+/// Exports a written record for the caller, with `expand` (batch answers).
+pub fn answer(
+    state: &AppState,
+    coll: &CompiledCollection,
+    data: Value,
+    expand: &str,
+    req: &RequestInfo,
+) -> Result<Value, ApiError> {
+    exported(state, coll, data, &ExpandTree::parse(expand)?, req)
+}
+
+/// Creates a record; the createRule must hold for the new record (else 400).
+pub async fn create(
+    state: &AppState,
+    coll: &Arc<CompiledCollection>,
+    body: Map<String, Value>,
+    expand: &str,
+    req: &RequestInfo,
+) -> Result<RawJson, ApiError> {
+    let tree = ExpandTree::parse(expand)?;
+    let data = plan_create(state, coll, body, req).await?;
     let results = state
         .store
         .write(vec![WriteOp::PutRecord {
@@ -154,7 +253,7 @@ pub async fn create(
             expect: Expect::Absent,
         }])
         .await?;
-    exported(state, coll, committed_record(results)?, &tree, req)
+    committed_answer(state, coll, results, &tree, req)
 }
 
 /// How often an update is re-planned when the record changed underneath it.
@@ -168,39 +267,14 @@ pub async fn update(
     body: Map<String, Value>,
     expand: &str,
     req: &RequestInfo,
-) -> Result<Value, ApiError> {
-    let caller = &req.caller;
-    if rules::access(&coll.rules.update, caller) == Access::Locked {
+) -> Result<RawJson, ApiError> {
+    if rules::access(&coll.rules.update, &req.caller) == Access::Locked {
         return Err(locked());
     }
     let tree = ExpandTree::parse(expand)?;
-    let body_json = Value::Object(body.clone());
     for _ in 0..UPDATE_ATTEMPTS {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
-        check_record_rule(state, coll, &coll.rules.update, req, &stored.data, &body_json)?;
-        let draft =
-            draft_update(coll, &stored.data, body.clone(), caller.is_superuser()).map_err(ApiError::validation)?;
-        if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {
-            let current = stored
-                .data
-                .get("password")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let old = old.clone();
-            let ok = actix_web::web::block(move || password::verify(&old, &current))
-                .await
-                .map_err(|_| ApiError::internal("password check failed"))?;
-            if !ok {
-                return Err(ApiError::field(
-                    "oldPassword",
-                    "validation_invalid_old_password",
-                    "Missing or invalid old password.",
-                ));
-            }
-        }
-        let hash = hash_password(draft.auth.password.clone()).await?;
-        let data = assemble_update(draft, hash, &now_string());
+        let data = plan_update(state, coll, &stored.data, body.clone(), req).await?;
         let result = state
             .store
             .write(vec![WriteOp::PutRecord {
@@ -212,7 +286,7 @@ pub async fn update(
             .await;
         match result {
             Err(WriteError::Conflict) => continue,
-            other => return exported(state, coll, committed_record(other?)?, &tree, req),
+            other => return committed_answer(state, coll, other?, &tree, req),
         }
     }
     Err(WriteError::Conflict.into())
@@ -229,10 +303,7 @@ pub async fn delete(
         return Err(locked());
     }
     let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
-    check_record_rule(state, coll, &coll.rules.delete, req, &stored.data, &Value::Null)?;
-    if coll.def.name == SUPERUSERS && state.store.count(&coll.def.id) <= 1 {
-        return Err(ApiError::bad_request("The last superuser cannot be deleted."));
-    }
+    check_delete(state, coll, &stored.data, req)?;
     state
         .store
         .write(vec![WriteOp::DeleteRecord {
@@ -245,7 +316,7 @@ pub async fn delete(
 }
 
 /// Creates or updates a superuser by email (the `superuser upsert` command).
-pub async fn upsert_superuser(state: &AppState, email: &str, password_plain: &str) -> Result<Value, ApiError> {
+pub async fn upsert_superuser(state: &AppState, email: &str, password_plain: &str) -> Result<RawJson, ApiError> {
     let coll = state
         .registry
         .get(SUPERUSERS)

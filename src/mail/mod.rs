@@ -1,4 +1,4 @@
-//! Outgoing mail: SMTP when configured, otherwise the dev outbox.
+//! Outgoing mail: SMTP when configured (`smtp`), otherwise the dev outbox.
 //!
 //! The dev outbox makes every mail flow work on a fresh machine: each mail is
 //! written as an `.eml` file under `<data dir>/outbox/` and its subject and
@@ -6,6 +6,7 @@
 //! without setting up SMTP. Tokens are never logged (only written to the
 //! outbox file, which lives in the 0700 data dir).
 
+pub mod smtp;
 pub mod templates;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub enum MailError {
 pub struct Mailer {
     outbox: PathBuf,
     settings: SettingsStore,
+    smtp: smtp::SmtpClient,
 }
 
 impl Mailer {
@@ -41,6 +43,7 @@ impl Mailer {
         Mailer {
             outbox: data_dir.join("outbox"),
             settings,
+            smtp: smtp::SmtpClient::default(),
         }
     }
 
@@ -49,11 +52,20 @@ impl Mailer {
         &self.outbox
     }
 
-    /// Sends `mail` with the current settings.
+    /// Sends `mail` with the current settings: over SMTP when enabled
+    /// (bounded by [`smtp::SEND_TIMEOUT`]), else to the dev outbox.
+    ///
+    /// Logs recipient and subject only: bodies carry tokens, and the SMTP
+    /// password never leaves the settings.
     pub async fn send(&self, mail: Mail) -> Result<(), MailError> {
         let settings = self.settings.get();
         if settings.smtp.enabled {
-            return smtp_send(&settings, &mail).await;
+            let result = self.smtp.send(&settings.smtp, &settings.meta, &mail).await;
+            match &result {
+                Ok(()) => tracing::info!(to = %mail.to, subject = %mail.subject, "mail sent over SMTP"),
+                Err(e) => tracing::warn!(to = %mail.to, subject = %mail.subject, error = %e, "mail not sent"),
+            }
+            return result;
         }
         let dir = self.outbox.clone();
         let from = format!("{} <{}>", settings.meta.sender_name, settings.meta.sender_address);
@@ -74,9 +86,4 @@ fn write_outbox(dir: &Path, from: &str, mail: &Mail) -> Result<(), MailError> {
         mail.to, mail.subject, mail.text
     );
     std::fs::write(dir.join(name), body).map_err(|e| MailError::Outbox(e.to_string()))
-}
-
-/// SMTP delivery (filled in by the mail issue's SMTP transport).
-async fn smtp_send(_settings: &crate::settings::Settings, _mail: &Mail) -> Result<(), MailError> {
-    Err(MailError::Smtp("SMTP transport is not built into this version".into()))
 }

@@ -142,6 +142,9 @@ pub enum WriteOp {
         index: String,
         ids: Vec<String>,
     },
+    /// Removes change-log entries with `seq <= up_to` (at most a bounded
+    /// number per job; retention calls it until done).
+    TrimChanges { up_to: u64 },
     /// Sets a `meta` key (settings); `None` removes it.
     PutMeta { key: String, value: Option<Vec<u8>> },
 }
@@ -149,8 +152,20 @@ pub enum WriteOp {
 /// What a committed operation produced.
 #[derive(Debug, Clone)]
 pub enum Committed {
-    Record { seq: u64, rev: u64, data: Value },
-    Deleted { seq: u64, last: Value },
+    /// `json` is `data` as stored (serialised once by the writer).
+    Record {
+        seq: u64,
+        rev: u64,
+        data: Value,
+        json: Arc<[u8]>,
+    },
+    Deleted {
+        seq: u64,
+        last: Value,
+    },
+    Trimmed {
+        removed: u64,
+    },
     Done,
 }
 
@@ -167,6 +182,18 @@ pub struct Change {
     pub record: Value,
     /// Commit time, milliseconds since the epoch (for retention).
     pub ts: i64,
+    /// The record serialised once, shared by every subscriber that may see
+    /// it unchanged (filled lazily by the realtime layer).
+    #[serde(skip)]
+    pub record_json: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Change {
+    /// The record as JSON bytes, serialised on first use.
+    pub fn record_bytes(&self) -> &[u8] {
+        self.record_json
+            .get_or_init(|| serde_json::to_vec(&self.record).expect("serialize JSON value"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +229,19 @@ pub type IndexEntries = Box<dyn Iterator<Item = Result<(Vec<u8>, String), StoreE
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
+}
+
+/// A handle that does not keep the store open: background tasks that live
+/// as long as the process hold this, so stopping the server releases the
+/// data dir (its locks) even while they sleep.
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Shared>);
+
+impl WeakStore {
+    /// The store, if it is still open.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|shared| Store { shared })
+    }
 }
 
 struct Shared {
@@ -335,6 +375,11 @@ impl Store {
             let _ = h.join();
         }
         let _ = self.shared.db.flush();
+    }
+
+    /// A non-owning handle (see [`WeakStore`]).
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.shared))
     }
 
     /// Subscribes to committed changes, in seq order, after they are durable.
@@ -500,6 +545,27 @@ impl Store {
                 let (_, v) = kv?;
                 serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
             })
+    }
+
+    /// The oldest retained change's seq, if any.
+    pub fn first_change_seq(&self) -> Option<u64> {
+        let (k, _) = self.shared.changes.first().ok()??;
+        k.as_ref().try_into().ok().map(u64::from_be_bytes)
+    }
+
+    /// The seq of the last change committed before `ts` (ms), scanning from
+    /// the oldest (used by retention; stops at the first newer entry).
+    pub fn last_change_before(&self, ts: i64) -> Option<u64> {
+        let mut last = None;
+        for kv in self.shared.changes.iter() {
+            let (k, v) = kv.ok()?;
+            let change: Change = serde_json::from_slice(&v).ok()?;
+            if change.ts >= ts {
+                break;
+            }
+            last = k.as_ref().try_into().ok().map(u64::from_be_bytes);
+        }
+        last
     }
 
     /// Approximate bytes on disk (for the dashboard and benchmarks).

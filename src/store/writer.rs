@@ -31,6 +31,10 @@ use crate::clock::now_millis;
 /// delay the first waiter; 256 keeps a group's commit well under a few ms.
 const MAX_GROUP: usize = 256;
 
+/// Change-log entries removed per trim job, so trimming a large backlog never
+/// holds up client writes for long.
+const TRIM_BATCH: u64 = 10_000;
+
 pub(super) type Reply = oneshot::Sender<Result<Vec<Committed>, WriteError>>;
 
 pub(super) enum Job {
@@ -420,20 +424,24 @@ impl Writer {
                     }
                     self.head += 1;
                     let seq = self.head;
-                    set(
-                        &mut plan.overlay,
-                        &tree,
-                        id.into_bytes(),
-                        Some(encode_record(seq, &data)),
-                    );
+                    // Serialise once: the stored record, the change log entry,
+                    // the realtime payload and the answer share these bytes.
+                    let stored = encode_record(seq, &data);
+                    let json: Arc<[u8]> = Arc::from(&stored[8..]);
+                    set(&mut plan.overlay, &tree, id.into_bytes(), Some(stored));
                     let action = if old.is_none() {
                         self.add_count(group, &mut plan.overlay, &spec.id, 1)?;
                         Action::Create
                     } else {
                         Action::Update
                     };
-                    log_change(&mut plan, seq, action, &spec, data.clone(), now);
-                    plan.results.push(Committed::Record { seq, rev: seq, data });
+                    log_change(&mut plan, seq, action, &spec, data.clone(), Some(json.clone()), now);
+                    plan.results.push(Committed::Record {
+                        seq,
+                        rev: seq,
+                        data,
+                        json,
+                    });
                 }
                 WriteOp::DeleteRecord {
                     collection_id,
@@ -458,7 +466,7 @@ impl Writer {
                     self.add_count(group, &mut plan.overlay, &spec.id, -1)?;
                     self.head += 1;
                     let seq = self.head;
-                    log_change(&mut plan, seq, Action::Delete, &spec, old.data.clone(), now);
+                    log_change(&mut plan, seq, Action::Delete, &spec, old.data.clone(), None, now);
                     plan.results.push(Committed::Deleted { seq, last: old.data });
                 }
                 WriteOp::PutCollection { spec, def } => {
@@ -506,6 +514,18 @@ impl Writer {
                     }
                     plan.results.push(Committed::Done);
                 }
+                WriteOp::TrimChanges { up_to } => {
+                    let mut removed = 0u64;
+                    for kv in self.changes.range(..=up_to.to_be_bytes()) {
+                        let (k, _) = kv.map_err(storage)?;
+                        set(&mut plan.overlay, "changes", k.to_vec(), None);
+                        removed += 1;
+                        if removed >= TRIM_BATCH {
+                            break;
+                        }
+                    }
+                    plan.results.push(Committed::Trimmed { removed });
+                }
                 WriteOp::PutMeta { key, value } => {
                     set(&mut plan.overlay, "meta", key.into_bytes(), value);
                     plan.results.push(Committed::Done);
@@ -534,7 +554,18 @@ fn not_unique(idx: &super::IndexDef) -> WriteError {
     }
 }
 
-fn log_change(plan: &mut Plan, seq: u64, action: Action, spec: &CollectionSpec, record: Value, ts: i64) {
+/// Appends a change to the log. With `json` (the record already serialised)
+/// the entry is assembled around those bytes instead of serialising the
+/// record a second time.
+fn log_change(
+    plan: &mut Plan,
+    seq: u64,
+    action: Action,
+    spec: &CollectionSpec,
+    record: Value,
+    json: Option<Arc<[u8]>>,
+    ts: i64,
+) {
     let change = Change {
         seq,
         action,
@@ -542,8 +573,26 @@ fn log_change(plan: &mut Plan, seq: u64, action: Action, spec: &CollectionSpec, 
         collection_name: spec.name.clone(),
         record,
         ts,
+        record_json: match &json {
+            Some(j) => std::sync::OnceLock::from(j.to_vec()),
+            None => Default::default(),
+        },
     };
-    let bytes = serde_json::to_vec(&change).expect("serialize change");
+    let bytes = match json {
+        Some(j) => {
+            let head = serde_json::json!({
+                "seq": seq, "action": action, "collectionId": spec.id,
+                "collectionName": spec.name, "ts": ts,
+            });
+            let mut out = serde_json::to_vec(&head).expect("serialize change");
+            out.pop(); // the closing brace
+            out.extend_from_slice(b",\"record\":");
+            out.extend_from_slice(&j);
+            out.push(b'}');
+            out
+        }
+        None => serde_json::to_vec(&change).expect("serialize change"),
+    };
     set(&mut plan.overlay, "changes", seq.to_be_bytes().to_vec(), Some(bytes));
     plan.changes.push(change);
 }

@@ -48,8 +48,22 @@ pub fn client() -> awc::Client {
         .finish()
 }
 
-/// Starts a server on a fresh temp dir with one superuser, logged in.
+/// Starts a server on a fresh temp dir with one superuser, logged in, and
+/// auth rate limits switched off (see below).
 pub async fn spawn_app() -> TestApp {
+    let app = spawn_app_with_defaults().await;
+    // Auth rate limits are on by default (5 tries / 10 s per IP), and every
+    // test client is 127.0.0.1: tests that exercise many logins would trip
+    // them. The rate-limit tests use `spawn_app_with_defaults`.
+    let r = app
+        .patch("/api/settings", serde_json::json!({"rateLimits": {"enabled": false}}))
+        .await;
+    assert_eq!(r.status, 200, "disable rate limits: {:?}", r.body);
+    app
+}
+
+/// Like [`spawn_app`], with every setting at its default.
+pub async fn spawn_app_with_defaults() -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
     let mut app = start(&dir, Some(tmp)).await;

@@ -3,9 +3,13 @@
 
 mod auth;
 mod auth_flows;
+mod batch;
 mod collections;
 mod errors;
 mod helpers;
+mod mail;
 mod persistence;
 mod query;
+mod ratelimit;
+mod realtime;
 mod records;

@@ -1,0 +1,619 @@
+//! Rate limiting by the PocketBase-style rules in `settings.rateLimits`,
+//! per client address, plus a per-account limit on password logins. No
+//! actix types: `api::ratelimit` calls [`RateLimiter::check_request`] for
+//! each request, `core::auth::with_password` calls
+//! [`RateLimiter::check_identity`] before it verifies a password.
+//!
+//! **Algorithm: fixed windows**, as in PocketBase: each (rule, key) counts
+//! requests from the start of its window and restarts after `duration`
+//! seconds, so `maxRequests` per `duration` means the same as there,
+//! `Retry-After` is exact (rest of the window, rounded up) and a key costs
+//! 16 bytes. No dependency: governor's GCRA refills one request every
+//! duration/max, which is not the PocketBase meaning. The known cost: around
+//! a window boundary a client can get 2×max through, harmless against brute
+//! force and abuse, which span many windows.
+//!
+//! **Which rule applies**: one, the most specific that matches (PocketBase
+//! order): `collection:action` > `*:action` > `METHOD /path` > `/path`, the
+//! longest path first. `{c}` may be a name or an id; it is resolved to the
+//! name only when a `collection:action` rule exists for the request's
+//! action, so the hot path never touches the registry. A path label matches
+//! itself and what lies below it at a segment boundary (`/api/batch` matches
+//! `/api/batch/x`, not `/api/batchx`). With duplicate labels the first rule
+//! wins; a label of no known form never matches (logged when built).
+//!
+//! **Keys**: the peer address; IPv6 by /64, since one host usually owns a
+//! whole /64 and could otherwise rotate through 2^64 keys. Logins are also
+//! counted, in a separate table under the same `collection:auth`/`*:auth`
+//! rule, by a keyed 64-bit hash of (collection id, lowercased identity):
+//! guesses at one account from many addresses are limited too.
+//!
+//! **Memory**: a table is swept of expired windows when it reaches
+//! `sweep_at` keys, which then becomes twice what is left (amortised O(1)
+//! per new key); sweeps run at most once a second, so a flood of new keys
+//! cannot make every request pay for one. Past [`MAX_KEYS`], new keys share
+//! one overflow window: a flood of fresh addresses is limited as a group
+//! instead of growing memory or going unlimited.
+//!
+//! **Settings changes**: the rules are compiled once per settings snapshot
+//! (the hot path compares `Arc` pointers). Equal rules in a new snapshot
+//! keep the compiled table; changed rules build a new one that keeps the
+//! counters of every rule left identical, so an edit resets only its rule.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use crate::error::ApiError;
+use crate::settings::{RateLimitRule, Settings};
+
+/// Most keys one table (one rule, addresses or identities) tracks.
+pub const MAX_KEYS: usize = 100_000;
+/// Tables smaller than this are never swept.
+const MIN_SWEEP: usize = 1_024;
+/// Least time between two sweeps of one table, in milliseconds.
+const SWEEP_EVERY_MS: u64 = 1_000;
+
+/// The 429 every limited request gets (the body is PocketBase's; the error
+/// renders `Retry-After`).
+pub fn too_many(retry_after: u64) -> ApiError {
+    let mut e = ApiError::new(429, "Too many requests.");
+    e.retry_after = Some(retry_after.max(1));
+    e
+}
+
+/// What a request does, for `collection:action` and `*:action` labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    List,
+    View,
+    Create,
+    Update,
+    Delete,
+    Auth,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "list" => Action::List,
+            "view" => Action::View,
+            "create" => Action::Create,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            "auth" => Action::Auth,
+            _ => return None,
+        })
+    }
+}
+
+/// The endpoints under `/api/collections/{c}/` that count as `auth`: logins
+/// and everything that mails someone or consumes a mailed token.
+const AUTH_OPS: [&str; 10] = [
+    "auth-with-password",
+    "auth-with-otp",
+    "request-otp",
+    "request-password-reset",
+    "request-verification",
+    "request-email-change",
+    "confirm-password-reset",
+    "confirm-verification",
+    "confirm-email-change",
+    "auth-refresh",
+];
+
+/// The `{c}` path segment and the action of a collection request.
+pub fn classify<'a>(method: &str, path: &'a str) -> Option<(&'a str, Action)> {
+    let mut parts = path.strip_prefix("/api/collections/")?.split('/');
+    let c = parts.next().filter(|c| !c.is_empty())?;
+    let action = match (parts.next()?, parts.next(), parts.next()) {
+        ("records", None, _) => match method {
+            "GET" => Action::List,
+            "POST" => Action::Create,
+            _ => return None,
+        },
+        ("records", Some(id), None) if !id.is_empty() => match method {
+            "GET" => Action::View,
+            "PATCH" => Action::Update,
+            "DELETE" => Action::Delete,
+            _ => return None,
+        },
+        (op, None, _) if AUTH_OPS.contains(&op) => Action::Auth,
+        _ => return None,
+    };
+    Some((c, action))
+}
+
+/// Whether `path` is `prefix` or lies below it (at a segment boundary).
+fn path_matches(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'))
+}
+
+/// The bucket key of a peer address (IPv6 by /64, mapped IPv4 as IPv4).
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// One counter: requests seen since `start` (ms on the limiter's clock).
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    start: u64,
+    count: u32,
+}
+
+impl Window {
+    /// Counts one request; `Err(seconds until the window ends)` when full.
+    fn hit(&mut self, now: u64, max: u32, window_ms: u64) -> Result<(), u64> {
+        if self.count == 0 || now.saturating_sub(self.start) >= window_ms {
+            *self = Window { start: now, count: 0 };
+        }
+        if self.count >= max {
+            let left = (self.start + window_ms).saturating_sub(now);
+            return Err(left.div_ceil(1000).max(1));
+        }
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// The windows of one rule for one kind of key.
+struct Windows<K> {
+    map: HashMap<K, Window>,
+    sweep_at: usize,
+    next_sweep: u64,
+    /// Shared by new keys while the table is full.
+    overflow: Window,
+}
+
+impl<K: Hash + Eq> Windows<K> {
+    fn new() -> Self {
+        Windows {
+            map: HashMap::new(),
+            sweep_at: MIN_SWEEP,
+            next_sweep: 0,
+            overflow: Window::default(),
+        }
+    }
+
+    fn hit(&mut self, key: K, now: u64, max: u32, window_ms: u64) -> Result<(), u64> {
+        if let Some(w) = self.map.get_mut(&key) {
+            return w.hit(now, max, window_ms);
+        }
+        if self.map.len() >= self.sweep_at && now >= self.next_sweep {
+            self.map.retain(|_, w| now.saturating_sub(w.start) < window_ms);
+            self.sweep_at = (self.map.len() * 2).clamp(MIN_SWEEP, MAX_KEYS);
+            self.next_sweep = now + SWEEP_EVERY_MS;
+        }
+        if self.map.len() >= MAX_KEYS {
+            return self.overflow.hit(now, max, window_ms);
+        }
+        let mut w = Window::default();
+        let verdict = w.hit(now, max, window_ms);
+        self.map.insert(key, w);
+        verdict
+    }
+}
+
+/// The counters of one rule.
+struct Bucket {
+    rule: RateLimitRule,
+    window_ms: u64,
+    ips: Mutex<Windows<IpAddr>>,
+    identities: Mutex<Windows<u64>>,
+}
+
+impl Bucket {
+    fn hit<K: Hash + Eq>(&self, table: &Mutex<Windows<K>>, key: K, now: u64) -> Result<(), u64> {
+        let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
+        t.hit(key, now, self.rule.max_requests.max(1), self.window_ms)
+    }
+}
+
+/// Rules compiled for matching, with their counters.
+struct Table {
+    rules: Vec<RateLimitRule>,
+    /// `collection:action` → bucket index.
+    named: Vec<(String, Action, usize)>,
+    /// `*:action`, indexed by `Action as usize`.
+    any: [Option<usize>; 6],
+    /// `METHOD /path`, longest path first.
+    method_paths: Vec<(String, String, usize)>,
+    /// `/path`, longest first.
+    paths: Vec<(String, usize)>,
+    buckets: Vec<Arc<Bucket>>,
+}
+
+impl Table {
+    /// Compiles `rules`, reusing `previous` counters of identical rules.
+    fn build(rules: &[RateLimitRule], previous: Option<&Table>) -> Table {
+        let mut t = Table {
+            rules: rules.to_vec(),
+            named: Vec::new(),
+            any: [None; 6],
+            method_paths: Vec::new(),
+            paths: Vec::new(),
+            buckets: Vec::with_capacity(rules.len()),
+        };
+        for (i, rule) in rules.iter().enumerate() {
+            let reused = previous.and_then(|p| p.buckets.iter().find(|b| b.rule == *rule));
+            t.buckets.push(reused.cloned().unwrap_or_else(|| {
+                Arc::new(Bucket {
+                    rule: rule.clone(),
+                    window_ms: u64::from(rule.duration.max(1)) * 1000,
+                    ips: Mutex::new(Windows::new()),
+                    identities: Mutex::new(Windows::new()),
+                })
+            }));
+            let label = rule.label.trim();
+            if label.starts_with('/') {
+                t.paths.push((label.to_owned(), i));
+            } else if let Some((method, path)) = label.split_once(' ').filter(|(_, p)| p.trim().starts_with('/')) {
+                t.method_paths
+                    .push((method.trim().to_ascii_uppercase(), path.trim().to_owned(), i));
+            } else if let Some((c, action)) = label.split_once(':').and_then(|(c, a)| Some((c, Action::parse(a)?))) {
+                match c {
+                    "*" => {
+                        t.any[action as usize].get_or_insert(i);
+                    }
+                    name => t.named.push((name.to_owned(), action, i)),
+                }
+            } else {
+                tracing::warn!(label, "rate-limit rule label matches nothing; it is ignored");
+            }
+        }
+        // Stable sorts: among equal lengths the first rule still wins.
+        t.method_paths.sort_by_key(|(_, p, _)| std::cmp::Reverse(p.len()));
+        t.paths.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        t
+    }
+
+    /// The bucket of the most specific rule matching the request.
+    fn find(&self, method: &str, path: &str, resolve: impl FnOnce(&str) -> Option<String>) -> Option<usize> {
+        if let Some((c, action)) = classify(method, path) {
+            if self.named.iter().any(|(_, a, _)| *a == action) {
+                if let Some(name) = resolve(c) {
+                    if let Some((_, _, i)) = self.named.iter().find(|(n, a, _)| *a == action && *n == name) {
+                        return Some(*i);
+                    }
+                }
+            }
+            if let Some(i) = self.any[action as usize] {
+                return Some(i);
+            }
+        }
+        self.method_paths
+            .iter()
+            .find(|(m, p, _)| m == method && path_matches(path, p))
+            .map(|(_, _, i)| *i)
+            .or_else(|| self.paths.iter().find(|(p, _)| path_matches(path, p)).map(|(_, i)| *i))
+    }
+
+    /// The bucket of the `collection:auth` or `*:auth` rule.
+    fn auth_rule(&self, collection_name: &str) -> Option<usize> {
+        self.named
+            .iter()
+            .find(|(n, a, _)| *a == Action::Auth && n == collection_name)
+            .map(|(_, _, i)| *i)
+            .or(self.any[Action::Auth as usize])
+    }
+}
+
+/// The compiled rules and the snapshot they were built from.
+struct Current {
+    source: Arc<Settings>,
+    table: Arc<Table>,
+}
+
+struct Inner {
+    epoch: Instant,
+    /// Unit tests set the time by hand (`None`: the real clock).
+    manual_clock: Option<std::sync::atomic::AtomicU64>,
+    /// Keys the identity hash, so nobody can aim for collisions.
+    hasher: RandomState,
+    current: RwLock<Option<Current>>,
+}
+
+/// Cheap-clone handle; one per server (in `AppState`).
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            inner: Arc::new(Inner {
+                epoch: Instant::now(),
+                manual_clock: None,
+                hasher: RandomState::new(),
+                current: RwLock::new(None),
+            }),
+        }
+    }
+}
+
+impl RateLimiter {
+    fn now_ms(&self) -> u64 {
+        match &self.inner.manual_clock {
+            Some(t) => t.load(std::sync::atomic::Ordering::Relaxed),
+            None => u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The rules in force (`None`: limiting is off or there are no rules).
+    fn active(&self, settings: &Arc<Settings>) -> Option<Arc<Table>> {
+        let limits = &settings.rate_limits;
+        (limits.enabled && !limits.rules.is_empty()).then(|| self.table(settings))
+    }
+
+    /// The compiled rules of `settings` (built once per changed snapshot).
+    fn table(&self, settings: &Arc<Settings>) -> Arc<Table> {
+        {
+            let current = self.inner.current.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = current.as_ref().filter(|c| Arc::ptr_eq(&c.source, settings)) {
+                return c.table.clone();
+            }
+        }
+        let mut current = self.inner.current.write().unwrap_or_else(|e| e.into_inner());
+        let rules = &settings.rate_limits.rules;
+        let table = match current.as_ref() {
+            Some(c) if Arc::ptr_eq(&c.source, settings) => return c.table.clone(),
+            Some(c) if c.table.rules == *rules => c.table.clone(),
+            previous => Arc::new(Table::build(rules, previous.map(|c| &*c.table))),
+        };
+        *current = Some(Current {
+            source: settings.clone(),
+            table: table.clone(),
+        });
+        table
+    }
+
+    /// Counts a request from `ip` against the rule that applies to it.
+    /// `Err(retry after, seconds)` when that rule's window is full.
+    /// `collection_name` turns the `{c}` segment (a name or an id) into the
+    /// collection's name; it is only called when a `collection:action` rule
+    /// could match.
+    pub fn check_request(
+        &self,
+        settings: &Arc<Settings>,
+        method: &str,
+        path: &str,
+        ip: IpAddr,
+        collection_name: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<(), u64> {
+        let Some(table) = self.active(settings) else {
+            return Ok(());
+        };
+        let Some(b) = table.find(method, path, collection_name).map(|i| &table.buckets[i]) else {
+            return Ok(());
+        };
+        b.hit(&b.ips, ip_key(ip), self.now_ms())
+    }
+
+    /// Counts a password login for `identity` of a collection against its
+    /// `collection:auth` (else `*:auth`) rule, whatever address it comes
+    /// from. `Err(retry after, seconds)` when the account's window is full.
+    pub fn check_identity(
+        &self,
+        settings: &Arc<Settings>,
+        collection_name: &str,
+        collection_id: &str,
+        identity: &str,
+    ) -> Result<(), u64> {
+        let Some(table) = self.active(settings) else {
+            return Ok(());
+        };
+        let Some(b) = table.auth_rule(collection_name).map(|i| &table.buckets[i]) else {
+            return Ok(());
+        };
+        let key = self.inner.hasher.hash_one((collection_id, identity.to_lowercase()));
+        b.hit(&b.identities, key, self.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Action::*;
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LOGIN: &str = "/api/collections/users/auth-with-password";
+
+    fn settings(enabled: bool, rules: &[(&str, u32, u32)]) -> Arc<Settings> {
+        let mut s = Settings::default();
+        s.rate_limits.enabled = enabled;
+        s.rate_limits.rules = (rules.iter())
+            .map(|&(label, max_requests, duration)| RateLimitRule {
+                label: label.into(),
+                max_requests,
+                duration,
+            })
+            .collect();
+        Arc::new(s)
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    }
+
+    /// Resolves `posts` and its id `p1` to `posts`; nothing else exists.
+    fn registry(c: &str) -> Option<String> {
+        matches!(c, "posts" | "p1").then(|| "posts".to_owned())
+    }
+
+    /// A limiter whose clock only moves by `at`.
+    fn limiter() -> RateLimiter {
+        let mut rl = RateLimiter::default();
+        if let Some(inner) = Arc::get_mut(&mut rl.inner) {
+            inner.manual_clock = Some(0.into());
+        }
+        rl
+    }
+
+    fn at(rl: &RateLimiter, now: u64) -> &RateLimiter {
+        if let Some(t) = &rl.inner.manual_clock {
+            t.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        rl
+    }
+
+    /// One request from `who` at `now` ms.
+    fn req(rl: &RateLimiter, s: &Arc<Settings>, method: &str, path: &str, who: IpAddr, now: u64) -> Result<(), u64> {
+        at(rl, now).check_request(s, method, path, who, registry)
+    }
+
+    fn login(rl: &RateLimiter, s: &Arc<Settings>, c: &str, who: &str, now: u64) -> Result<(), u64> {
+        at(rl, now).check_identity(s, c, &format!("{c}_id"), who)
+    }
+
+    #[test]
+    fn ratelimit_classifies_collection_requests() {
+        let cases = [
+            ("GET", "posts/records", Some(("posts", List))),
+            ("POST", "posts/records", Some(("posts", Create))),
+            ("GET", "posts/records/abc", Some(("posts", View))),
+            ("PATCH", "p1/records/abc", Some(("p1", Update))),
+            ("DELETE", "posts/records/abc", Some(("posts", Delete))),
+            ("PUT", "posts/records", None),
+            ("GET", "posts/records/", None),
+            ("GET", "/records", None),
+            ("POST", "users/auth-methods", None),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(
+                classify(method, &format!("/api/collections/{path}")),
+                want,
+                "{method} {path}"
+            );
+        }
+        for op in AUTH_OPS {
+            let path = format!("/api/collections/users/{op}");
+            assert_eq!(classify("POST", &path), Some(("users", Auth)));
+        }
+    }
+
+    #[test]
+    fn ratelimit_most_specific_rule_wins() {
+        let rl = limiter();
+        let rules = [
+            "/api/",
+            "/api/collections/",
+            "POST /api/collections/",
+            "*:create",
+            "posts:create",
+            "/api/batch",
+            "bogus",
+            "*:frobnicate",
+        ];
+        let s = settings(true, &rules.map(|l| (l, 1, 1)));
+        let t = rl.table(&s);
+        let cases = [
+            ("POST", "/api/collections/posts/records", Some("posts:create")),
+            ("POST", "/api/collections/p1/records", Some("posts:create")),
+            ("POST", "/api/collections/notes/records", Some("*:create")),
+            ("POST", "/api/collections/notes/dry-run", Some("POST /api/collections/")),
+            ("GET", "/api/collections/posts/records", Some("/api/collections/")),
+            ("GET", "/api/health", Some("/api/")),
+            ("POST", "/api/batch", Some("/api/batch")),
+            ("POST", "/api/batch/x", Some("/api/batch")),
+            ("POST", "/api/batchx", Some("/api/")),
+            ("GET", "/_/", None),
+        ];
+        for (method, path, want) in cases {
+            let got = t.find(method, path, registry).map(|i| t.rules[i].label.as_str());
+            assert_eq!(got, want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn ratelimit_fixed_window_counts_resets_and_can_be_off() {
+        let (rl, s) = (limiter(), settings(true, &[("*:auth", 3, 10)]));
+        for now in [0, 100, 200] {
+            assert_eq!(req(&rl, &s, "POST", LOGIN, ip(1), now), Ok(()));
+        }
+        assert_eq!(req(&rl, &s, "POST", LOGIN, ip(1), 300), Err(10));
+        assert_eq!(req(&rl, &s, "POST", LOGIN, ip(1), 9_001), Err(1));
+        assert_eq!(req(&rl, &s, "POST", LOGIN, ip(2), 9_001), Ok(()), "per address");
+        assert_eq!(req(&rl, &s, "POST", LOGIN, ip(1), 10_000), Ok(()), "a new window");
+        assert_eq!(req(&rl, &s, "GET", "/api/health", ip(1), 10_000), Ok(()), "no rule");
+        assert_eq!(
+            login(&rl, &settings(true, &[("/api/", 1, 9)]), "users", "ann", 0),
+            Ok(())
+        );
+        let off = settings(false, &[("/api/", 1, 60), ("*:auth", 1, 60)]);
+        for _ in 0..3 {
+            assert_eq!(req(&rl, &off, "GET", "/api/health", ip(1), 0), Ok(()), "disabled");
+            assert_eq!(login(&rl, &off, "users", "ann", 0), Ok(()), "disabled");
+        }
+    }
+
+    #[test]
+    fn ratelimit_ipv6_is_keyed_by_slash_64() {
+        let key = |s: &str| s.parse().map(ip_key).ok();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::2"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), Some(ip(1)));
+    }
+
+    #[test]
+    fn ratelimit_identity_limit_ignores_address() {
+        let rl = limiter();
+        let s = settings(true, &[("*:auth", 5, 60), ("admins:auth", 2, 60)]);
+        for n in 0..20u8 {
+            // Each guess from a fresh address passes the per-address rule,
+            // but the account's own window fills after five, any spelling.
+            assert_eq!(req(&rl, &s, "POST", LOGIN, ip(n), 0), Ok(()));
+            let who = ["Ann@Example.com", "ann@example.com"][usize::from(n % 2)];
+            assert_eq!(login(&rl, &s, "users", who, 0).is_ok(), n < 5, "{n}");
+        }
+        assert_eq!(login(&rl, &s, "users", "bob@example.com", 0), Ok(()));
+        assert_eq!(login(&rl, &s, "users2", "ann@example.com", 0), Ok(()));
+        // A collection rule replaces `*:auth` for its collection.
+        let admin = |now| login(&rl, &s, "admins", "x", now);
+        assert_eq!([admin(0), admin(0), admin(0)], [Ok(()), Ok(()), Err(60)]);
+        assert_eq!(login(&rl, &s, "users", "ann@example.com", 60_000), Ok(()));
+    }
+
+    #[test]
+    fn ratelimit_settings_changes_rebuild_only_changed_rules() {
+        let rl = limiter();
+        let s1 = settings(true, &[("/api/", 1, 60), ("*:auth", 1, 60)]);
+        assert_eq!(req(&rl, &s1, "GET", "/api/health", ip(1), 0), Ok(()));
+        assert_eq!(req(&rl, &s1, "POST", LOGIN, ip(1), 0), Ok(()));
+        // Same rules in a new snapshot: same table, counters kept.
+        let s2 = settings(true, &[("/api/", 1, 60), ("*:auth", 1, 60)]);
+        assert!(Arc::ptr_eq(&rl.table(&s1), &rl.table(&s2)));
+        assert!(req(&rl, &s2, "GET", "/api/health", ip(1), 0).is_err());
+        // `/api/` changed: its counter starts over; `*:auth` keeps its own.
+        let s3 = settings(true, &[("/api/", 2, 60), ("*:auth", 1, 60)]);
+        assert_eq!(req(&rl, &s3, "GET", "/api/health", ip(1), 0), Ok(()));
+        assert!(req(&rl, &s3, "POST", LOGIN, ip(1), 0).is_err());
+    }
+
+    #[test]
+    fn ratelimit_tables_are_swept_and_capped() {
+        let mut w: Windows<u32> = Windows::new();
+        for k in 0..MIN_SWEEP as u32 {
+            assert_eq!(w.hit(k, 0, 1, 1_000), Ok(()));
+        }
+        // The next new key, once the old windows expired, sweeps them.
+        assert_eq!(w.hit(u32::MAX, 5_000, 1, 1_000), Ok(()));
+        assert_eq!(w.map.len(), 1);
+        // Full of live keys: newcomers share the overflow window.
+        let mut k = 0;
+        while w.map.len() < MAX_KEYS {
+            assert_eq!(w.hit(k, 6_000, 1, 1_000), Ok(()));
+            k += 1;
+        }
+        assert_eq!(w.hit(u32::MAX - 1, 6_000, 1, 1_000), Ok(()));
+        assert_eq!(w.hit(u32::MAX - 2, 6_000, 1, 1_000), Err(1));
+        assert_eq!(w.map.len(), MAX_KEYS);
+    }
+}

@@ -1,0 +1,70 @@
+//! Change-log retention: keeps the last `retentionHours` hours and at most
+//! `retentionEvents` events (settings), trimming in the background through
+//! the writer in bounded batches, so trimming never blocks client writes
+//! for long. A `since` older than what is retained gets `resync`.
+
+use std::time::Duration;
+
+use crate::clock::now_millis;
+use crate::settings::SettingsStore;
+use crate::store::{Committed, Store, WeakStore, WriteOp};
+
+/// How often retention runs.
+const EVERY: Duration = Duration::from_secs(30);
+
+/// The highest seq that may be dropped now, if any.
+pub fn trim_point(store: &Store, settings: &SettingsStore) -> Option<u64> {
+    let settings = settings.get();
+    let head = store.head_seq();
+    let by_count = head.checked_sub(settings.realtime.retention_events);
+    let cutoff = now_millis() - i64::from(settings.realtime.retention_hours) * 3_600_000;
+    let by_age = store.last_change_before(cutoff);
+    match (by_count, by_age) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+    .filter(|p| store.first_change_seq().is_some_and(|f| f <= *p))
+}
+
+/// Trims up to the retention point once; returns how many entries went.
+pub async fn trim_once(store: &Store, settings: &SettingsStore) -> u64 {
+    let Some(up_to) = trim_point(store, settings) else {
+        return 0;
+    };
+    let mut total = 0;
+    loop {
+        match store.write(vec![WriteOp::TrimChanges { up_to }]).await {
+            Ok(results) => {
+                let removed = match results.first() {
+                    Some(Committed::Trimmed { removed }) => *removed,
+                    _ => 0,
+                };
+                total += removed;
+                if removed == 0 {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change-log trim failed; retried later");
+                break;
+            }
+        }
+    }
+    total
+}
+
+/// Runs retention until the store closes (it holds only a weak handle, so
+/// it never keeps the data dir open).
+pub fn spawn(store: WeakStore, settings: SettingsStore) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { break };
+            let n = trim_once(&store, &settings).await;
+            if n > 0 {
+                tracing::info!(removed = n, "change log trimmed");
+            }
+        }
+    });
+}

@@ -1,0 +1,288 @@
+//! PocketBase's realtime protocol over Server-Sent Events, so the official
+//! SDKs' `subscribe()` works unchanged:
+//!
+//! - `GET /api/realtime` opens the stream and sends `PB_CONNECT` with a
+//!   40-character `clientId` (also in the SSE `id:` field, where the JS SDK
+//!   reads it);
+//! - `POST /api/realtime {clientId, subscriptions}` replaces the client's
+//!   subscription set; auth comes from that request's `Authorization`
+//!   header (a client may go from guest to authenticated, not switch users);
+//! - each event is named by the exact subscription string (including any
+//!   `?options=`) with data `{"action", "record"}`.
+//!
+//! A client that falls behind is disconnected (the SDK reconnects and
+//! resubscribes); one idle for 5 minutes is closed, as PocketBase does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use super::subscription::{parse_topic, render, touches_caller, Shape, Topic};
+use crate::api::extract::JsonBody;
+use crate::core::auth;
+use crate::error::ApiError;
+use crate::rules::{Caller, RequestInfo};
+use crate::state::AppState;
+
+/// Closed after this long without delivering anything (PocketBase: 5 min).
+const IDLE: Duration = Duration::from_secs(300);
+/// Frames buffered per client before it counts as too slow.
+const QUEUE: usize = 512;
+/// PocketBase's limits on a subscription set.
+const MAX_SUBS: usize = 1000;
+const MAX_TOPIC_LEN: usize = 2500;
+
+struct SseSub {
+    /// The exact subscription string: the SSE event name.
+    name: String,
+    topic: Topic,
+    shape: Shape,
+}
+
+/// One connected SSE client.
+struct Client {
+    /// Auth, subscriptions and the token they were set with. A std mutex:
+    /// held only to swap or read, never across an await.
+    inner: Mutex<ClientState>,
+}
+
+struct ClientState {
+    req: RequestInfo,
+    request: Value,
+    token: Option<String>,
+    subs: Arc<Vec<SseSub>>,
+}
+
+/// The registry of SSE clients, by `clientId`.
+#[derive(Clone, Default)]
+pub struct SseClients {
+    clients: Arc<Mutex<HashMap<String, Arc<Client>>>>,
+}
+
+impl SseClients {
+    fn get(&self, id: &str) -> Option<Arc<Client>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+    }
+    fn insert(&self, id: String, c: Arc<Client>) {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).insert(id, c);
+    }
+    fn remove(&self, id: &str) {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+    /// Connected SSE clients (for the dashboard and tests).
+    pub fn len(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn sse_frame(id: &str, event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("id:{id}\nevent:{event}\ndata:{data}\n\n"))
+}
+
+/// `GET /api/realtime`.
+pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
+    let state = state.get_ref().clone();
+    let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
+    let req = RequestInfo::internal(Caller::Guest, "GET", "realtime");
+    let client = Arc::new(Client {
+        inner: Mutex::new(ClientState {
+            request: req.to_json(&Value::Null),
+            req,
+            token: None,
+            subs: Arc::new(Vec::new()),
+        }),
+    });
+    let mut rx = state.store.subscribe();
+    let (tx, out) = mpsc::channel::<Bytes>(QUEUE);
+    let connect = json!({"clientId": client_id}).to_string();
+    let _ = tx.try_send(sse_frame(&client_id, "PB_CONNECT", &connect));
+    state.realtime.sse.insert(client_id.clone(), client.clone());
+    let clients = state.realtime.sse.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                c = rx.recv() => c,
+                _ = tx.closed() => break,
+                _ = tokio::time::sleep(IDLE) => break,
+            };
+            let change = match change {
+                Ok(c) => c,
+                // Too slow: close; the SDK reconnects and resubscribes.
+                Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
+            };
+            let (req, request, subs) = {
+                let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
+                if touches_caller(&st.req.caller, &change) {
+                    let caller = auth::resolve(&state, st.token.as_deref());
+                    st.req.caller = caller;
+                    st.request = st.req.to_json(&Value::Null);
+                }
+                (st.req.clone(), st.request.clone(), st.subs.clone())
+            };
+            for sub in subs.iter() {
+                let Some(record) = render(&state, &sub.topic, &sub.shape, &req, &request, &change) else {
+                    continue;
+                };
+                let action = serde_json::to_string(&change.action).unwrap_or_default();
+                let data = format!("{{\"action\":{action},\"record\":{record}}}");
+                if tx.try_send(sse_frame(&client_id, &sub.name, &data)).is_err() {
+                    // Queue full (a slow reader) or closed: drop the client.
+                    clients.remove(&client_id);
+                    return;
+                }
+            }
+        }
+        clients.remove(&client_id);
+    });
+    let body = futures_util::stream::unfold(out, |mut out| async move {
+        out.recv().await.map(|b| (Ok::<Bytes, actix_web::Error>(b), out))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}
+
+/// Splits `posts/*?options={...}` into the topic and its options.
+fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<SseSub, ApiError> {
+    let (topic_text, options) = match raw.split_once("?options=") {
+        Some((t, o)) => (t, Some(o)),
+        None => (raw, None),
+    };
+    let mut query = serde_json::Map::new();
+    if let Some(o) = options {
+        let decoded = urlencoding_decode(o);
+        let v: Value = serde_json::from_str(&decoded).map_err(|_| {
+            ApiError::field(
+                "subscriptions",
+                "validation_invalid_options",
+                "Invalid subscription options JSON.",
+            )
+        })?;
+        if let Some(q) = v.get("query").and_then(Value::as_object) {
+            query = q.clone();
+        }
+    }
+    let text = |k: &str| query.get(k).and_then(Value::as_str);
+    let (topic, _) = parse_topic(state, topic_text, caller)?;
+    let shape = Shape::parse(text("filter"), text("fields"), text("expand"))?;
+    Ok(SseSub {
+        name: raw.to_owned(),
+        topic,
+        shape,
+    })
+}
+
+/// Percent-decoding (the SDK URL-encodes the options JSON).
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `POST /api/realtime {clientId, subscriptions}` → 204.
+pub async fn set_subscriptions(
+    state: web::Data<AppState>,
+    http: HttpRequest,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let client_id = match body.0.get("clientId") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
+        _ => {
+            return Err(ApiError::field(
+                "clientId",
+                "validation_required",
+                "Missing or invalid clientId.",
+            ))
+        }
+    };
+    let topics: Vec<String> = match body.0.get("subscriptions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                ApiError::field(
+                    "subscriptions",
+                    "validation_invalid_value",
+                    "Subscriptions must be strings.",
+                )
+            })?,
+        Some(_) => {
+            return Err(ApiError::field(
+                "subscriptions",
+                "validation_invalid_value",
+                "Must be an array of strings.",
+            ))
+        }
+    };
+    if topics.len() > MAX_SUBS || topics.iter().any(|t| t.is_empty() || t.len() > MAX_TOPIC_LEN) {
+        return Err(ApiError::field(
+            "subscriptions",
+            "validation_invalid_value",
+            "At most 1000 subscriptions of 1-2500 characters each.",
+        ));
+    }
+    let client = state
+        .realtime
+        .sse
+        .get(&client_id)
+        .ok_or_else(|| ApiError::not_found("Missing or invalid client id."))?;
+    let token = http
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let caller = auth::resolve(&state, token.as_deref());
+    {
+        let st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Caller::Auth { record: old, .. }, Caller::Auth { record: new, .. }) = (&st.req.caller, &caller) {
+            if old.get("id") != new.get("id") {
+                return Err(ApiError::forbidden(
+                    "The current and the previous request authorization don't match.",
+                ));
+            }
+        }
+    }
+    let mut subs = Vec::with_capacity(topics.len());
+    for t in &topics {
+        subs.push(parse_subscription(&state, t, &caller)?);
+    }
+    let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
+    if !matches!(caller, Caller::Guest) || matches!(st.req.caller, Caller::Guest) {
+        st.req.caller = caller;
+        st.token = token;
+        st.request = st.req.to_json(&Value::Null);
+    }
+    st.subs = Arc::new(subs);
+    Ok(HttpResponse::NoContent().finish())
+}

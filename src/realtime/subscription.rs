@@ -1,0 +1,183 @@
+//! Subscriptions and what one subscriber may see of one change.
+//!
+//! Delivery of a change to a subscription checks, in order: the topic
+//! (`coll/*` or `coll/ID`), the collection's rule for that topic kind
+//! (`listRule` for `*`, `viewRule` for one record) with the subscriber's auth
+//! and `@request.context = "realtime"`, the subscription's own filter, then
+//! shapes the record (`expand`, `fields`) exactly like the REST API would
+//! for that caller — so hidden fields and other users' emails never leak.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::api::fields::FieldsTree;
+use crate::core::expand::{expand_records, ExpandTree};
+use crate::error::ApiError;
+use crate::query::{parse_filter, Filter};
+use crate::rules::{self, Access, Caller, RequestInfo};
+use crate::schema::record::{export, export_raw};
+use crate::schema::CompiledCollection;
+use crate::state::AppState;
+use crate::store::Change;
+
+/// What a subscription listens to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    /// The collection id (resolved when subscribing, so renames don't matter).
+    pub collection_id: String,
+    /// `None` for `coll/*`.
+    pub record_id: Option<String>,
+}
+
+/// Options shaping a subscription's events.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    pub filter: Option<Filter>,
+    pub fields: Option<FieldsTree>,
+    pub expand: ExpandTree,
+}
+
+impl Shape {
+    /// Parses the optional `filter`, `fields`, `expand` strings.
+    pub fn parse(filter: Option<&str>, fields: Option<&str>, expand: Option<&str>) -> Result<Shape, ApiError> {
+        let filter = match filter.map(str::trim).filter(|f| !f.is_empty()) {
+            None => None,
+            Some(f) => Some(
+                parse_filter(f).map_err(|e| ApiError::field("filter", "validation_invalid_filter", &e.to_string()))?,
+            ),
+        };
+        let fields = match fields.map(str::trim).filter(|f| !f.is_empty()) {
+            None => None,
+            Some(f) => Some(FieldsTree::parse(f)?),
+        };
+        let expand = ExpandTree::parse(expand.unwrap_or_default())?;
+        Ok(Shape { filter, fields, expand })
+    }
+
+    fn is_plain(&self) -> bool {
+        self.filter.is_none() && self.fields.is_none() && self.expand.is_empty()
+    }
+}
+
+/// Parses `collection/*`, `collection/ID` or a bare `collection` (treated as
+/// `/*`, as PocketBase's deprecated form), resolving the collection, and
+/// refuses topics whose rule is locked for `caller` (403).
+pub fn parse_topic(
+    state: &AppState,
+    topic: &str,
+    caller: &Caller,
+) -> Result<(Topic, Arc<CompiledCollection>), ApiError> {
+    let (name, rest) = match topic.split_once('/') {
+        Some((n, r)) => (n, Some(r)),
+        None => (topic, None),
+    };
+    let coll = state
+        .registry
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("Unknown collection '{name}'.")))?;
+    let record_id = match rest {
+        None | Some("*") => None,
+        Some(id) if !id.is_empty() && crate::ids::is_valid_record_id(id) => Some(id.to_owned()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "A topic is COLLECTION/* or COLLECTION/RECORD_ID.",
+            ))
+        }
+    };
+    let rule = if record_id.is_some() {
+        &coll.rules.view
+    } else {
+        &coll.rules.list
+    };
+    if rules::access(rule, caller) == Access::Locked {
+        return Err(ApiError::forbidden("Only superusers can subscribe to this topic."));
+    }
+    Ok((
+        Topic {
+            collection_id: coll.def.id.clone(),
+            record_id,
+        },
+        coll,
+    ))
+}
+
+/// The record JSON this subscriber gets for `change`, or `None` if the
+/// topic, the rule or the filter says no. `request` is the subscriber's
+/// `@request` object (`RequestInfo::to_json`).
+pub fn render(
+    state: &AppState,
+    topic: &Topic,
+    shape: &Shape,
+    req: &RequestInfo,
+    request: &Value,
+    change: &Change,
+) -> Option<String> {
+    if change.collection_id != topic.collection_id {
+        return None;
+    }
+    let record = &change.record;
+    if let Some(rid) = &topic.record_id {
+        if record.get("id").and_then(Value::as_str) != Some(rid.as_str()) {
+            return None;
+        }
+    }
+    let coll = state.registry.get(&change.collection_id)?;
+    let rule = if topic.record_id.is_some() {
+        &coll.rules.view
+    } else {
+        &coll.rules.list
+    };
+    let access = rules::access(rule, &req.caller);
+    match access {
+        Access::Locked => return None,
+        Access::Allow => {}
+        Access::Conditional => {
+            let holds = rule
+                .as_ref()
+                .is_some_and(|r| rules::holds(state, &coll, r, record, request));
+            if !holds {
+                return None;
+            }
+        }
+    }
+    if let Some(f) = &shape.filter {
+        if !rules::holds(state, &coll, f, record, request) {
+            return None;
+        }
+    }
+    if shape.is_plain() {
+        // Shared fast path: the same bytes for every subscriber.
+        if let Some(raw) = export_raw(&coll, change.record_bytes()) {
+            return Some(raw.get().to_owned());
+        }
+    }
+    let mut items = vec![export(&coll, record, &req.caller.viewer())];
+    if !shape.expand.is_empty() {
+        expand_records(
+            state,
+            &coll,
+            std::slice::from_ref(record),
+            &mut items,
+            &shape.expand,
+            req,
+        )
+        .ok()?;
+    }
+    let mut item = items.pop()?;
+    if let Some(fields) = &shape.fields {
+        fields.apply_response(&mut item);
+    }
+    serde_json::to_string(&item).ok()
+}
+
+/// Whether `change` updates or deletes the caller's own auth record (then
+/// its token must be checked again: a password change rotates `tokenKey`).
+pub fn touches_caller(caller: &Caller, change: &Change) -> bool {
+    match caller {
+        Caller::Auth { collection, record, .. } => {
+            collection.def.id == change.collection_id && record.get("id") == change.record.get("id")
+        }
+        Caller::Guest => false,
+    }
+}

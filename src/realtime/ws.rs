@@ -1,0 +1,366 @@
+//! `GET /api/realtime/ws`: the WebSocket change feed (JSON text frames).
+//!
+//! One task per connection owns the connection's state and multiplexes
+//! three inputs: client frames, committed changes from the store's
+//! broadcast, and a 30 s ping timer. Backpressure: the session's send
+//! queue is bounded (actix-ws), so a client that does not read stalls only
+//! its own task; its broadcast receiver then lags, and every subscription
+//! gets `resync` and is dropped — writers and other clients never wait.
+//!
+//! Resume: `subscribe` with `since` replays the retained change log after
+//! that seq, then goes live. The receiver was created when the connection
+//! opened, before the replay read the log, and every change is written to
+//! the log before it is published; so live changes above the last replayed
+//! seq are all in the receiver, and those at or below it are skipped: no gap,
+//! no duplicate.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{CloseCode, CloseReason, Message, ProtocolError, Session};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::subscription::{parse_topic, render, touches_caller, Shape, Topic};
+use crate::core::auth;
+use crate::error::ApiError;
+use crate::rules::{Caller, RequestInfo};
+use crate::state::AppState;
+use crate::store::Change;
+
+/// Frames larger than this close the connection with 1009.
+const MAX_FRAME: usize = 64 * 1024;
+/// How often the server pings; a peer silent for two intervals is closed.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Subscriptions per connection.
+const MAX_SUBS: usize = 1000;
+
+struct Sub {
+    id: String,
+    topic: Topic,
+    shape: Shape,
+    /// Highest seq already delivered (or skipped) for this subscription.
+    last_seq: u64,
+}
+
+struct Conn {
+    state: AppState,
+    session: Session,
+    req: RequestInfo,
+    /// `req.to_json(null)`, rebuilt when the auth changes.
+    request: Value,
+    token: Option<String>,
+    subs: Vec<Sub>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Frame {
+    Auth {
+        token: String,
+    },
+    Subscribe {
+        id: String,
+        topic: String,
+        #[serde(default)]
+        filter: Option<String>,
+        #[serde(default)]
+        fields: Option<String>,
+        #[serde(default)]
+        expand: Option<String>,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    Unsubscribe {
+        id: String,
+    },
+    Ping,
+}
+
+/// Upgrades the request and spawns the connection task.
+pub async fn handle(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let token = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Subscribe to changes before anything else, so a later `since` replay
+    // hands over to live changes without a gap.
+    let rx = state.store.subscribe();
+    let state = state.get_ref().clone();
+    actix_web::rt::spawn(async move {
+        let caller = auth::resolve(&state, token.as_deref());
+        let mut req = RequestInfo::internal(caller, "GET", "realtime");
+        req.query = serde_json::Map::new();
+        let request = req.to_json(&Value::Null);
+        let mut conn = Conn {
+            state,
+            session,
+            req,
+            request,
+            token,
+            subs: Vec::new(),
+        };
+        conn.run(stream.max_frame_size(MAX_FRAME), rx).await;
+    });
+    Ok(response)
+}
+
+impl Conn {
+    async fn send(&mut self, v: Value) -> bool {
+        self.session.text(v.to_string()).await.is_ok()
+    }
+
+    async fn error(&mut self, id: Option<&str>, e: ApiError) -> bool {
+        let mut frame = json!({"type": "error", "status": e.status, "message": e.message});
+        if let Some(id) = id {
+            frame["id"] = json!(id);
+        }
+        if !e.data.is_empty() {
+            frame["data"] = Value::Object(e.data);
+        }
+        self.send(frame).await
+    }
+
+    async fn run(
+        &mut self,
+        mut stream: actix_ws::MessageStream,
+        mut rx: tokio::sync::broadcast::Receiver<std::sync::Arc<Change>>,
+    ) {
+        let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 20);
+        let head = self.state.store.head_seq();
+        if !self
+            .send(json!({"type": "welcome", "clientId": client_id, "seq": head}))
+            .await
+        {
+            return;
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        let mut last_heard = Instant::now();
+        let close = loop {
+            tokio::select! {
+                msg = stream.recv() => {
+                    last_heard = Instant::now();
+                    match msg {
+                        None => break None,
+                        Some(Ok(Message::Text(text))) => {
+                            if !self.on_frame(&text).await {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            if !self.error(None, ApiError::bad_request("Send JSON text frames.")).await {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Ping(bytes))) => {
+                            if self.session.pong(&bytes).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Pong(_))) | Some(Ok(Message::Nop)) => {}
+                        Some(Ok(Message::Continuation(_))) => {
+                            if !self.error(None, ApiError::bad_request("Fragmented frames are not supported.")).await {
+                                break None;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => break Some(CloseReason::from(CloseCode::Normal)),
+                        Some(Err(ProtocolError::Overflow)) => {
+                            break Some(CloseReason {
+                                code: CloseCode::Size,
+                                description: Some(format!("frames are limited to {MAX_FRAME} bytes")),
+                            })
+                        }
+                        Some(Err(_)) => break Some(CloseReason::from(CloseCode::Protocol)),
+                    }
+                }
+                change = rx.recv() => match change {
+                    Ok(change) => {
+                        if !self.deliver(&change).await {
+                            break None;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        // Fell behind: every subscription may have missed changes.
+                        let ids: Vec<String> = self.subs.drain(..).map(|s| s.id).collect();
+                        for id in ids {
+                            if !self.send(json!({"type": "resync", "sub": id})).await {
+                                break;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => break Some(CloseReason::from(CloseCode::Restart)),
+                },
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > PING_EVERY * 2 {
+                        break Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
+                    }
+                    if self.session.ping(b"").await.is_err() {
+                        break None;
+                    }
+                }
+            }
+        };
+        let _ = self.session.clone().close(close).await;
+    }
+
+    /// Handles one client frame; false when the connection is gone.
+    async fn on_frame(&mut self, text: &str) -> bool {
+        let frame: Frame = match serde_json::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                return self
+                    .error(
+                        None,
+                        ApiError::bad_request(format!(
+                            "Invalid frame: {e}. Expected {{\"type\": \"auth\"|\"subscribe\"|\"unsubscribe\"|\"ping\", ...}}."
+                        )),
+                    )
+                    .await
+            }
+        };
+        match frame {
+            Frame::Ping => self.send(json!({"type": "pong"})).await,
+            Frame::Auth { token } => {
+                let caller = auth::resolve(&self.state, Some(&token));
+                let ok = !matches!(caller, Caller::Guest);
+                self.set_caller(caller, Some(token));
+                if ok {
+                    let who = self.request["auth"].clone();
+                    self.send(
+                        json!({"type": "authenticated", "id": who["id"], "collectionName": who["collectionName"]}),
+                    )
+                    .await
+                } else {
+                    self.error(
+                        None,
+                        ApiError::unauthorized("Invalid or expired token; the connection continues as a guest."),
+                    )
+                    .await
+                }
+            }
+            Frame::Unsubscribe { id } => {
+                self.subs.retain(|s| s.id != id);
+                self.send(json!({"type": "unsubscribed", "id": id})).await
+            }
+            Frame::Subscribe {
+                id,
+                topic,
+                filter,
+                fields,
+                expand,
+                since,
+            } => match self.subscribe(&id, &topic, filter, fields, expand, since).await {
+                Ok(alive) => alive,
+                Err(e) => self.error(Some(&id), e).await,
+            },
+        }
+    }
+
+    fn set_caller(&mut self, caller: Caller, token: Option<String>) {
+        self.req.caller = caller;
+        self.request = self.req.to_json(&Value::Null);
+        self.token = token;
+    }
+
+    async fn subscribe(
+        &mut self,
+        id: &str,
+        topic: &str,
+        filter: Option<String>,
+        fields: Option<String>,
+        expand: Option<String>,
+        since: Option<u64>,
+    ) -> Result<bool, ApiError> {
+        if id.is_empty() || id.len() > 255 {
+            return Err(ApiError::bad_request("A subscription needs an id of 1-255 characters."));
+        }
+        let (topic, _) = parse_topic(&self.state, topic, &self.req.caller)?;
+        let shape = Shape::parse(filter.as_deref(), fields.as_deref(), expand.as_deref())?;
+        self.subs.retain(|s| s.id != id);
+        if self.subs.len() >= MAX_SUBS {
+            return Err(ApiError::bad_request("Too many subscriptions on this connection."));
+        }
+        let head = self.state.store.head_seq();
+        let mut sub = Sub {
+            id: id.to_owned(),
+            topic,
+            shape,
+            last_seq: head,
+        };
+        let Some(since) = since else {
+            self.subs.push(sub);
+            return Ok(self.send(json!({"type": "subscribed", "id": id, "seq": head})).await);
+        };
+        if since > head {
+            return Err(ApiError::bad_request(format!(
+                "since ({since}) is ahead of the latest change ({head})."
+            )));
+        }
+        // The retained log must start right after `since`, or changes are lost.
+        let first = self.state.store.first_change_seq();
+        if since < head && first.is_none_or(|f| f > since + 1) {
+            return Ok(self.send(json!({"type": "resync", "sub": id})).await);
+        }
+        if !self.send(json!({"type": "subscribed", "id": id, "seq": since})).await {
+            return Ok(false);
+        }
+        sub.last_seq = since;
+        for change in self.state.store.changes_since(since) {
+            let change = change?;
+            let seq = change.seq;
+            if !self.deliver_to(&sub, &change).await {
+                return Ok(false);
+            }
+            sub.last_seq = seq;
+        }
+        self.subs.push(sub);
+        Ok(true)
+    }
+
+    /// Offers one live change to every subscription (skipping those that
+    /// already saw it during a replay).
+    async fn deliver(&mut self, change: &Change) -> bool {
+        if touches_caller(&self.req.caller, change) {
+            // The caller's own auth record changed: re-check the token now,
+            // so a password change takes effect on this very event.
+            let caller = auth::resolve(&self.state, self.token.as_deref());
+            let token = self.token.clone();
+            self.set_caller(caller, token);
+        }
+        let subs = std::mem::take(&mut self.subs);
+        let mut alive = true;
+        let mut kept = Vec::with_capacity(subs.len());
+        for mut sub in subs {
+            if alive && change.seq > sub.last_seq {
+                alive = self.deliver_to(&sub, change).await;
+                sub.last_seq = change.seq;
+            }
+            kept.push(sub);
+        }
+        self.subs = kept;
+        alive
+    }
+
+    async fn deliver_to(&mut self, sub: &Sub, change: &Change) -> bool {
+        let Some(record) = render(&self.state, &sub.topic, &sub.shape, &self.req, &self.request, change) else {
+            return true;
+        };
+        let action = serde_json::to_string(&change.action).unwrap_or_default();
+        let frame = format!(
+            "{{\"type\":\"event\",\"sub\":{},\"seq\":{},\"action\":{},\"record\":{}}}",
+            serde_json::to_string(&sub.id).unwrap_or_default(),
+            change.seq,
+            action,
+            record
+        );
+        self.session.text(frame).await.is_ok()
+    }
+}
