@@ -37,3 +37,6 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "tests"
 cargo nextest run --locked --no-fail-fast
+
+step "contract (OpenAPI document + schemathesis)"
+BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" tests/contract/run.sh

@@ -35,3 +35,14 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiError::bad_request(format!("Invalid path: {err}")).into()
 }
+
+/// 405 with the contract's error shape and an `Allow` header.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow))
+        .json(json!({
+            "status": 405,
+            "message": format!("Method not allowed here; use {allow}."),
+            "data": {},
+        }))
+}

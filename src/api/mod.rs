@@ -6,6 +6,7 @@ pub mod fields;
 mod handlers;
 pub mod mail;
 pub mod middleware;
+pub mod openapi;
 pub mod ratelimit;
 
 use actix_web::web;
@@ -22,59 +23,84 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(errors::query_error))
         .app_data(web::PathConfig::default().error_handler(errors::path_error))
         .service(
-            web::resource("/api/health")
+            resource("/api/health", "GET, HEAD")
                 .route(web::get().to(h::health))
                 .route(web::head().to(h::health)),
         )
         .service(
-            web::resource("/api/settings")
+            resource("/api/settings", "GET, PATCH")
                 .route(web::get().to(h::settings_view))
                 .route(web::patch().to(h::settings_update)),
         )
-        .route("/api/settings/test/email", web::post().to(mail::test_email))
+        .service(resource("/api/settings/test/email", "POST").route(web::post().to(mail::test_email)))
         .service(
-            web::resource("/api/realtime")
+            resource("/api/realtime", "GET, POST")
                 .route(web::get().to(crate::realtime::sse::connect))
                 .route(web::post().to(crate::realtime::sse::set_subscriptions)),
         )
-        .route("/api/realtime/ws", web::get().to(crate::realtime::ws::handle))
-        .route("/api/batch", web::post().to(h::batch))
+        .service(resource("/api/realtime/ws", "GET").route(web::get().to(crate::realtime::ws::handle)))
+        .service(resource("/api/batch", "POST").route(web::post().to(h::batch)))
+        .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::handler)))
         .service(
-            web::resource("/api/collections")
+            resource("/api/collections", "GET, POST")
                 .route(web::get().to(h::collections_list))
                 .route(web::post().to(h::collections_create)),
         )
         .service(
             web::scope("/api/collections/{c}")
                 .service(
-                    web::resource("/records")
+                    resource("/records", "GET, POST")
                         .route(web::get().to(h::records_list))
                         .route(web::post().to(h::records_create)),
                 )
                 .service(
-                    web::resource("/records/{id}")
+                    resource("/records/{id}", "GET, PATCH, DELETE")
                         .route(web::get().to(h::records_view))
                         .route(web::patch().to(h::records_update))
                         .route(web::delete().to(h::records_delete)),
                 )
                 .service(
-                    web::resource("")
+                    resource("", "GET, PATCH, DELETE")
                         .route(web::get().to(h::collections_view))
                         .route(web::patch().to(h::collections_update))
                         .route(web::delete().to(h::collections_delete)),
                 )
-                .route("/dry-run", web::post().to(h::collections_dry_run))
-                .route("/auth-with-password", web::post().to(h::auth_with_password))
-                .route("/auth-refresh", web::post().to(h::auth_refresh))
-                .route("/auth-methods", web::get().to(h::auth_methods))
-                .route("/request-verification", web::post().to(h::request_verification))
-                .route("/confirm-verification", web::post().to(h::confirm_verification))
-                .route("/request-password-reset", web::post().to(h::request_password_reset))
-                .route("/confirm-password-reset", web::post().to(h::confirm_password_reset))
-                .route("/request-email-change", web::post().to(h::request_email_change))
-                .route("/confirm-email-change", web::post().to(h::confirm_email_change))
-                .route("/request-otp", web::post().to(h::request_otp))
-                .route("/auth-with-otp", web::post().to(h::auth_with_otp))
-                .route("/impersonate/{id}", web::post().to(h::impersonate)),
+                .service(post("/dry-run").to(h::collections_dry_run))
+                .service(post("/auth-with-password").to(h::auth_with_password))
+                .service(post("/auth-refresh").to(h::auth_refresh))
+                .service(resource("/auth-methods", "GET").route(web::get().to(h::auth_methods)))
+                .service(post("/request-verification").to(h::request_verification))
+                .service(post("/confirm-verification").to(h::confirm_verification))
+                .service(post("/request-password-reset").to(h::request_password_reset))
+                .service(post("/confirm-password-reset").to(h::confirm_password_reset))
+                .service(post("/request-email-change").to(h::request_email_change))
+                .service(post("/confirm-email-change").to(h::confirm_email_change))
+                .service(post("/request-otp").to(h::request_otp))
+                .service(post("/auth-with-otp").to(h::auth_with_otp))
+                .service(post("/impersonate/{id}").to(h::impersonate)),
         );
+}
+
+/// A resource that answers other methods with a JSON 405 and an `Allow`
+/// header naming `allow`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move { errors::method_not_allowed(allow) }))
+}
+
+/// A POST-only resource (`.to(handler)` adds the handler).
+fn post(path: &str) -> PostOnly {
+    PostOnly(resource(path, "POST"))
+}
+
+struct PostOnly(actix_web::Resource);
+
+impl PostOnly {
+    fn to<F, Args>(self, handler: F) -> actix_web::Resource
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.0.route(web::post().to(handler))
+    }
 }

@@ -46,7 +46,7 @@ pub struct ListParams {
 
 fn parse_positive(q: &HashMap<String, String>, key: &str, default: usize) -> Result<usize, ApiError> {
     match q.get(key).map(|s| s.trim()) {
-        None | Some("") => Ok(default),
+        None => Ok(default),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if n >= 1 => Ok(n),
             _ => Err(ApiError::bad_request(format!("'{key}' must be a positive integer."))),
@@ -54,8 +54,16 @@ fn parse_positive(q: &HashMap<String, String>, key: &str, default: usize) -> Res
     }
 }
 
-fn flag(q: &HashMap<String, String>, key: &str) -> bool {
-    matches!(q.get(key).map(String::as_str), Some("1" | "true"))
+fn flag(q: &HashMap<String, String>, key: &str) -> Result<bool, ApiError> {
+    match q.get(key).map(|s| s.trim()) {
+        None | Some("0" | "false" | "False") => Ok(false),
+        Some("1" | "true" | "True") => Ok(true),
+        Some(_) => Err(ApiError::field(
+            key,
+            "validation_invalid_value",
+            "Must be true, false, 1 or 0.",
+        )),
+    }
 }
 
 impl ListParams {
@@ -66,10 +74,10 @@ impl ListParams {
             per_page: parse_positive(q, "perPage", DEFAULT_PER_PAGE)?.min(MAX_PER_PAGE),
             sort: q.get("sort").cloned().unwrap_or_default(),
             filter: q.get("filter").cloned().unwrap_or_default(),
-            skip_total: flag(q, "skipTotal"),
+            skip_total: flag(q, "skipTotal")?,
             expand: q.get("expand").cloned().unwrap_or_default(),
             cursor: q.get("cursor").filter(|c| !c.is_empty()).cloned(),
-            explain: flag(q, "explain"),
+            explain: flag(q, "explain")?,
         })
     }
 }

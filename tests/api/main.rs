@@ -8,6 +8,7 @@ mod collections;
 mod errors;
 mod helpers;
 mod mail;
+mod openapi;
 mod persistence;
 mod query;
 mod ratelimit;

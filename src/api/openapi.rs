@@ -1,0 +1,281 @@
+//! `GET /api/openapi.json`: an OpenAPI 3.1 document generated from the
+//! current collections.
+//!
+//! OpenAPI 3.1 schemas *are* JSON Schema 2020-12, so each collection's own
+//! schema goes in as a component unchanged, except that its local `$ref`s
+//! (`#/$defs/x`, relative to the collection schema) are rewritten to point
+//! inside the component. Response schemas are deliberately open (no
+//! `required`, extra properties allowed): `fields` may trim any answer and
+//! `expand` adds `expand`, so a strict response schema would lie.
+//!
+//! Rules shape the document: every operation is listed (so tools see the
+//! whole surface and its 403s), each says in its description who may call
+//! it, and `x-hidden` fields are only described to superusers.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use crate::core::Caller;
+use crate::schema::{CollectionType, CompiledCollection};
+use crate::state::AppState;
+
+/// A component name for a collection (`posts` → `PostsRecord` style).
+fn component(name: &str, suffix: &str) -> String {
+    let mut out = String::new();
+    let mut upper = true;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+            continue;
+        }
+        if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, 'C');
+    }
+    out + suffix
+}
+
+/// Rewrites `#/…` references so they resolve inside `components/schemas/<name>`.
+fn rebase_refs(v: &mut Value, base: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if matches!(k.as_str(), "$ref" | "$dynamicRef" | "$recursiveRef") {
+                    if let Value::String(r) = child {
+                        if let Some(rest) = r.strip_prefix('#') {
+                            *r = format!("#/components/schemas/{base}{rest}");
+                        }
+                    }
+                } else {
+                    rebase_refs(child, base);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rebase_refs(c, base)),
+        _ => {}
+    }
+}
+
+fn system_properties(c: &CompiledCollection) -> Map<String, Value> {
+    let mut p = Map::new();
+    for f in ["id", "collectionId", "collectionName", "created", "updated"] {
+        p.insert(f.into(), json!({"type": "string"}));
+    }
+    if c.def.kind == CollectionType::Auth {
+        p.insert("email".into(), json!({"type": "string"}));
+        p.insert("emailVisibility".into(), json!({"type": "boolean"}));
+        p.insert("verified".into(), json!({"type": "boolean"}));
+    }
+    p.insert("expand".into(), json!({"type": "object"}));
+    p
+}
+
+fn error_ref() -> Value {
+    json!({"$ref": "#/components/schemas/Error"})
+}
+
+fn responses(ok_status: &str, ok: Value) -> Value {
+    let mut r = Map::new();
+    r.insert(
+        ok_status.into(),
+        if ok.is_null() {
+            json!({"description": "Done."})
+        } else {
+            json!({"description": "Success.", "content": {"application/json": {"schema": ok}}})
+        },
+    );
+    r.insert(
+        "default".into(),
+        json!({"description": "An error in the contract's shape.", "content": {"application/json": {"schema": error_ref()}}}),
+    );
+    Value::Object(r)
+}
+
+fn query_params(names: &[(&str, &str)]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|(n, t)| json!({"name": n, "in": "query", "required": false, "schema": {"type": t}}))
+        .collect()
+}
+
+/// Who may call an operation, for its description.
+fn who(rule: &Option<String>) -> String {
+    match rule.as_deref() {
+        None => "Superusers only.".into(),
+        Some(r) if r.trim().is_empty() => "Anyone.".into(),
+        Some(r) => format!("Callers for whom this rule holds: `{r}`."),
+    }
+}
+
+/// Builds the document for `caller`.
+pub fn document(state: &AppState, caller: &Caller) -> Value {
+    let mut schemas = Map::new();
+    schemas.insert(
+        "Error".into(),
+        json!({"type": "object", "properties": {
+            "status": {"type": "integer"}, "message": {"type": "string"},
+            "data": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}}}}},
+            "required": ["status", "message", "data"]}),
+    );
+    let mut paths = Map::new();
+    paths.insert(
+        "/api/health".into(),
+        json!({"get": {"operationId": "health", "summary": "Health check", "responses": responses("200", json!({"type": "object"}))}}),
+    );
+    for c in state.registry.all() {
+        let name = &c.def.name;
+        let user = component(name, "Fields");
+        let record = component(name, "Record");
+        let list = component(name, "List");
+        let mut fields_schema = c.def.schema.clone();
+        rebase_refs(&mut fields_schema, &user);
+        if let Some(obj) = fields_schema.as_object_mut() {
+            obj.remove("$schema");
+            obj.remove("$id");
+        }
+        schemas.insert(user.clone(), fields_schema);
+        let mut props = system_properties(&c);
+        if let Some(p) = c.def.schema.get("properties").and_then(Value::as_object) {
+            for (k, v) in p {
+                if c.hidden.contains(k) && !caller.is_superuser() {
+                    continue;
+                }
+                let mut v = v.clone();
+                rebase_refs(&mut v, &user);
+                props.insert(k.clone(), v);
+            }
+        }
+        schemas.insert(record.clone(), json!({"type": "object", "properties": props}));
+        schemas.insert(
+            list.clone(),
+            json!({"type": "object", "properties": {
+                "page": {"type": "integer"}, "perPage": {"type": "integer"},
+                "totalItems": {"type": "integer"}, "totalPages": {"type": "integer"},
+                "nextCursor": {"type": "string"},
+                "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{record}")}}}}),
+        );
+        let record_ref = json!({"$ref": format!("#/components/schemas/{record}")});
+        let mut create_body = json!({"$ref": format!("#/components/schemas/{user}")});
+        if c.def.kind == CollectionType::Auth {
+            create_body = json!({"allOf": [create_body, {"type": "object", "properties": {
+                "email": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"},
+                "emailVisibility": {"type": "boolean"}}}]});
+        }
+        let tag = json!([name]);
+        let base = format!("/api/collections/{name}/records");
+        let mut coll_ops = Map::new();
+        let mut one_ops = Map::new();
+        let read_params = query_params(&[("expand", "string"), ("fields", "string")]);
+        {
+            let mut params = query_params(&[
+                ("page", "integer"),
+                ("perPage", "integer"),
+                ("sort", "string"),
+                ("filter", "string"),
+                ("skipTotal", "boolean"),
+                ("cursor", "string"),
+            ]);
+            params.extend(read_params.clone());
+            coll_ops.insert(
+                "get".into(),
+                json!({"operationId": format!("list_{name}"), "tags": tag, "summary": format!("List {name} records"),
+                       "description": who(&c.def.list_rule),
+                       "parameters": params,
+                       "responses": responses("200", json!({"$ref": format!("#/components/schemas/{list}")}))}),
+            );
+        }
+        {
+            coll_ops.insert(
+                "post".into(),
+                json!({"operationId": format!("create_{name}"), "tags": tag, "summary": format!("Create a {name} record"),
+                       "description": who(&c.def.create_rule),
+                       "parameters": read_params,
+                       // An empty body is read as `{}` (as the SDKs send for no data).
+                       "requestBody": {"required": false, "content": {"application/json": {"schema": create_body}}},
+                       "responses": responses("200", record_ref.clone())}),
+            );
+        }
+        let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+        let mut with_id = vec![id_param.clone()];
+        with_id.extend(read_params.clone());
+        {
+            one_ops.insert(
+                "get".into(),
+                json!({"operationId": format!("view_{name}"), "tags": tag, "parameters": with_id,
+                       "description": who(&c.def.view_rule),
+                       "responses": responses("200", record_ref.clone())}),
+            );
+        }
+        {
+            one_ops.insert(
+                "patch".into(),
+                json!({"operationId": format!("update_{name}"), "tags": tag, "parameters": with_id,
+                       "description": who(&c.def.update_rule),
+                       "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+                       "responses": responses("200", record_ref.clone())}),
+            );
+        }
+        {
+            one_ops.insert(
+                "delete".into(),
+                json!({"operationId": format!("delete_{name}"), "tags": tag, "parameters": [id_param],
+                       "description": who(&c.def.delete_rule),
+                       "responses": responses("204", Value::Null)}),
+            );
+        }
+        if !coll_ops.is_empty() {
+            paths.insert(base.clone(), Value::Object(coll_ops));
+        }
+        if !one_ops.is_empty() {
+            paths.insert(format!("{base}/{{id}}"), Value::Object(one_ops));
+        }
+        if c.def.kind == CollectionType::Auth {
+            paths.insert(
+                format!("/api/collections/{name}/auth-with-password"),
+                json!({"post": {"operationId": format!("auth_{name}"), "tags": tag,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                        "properties": {"identity": {"type": "string"}, "password": {"type": "string"}},
+                        "required": ["identity", "password"]}}}},
+                    "responses": responses("200", json!({"type": "object", "properties": {
+                        "token": {"type": "string"}, "record": record_ref}}))}}),
+            );
+        }
+    }
+    paths.insert(
+        "/api/batch".into(),
+        json!({"post": {"operationId": "batch", "summary": "Several record writes, all or nothing",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "properties": {"requests": {"type": "array", "items": {"type": "object", "properties": {
+                    "method": {"type": "string"}, "url": {"type": "string"}, "body": {"type": "object"}}}}},
+                "required": ["requests"]}}}},
+            "responses": responses("200", json!({"type": "array", "items": {"type": "object", "properties": {
+                "status": {"type": "integer"}, "body": {}}}}))}}),
+    );
+    let meta = &state.settings.get().meta;
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": format!("{} API", meta.app_name), "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Generated from the current collections by Basalt."},
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "servers": [{"url": "/"}],
+        "security": [{}, {"token": []}],
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "An auth token (`TOKEN` or `Bearer TOKEN`) from auth-with-password."}},
+            "schemas": schemas,
+        },
+        "paths": paths,
+    })
+}
+
+/// `GET /api/openapi.json`.
+pub async fn handler(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(document(&state, &caller))
+}
