@@ -40,3 +40,13 @@ cargo nextest run --locked --no-fail-fast
 
 step "contract (OpenAPI document + schemathesis)"
 BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" tests/contract/run.sh
+
+step "e2e (PocketBase JS SDK)"
+# tests/e2e drives the debug binary with the official JS SDK (Node.js + npm).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    step "installing nodejs and npm (apt)"
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm
+fi
+cargo build --locked --bin basalt
+(cd tests/e2e && npm ci --no-audit --no-fund && BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" npm test)

@@ -37,6 +37,11 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         tokens: Tokens::new(secret),
         config: Arc::new(config),
         collection_lock: Arc::new(tokio::sync::Mutex::new(())),
+        record_locks: Arc::new(
+            (0..crate::state::RECORD_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        ),
         mailer,
         realtime: Default::default(),
         settings,
@@ -83,7 +88,12 @@ impl App {
                 .configure(api::routes)
                 .default_service(web::to(api::errors::not_found))
         })
-        .shutdown_timeout(30);
+        .shutdown_timeout(30)
+        // PocketBase keeps idle connections for minutes; actix's 5 s default
+        // races clients (Node's fetch) that reuse a socket after ~4 s.
+        .keep_alive(std::time::Duration::from_secs(120))
+        // Signals are handled below, so realtime streams close first.
+        .disable_signals();
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -91,7 +101,9 @@ impl App {
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?
             .run();
-        Ok(App { port, server, state })
+        let app = App { port, server, state };
+        app.stop_on_signals();
+        Ok(app)
     }
 
     /// The shared state (tests and the CLI use it for setup).
@@ -110,6 +122,38 @@ impl App {
             .get(SUPERUSERS)
             .map(|c| self.state.store.count(&c.def.id) > 0)
             .unwrap_or(false)
+    }
+
+    /// On SIGINT/SIGTERM: end realtime streams, then stop gracefully (stop
+    /// accepting, finish in-flight requests). Installed before `build`
+    /// returns, so a signal right after start is handled too.
+    fn stop_on_signals(&self) {
+        let handle = self.server.handle();
+        let realtime = self.state.realtime.clone();
+        actix_web::rt::spawn(async move {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+                else {
+                    tracing::warn!("could not install signal handlers; stop with SIGKILL");
+                    return;
+                };
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            #[cfg(not(unix))]
+            {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+            }
+            tracing::info!("stopping: closing realtime connections, finishing requests");
+            realtime.close();
+            handle.stop(true).await;
+        });
     }
 
     /// A handle to stop the server gracefully.

@@ -434,6 +434,7 @@ mod tests {
                 label: label.into(),
                 max_requests,
                 duration,
+                audience: String::new(),
             })
             .collect();
         Arc::new(s)

@@ -75,6 +75,10 @@ pub struct RateLimitRule {
     pub max_requests: u32,
     /// Window in seconds.
     pub duration: u32,
+    /// PocketBase's audience filter (`""`, `@guest`, `@auth`). Accepted and
+    /// stored so PocketBase settings round-trip; rules apply to everyone.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +98,7 @@ impl Default for RateLimitSettings {
             label: label.into(),
             max_requests,
             duration,
+            audience: String::new(),
         };
         RateLimitSettings {
             enabled: true,
@@ -107,6 +112,11 @@ impl Default for RateLimitSettings {
 pub struct BatchSettings {
     pub enabled: bool,
     pub max_requests: u32,
+    /// PocketBase's batch timeout (seconds). Accepted for compatibility; a
+    /// Basalt batch is one transaction and never runs long.
+    pub timeout: u32,
+    /// PocketBase's batch body limit; Basalt applies `--max-body` (0 = that).
+    pub max_body_size: u64,
 }
 
 impl Default for BatchSettings {
@@ -114,6 +124,8 @@ impl Default for BatchSettings {
         BatchSettings {
             enabled: true,
             max_requests: 100,
+            timeout: 3,
+            max_body_size: 0,
         }
     }
 }

@@ -18,6 +18,10 @@ pub struct AppState {
     /// and doing them one at a time keeps the name check and the cache update
     /// consistent. A tokio mutex because it is held across the store write.
     pub collection_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Striped locks serialising updates of the same record on this server,
+    /// so concurrent PATCHes (`views+`) queue instead of failing their
+    /// optimistic revision check; see [`AppState::record_lock`].
+    pub record_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Superuser-editable settings (mail, rate limits, batch, realtime).
     pub settings: crate::settings::SettingsStore,
     /// Realtime clients (SSE registry).
@@ -28,4 +32,18 @@ pub struct AppState {
     pub index_builds: crate::core::indexing::IndexBuilds,
     /// Request and login rate limits (rules from `settings`).
     pub rate_limiter: crate::ratelimit::RateLimiter,
+}
+
+/// Stripes of [`AppState::record_locks`]: enough that unrelated records
+/// rarely share one.
+pub const RECORD_LOCK_STRIPES: usize = 4096;
+
+impl AppState {
+    /// The lock stripe of one record.
+    pub fn record_lock(&self, collection_id: &str, id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (collection_id, id).hash(&mut h);
+        &self.record_locks[(h.finish() as usize) % self.record_locks.len()]
+    }
 }

@@ -16,17 +16,30 @@ use crate::state::AppState;
 
 /// A JSON object body. An empty body reads as `{}` (SDK calls such as
 /// `create()` with no data send none); anything else must be a JSON object
-/// sent as `application/json`, within `--max-body` bytes.
+/// sent as `application/json` (or `multipart/form-data` with an
+/// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes.
 pub struct JsonBody(pub Map<String, Value>);
 
-fn is_json(req: &HttpRequest) -> Result<(), ApiError> {
+/// How a body is encoded.
+enum BodyKind {
+    Json,
+    /// `multipart/form-data` with this boundary.
+    Multipart(String),
+}
+
+fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
     match req.headers().get(header::CONTENT_TYPE) {
-        None => Ok(()),
+        None => Ok(BodyKind::Json),
         Some(v) => {
-            let v = v.to_str().unwrap_or_default().to_ascii_lowercase();
-            let mime = v.split(';').next().unwrap_or_default().trim();
+            let raw = v.to_str().unwrap_or_default();
+            let lower = raw.to_ascii_lowercase();
+            let mime = lower.split(';').next().unwrap_or_default().trim();
             if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-                Ok(())
+                Ok(BodyKind::Json)
+            } else if mime == "multipart/form-data" {
+                super::multipart::boundary(raw)
+                    .map(BodyKind::Multipart)
+                    .ok_or_else(|| ApiError::bad_request("multipart/form-data needs a boundary."))
             } else {
                 Err(ApiError::new(
                     415,
@@ -76,7 +89,7 @@ impl FromRequest for JsonBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let content_type = is_json(req);
+        let content_type = body_kind(req);
         let mut payload = payload.take();
         Box::pin(async move {
             if declared.is_some_and(|n| n > limit) {
@@ -94,8 +107,10 @@ impl FromRequest for JsonBody {
             if body.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(JsonBody(Map::new()));
             }
-            content_type?;
-            parse_object(&body).map(JsonBody)
+            match content_type? {
+                BodyKind::Json => parse_object(&body).map(JsonBody),
+                BodyKind::Multipart(boundary) => super::multipart::parse(&body, &boundary).map(JsonBody),
+            }
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod fields;
 mod handlers;
 pub mod mail;
 pub mod middleware;
+pub mod multipart;
 pub mod openapi;
 pub mod ratelimit;
 

@@ -331,9 +331,36 @@ async fn send(state: &AppState, mail: crate::mail::Mail) -> Result<(), ApiError>
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// `request-verification {email}` → 204; mails a verification link to an
-/// unverified account.
-pub fn request_verification(
+/// One of the mail-a-token flows (verification, password reset).
+struct MailFlow {
+    name: &'static str,
+    kind: TokenKind,
+    duration: fn(&AuthOptions) -> u64,
+    template: fn(&crate::settings::MetaSettings, &str, &str) -> crate::mail::Mail,
+    /// Accounts that get no mail (already verified, for verification).
+    skip: fn(&Value) -> bool,
+}
+
+const VERIFICATION: MailFlow = MailFlow {
+    name: "request-verification",
+    kind: TokenKind::Verification,
+    duration: |o| o.verification_token_duration,
+    template: templates::verification,
+    skip: |rec| rec.get("verified").and_then(Value::as_bool) == Some(true),
+};
+
+const PASSWORD_RESET: MailFlow = MailFlow {
+    name: "request-password-reset",
+    kind: TokenKind::PasswordReset,
+    duration: |o| o.password_reset_token_duration,
+    template: templates::password_reset,
+    skip: |_| false,
+};
+
+/// Answers at once; in the background, finds the account, issues the flow's
+/// token for its address and mails it.
+fn mail_token(
+    flow: MailFlow,
     state: &AppState,
     collection: &Arc<CompiledCollection>,
     body: &Map<String, Value>,
@@ -341,27 +368,29 @@ pub fn request_verification(
     require_auth_collection(collection)?;
     let email = required_email(body, "email")?.to_owned();
     let (state, collection) = (state.clone(), collection.clone());
-    background("request-verification", async move {
+    background(flow.name, async move {
         let Some(rec) = find_by_email(&state, &collection, &email)? else {
             return Ok(());
         };
-        if rec.get("verified").and_then(Value::as_bool) == Some(true) {
+        if (flow.skip)(&rec) {
             return Ok(());
         }
         let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let d = options(&collection).verification_token_duration;
-        let token = issue(
-            &state,
-            &collection,
-            &rec,
-            TokenKind::Verification,
-            d,
-            (Some(to.clone()), None),
-            false,
-        );
-        send(&state, templates::verification(&state.settings.get().meta, &to, &token)).await
+        let d = (flow.duration)(&options(&collection));
+        let token = issue(&state, &collection, &rec, flow.kind, d, (Some(to.clone()), None), false);
+        send(&state, (flow.template)(&state.settings.get().meta, &to, &token)).await
     });
     Ok(())
+}
+
+/// `request-verification {email}` → 204; mails a verification link to an
+/// unverified account.
+pub fn request_verification(
+    state: &AppState,
+    collection: &Arc<CompiledCollection>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    mail_token(VERIFICATION, state, collection, body)
 }
 
 /// Applies `change` to the stored record of a verified token (with the
@@ -421,31 +450,7 @@ pub fn request_password_reset(
     collection: &Arc<CompiledCollection>,
     body: &Map<String, Value>,
 ) -> Result<(), ApiError> {
-    require_auth_collection(collection)?;
-    let email = required_email(body, "email")?.to_owned();
-    let (state, collection) = (state.clone(), collection.clone());
-    background("request-password-reset", async move {
-        let Some(rec) = find_by_email(&state, &collection, &email)? else {
-            return Ok(());
-        };
-        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let d = options(&collection).password_reset_token_duration;
-        let token = issue(
-            &state,
-            &collection,
-            &rec,
-            TokenKind::PasswordReset,
-            d,
-            (Some(to.clone()), None),
-            false,
-        );
-        send(
-            &state,
-            templates::password_reset(&state.settings.get().meta, &to, &token),
-        )
-        .await
-    });
-    Ok(())
+    mail_token(PASSWORD_RESET, state, collection, body)
 }
 
 fn check_new_password(body: &Map<String, Value>) -> Result<String, ApiError> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::rules::{self, Access, RequestInfo, MAX_RELATION_DEPTH, MAX_SCAN};
+use crate::rules::{self, ids_of, Access, RequestInfo, MAX_RELATION_DEPTH, MAX_SCAN};
 use crate::schema::record::export;
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
@@ -48,14 +48,6 @@ impl ExpandTree {
 
     pub fn is_empty(&self) -> bool {
         self.children.is_empty()
-    }
-}
-
-fn ids_of(v: Option<&Value>) -> Vec<&str> {
-    match v {
-        Some(Value::String(s)) if !s.is_empty() => vec![s.as_str()],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
     }
 }
 

@@ -272,6 +272,9 @@ pub async fn update(
         return Err(locked());
     }
     let tree = ExpandTree::parse(expand)?;
+    // Updates of one record through this server queue here; the revision
+    // check below then only retries against other writers (batch, auth flows).
+    let _turn = state.record_lock(&coll.def.id, id).lock().await;
     for _ in 0..UPDATE_ATTEMPTS {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
         let data = plan_update(state, coll, &stored.data, body.clone(), req).await?;

@@ -11,8 +11,36 @@ pub mod sse;
 pub mod subscription;
 pub mod ws;
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 /// Realtime state shared by the handlers.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Realtime {
     pub sse: sse::SseClients,
+    /// Flipped to `true` when the server stops: long-lived streams end at
+    /// once instead of holding the graceful shutdown for its full timeout.
+    closing: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Realtime {
+    fn default() -> Self {
+        Realtime {
+            sse: sse::SseClients::default(),
+            closing: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Realtime {
+    /// A receiver that changes when the server starts shutting down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Ends every realtime connection (called on SIGTERM/SIGINT).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::subscription::{parse_topic, render, touches_caller, Shape, Topic};
+use super::subscription::{render, resolve_topic, touches_caller, Shape, Topic};
 use crate::api::extract::JsonBody;
 use crate::core::auth;
 use crate::error::ApiError;
@@ -41,7 +41,9 @@ const MAX_TOPIC_LEN: usize = 2500;
 struct SseSub {
     /// The exact subscription string: the SSE event name.
     name: String,
-    topic: Topic,
+    /// `None` for topics that name no collection (`PB_CONNECT`, custom
+    /// topics, `@oauth2`): accepted, as PocketBase does, but never sent to.
+    topic: Option<Topic>,
     shape: Shape,
 }
 
@@ -107,11 +109,13 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
     let _ = tx.try_send(sse_frame(&client_id, "PB_CONNECT", &connect));
     state.realtime.sse.insert(client_id.clone(), client.clone());
     let clients = state.realtime.sse.clone();
+    let mut closing = state.realtime.closing();
     actix_web::rt::spawn(async move {
         loop {
             let change = tokio::select! {
                 c = rx.recv() => c,
                 _ = tx.closed() => break,
+                _ = closing.changed() => break,
                 _ = tokio::time::sleep(IDLE) => break,
             };
             let change = match change {
@@ -129,7 +133,8 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
                 (st.req.clone(), st.request.clone(), st.subs.clone())
             };
             for sub in subs.iter() {
-                let Some(record) = render(&state, &sub.topic, &sub.shape, &req, &request, &change) else {
+                let Some(topic) = &sub.topic else { continue };
+                let Some(record) = render(&state, topic, &sub.shape, &req, &request, &change) else {
                     continue;
                 };
                 let action = serde_json::to_string(&change.action).unwrap_or_default();
@@ -153,8 +158,9 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
         .streaming(body)
 }
 
-/// Splits `posts/*?options={...}` into the topic and its options.
-fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<SseSub, ApiError> {
+/// Splits `posts/*?options={...}` into the topic and its options. Rules are
+/// checked per event (a locked topic is accepted and stays silent).
+fn parse_subscription(state: &AppState, raw: &str) -> Result<SseSub, ApiError> {
     let (topic_text, options) = match raw.split_once("?options=") {
         Some((t, o)) => (t, Some(o)),
         None => (raw, None),
@@ -174,7 +180,7 @@ fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<Ss
         }
     }
     let text = |k: &str| query.get(k).and_then(Value::as_str);
-    let (topic, _) = parse_topic(state, topic_text, caller)?;
+    let topic = resolve_topic(state, topic_text);
     let shape = Shape::parse(text("filter"), text("fields"), text("expand"))?;
     Ok(SseSub {
         name: raw.to_owned(),
@@ -275,7 +281,7 @@ pub async fn set_subscriptions(
     }
     let mut subs = Vec::with_capacity(topics.len());
     for t in &topics {
-        subs.push(parse_subscription(&state, t, &caller)?);
+        subs.push(parse_subscription(&state, t)?);
     }
     let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
     if !matches!(caller, Caller::Guest) || matches!(st.req.caller, Caller::Guest) {

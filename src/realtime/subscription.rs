@@ -60,6 +60,27 @@ impl Shape {
     }
 }
 
+/// Resolves `collection/*`, `collection/ID` or a bare `collection` (treated
+/// as `/*`, PocketBase's deprecated form) without checking rules: `None` for
+/// anything else (SSE accepts any topic string, as PocketBase does, and
+/// simply never sends events for it).
+pub fn resolve_topic(state: &AppState, topic: &str) -> Option<Topic> {
+    let (name, rest) = match topic.split_once('/') {
+        Some((n, r)) => (n, Some(r)),
+        None => (topic, None),
+    };
+    let coll = state.registry.get(name)?;
+    let record_id = match rest {
+        None | Some("*") => None,
+        Some(id) if crate::ids::is_valid_record_id(id) => Some(id.to_owned()),
+        Some(_) => return None,
+    };
+    Some(Topic {
+        collection_id: coll.def.id.clone(),
+        record_id,
+    })
+}
+
 /// Parses `collection/*`, `collection/ID` or a bare `collection` (treated as
 /// `/*`, as PocketBase's deprecated form), resolving the collection, and
 /// refuses topics whose rule is locked for `caller` (403).

@@ -144,8 +144,10 @@ impl Conn {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = Instant::now();
+        let mut closing = self.state.realtime.closing();
         let close = loop {
             tokio::select! {
+                _ = closing.changed() => break Some(CloseReason { code: CloseCode::Restart, description: Some("server shutting down".into()) }),
                 msg = stream.recv() => {
                     last_heard = Instant::now();
                     match msg {

@@ -9,6 +9,7 @@ mod context;
 mod resolver;
 
 pub use context::{Caller, RequestInfo, SUPERUSERS};
+pub(crate) use resolver::ids_of;
 pub use resolver::{StoreResolver, MAX_RELATION_DEPTH, MAX_SCAN};
 
 use serde_json::Value;

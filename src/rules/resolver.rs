@@ -42,7 +42,8 @@ fn parse_via(seg: &str) -> Option<(&str, &str)> {
     (!coll.is_empty() && !field.is_empty()).then_some((coll, field))
 }
 
-fn ids_of(v: Option<&Value>) -> Vec<&str> {
+/// The record ids a relation field holds (one id or an array of ids).
+pub(crate) fn ids_of(v: Option<&Value>) -> Vec<&str> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => vec![s.as_str()],
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),

@@ -99,6 +99,7 @@ impl TestApp {
     /// Stops gracefully and waits until the store is closed; returns the
     /// temp dir so the test can restart on it.
     pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        self.state.realtime.close();
         self.handle.stop(true).await;
         if let Some(t) = self.task.take() {
             t.await.expect("server task").expect("server result");
