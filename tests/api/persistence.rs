@@ -63,9 +63,32 @@ fn basalt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_basalt"))
 }
 
+/// A server process that is killed when the test ends, even by a panic.
+struct Server(Child);
+
+impl std::ops::Deref for Server {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the real binary and returns it with its base URL (read from its
 /// first line of output).
-fn start_binary(dir: &Path) -> (Child, String) {
+fn start_binary(dir: &Path) -> (Server, String) {
     let mut child = basalt()
         .args(["serve", "--http", "127.0.0.1:0", "--dir"])
         .arg(dir)
@@ -83,7 +106,7 @@ fn start_binary(dir: &Path) -> (Child, String) {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {line:?}"))
         .to_owned();
-    (child, url)
+    (Server(child), url)
 }
 
 async fn login(base: &str) -> String {
