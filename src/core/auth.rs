@@ -193,9 +193,7 @@ pub async fn with_password(
         .and_then(|r| r.get("password").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| password::dummy_hash().to_owned());
     let pw = password_plain.to_owned();
-    let ok = actix_web::web::block(move || password::verify(&pw, &hash))
-        .await
-        .map_err(|_| ApiError::internal("password check failed"))?;
+    let ok = password::verify_async(pw, hash).await;
     match found {
         Some(rec) if ok && auth_rule_allows(state, collection, &rec, "password") => {
             let token = issue_token(state, collection, &rec, true);
@@ -489,10 +487,7 @@ pub async fn confirm_password_reset(
     if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
         return Err(invalid_token("token"));
     }
-    let hash = actix_web::web::block(move || password::hash(&pw))
-        .await
-        .map_err(|_| ApiError::internal("password hashing failed"))?
-        .map_err(ApiError::internal)?;
+    let hash = password::hash_async(pw).await.map_err(ApiError::internal)?;
     let key = crate::ids::token_key();
     rewrite(state, collection, &claims.id, |d| {
         d.insert("password".into(), Value::String(hash.clone()));
@@ -569,9 +564,7 @@ pub async fn confirm_email_change(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let ok = actix_web::web::block(move || password::verify(&pw, &hash))
-        .await
-        .map_err(|_| ApiError::internal("password check failed"))?;
+    let ok = password::verify_async(pw, hash).await;
     if !ok {
         return Err(ApiError::field(
             "password",

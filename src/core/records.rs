@@ -98,11 +98,7 @@ pub fn view(
 async fn hash_password(password: Option<String>) -> Result<Option<String>, ApiError> {
     match password {
         None => Ok(None),
-        Some(p) => actix_web::web::block(move || password::hash(&p))
-            .await
-            .map_err(|_| ApiError::internal("password hashing failed"))?
-            .map(Some)
-            .map_err(ApiError::internal),
+        Some(p) => password::hash_async(p).await.map(Some).map_err(ApiError::internal),
     }
 }
 
@@ -191,9 +187,7 @@ pub async fn plan_update(
             .unwrap_or_default()
             .to_owned();
         let old = old.clone();
-        let ok = actix_web::web::block(move || password::verify(&old, &hash))
-            .await
-            .map_err(|_| ApiError::internal("password check failed"))?;
+        let ok = password::verify_async(old, hash).await;
         if !ok {
             return Err(ApiError::field(
                 "oldPassword",
