@@ -19,6 +19,18 @@ Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
   follow-cursor URL PAGE                 from page 1 at URL, follow nextCursor
                                          until PAGE; print the cursor of PAGE as
                                          JSON; exit 3 if there is no nextCursor
+  request METHOD URL [BODY] [TOKEN]      one request; print the body; exit 1
+                                         unless 2xx (e.g. PATCH /api/settings)
+  auth-data BASE TOKEN OUTDIR USERS PER_USER PAIRS [--concurrency C]
+                                         the auth data set (BENCH_TAG=auth): USERS
+                                         users, each logged in once, PER_USER notes
+                                         each in `notes` and `public_notes` (same
+                                         ids); writes creds.txt, tokens.txt,
+                                         pairs.txt, note-ids.txt; prints JSON timings
+  auth-check BASE PAIRS_FILE             the rules answer as meant: owner 200, other
+                                         user and guest refused on `notes`, guest
+                                         200 on `public_notes`; prints JSON; exit 2
+                                         if not
   jget JSON KEY                          one top-level value of a JSON object
   json KEY=VALUE... KEY:=RAW...          a JSON object on one line: VALUE as a
                                          string, RAW as JSON (numbers, null)
@@ -99,8 +111,21 @@ def _records_url(base, collection):
     return f"{base}/api/collections/{urllib.parse.quote(collection)}/records"
 
 
-def cmd_count(base, collection):
-    print(_get_json(_records_url(base, collection) + "?page=1&perPage=1")["totalItems"])
+def cmd_count(base, collection, token=None):
+    url = _records_url(base, collection) + "?page=1&perPage=1"
+    status, text = _request("GET", url, token=token)
+    if not 200 <= status < 300:
+        sys.exit(f"GET {url} -> {status}: {text[:500]}")
+    print(json.loads(text)["totalItems"])
+
+
+def cmd_request(method, url, body=None, token=None):
+    if body:
+        json.loads(body)  # fail early on a malformed body
+    status, text = _request(method, url, body or None, token or None)
+    if not 200 <= status < 300:
+        sys.exit(f"{method} {url} -> {status}: {text[:1000]}")
+    print(text)
 
 
 def cmd_ids(base, collection, n, outfile):
@@ -188,6 +213,233 @@ def cmd_load(base, collection, n, concurrency=8):
     if stats["last_error"]:
         out["last_error"] = stats["last_error"]
     print(json.dumps(out))
+
+
+# --------------------------------------------------------------------------
+# Auth data set (BENCH_TAG=auth)
+
+
+class _Conn:
+    """One keep-alive http.client connection; reconnects after an error."""
+
+    def __init__(self, base):
+        u = urllib.parse.urlsplit(base)
+        self.host, self.port = u.hostname, u.port
+        self.conn = None
+
+    def call(self, method, path, body=None, token=None):
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = token
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
+            try:
+                self.conn.request(method, path, data, headers)
+                resp = self.conn.getresponse()
+                text = resp.read().decode(errors="replace")
+                break
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return resp.status, parsed, text
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _parallel(base, items, fn, concurrency):
+    """fn(conn, item) -> result for every item, on `concurrency` threads with
+    one keep-alive connection each. Returns (results in item order, seconds,
+    errors, last error); a result of None is an error, fn may raise too."""
+    results = [None] * len(items)
+    counter = iter(range(len(items)))
+    lock = threading.Lock()
+    stats = {"errors": 0, "last_error": ""}
+
+    def worker():
+        conn = _Conn(base)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            try:
+                results[i] = fn(conn, items[i])
+            except Exception as e:  # recorded, the run goes on
+                results[i] = None
+                with lock:
+                    stats["last_error"] = repr(e)[:300]
+            if results[i] is None:
+                with lock:
+                    stats["errors"] += 1
+        conn.close()
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(max(1, int(concurrency)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.monotonic() - t0, stats["errors"], stats["last_error"]
+
+
+def _check(status, parsed, text, what):
+    if not 200 <= status < 300:
+        msg = parsed.get("message") if isinstance(parsed, dict) else text[:200]
+        raise RuntimeError(f"{what}: HTTP {status}: {msg} {text[:300]}")
+    return parsed
+
+
+def _record_ids(n, seed=42):
+    """n distinct record ids of PocketBase's default shape (15 of a-z0-9;
+    Basalt accepts them too), random but reproducible."""
+    rnd = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    out, seen = [], set()
+    while len(out) < n:
+        s = "".join(rnd.choice(alphabet) for _ in range(15))
+        if s not in seen:
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def cmd_auth_data(base, token, outdir, users, per_user, pairs, concurrency=8):
+    """Builds the auth data set on a server whose `notes` and `public_notes`
+    collections exist (see run.sh): creates `users` users (as superuser),
+    logs each in once (their tokens for get-auth-rule), then `per_user` notes
+    per user in `notes` and the same records (same ids) in `public_notes`.
+    Writes OUTDIR/creds.txt (identity,password: login.lua),
+    OUTDIR/tokens.txt (userId,token), OUTDIR/pairs.txt (token,noteId:
+    get_auth.lua; `pairs` notes drawn at random over all of them) and
+    OUTDIR/note-ids.txt (the same note ids: get.lua on public_notes).
+    Prints JSON with the count and duration of each step."""
+    users, per_user, pairs = int(users), int(per_user), int(pairs)
+    out = {"users": users, "per_user": per_user, "concurrency": int(concurrency)}
+
+    def log(msg):
+        print(f"[auth-data] {msg}", file=sys.stderr, flush=True)
+
+    def fail(step, errors, last):
+        out["error"] = f"{step}: {errors} errors; last: {last}"
+        print(json.dumps(out))
+        sys.exit(1)
+
+    # 1. users
+    creds = [(f"user{i:05d}@bench.example.com", f"bench-pw-{i:05d}") for i in range(users)]
+    users_path = "/api/collections/users/records"
+
+    def create_user(conn, cred):
+        email, pw = cred
+        st, body, text = conn.call("POST", users_path, {"email": email, "password": pw,
+                                                        "passwordConfirm": pw}, token)
+        return _check(st, body, text, f"create {email}")["id"]
+
+    log(f"creating {users} users ({concurrency} threads)")
+    ids, secs, errors, last = _parallel(base, creds, create_user, concurrency)
+    out.update(users_s=round(secs, 2), users_rate=round(users / secs, 1))
+    if errors:
+        fail("users", errors, last)
+    log(f"{users} users in {secs:.1f}s ({users / secs:.1f}/s)")
+
+    # 2. one login per user (not timed by wrk: gives the tokens)
+    login_path = "/api/collections/users/auth-with-password"
+
+    def login(conn, cred):
+        email, pw = cred
+        st, body, text = conn.call("POST", login_path, {"identity": email, "password": pw})
+        body = _check(st, body, text, f"login {email}")
+        return body["record"]["id"], body["token"]
+
+    log(f"logging in {users} users once ({concurrency} threads)")
+    logins, secs, errors, last = _parallel(base, creds, login, concurrency)
+    out.update(logins_s=round(secs, 2), logins_rate=round(users / secs, 1))
+    if errors:
+        fail("logins", errors, last)
+    if [uid for uid, _ in logins] != ids:
+        fail("logins", 1, "login returned another record id than the create")
+    log(f"{users} logins in {secs:.1f}s ({users / secs:.1f}/s)")
+
+    # 3. notes, then the same records in public_notes
+    note_ids = _record_ids(users * per_user)
+    notes = [(note_ids[u * per_user + k], ids[u], f"note {k} of user {u}")
+             for u in range(users) for k in range(per_user)]
+    for coll in ("notes", "public_notes"):
+        path = f"/api/collections/{coll}/records"
+
+        def create_note(conn, note, path=path, coll=coll):
+            nid, owner, text = note
+            st, body, raw = conn.call("POST", path, {"id": nid, "owner": owner, "text": text}, token)
+            got = _check(st, body, raw, f"create {coll}/{nid}")
+            if got.get("id") != nid:
+                raise RuntimeError(f"{coll}: asked for id {nid}, got {got.get('id')}")
+            return nid
+
+        log(f"creating {len(notes)} records in {coll} ({concurrency} threads)")
+        _, secs, errors, last = _parallel(base, notes, create_note, concurrency)
+        out.update({f"{coll}_s": round(secs, 2), f"{coll}_rate": round(len(notes) / secs, 1)})
+        if errors:
+            fail(coll, errors, last)
+        log(f"{len(notes)} {coll} in {secs:.1f}s ({len(notes) / secs:.1f}/s)")
+    out["notes"] = len(notes)
+
+    # 4. files for the wrk scripts
+    token_of = {uid: tok for uid, tok in logins}
+    picked = random.Random(7).sample(notes, min(pairs, len(notes)))
+    with open(f"{outdir}/creds.txt", "w") as f:
+        f.writelines(f"{e},{p}\n" for e, p in creds)
+    with open(f"{outdir}/tokens.txt", "w") as f:
+        f.writelines(f"{uid},{tok}\n" for uid, tok in logins)
+    with open(f"{outdir}/pairs.txt", "w") as f:
+        f.writelines(f"{token_of[owner]},{nid}\n" for nid, owner, _ in picked)
+    with open(f"{outdir}/note-ids.txt", "w") as f:
+        f.writelines(f"{nid}\n" for nid, _, _ in picked)
+    out["pairs"] = len(picked)
+    out["owners_in_pairs"] = len({owner for _, owner, _ in picked})
+    print(json.dumps(out))
+
+
+def cmd_auth_check(base, pairs_file):
+    """GET one note of `notes` with its owner's token (must be 200 and the
+    record), with another user's token and with none (both must be refused:
+    PocketBase answers 404 when the viewRule fails), and the same id in
+    `public_notes` without a token (must be 200). Prints the statuses as
+    JSON; exit 2 if any is not as expected."""
+    pairs = []
+    with open(pairs_file) as f:
+        for line in f:
+            if line.strip():
+                tok, nid = line.strip().rsplit(",", 1)
+                pairs.append((tok, nid))
+    tok, nid = pairs[0]
+    other = next((t for t, _ in pairs[1:] if t != tok), None)
+    conn = _Conn(base)
+    rec = lambda c: f"/api/collections/{c}/records/{nid}"
+    st_owner, body, _ = conn.call("GET", rec("notes"), token=tok)
+    out = {"id": nid, "owner": st_owner,
+           "other_user": conn.call("GET", rec("notes"), token=other)[0] if other else None,
+           "guest": conn.call("GET", rec("notes"))[0],
+           "public_guest": conn.call("GET", rec("public_notes"))[0]}
+    conn.close()
+    ok = (st_owner == 200 and isinstance(body, dict) and body.get("id") == nid
+          and out["other_user"] is not None and not 200 <= out["other_user"] < 300
+          and not 200 <= out["guest"] < 300 and out["public_guest"] == 200)
+    out["ok"] = ok
+    print(json.dumps(out))
+    if not ok:
+        sys.exit(2)
 
 
 def _summary(status, text):
@@ -323,6 +575,21 @@ def _ratio(a, b):
     return f"{a / b:.2f}×"
 
 
+def _hash_params(h):
+    """A stored password hash's algorithm and cost, e.g. 'argon2id m=19456 KiB,
+    t=2, p=1' or 'bcrypt cost 10'; None if unknown."""
+    if not h:
+        return None
+    parts = h.split("$")
+    if h.startswith("$argon2") and len(parts) >= 4:
+        params = dict(kv.split("=", 1) for kv in parts[3].split(",") if "=" in kv)
+        return (f"{parts[1]} m={params.get('m', '?')} KiB, t={params.get('t', '?')}, "
+                f"p={params.get('p', '?')}")
+    if parts[1:2] and parts[1] in ("2a", "2b", "2y", "2") and len(parts) >= 3:
+        return f"bcrypt cost {int(parts[2])}"
+    return None
+
+
 def cmd_report(results_path, meta_path, commands_path):
     results = []
     with open(results_path) as f:
@@ -432,7 +699,9 @@ def cmd_report(results_path, meta_path, commands_path):
             w(f"| {name} | {absent(key)} | | | | | | |")
             continue
         created = p.get("created")
-        if not p:
+        if not p and by.get((key, "auth-data")):
+            what, secs, rate = "none: auth data set (see below)", "–", "–"
+        elif not p:
             what, secs, rate = "not run", "–", "–"
         elif not created:
             what, secs, rate = "none needed (create reached the target)", "–", "–"
@@ -445,6 +714,36 @@ def cmd_report(results_path, meta_path, commands_path):
             rate = f"{_num(p.get('rate'))} rec/s"
         w(f"| {name} | {what} | {secs} | {rate} | {_num(m.get('records'))} "
           f"| {_mib(m.get('rss_kb'))} | {_mib(m.get('hwm_kb'))} | {_mib(m.get('disk_kb'))} |")
+    auth = {key: by.get((key, "auth-data")) for key, _ in SERVERS}
+    if any(auth.values()):
+        w("")
+        w("## Auth data set")
+        w("")
+        w("Built before the timed runs, not timed by wrk (`benchlib.py auth-data`, "
+          f"{next(a for a in auth.values() if a).get('concurrency', '?')} threads, one "
+          "keep-alive connection each). `records at read time` above counts `notes`; "
+          "`public_notes` holds the same records.")
+        w("")
+        w("| Server | users created | one login per user | notes + public_notes created "
+          "| password hash | rateLimits.enabled | rule check (notes: owner / other user / "
+          "guest; public_notes: guest) |")
+        w("|---|---:|---:|---:|---|---|---|")
+        for key, name in SERVERS:
+            a = auth[key]
+            if not a:
+                w(f"| {name} | {absent(key, 'auth-data')} | | | | | |")
+                continue
+            c, ck = a.get("counts", {}), a.get("check", {})
+            notes_s = (a.get("notes_s") or 0) + (a.get("public_notes_s") or 0)
+            w(f"| {name} | {_num(c.get('users'))} in {a['users_s']:.1f} s "
+              f"({_num(a['users_rate'], 1)}/s) "
+              f"| {_num(a['users'])} in {a['logins_s']:.1f} s ({_num(a['logins_rate'], 1)}/s) "
+              f"| {_num(c.get('notes'))} + {_num(c.get('public_notes'))} in {notes_s:.1f} s "
+              f"| {_hash_params(a.get('hash')) or 'not found'} "
+              f"| {json.dumps(a.get('rate_limits_before'))} by default → "
+              f"{json.dumps(a.get('rate_limits_after'))} "
+              f"| {ck.get('owner')} / {ck.get('other_user')} / {ck.get('guest')}; "
+              f"{ck.get('public_guest')} |")
     w("")
     w("## Ratios (Basalt / PocketBase)")
     w("")
@@ -462,6 +761,20 @@ def cmd_report(results_path, meta_path, commands_path):
         w(f"| {label} | {_ratio(get('basalt', wl, 'rps'), get('pocketbase', pb_wl, 'rps'))} "
           f"| {_ratio(get('basalt', wl, 'p50_us'), get('pocketbase', pb_wl, 'p50_us'))} "
           f"| {_ratio(get('basalt', wl, 'p99_us'), get('pocketbase', pb_wl, 'p99_us'))} |")
+    if "get-auth-rule" in order and "get-public" in order:
+        w("")
+        w("Cost of the `owner = @request.auth.id` rule on each server: `get-auth-rule` "
+          "(token + rule) over `get-public` (same ids, no token, rule `\"\"`). req/s "
+          "below 1 and latency above 1 are what the rule and the token cost.")
+        w("")
+        w("| Server | get-public req/s | get-auth-rule req/s | req/s | p50 | p99 |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for key, name in SERVERS:
+            pub, rul = by.get((key, "get-public"), {}), by.get((key, "get-auth-rule"), {})
+            w(f"| {name} | {_num(pub.get('rps'))} | {_num(rul.get('rps'))} "
+              f"| {_ratio(rul.get('rps'), pub.get('rps'))} "
+              f"| {_ratio(rul.get('p50_us'), pub.get('p50_us'))} "
+              f"| {_ratio(rul.get('p99_us'), pub.get('p99_us'))} |")
     w("")
     w("| Measure | Basalt / PocketBase |")
     w("|---|---:|")
@@ -472,10 +785,11 @@ def cmd_report(results_path, meta_path, commands_path):
     w("")
     w("## Notes")
     w("")
-    w("- Durability differs: Basalt fsyncs every write before answering (group commit); "
-      "PocketBase runs SQLite in WAL mode with `synchronous=NORMAL`, which does not fsync "
-      "on each commit. Write figures are therefore not like for like: Basalt pays for "
-      "stronger durability.")
+    if "create" in order or any(k[1] == "preload" for k in by):
+        w("- Durability differs: Basalt fsyncs every write before answering (group commit); "
+          "PocketBase runs SQLite in WAL mode with `synchronous=NORMAL`, which does not fsync "
+          "on each commit. Write figures are therefore not like for like: Basalt pays for "
+          "stronger durability.")
     w("- `non-2xx` is wrk's count of responses with status ≥ 400 (wrk counts 3xx as "
       "success; none of these endpoints redirect). It must be 0 for a figure to count.")
     if "create" in order:
@@ -488,6 +802,34 @@ def cmd_report(results_path, meta_path, commands_path):
     if "list" in order:
         w("- `list` is `?page=1&perPage=30` with each server's default sort "
           "(PocketBase also counts `totalItems` on every request).")
+    if "login" in order:
+        hashes = "; ".join(f"{name}: {_hash_params(auth[key].get('hash')) or 'not found'}"
+                           for key, name in SERVERS if auth.get(key))
+        w("- `login` is `POST /api/collections/users/auth-with-password` cycling over the "
+          f"{int(meta.get('users') or 0):,} users' credentials (`login.lua`; no warm-up: auth-data has "
+          "just logged every user in once). Each request is one password verification, "
+          f"slow by design; parameters as stored by each server ({hashes}). Basalt uses the "
+          "argon2 crate's defaults (OWASP's minimum for argon2id), PocketBase bcrypt at its "
+          "default cost. The figures measure the hashing cost each server chose, not only "
+          "the server. At 64 connections every login queues behind the others (latency ≈ 64 ÷ "
+          "req/s), so the first responses of a run only arrive after about that long and a "
+          "short run understates req/s; wrk's `--timeout` for login is 60 s "
+          "(`BENCH_WRK_TIMEOUT_LOGIN`) so that slow logins count in the latencies, not as "
+          "timeouts. Basalt's default rate limit (`*:auth` 5 per 10 s per address and per "
+          "account) was turned off first with `PATCH /api/settings "
+          "{\"rateLimits\":{\"enabled\":false}}` (superuser); PocketBase's is off by "
+          "default (the same PATCH is sent to it).")
+    if "get-auth-rule" in order or "get-public" in order:
+        w(f"- `get-auth-rule` is `GET /api/collections/notes/records/<id>` with "
+          "`Authorization: <token of the note's owner>` (`get_auth.lua`; "
+          f"{meta.get('ids', '?')} token,id pairs drawn at random over all notes, tokens from "
+          "one login per user before the runs); `notes` has listRule/viewRule "
+          "`owner = @request.auth.id` and an index on `owner` (Basalt "
+          "`{\"name\":\"by_owner\",\"fields\":[\"owner\"]}` on an `x-relation` string "
+          "field, PocketBase a relation field to `users` and "
+          "`CREATE INDEX idx_notes_owner ON notes (owner)`). `get-public` GETs the same ids "
+          "in `public_notes` (same records, rules `\"\"`) without a token. Both after a "
+          "warm-up.")
     if meta.get("indexes"):
         w(f"- Secondary index, created with the collection (before the preload): {meta['indexes']}")
     if any(wl in order for wl in ("query-count", "query-skiptotal")):
@@ -543,16 +885,20 @@ def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
     cmd, args = argv[1], argv[2:]
-    if cmd == "load" and "--concurrency" in args:
+    kwargs = {}
+    if "--concurrency" in args:
         i = args.index("--concurrency")
-        conc = args[i + 1]
-        args = args[:i] + args[i + 2:] + [conc]
+        kwargs["concurrency"] = args[i + 1]
+        args = args[:i] + args[i + 2:]
     fn = {
         "free-port": cmd_free_port,
         "health": cmd_health,
         "token": cmd_token,
         "post-json": cmd_post_json,
         "count": cmd_count,
+        "request": cmd_request,
+        "auth-data": cmd_auth_data,
+        "auth-check": cmd_auth_check,
         "ids": cmd_ids,
         "load": cmd_load,
         "probe": cmd_probe,
@@ -564,7 +910,7 @@ def main(argv):
     }.get(cmd)
     if fn is None:
         sys.exit(f"unknown command {cmd!r}\n{__doc__}")
-    fn(*args)
+    fn(*args, **kwargs)
 
 
 if __name__ == "__main__":

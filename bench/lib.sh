@@ -23,11 +23,15 @@ free_port() { bl free-port; }
 meta() { printf '%s\t%s\n' "$1" "$2" >>"$RUN_DIR/meta.tsv"; }
 
 # record_cmd WORDS... : remember a command for the report (RUN_DIR shown as
-# $RUN, paths inside the repo relative to its root).
+# $RUN, paths inside the repo relative to its root). A word that is exactly
+# "$TOKEN" (single-quoted by the caller) is shown as "$TOKEN", the superuser
+# token, instead of the token itself.
 record_cmd() {
     local line
     line=$(printf '%q ' "$@")
     line=${line% }
+    # shellcheck disable=SC2016 # literal $TOKEN on both sides
+    line=${line//'\$TOKEN'/'"$TOKEN"'}
     line=${line//"$RUN_DIR"/\$RUN}
     line=${line//"$REPO_ROOT"\//}
     printf '%s\n' "$line" >>"$RUN_DIR/commands.txt"

@@ -34,8 +34,14 @@ source "$BENCH_DIR/lib.sh"
 QUERY_WORKLOADS="query-count query-skiptotal deep-page"
 case "$BENCH_TAG" in
     query) : "${BENCH_WORKLOADS:=preload $QUERY_WORKLOADS}" ;;
+    auth) : "${BENCH_WORKLOADS:=auth-data login get-auth-rule get-public}" ;;
     *) : "${BENCH_WORKLOADS:=create preload get-by-id list}" ;;
 esac
+# Auth data set (auth-data, BENCH_TAG=auth): users in `users`, notes per user
+# in `notes` (owner-only rules) and the same records in `public_notes`.
+: "${BENCH_USERS:=1000}"
+: "${BENCH_NOTES_PER_USER:=10}"
+: "${BENCH_AUTH_CONCURRENCY:=8}"  # threads creating users/notes and logging in once
 # Secondary index on (views, created): by default only when a query workload
 # runs, so the foundation figures keep measuring an unindexed collection.
 if [[ -z "${BENCH_INDEXES:-}" ]]; then
@@ -50,6 +56,10 @@ fi
 : "${BENCH_WRK_TIMEOUT_DEEP_PAGE_FIRST:=60s}"
 : "${BENCH_WRK_TIMEOUT_DEEP_PAGE_CURSOR:=60s}"
 : "${BENCH_WRK_TIMEOUT_DEEP_PAGE_OFFSET:=60s}"
+# Logins are slow by design (one password hash each) and queue up behind
+# each other at 64 connections: seconds per response. 60 s, so that they are
+# counted in the latencies instead of as timeouts.
+: "${BENCH_WRK_TIMEOUT_LOGIN:=60s}"
 # Deep page for deep-page: 90 % into the collection at 30 per page
 # (page 3000 of 100,000 records).
 : "${BENCH_DEEP_PAGE:=$((BENCH_RECORDS * 9 / 10 / 30 > 2 ? BENCH_RECORDS * 9 / 10 / 30 : 2))}"
@@ -115,6 +125,33 @@ pocketbase_collection_body() {
 JSON
 }
 
+# <kind>_notes_body NAME RULE USERS_ID : JSON for POST /api/collections of
+# `notes`/`public_notes` (auth preset): owner (a relation to users) and text,
+# an index on owner, list/view rules RULE, the other rules superuser-only.
+PB_NOTES_INDEX_SQL="CREATE INDEX idx_<name>_owner ON <name> (owner)"
+pocketbase_notes_body() {
+    local name=$1 rule=$2 users_id=$3
+    cat <<JSON
+{"name":"$name","type":"base","listRule":"$rule","viewRule":"$rule","createRule":null,"updateRule":null,"deleteRule":null,
+ "indexes":["${PB_NOTES_INDEX_SQL//<name>/$name}"],
+ "fields":[{"name":"owner","type":"relation","collectionId":"$users_id","maxSelect":1,"required":true},
+           {"name":"text","type":"text"},
+           {"name":"created","type":"autodate","onCreate":true},
+           {"name":"updated","type":"autodate","onCreate":true,"onUpdate":true}]}
+JSON
+}
+# <kind>_hash DIR : the stored password hash of one user, to report the
+# hashing parameters as the server applied them. PocketBase: the users table
+# (SQLite; read-only, the server keeps running).
+pocketbase_hash() {
+    python3 - "$1/pb_data/data.db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+row = db.execute("SELECT password FROM users WHERE email LIKE '%@bench.example.com' LIMIT 1").fetchone()
+print(row[0] if row else "")
+PY
+}
+
 basalt_prepare() {
     local dir=$1
     local -a cmd=("$BASALT_BIN" superuser upsert "$BENCH_EMAIL" "$BENCH_PASSWORD" --dir "$dir/data")
@@ -136,6 +173,23 @@ basalt_collection_body() {
            "properties":{"title":{"type":"string"},"views":{"type":"integer","minimum":0},"body":{"type":"string"}},
            "required":["title"],"additionalProperties":false}}
 JSON
+}
+
+BASALT_NOTES_INDEX_JSON='{"name":"by_owner","fields":["owner"]}'
+basalt_notes_body() {
+    local name=$1 rule=$2
+    cat <<JSON
+{"name":"$name","type":"base","listRule":"$rule","viewRule":"$rule","createRule":null,"updateRule":null,"deleteRule":null,
+ "indexes":[$BASALT_NOTES_INDEX_JSON],
+ "schema":{"type":"object",
+           "properties":{"owner":{"type":"string","x-relation":{"collection":"users"}},"text":{"type":"string"}},
+           "required":["owner"],"additionalProperties":false}}
+JSON
+}
+# Basalt's PHC strings sit uncompressed in its data files.
+basalt_hash() {
+    # shellcheck disable=SC2016 # a literal $ in the pattern
+    grep -raoh -m1 '\$argon2id\$v=[0-9]*\$m=[0-9]*,t=[0-9]*,p=[0-9]*\$' "$1/data" 2>/dev/null | head -n1 || true
 }
 
 # --- workloads ---------------------------------------------------------------
@@ -339,6 +393,129 @@ workload_deep_page() {
     fi
 }
 
+# --- auth workloads (BENCH_TAG=auth) ------------------------------------------
+# auth-data builds the data set once per server (not timed by wrk); login,
+# get-auth-rule and get-public build it first if it is missing, and are
+# skipped if it failed. Files in DIR/auth: creds.txt (identity,password),
+# tokens.txt (userId,token), pairs.txt (token,noteId), note-ids.txt.
+
+# auth_data LABEL BASE DIR : returns 1 if the data set could not be built.
+auth_data() {
+    local label=$1 base=$2 dir=$3
+    local adir="$dir/auth" token before after users_id res rc=0 check hash
+    if [[ -f "$adir/status" ]]; then
+        [[ "$(cat "$adir/status")" == ok ]]
+        return
+    fi
+    mkdir -p "$adir"
+    echo failed >"$adir/status" # until everything below succeeded
+    # Called in a || list, so set -e is off in here: check each step.
+    token=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD") ||
+        { workload_failed "$label" auth-data "$dir" "superuser login failed"; return 1; }
+
+    # Rate limits off: Basalt limits *:auth to 5 per 10 s per address (and per
+    # account) by default; PocketBase's limiter is off by default. Sent to
+    # both, checked on both.
+    before=$(bl request GET "$base/api/settings" "" "$token" | python3 -c 'import json,sys; print(json.dumps((json.load(sys.stdin).get("rateLimits") or {}).get("enabled")))')
+    # shellcheck disable=SC2016 # '$TOKEN' is shown as is in the report (record_cmd)
+    record_cmd python3 "$BENCH_DIR/benchlib.py" request PATCH "$base/api/settings" '{"rateLimits":{"enabled":false}}' '$TOKEN'
+    bl request PATCH "$base/api/settings" '{"rateLimits":{"enabled":false}}' "$token" >/dev/null ||
+        { workload_failed "$label" auth-data "$dir" "PATCH /api/settings failed"; return 1; }
+    after=$(bl request GET "$base/api/settings" "" "$token" | python3 -c 'import json,sys; print(json.dumps((json.load(sys.stdin).get("rateLimits") or {}).get("enabled")))')
+    before=${before:-null} after=${after:-null}
+    log "$label/auth-data: rateLimits.enabled $before -> $after"
+    if [[ "$after" != false ]]; then
+        workload_failed "$label" auth-data "$dir" "rateLimits.enabled is $after after the PATCH"
+        return 1
+    fi
+
+    users_id=$(bl jget "$(bl request GET "$base/api/collections/users" "" "$token")" id)
+    [[ -n "$users_id" ]] || { workload_failed "$label" auth-data "$dir" "no users collection"; return 1; }
+    local name rule
+    for name in notes public_notes; do
+        rule='owner = @request.auth.id'
+        [[ "$name" == public_notes ]] && rule=''
+        bl post-json "$base/api/collections" "$("${label}_notes_body" "$name" "$rule" "$users_id")" "$token" >/dev/null ||
+            { workload_failed "$label" auth-data "$dir" "creating collection $name failed"; return 1; }
+    done
+    log "$label/auth-data: collections notes and public_notes created; $BENCH_USERS users, $BENCH_NOTES_PER_USER notes each (not timed)"
+
+    # shellcheck disable=SC2016
+    record_cmd python3 "$BENCH_DIR/benchlib.py" auth-data "$base" '$TOKEN' "$adir" "$BENCH_USERS" "$BENCH_NOTES_PER_USER" "$BENCH_IDS" --concurrency "$BENCH_AUTH_CONCURRENCY"
+    res=$(bl auth-data "$base" "$token" "$adir" "$BENCH_USERS" "$BENCH_NOTES_PER_USER" "$BENCH_IDS" \
+        --concurrency "$BENCH_AUTH_CONCURRENCY") || rc=$?
+    if ((rc != 0)); then
+        workload_failed "$label" auth-data "$dir" "$(bl jget "$res" error 2>/dev/null || echo "benchlib.py auth-data: exit $rc")"
+        return 1
+    fi
+    record_cmd python3 "$BENCH_DIR/benchlib.py" auth-check "$base" "$adir/pairs.txt"
+    check=$(bl auth-check "$base" "$adir/pairs.txt") || rc=$?
+    log "$label/auth-data: rule check $check"
+    if ((rc != 0)); then
+        workload_failed "$label" auth-data "$dir" "rule check: $check"
+        return 1
+    fi
+    local n_users n_notes n_public
+    n_users=$(bl count "$base" users "$token")
+    n_notes=$(bl count "$base" notes "$token")
+    n_public=$(bl count "$base" public_notes "$token")
+    hash=$("${label}_hash" "$dir")
+    log "$label/auth-data: $n_users users, $n_notes notes, $n_public public_notes"
+    local want=$((BENCH_USERS * BENCH_NOTES_PER_USER))
+    if [[ "$n_users" != "$BENCH_USERS" || "$n_notes" != "$want" || "$n_public" != "$want" ]]; then
+        workload_failed "$label" auth-data "$dir" "counts: $n_users users, $n_notes notes, $n_public public_notes; expected $BENCH_USERS, $want, $want"
+        return 1
+    fi
+    # The hash up to its parameters (no salt, no digest).
+    # shellcheck disable=SC2016
+    hash=$(printf '%s' "$hash" | sed -E 's/^(\$argon2id\$v=[0-9]+\$[^$]+\$|\$2[aby]?\$[0-9]+\$).*/\1/')
+    record_json "$(python3 - "$label" "$res" "$check" "$n_users" "$n_notes" "$n_public" "$before" "$after" "$hash" <<'PY'
+import json, sys
+label, res, check, users, notes, public, before, after, hash_ = sys.argv[1:]
+r = json.loads(res)
+r.update(server=label, workload="auth-data", kind="auth-data", check=json.loads(check),
+         counts={"users": int(users), "notes": int(notes), "public_notes": int(public)},
+         rate_limits_before=json.loads(before), rate_limits_after=json.loads(after), hash=hash_)
+print(json.dumps(r))
+PY
+)"
+    echo ok >"$adir/status"
+}
+
+workload_auth_data() { auth_data "$@" || true; }
+
+# auth_ready LABEL WORKLOAD BASE DIR : the data set, or a skipped row.
+auth_ready() {
+    local label=$1 workload=$2 base=$3 dir=$4
+    auth_data "$label" "$base" "$dir" && return 0
+    record_json "$(bl_json server="$label" workload="$workload" kind=skipped reason="no auth data set (see auth-data)")"
+    return 1
+}
+
+workload_login() {
+    local label=$1 base=$2 dir=$3
+    auth_ready "$label" login "$base" "$dir" || return 0
+    # No warm-up: auth-data has just logged every user in once.
+    run_wrk "$label" login "$BENCH_DIR/login.lua" "$base/api/collections/users/auth-with-password" \
+        BENCH_CREDS_FILE="$dir/auth/creds.txt"
+}
+
+workload_get_auth_rule() {
+    local label=$1 base=$2 dir=$3
+    local url="$base/api/collections/notes/records/"
+    auth_ready "$label" get-auth-rule "$base" "$dir" || return 0
+    warm_up "$label" get-auth-rule "$BENCH_DIR/get_auth.lua" "$url" BENCH_PAIRS_FILE="$dir/auth/pairs.txt"
+    run_wrk "$label" get-auth-rule "$BENCH_DIR/get_auth.lua" "$url" BENCH_PAIRS_FILE="$dir/auth/pairs.txt"
+}
+
+workload_get_public() {
+    local label=$1 base=$2 dir=$3
+    local url="$base/api/collections/public_notes/records/"
+    auth_ready "$label" get-public "$base" "$dir" || return 0
+    warm_up "$label" get-public "$BENCH_DIR/get.lua" "$url" BENCH_IDS_FILE="$dir/auth/note-ids.txt"
+    run_wrk "$label" get-public "$BENCH_DIR/get.lua" "$url" BENCH_IDS_FILE="$dir/auth/note-ids.txt"
+}
+
 # run_workload NAME LABEL BASE_URL DIR
 run_workload() {
     local fn="workload_${1//-/_}"
@@ -377,7 +554,11 @@ bench_server() {
     local rss hwm disk records
     rss=$(proc_kb "$pid" VmRSS)
     hwm=$(proc_kb "$pid" VmHWM)
-    records=$(bl count "$base" "$COLLECTION")
+    if [[ "$(cat "$dir/auth/status" 2>/dev/null)" == ok ]]; then
+        records=$(bl count "$base" notes "$token") # the auth preset's data
+    else
+        records=$(bl count "$base" "$COLLECTION")
+    fi
     disk=$(du -sk "$dir/$([[ $kind == pocketbase ]] && echo pb_data || echo data)" | cut -f1)
     log "$label: VmRSS ${rss} kB, VmHWM ${hwm} kB, $records records, data dir ${disk} kB"
     record_json "{\"server\":\"$label\",\"workload\":\"memory\",\"kind\":\"rss\",\"rss_kb\":$rss,\"hwm_kb\":$hwm,\"records\":$records,\"disk_kb\":$disk}"
@@ -462,11 +643,14 @@ else
     ver=$("$BASALT_BIN" --version 2>/dev/null | head -n1 || true)
     meta basalt_version "${ver:-basalt} (git $rev, $BASALT_BIN built $(date -u -r "$BASALT_BIN" '+%F %T UTC'))"
 fi
-meta note "Target collection size $BENCH_RECORDS records; preload with $BENCH_PRELOAD_METHOD."
+if [[ " $BENCH_WORKLOADS " == *" preload "* ]]; then
+    meta note "Target collection size $BENCH_RECORDS records; preload with $BENCH_PRELOAD_METHOD."
+fi
 if [[ "$BENCH_INDEXES" == 1 ]]; then
     meta indexes "PocketBase \`$PB_INDEX_SQL\`; Basalt \`$BASALT_INDEX_JSON\`."
 fi
 meta deep_page "$BENCH_DEEP_PAGE"
+meta users "$BENCH_USERS"
 meta workloads "$BENCH_WORKLOADS"
 
 # --- run ---------------------------------------------------------------------
