@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::records::{answer, check_delete, plan_create, plan_update};
+use super::records::{answer, check_delete, check_relations, plan_create, plan_update};
 use super::RequestInfo;
 use crate::error::ApiError;
 use crate::schema::CompiledCollection;
@@ -133,6 +133,9 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
             let (op, status, id, data) = match kind {
                 Kind::Create => {
                     let data = plan_create(state, &coll, body, req).await?;
+                    check_relations(state, &coll, &data, &|c, id| {
+                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
+                    })?;
                     let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
                     if current(&id)?.is_some() {
                         return Err(ApiError::field(
@@ -156,6 +159,9 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
                 Kind::Update(id) => {
                     let cur = current(&id)?.ok_or_else(ApiError::missing)?;
                     let data = plan_update(state, &coll, &cur, body, req).await?;
+                    check_relations(state, &coll, &data, &|c, id| {
+                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
+                    })?;
                     (
                         WriteOp::PutRecord {
                             collection_id: coll.def.id.clone(),

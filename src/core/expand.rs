@@ -102,6 +102,16 @@ pub fn expand_records(
                         related.push(r.data);
                     }
                 }
+                // Creation order, as PocketBase (the scan is in id order).
+                related.sort_by(|a, b| {
+                    let key = |v: &Value| {
+                        (
+                            v.get("created").and_then(Value::as_str).map(str::to_owned),
+                            v.get("id").and_then(Value::as_str).map(str::to_owned),
+                        )
+                    };
+                    key(a).cmp(&key(b))
+                });
                 (target, related, true)
             } else {
                 // Like PocketBase, an unknown expand field is silently skipped.
@@ -124,10 +134,10 @@ pub fn expand_records(
                 expanded.insert(field.clone(), one);
             }
         }
-        if !expanded.is_empty() {
-            if let Some(obj) = item.as_object_mut() {
-                obj.insert("expand".into(), Value::Object(expanded));
-            }
+        // As PocketBase: an expand was asked for, so `expand` is there even
+        // when nothing could be expanded (client code reads `record.expand.x`).
+        if let Some(obj) = item.as_object_mut() {
+            obj.insert("expand".into(), Value::Object(expanded));
         }
     }
     Ok(())

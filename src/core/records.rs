@@ -124,6 +124,52 @@ fn committed_answer(
     }
 }
 
+/// Every id in a relation field must name an existing record of the
+/// target collection (PocketBase: `validation_missing_rel_records`).
+/// `pending(collection id, id)` answers for records a batch has planned but
+/// not written (`Some(exists)`), `None` to look in the store.
+pub(crate) fn check_relations(
+    state: &AppState,
+    coll: &CompiledCollection,
+    data: &Value,
+    pending: &dyn Fn(&str, &str) -> Option<bool>,
+) -> Result<(), ApiError> {
+    let mut errors = crate::schema::FieldErrors::new();
+    for (field, rel) in &coll.relations {
+        let ids = crate::rules::ids_of(data.get(field));
+        if ids.is_empty() {
+            continue;
+        }
+        let Some(target) = state.registry.get(&rel.collection) else {
+            continue;
+        };
+        for id in ids {
+            let exists = if target.def.id == coll.def.id && data.get("id").and_then(Value::as_str) == Some(id) {
+                true
+            } else if let Some(known) = pending(&target.def.id, id) {
+                known
+            } else {
+                state.store.get_raw(&target.def.id, id)?.is_some()
+            };
+            if !exists {
+                errors.insert(
+                    field.clone(),
+                    crate::schema::FieldError {
+                        code: "validation_missing_rel_records".into(),
+                        message: "Failed to find all relation records with the provided ids.".into(),
+                    },
+                );
+                break;
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
 /// Validates a create body and checks the createRule: the record to write
 /// (with `Expect::Absent`). Shared by create and batch.
 pub async fn plan_create(
@@ -238,6 +284,7 @@ pub async fn create(
 ) -> Result<RawJson, ApiError> {
     let tree = ExpandTree::parse(expand)?;
     let data = plan_create(state, coll, body, req).await?;
+    check_relations(state, coll, &data, &|_, _| None)?;
     let results = state
         .store
         .write(vec![WriteOp::PutRecord {
@@ -272,6 +319,7 @@ pub async fn update(
     for _ in 0..UPDATE_ATTEMPTS {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
         let data = plan_update(state, coll, &stored.data, body.clone(), req).await?;
+        check_relations(state, coll, &data, &|_, _| None)?;
         let result = state
             .store
             .write(vec![WriteOp::PutRecord {

@@ -676,3 +676,67 @@ async fn random_filters_planner_equals_scan() {
         "only {non_empty} of 200 filters selected a proper subset"
     );
 }
+
+#[actix_web::test]
+async fn relations_must_point_at_existing_records() {
+    let app = spawn_app().await;
+    app.create_collection(
+        json!({"name": "authors", "listRule": "", "viewRule": "", "createRule": "",
+        "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}),
+    )
+    .await;
+    app.create_collection(
+        json!({"name": "books", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "schema": {"type": "object", "properties": {
+            "author": {"type": "string", "x-relation": {"collection": "authors"}},
+            "helpers": {"type": "array", "items": {"type": "string"}, "x-relation": {"collection": "authors"}}}}}),
+    )
+    .await;
+    let ann = app
+        .post("/api/collections/authors/records", json!({"name": "Ann"}))
+        .await
+        .body;
+    let r = app
+        .guest_post("/api/collections/books/records", json!({"author": "nosuchauthor00"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.field_code("author"), Some("validation_missing_rel_records"));
+    let r = app
+        .guest_post(
+            "/api/collections/books/records",
+            json!({"helpers": [ann["id"], "ghost"]}),
+        )
+        .await;
+    assert_eq!(r.field_code("helpers"), Some("validation_missing_rel_records"));
+    let ok = app
+        .guest_post(
+            "/api/collections/books/records",
+            json!({"author": ann["id"], "helpers": [ann["id"]]}),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    let url = format!("/api/collections/books/records/{}", ok.body["id"].as_str().unwrap());
+    assert_eq!(
+        app.patch(&url, json!({"author": "ghost"})).await.field_code("author"),
+        Some("validation_missing_rel_records")
+    );
+    // An empty expand still answers `expand: {}`.
+    let r = app
+        .guest_get(&format!(
+            "/api/collections/authors/records/{}?expand=nothing",
+            ann["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.body["expand"], json!({}));
+    // In a batch, a record created earlier in the same batch counts.
+    let r = app
+        .guest_post(
+            "/api/batch",
+            json!({"requests": [
+                {"method": "POST", "url": "/api/collections/authors/records", "body": {"id": "newauthor", "name": "N"}},
+                {"method": "POST", "url": "/api/collections/books/records", "body": {"author": "newauthor"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
