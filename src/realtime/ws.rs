@@ -31,7 +31,8 @@ use crate::store::Change;
 
 /// Frames larger than this close the connection with 1009.
 const MAX_FRAME: usize = 64 * 1024;
-/// How often the server pings; a peer silent for two intervals is closed.
+/// How often the server pings; a peer silent for three intervals (90 s:
+/// room for mobile clients and busy machines) is closed as dead.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Subscriptions per connection.
 const MAX_SUBS: usize = 1000;
@@ -201,7 +202,7 @@ impl Conn {
                     Err(RecvError::Closed) => break Some(CloseReason::from(CloseCode::Restart)),
                 },
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > PING_EVERY * 2 {
+                    if last_heard.elapsed() > PING_EVERY * 3 {
                         break Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
                     }
                     if self.session.ping(b"").await.is_err() {
