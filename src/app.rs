@@ -47,7 +47,17 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         settings,
         index_builds: Default::default(),
         rate_limiter: Default::default(),
+        setup_token: Default::default(),
     })
+}
+
+/// Whether any superuser exists.
+pub fn has_superuser(state: &AppState) -> bool {
+    state
+        .registry
+        .get(SUPERUSERS)
+        .map(|c| state.store.count(&c.def.id) > 0)
+        .unwrap_or(false)
 }
 
 /// A bound, not yet awaited server.
@@ -75,6 +85,9 @@ impl App {
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
+        if !has_superuser(&state) {
+            *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
+        }
         let data = web::Data::new(state.clone());
         let origins = state.config.origins.clone();
         let mut server = HttpServer::new(move || {
@@ -86,6 +99,7 @@ impl App {
                 .wrap(middleware::cors(&origins))
                 .wrap(from_fn(middleware::log_request))
                 .configure(api::routes)
+                .configure(crate::admin::routes)
                 .default_service(web::to(api::errors::not_found))
         })
         .shutdown_timeout(30)
@@ -117,11 +131,19 @@ impl App {
 
     /// Whether any superuser exists (the CLI prints setup help if not).
     pub fn has_superuser(&self) -> bool {
-        self.state
-            .registry
-            .get(SUPERUSERS)
-            .map(|c| self.state.store.count(&c.def.id) > 0)
-            .unwrap_or(false)
+        has_superuser(&self.state)
+    }
+
+    /// The dashboard's one-time setup path (`/_/setup?token=…`) while no
+    /// superuser exists.
+    pub fn setup_path(&self) -> Option<String> {
+        let token = self
+            .state
+            .setup_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(format!("/_/setup?token={token}"))
     }
 
     /// On SIGINT/SIGTERM: end realtime streams, then stop gracefully (stop

@@ -2,6 +2,8 @@
 //!
 //! Module map (see ARCHITECTURE.md for what each may import):
 
+/// The admin dashboard at `/_/` (server-rendered pages, sessions, CSRF).
+pub mod admin;
 /// Actix handlers, extractors, error rendering, middleware (thin).
 pub mod api;
 /// Building and running the HTTP server.

@@ -115,8 +115,13 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     println!("Basalt listening on http://127.0.0.1:{} (data dir {dir})", app.port());
-    if !app.has_superuser() {
-        println!("No superuser yet. Create one with:\n  basalt superuser upsert EMAIL PASSWORD --dir {dir}");
+    if let Some(path) = app.setup_path() {
+        println!(
+            "No superuser yet. Create one in the dashboard (this link works once):\n  http://127.0.0.1:{}{path}\nor with:\n  basalt superuser upsert EMAIL PASSWORD --dir {dir}",
+            app.port()
+        );
+    } else {
+        println!("Dashboard: http://127.0.0.1:{}/_/", app.port());
     }
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,

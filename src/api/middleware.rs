@@ -33,7 +33,10 @@ pub async fn security_headers(
     let mut res = next.call(req).await?;
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    if !h.contains_key(header::X_FRAME_OPTIONS) {
+        // The dashboard sets its own (DENY).
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+    }
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     Ok(res)
 }

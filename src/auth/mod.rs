@@ -4,3 +4,8 @@ pub mod password;
 pub mod token;
 
 pub use token::{Claims, TokenError, TokenKind, Tokens};
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
+}

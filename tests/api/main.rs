@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0 with a temp data dir, over HTTP.
 //! (One binary for all areas, so it links once.)
 
+mod admin;
+mod admin_support;
 mod auth;
 mod auth_flows;
 mod batch;

@@ -1,0 +1,321 @@
+//! Login, logout and the first-start setup page.
+//!
+//! The login and setup forms have no session yet, so their CSRF protection
+//! is a double-submit cookie: the page sets a random `basalt_login_csrf`
+//! cookie (SameSite=Strict) and puts the same value in the form; a post
+//! must carry both, equal. Logins count against the `*:auth` rate limits
+//! (per address and per account) like the API's password login.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+use super::session::{self, AdminForm, PRE_COOKIE};
+use super::view::{self, AdminError};
+use crate::core::SUPERUSERS;
+use crate::state::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/login")
+            .route(web::get().to(login_page))
+            .route(web::post().to(login_submit)),
+    )
+    .route("/logout", web::post().to(logout))
+    .service(
+        web::resource("/setup")
+            .route(web::get().to(setup_page))
+            .route(web::post().to(setup_submit)),
+    );
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    email: &'a str,
+    error: &'a str,
+    app_name: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage<'a> {
+    csrf: &'a str,
+    token: &'a str,
+    email: &'a str,
+    error: &'a str,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default, rename = "passwordConfirm")]
+    password_confirm: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// Only paths inside the dashboard are followed after login (no open
+/// redirect to another site).
+fn safe_next(next: &str) -> &str {
+    if next.starts_with("/_/") && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/_/collections"
+    }
+}
+
+fn state(req: &HttpRequest) -> AppState {
+    req.app_data::<web::Data<AppState>>()
+        .expect("app state")
+        .get_ref()
+        .clone()
+}
+
+/// The login or setup form with a fresh double-submit token.
+fn with_pre_cookie(req: &HttpRequest, status: StatusCode, render: impl FnOnce(&str) -> HttpResponse) -> HttpResponse {
+    let token = session::random_token();
+    let mut res = render(&token);
+    *res.status_mut() = status;
+    let _ = res.add_cookie(&session::cookie(req, PRE_COOKIE, token, 3600));
+    res
+}
+
+fn pre_cookie_ok(req: &HttpRequest, submitted: &str) -> bool {
+    req.cookie(PRE_COOKIE).is_some_and(|c| {
+        !submitted.is_empty() && crate::auth::constant_time_eq(c.value().as_bytes(), submitted.as_bytes())
+    })
+}
+
+fn login_form(req: &HttpRequest, status: StatusCode, next: &str, email: &str, error: &str) -> HttpResponse {
+    let app_name = state(req).settings.get().meta.app_name.clone();
+    with_pre_cookie(req, status, |csrf| {
+        view::render(
+            req,
+            &LoginPage {
+                csrf,
+                next: safe_next(next),
+                email,
+                error,
+                app_name: &app_name,
+            },
+        )
+    })
+}
+
+async fn login_page(req: HttpRequest, q: web::Query<NextQuery>) -> HttpResponse {
+    let st = state(&req);
+    if st.setup_token.lock().unwrap_or_else(|e| e.into_inner()).is_some() && !crate::app::has_superuser(&st) {
+        return login_form(
+            &req,
+            StatusCode::OK,
+            &q.next,
+            "",
+            "No superuser exists yet: open the one-time setup link printed when the server started, or run `basalt superuser upsert EMAIL PASSWORD`.",
+        );
+    }
+    login_form(&req, StatusCode::OK, &q.next, "", "")
+}
+
+async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, AdminError> {
+    session::check_origin(&req)?;
+    if !pre_cookie_ok(&req, &form.csrf) {
+        return Err(AdminError::Csrf);
+    }
+    let st = state(&req);
+    let settings = st.settings.get();
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let path = format!("/api/collections/{SUPERUSERS}/auth-with-password");
+    if let Err(secs) = st
+        .rate_limiter
+        .check_request(&settings, "POST", &path, ip, |_| Some(SUPERUSERS.to_owned()))
+    {
+        let msg = format!("Too many login attempts. Try again in {secs} s.");
+        return Ok(login_form(
+            &req,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.next,
+            &form.email,
+            &msg,
+        ));
+    }
+    let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
+    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None).await {
+        Ok(answer) => {
+            let id = answer["record"]["id"].as_str().unwrap_or_default();
+            let record = st
+                .store
+                .get(&superusers.def.id, id)
+                .map_err(|e| AdminError::Api(e.into()))?
+                .ok_or(AdminError::NotFound)?
+                .data;
+            let cookie = session::start(&st, &req, &record).await?;
+            let mut res = view::see_other(safe_next(&form.next));
+            let _ = res.add_cookie(&cookie);
+            let _ = res.add_cookie(&session::removal(&req, PRE_COOKIE));
+            Ok(res)
+        }
+        Err(e) if e.status == 429 => Ok(login_form(
+            &req,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.next,
+            &form.email,
+            &e.message,
+        )),
+        Err(_) => Ok(login_form(
+            &req,
+            StatusCode::BAD_REQUEST,
+            &form.next,
+            &form.email,
+            "Wrong email or password.",
+        )),
+    }
+}
+
+async fn logout(req: HttpRequest, form: AdminForm) -> HttpResponse {
+    session::end(&form.admin.state, &req).await;
+    let mut res = view::see_other("/_/login");
+    let _ = res.add_cookie(&session::removal(&req, session::COOKIE));
+    res
+}
+
+fn setup_token_ok(st: &AppState, token: &str) -> bool {
+    let guard = st.setup_token.lock().unwrap_or_else(|e| e.into_inner());
+    guard
+        .as_deref()
+        .is_some_and(|t| !token.is_empty() && crate::auth::constant_time_eq(t.as_bytes(), token.as_bytes()))
+}
+
+fn setup_form(req: &HttpRequest, status: StatusCode, token: &str, email: &str, error: &str) -> HttpResponse {
+    with_pre_cookie(req, status, |csrf| {
+        view::render(
+            req,
+            &SetupPage {
+                csrf,
+                token,
+                email,
+                error,
+            },
+        )
+    })
+}
+
+async fn setup_page(req: HttpRequest, q: web::Query<TokenQuery>) -> Result<HttpResponse, AdminError> {
+    let st = state(&req);
+    if crate::app::has_superuser(&st) {
+        return Ok(view::see_other("/_/login"));
+    }
+    if !setup_token_ok(&st, &q.token) {
+        return Err(AdminError::BadRequest(
+            "This setup link is not valid (it works once, and only the link printed by the running server). Restart the server for a new one, or run `basalt superuser upsert EMAIL PASSWORD`.".into(),
+        ));
+    }
+    Ok(setup_form(&req, StatusCode::OK, &q.token, "", ""))
+}
+
+async fn setup_submit(req: HttpRequest, form: web::Form<SetupForm>) -> Result<HttpResponse, AdminError> {
+    session::check_origin(&req)?;
+    if !pre_cookie_ok(&req, &form.csrf) {
+        return Err(AdminError::Csrf);
+    }
+    let st = state(&req);
+    if crate::app::has_superuser(&st) || !setup_token_ok(&st, &form.token) {
+        return Err(AdminError::BadRequest(
+            "This setup link has already been used or is not valid. Log in instead.".into(),
+        ));
+    }
+    let email = form.email.trim();
+    if form.password != form.password_confirm {
+        return Ok(setup_form(
+            &req,
+            StatusCode::BAD_REQUEST,
+            &form.token,
+            email,
+            "The passwords do not match.",
+        ));
+    }
+    let saved = crate::core::records::upsert_superuser(&st, email, &form.password).await;
+    if let Err(e) = saved {
+        let detail: Vec<String> = e
+            .data
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v["message"].as_str().unwrap_or("invalid")))
+            .collect();
+        let msg = if detail.is_empty() {
+            e.message
+        } else {
+            detail.join("; ")
+        };
+        return Ok(setup_form(&req, StatusCode::BAD_REQUEST, &form.token, email, &msg));
+    }
+    *st.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
+    let index = superusers
+        .spec
+        .indexes
+        .iter()
+        .find(|i| i.name == "_sys_email")
+        .ok_or(AdminError::NotFound)?;
+    let id = st
+        .store
+        .unique_lookup(
+            &superusers.def.id,
+            index,
+            &[&serde_json::Value::String(email.to_owned())],
+        )
+        .map_err(|e| AdminError::Api(e.into()))?
+        .ok_or(AdminError::NotFound)?;
+    let record = st
+        .store
+        .get(&superusers.def.id, &id)
+        .map_err(|e| AdminError::Api(e.into()))?
+        .ok_or(AdminError::NotFound)?
+        .data;
+    let cookie = session::start(&st, &req, &record).await?;
+    let mut res = view::redirect_flash(
+        &req,
+        "/_/collections",
+        "ok",
+        "Welcome! Your superuser account is ready.",
+    );
+    let _ = res.add_cookie(&cookie);
+    let _ = res.add_cookie(&session::removal(&req, PRE_COOKIE));
+    Ok(res)
+}
