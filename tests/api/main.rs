@@ -2,6 +2,10 @@
 //! (One binary for all areas, so it links once.)
 
 mod admin;
+mod admin_collections;
+mod admin_live;
+mod admin_ops;
+mod admin_records;
 mod admin_support;
 mod auth;
 mod auth_flows;
