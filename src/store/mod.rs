@@ -547,6 +547,27 @@ impl Store {
             })
     }
 
+    /// The newest retained changes (newest first) for which `keep` holds,
+    /// at most `limit` of them, looking at no more than `scan` entries (the
+    /// dashboard's live feed shows recent history without reading the whole
+    /// log).
+    pub fn recent_changes(&self, limit: usize, scan: usize, keep: impl Fn(&Change) -> bool) -> Vec<Change> {
+        let mut out = Vec::new();
+        for kv in self.shared.changes.iter().rev().take(scan) {
+            let Ok((_, v)) = kv else { break };
+            let Ok(change) = serde_json::from_slice::<Change>(&v) else {
+                continue;
+            };
+            if keep(&change) {
+                out.push(change);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// The oldest retained change's seq, if any.
     pub fn first_change_seq(&self) -> Option<u64> {
         let (k, _) = self.shared.changes.first().ok()??;
