@@ -79,7 +79,7 @@ async fn index(req: HttpRequest, admin: Admin, q: web::Query<LiveQuery>) -> Resu
     // Read the head first: everything up to it is either in the rendered
     // list (or older than it) and the script resumes after it.
     let head_seq = state.store.head_seq();
-    let wanted = |c: &Change| c.seq <= head_seq && names.iter().any(|n| *n == c.collection_name);
+    let wanted = |c: &Change| c.seq <= head_seq && names.contains(&c.collection_name);
     let entries = state
         .store
         .recent_changes(RECENT, SCAN, wanted)
