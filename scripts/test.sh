@@ -41,12 +41,18 @@ cargo nextest run --locked --no-fail-fast
 step "contract (OpenAPI document + schemathesis)"
 BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" tests/contract/run.sh
 
-step "e2e (PocketBase JS SDK)"
+step "e2e (PocketBase JS SDK, dashboard in headless Chromium)"
 # tests/e2e drives the debug binary with the official JS SDK (Node.js + npm).
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     step "installing nodejs and npm (apt)"
     apt-get update -qq
     apt-get install -y -qq nodejs npm
+fi
+# tests/e2e/dashboard.test.js drives Debian's Chromium through playwright-core.
+if [ ! -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ]; then
+    step "installing chromium (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 fi
 cargo build --locked --bin basalt
 (cd tests/e2e && npm ci --no-audit --no-fund && BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" npm test)
