@@ -210,6 +210,34 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
             Err(e) => return Err(failed(i, e)),
         }
     }
+    // Deletes also update (or cascade to) the records pointing at what they
+    // delete, seen as this batch leaves them; appended after the requests'
+    // own ops, whose results are the answers.
+    let roots: Vec<(String, String)> = overlay
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    if !roots.is_empty() {
+        let current = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
+            match overlay.get(&(cid.to_owned(), rid.to_owned())) {
+                Some(v) => Ok(v.clone().map(|d| (d, Expect::Any))),
+                None => Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev)))),
+            }
+        };
+        let pending = |cid: &str| -> Vec<String> {
+            overlay
+                .iter()
+                .filter(|((c, _), v)| c == cid && v.is_some())
+                .map(|((_, id), _)| id.clone())
+                .collect()
+        };
+        // A refusal is reported on the first delete request.
+        let first_delete = planned.iter().position(|p| p.status == 204).unwrap_or(0);
+        let effects =
+            super::references::on_delete(state, &roots, &current, &pending).map_err(|e| failed(first_delete, e))?;
+        ops.extend(effects);
+    }
     let results = state.store.write(ops).await.map_err(|e| {
         let e = ApiError::from(e);
         let mut out = ApiError::new(e.status.max(400), "Batch transaction failed.");

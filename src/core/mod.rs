@@ -9,5 +9,6 @@ pub mod expand;
 pub mod indexing;
 pub mod list;
 pub mod records;
+pub mod references;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};

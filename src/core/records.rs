@@ -347,17 +347,34 @@ pub async fn delete(
     if rules::access(&coll.rules.delete, &req.caller) == Access::Locked {
         return Err(locked());
     }
-    let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
-    check_delete(state, coll, &stored.data, req)?;
-    state
-        .store
-        .write(vec![WriteOp::DeleteRecord {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
+        check_delete(state, coll, &stored.data, req)?;
+        let mut ops = vec![WriteOp::DeleteRecord {
             collection_id: coll.def.id.clone(),
             id: id.to_owned(),
             expect: Expect::Rev(stored.rev),
-        }])
-        .await?;
-    Ok(())
+        }];
+        // Records pointing here lose the reference, or go too (cascade).
+        let from_store = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
+            Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev))))
+        };
+        ops.extend(super::references::on_delete(
+            state,
+            &[(coll.def.id.clone(), id.to_owned())],
+            &from_store,
+            &|_| Vec::new(),
+        )?);
+        match state.store.write(ops).await {
+            // A pointing record changed meanwhile: plan again.
+            Err(WriteError::Conflict) => continue,
+            other => {
+                other?;
+                return Ok(());
+            }
+        }
+    }
+    Err(WriteError::Conflict.into())
 }
 
 /// Creates or updates a superuser by email (the `superuser upsert` command).

@@ -163,7 +163,7 @@ pub fn is_system_field(key: &str, auth: bool) -> bool {
     BASE_SYSTEM_FIELDS.contains(&key) || (auth && AUTH_SYSTEM_FIELDS.contains(&key))
 }
 
-fn user_doc(coll: &CompiledCollection, doc: &Map<String, Value>) -> Value {
+pub(crate) fn user_doc(coll: &CompiledCollection, doc: &Map<String, Value>) -> Value {
     let auth = coll.is_auth();
     Value::Object(
         doc.iter()

@@ -20,3 +20,4 @@ mod query;
 mod ratelimit;
 mod realtime;
 mod records;
+mod references;

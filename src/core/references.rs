@@ -1,0 +1,209 @@
+//! What deleting a record does to the records that point at it through
+//! `x-relation` fields, as in PocketBase:
+//!
+//! - `cascadeDelete: true` on the pointing field: the pointing record is
+//!   deleted too (and, in turn, whatever points at it);
+//! - otherwise the deleted id is removed from the pointing field (a single
+//!   relation loses the field, an array loses that element) and the record's
+//!   `updated` time moves;
+//! - unless that would leave the pointing record invalid (the field is
+//!   `required`, or an array drops below `minItems`): then the delete is
+//!   refused with 400 and nothing changes.
+//!
+//! All of it is planned here and committed by the caller in the same
+//! transaction as the delete itself, with revision checks, so a concurrent
+//! write to a pointing record makes the whole delete retry instead of
+//! overwriting it. Finding pointing records uses an index whose first field
+//! is the relation when one is ready, else a scan of that collection (only
+//! collections with a relation to the deleted record's collection pay).
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::clock::now_string;
+use crate::error::ApiError;
+use crate::rules::ids_of;
+use crate::schema::CompiledCollection;
+use crate::state::AppState;
+use crate::store::{Expect, WriteOp};
+
+/// A record's current version as the planner sees it: its data and the
+/// revision a write must expect (`Expect::Any` for versions that only
+/// exist inside the caller's own pending job, e.g. a batch).
+pub type Current = Option<(Value, Expect)>;
+
+/// Plans the effects of deleting `roots` (collection id, record id). The
+/// returned ops do not include the deletes of `roots` themselves.
+///
+/// `current` gives a record's version (the store's, or a pending one);
+/// `pending` lists records that exist only in the caller's pending job,
+/// so they are searched too.
+pub fn on_delete(
+    state: &AppState,
+    roots: &[(String, String)],
+    current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
+    pending: &dyn Fn(&str) -> Vec<String>,
+) -> Result<Vec<WriteOp>, ApiError> {
+    let pointing: Vec<(Arc<CompiledCollection>, String, bool)> = state
+        .registry
+        .all()
+        .into_iter()
+        .flat_map(|c| {
+            c.relations
+                .iter()
+                .map(|(f, r)| (f.clone(), r.clone()))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(move |(f, r)| (c.clone(), f, r))
+        })
+        .filter_map(|(c, field, rel)| {
+            let target = state.registry.get(&rel.collection)?;
+            Some((c, format!("{}\u{0}{field}", target.def.id), rel.cascade_delete))
+        })
+        .collect();
+    if pointing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut deleted: HashSet<(String, String)> = roots.iter().cloned().collect();
+    let mut cascaded: Vec<(String, String, Expect)> = Vec::new();
+    let mut edits: HashMap<(String, String), (Value, Expect)> = HashMap::new();
+    let mut work: Vec<(String, String)> = roots.to_vec();
+    while let Some((target_cid, target_id)) = work.pop() {
+        for (coll, key, cascade) in &pointing {
+            let (cid, field) = key.split_once('\u{0}').expect("key has a separator");
+            if cid != target_cid {
+                continue;
+            }
+            let rel = &coll.relations[field];
+            let mut ids = referencing(state, coll, field, rel.multiple, &target_id)?;
+            ids.extend(pending(&coll.def.id));
+            ids.sort();
+            ids.dedup();
+            for rid in ids {
+                let k = (coll.def.id.clone(), rid.clone());
+                if deleted.contains(&k) {
+                    continue;
+                }
+                let version = match edits.get(&k) {
+                    Some(v) => Some(v.clone()),
+                    None => current(&coll.def.id, &rid)?,
+                };
+                let Some((mut data, expect)) = version else { continue };
+                if !ids_of(data.get(field)).contains(&target_id.as_str()) {
+                    continue;
+                }
+                if *cascade {
+                    edits.remove(&k);
+                    deleted.insert(k.clone());
+                    cascaded.push((k.0.clone(), k.1.clone(), expect));
+                    work.push(k);
+                    continue;
+                }
+                let was_valid = is_valid(coll, &data);
+                drop_reference(&mut data, field, &target_id);
+                if was_valid && !is_valid(coll, &data) {
+                    return Err(ApiError::bad_request(format!(
+                        "The record cannot be deleted: record '{rid}' of '{}' needs it in its required relation '{field}'. Delete or change that record first.",
+                        coll.def.name
+                    )));
+                }
+                edits.insert(k, (data, expect));
+            }
+        }
+    }
+    let now = now_string();
+    let mut ops = Vec::with_capacity(cascaded.len() + edits.len());
+    for (collection_id, id, expect) in cascaded {
+        ops.push(WriteOp::DeleteRecord {
+            collection_id,
+            id,
+            expect,
+        });
+    }
+    for ((collection_id, id), (mut data, expect)) in edits {
+        if let Some(o) = data.as_object_mut() {
+            o.insert("updated".into(), Value::String(now.clone()));
+        }
+        ops.push(WriteOp::PutRecord {
+            collection_id,
+            id,
+            data,
+            expect,
+        });
+    }
+    Ok(ops)
+}
+
+/// Ids of records of `coll` whose `field` may hold `target` (callers
+/// re-check each one against its current version).
+fn referencing(
+    state: &AppState,
+    coll: &CompiledCollection,
+    field: &str,
+    multiple: bool,
+    target: &str,
+) -> Result<Vec<String>, ApiError> {
+    let index = (!multiple)
+        .then(|| {
+            coll.spec.indexes.iter().find(|i| {
+                i.fields
+                    .first()
+                    .is_some_and(|f| f.path.len() == 1 && f.path[0] == field && !f.desc)
+                    && !i.lowercase
+                    && state.index_builds.is_ready(&coll.def.id, &i.name)
+            })
+        })
+        .flatten();
+    if let Some(index) = index {
+        let prefix = index.key_of_values(&[&Value::String(target.to_owned())]);
+        let mut out = Vec::new();
+        let entries = state.store.index_range(
+            &coll.def.id,
+            index,
+            Bound::Included(prefix.clone()),
+            Bound::Unbounded,
+            false,
+        )?;
+        for entry in entries {
+            let (key, id) = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(id);
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for r in state.store.scan(&coll.def.id, false)? {
+        let r = r?;
+        if ids_of(r.data.get(field)).contains(&target) {
+            if let Some(id) = r.data.get("id").and_then(Value::as_str) {
+                out.push(id.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn drop_reference(data: &mut Value, field: &str, target: &str) {
+    let Some(o) = data.as_object_mut() else { return };
+    match o.get_mut(field) {
+        Some(Value::Array(items)) => items.retain(|v| v.as_str() != Some(target)),
+        Some(_) => {
+            o.remove(field);
+        }
+        None => {}
+    }
+}
+
+/// Whether a record satisfies its collection's schema. Only a record that
+/// was valid blocks the delete: one made invalid by a later schema change
+/// is not the delete's doing.
+fn is_valid(coll: &CompiledCollection, data: &Value) -> bool {
+    let Some(doc) = data.as_object() else { return true };
+    let user = crate::schema::record::user_doc(coll, doc);
+    crate::schema::compile::validate(&coll.validator, &user).is_ok()
+}
