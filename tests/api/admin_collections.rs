@@ -269,11 +269,19 @@ async fn invalid_json_schema_text_is_shown_with_line_and_column() {
     let app = spawn_app().await;
     let mut b = Browser::login(&app).await;
     let broken = "{\n  \"type\": \"object\"\n  \"properties\": {}\n}";
-    let f = fields("drafts", "base", broken, "[]", &[("listRule", "public", "")]);
+    let f = fields(
+        "drafts",
+        "base",
+        broken,
+        "[]",
+        &[("listRule", "public", ""), ("viewRule", "expr", "n >")],
+    );
     let r = post(&mut b, "/_/collections/new", &f).await;
     assert_eq!(r.status, 400, "{}", r.body);
     r.assert_has("JSON syntax error at line 3, column 3");
     r.assert_has("id=\"f-schema-error\"");
+    // Rule errors are reported in the same round, not after the JSON is fixed.
+    r.assert_has("id=\"f-viewRule-error\"");
     // Everything typed is kept.
     r.assert_has("value=\"drafts\"");
     r.assert_has("  &#34;type&#34;: &#34;object&#34;\n  &#34;properties&#34;: {}");

@@ -58,6 +58,8 @@ struct EditPage {
     form: CollectionForm,
     creating: bool,
     indexes: Vec<IndexRow>,
+    /// Indexes in the definition (`indexes` also lists failed builds).
+    defined_indexes: usize,
     building: bool,
     dry: Option<DryRun>,
     /// Whether the form differs from what is stored (dry run, refused save):
@@ -82,6 +84,7 @@ impl EditPage {
             form,
             creating: false,
             building: idx.building > 0,
+            defined_indexes: c.def.indexes.len(),
             indexes: idx.rows,
             dry: None,
             unsaved: false,

@@ -321,11 +321,15 @@ impl CollectionForm {
                     "An expression is filled in but “{}” is chosen: choose “Only when…” to use the expression, or clear it.",
                     if rule.mode == "locked" { "Superusers only" } else { "Everyone" }
                 )),
+                // Checked here too (the same parser core uses, so the same
+                // message), so that a rule error shows up together with a
+                // schema that is not even valid JSON.
+                "expr" => crate::query::parse_filter(&rule.text).err().map(|e| e.to_string()),
                 _ => None,
             };
             match problem {
                 Some(message) => {
-                    rule.error = Some(RuleError::new(&message, ""));
+                    rule.error = Some(RuleError::new(&message, &rule.text));
                 }
                 None => {
                     body.insert(rule.key.into(), rule.value().map_or(Value::Null, Value::String));
