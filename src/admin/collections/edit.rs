@@ -176,7 +176,11 @@ pub async fn dry_run(req: HttpRequest, path: web::Path<String>, form: AdminForm)
     // A full scan: off the async workers.
     let result = web::block(move || core::collections::dry_run(&state, &id, &schema))
         .await
-        .map_err(|_| AdminError::BadRequest("The dry run was interrupted; try again.".into()))?;
+        .map_err(|_| {
+            AdminError::Api(crate::error::ApiError::internal(
+                "The dry run was interrupted; try again.",
+            ))
+        })?;
     match result {
         Ok(v) => {
             let examples = v["examples"]

@@ -80,7 +80,7 @@ struct ListPage {
 /// `GET /_/collections`.
 async fn index(req: HttpRequest, admin: Admin) -> HttpResponse {
     let state = &admin.state;
-    let rows: Vec<Row> = state
+    let mut rows: Vec<Row> = state
         .registry
         .all()
         .iter()
@@ -111,6 +111,8 @@ async fn index(req: HttpRequest, admin: Admin) -> HttpResponse {
             }
         })
         .collect();
+    // Your own collections first, as in the sidebar.
+    rows.sort_by(|a, b| (a.system, &a.name).cmp(&(b.system, &b.name)));
     let page = ListPage {
         page: Page::new(&req, &admin, "Collections", "collections"),
         has_own: rows.iter().any(|r| !r.system && r.name != "users"),
