@@ -250,6 +250,7 @@ impl SettingsStore {
 
 impl Settings {
     fn validate(&self) -> Result<(), ApiError> {
+        self.cors.validate()?;
         if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
             return Err(ApiError::field(
                 "smtp.host",
@@ -287,7 +288,7 @@ impl Settings {
                 "Must be at least 1.",
             ));
         }
-        self.cors.validate()
+        Ok(())
     }
 }
 
