@@ -89,14 +89,13 @@ impl App {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }
         let data = web::Data::new(state.clone());
-        let origins = state.config.origins.clone();
         let mut server = HttpServer::new(move || {
             ActixApp::new()
                 .app_data(data.clone())
                 // Innermost: a 429 still gets the security and CORS headers.
                 .wrap(from_fn(api::ratelimit::limit))
                 .wrap(from_fn(middleware::security_headers))
-                .wrap(middleware::cors(&origins))
+                .wrap(from_fn(middleware::cors))
                 .wrap(from_fn(middleware::log_request))
                 .configure(api::routes)
                 .configure(crate::admin::routes)

@@ -33,7 +33,9 @@ enum Command {
         /// Data directory (created on first start).
         #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
         dir: PathBuf,
-        /// Allowed CORS origins: '*' or a comma-separated list.
+        /// Allowed CORS origins: '*' or a comma-separated list. Once origins are
+        /// saved in the settings (dashboard, or `cors.origins` in PATCH
+        /// /api/settings), the saved list wins over this flag.
         #[arg(long, env = "BASALT_ORIGINS", default_value = "*")]
         origins: String,
         /// Largest accepted JSON request body, in bytes.

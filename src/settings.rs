@@ -148,6 +148,17 @@ impl Default for RealtimeSettings {
     }
 }
 
+/// Which browser origins may call the API (CORS), editable at runtime.
+///
+/// `origins`: `null` (never saved, or reset) = the `--origins` flag applies;
+/// otherwise a list whose entries are each `*` (any origin, alone) or
+/// `scheme://host[:port]` (no path). An empty list allows no other origin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CorsSettings {
+    pub origins: Option<Vec<String>>,
+}
+
 /// All settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -157,6 +168,7 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub batch: BatchSettings,
     pub realtime: RealtimeSettings,
+    pub cors: CorsSettings,
 }
 
 impl Settings {
@@ -238,6 +250,7 @@ impl SettingsStore {
 
 impl Settings {
     fn validate(&self) -> Result<(), ApiError> {
+        self.cors.validate()?;
         if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
             return Err(ApiError::field(
                 "smtp.host",
@@ -277,4 +290,62 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl CorsSettings {
+    /// Every bad entry gets its own error (`cors.origins.<i>`), so a form
+    /// can show them all at once.
+    fn validate(&self) -> Result<(), ApiError> {
+        let Some(origins) = &self.origins else { return Ok(()) };
+        let mut errors = crate::schema::FieldErrors::new();
+        for (i, o) in origins.iter().enumerate() {
+            let problem = if o == "*" {
+                (origins.len() > 1).then(|| "'*' allows every origin: list it alone.".to_owned())
+            } else {
+                (!is_origin(o)).then(|| {
+                    format!("'{o}' is not an origin: use scheme://host or scheme://host:port, without a path.")
+                })
+            };
+            if let Some(message) = problem {
+                let error = crate::schema::FieldError {
+                    code: "validation_invalid_value".into(),
+                    message,
+                };
+                errors.insert(format!("cors.origins.{i}"), error);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+}
+
+/// `scheme://host[:port]` as browsers send it in `Origin`: any scheme
+/// (apps also use `capacitor://`, `tauri://`…), a DNS name, IPv4 or
+/// bracketed IPv6 host, a port 1–65535, nothing after it.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    // `[v6]` hosts hold colons themselves: a port follows the last one only
+    // when that is outside the brackets.
+    let (host, port) = match rest.rfind(':') {
+        Some(i) if !rest.starts_with('[') || rest[..i].ends_with(']') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .split('.')
+                    .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        }
+    };
+    let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
+    scheme_ok && host_ok && port_ok
 }

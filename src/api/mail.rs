@@ -21,40 +21,37 @@ const DUMMY_TOKEN: &str = "TEST-TOKEN-not-valid";
 pub async fn test_email(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
     let body = body.0;
-    let email = match body.get("email") {
-        Some(Value::String(s)) if crate::schema::record::is_valid_email(s) => s.as_str(),
-        Some(Value::String(s)) if !s.is_empty() => {
-            return Err(ApiError::field(
-                "email",
-                "validation_invalid_email",
-                "Must be a valid email address.",
-            ))
-        }
-        Some(Value::String(_)) | Some(Value::Null) | None => {
-            return Err(ApiError::field(
-                "email",
-                "validation_required",
-                "Missing required value.",
-            ))
-        }
-        Some(_) => return Err(ApiError::field("email", "validation_invalid_type", "Must be a string.")),
+    let text = |key: &str| match body.get(key) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(s)) => Ok(s.as_str()),
+        Some(_) => Err(ApiError::field(key, "validation_invalid_type", "Must be a string.")),
     };
-    let template = match body.get("template") {
-        None | Some(Value::Null) => "verification",
-        Some(Value::String(s)) if s.is_empty() => "verification",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => {
-            return Err(ApiError::field(
-                "template",
-                "validation_invalid_type",
-                "Must be a string.",
-            ))
-        }
-    };
+    send_test(&state, text("email")?, text("template")?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sends the test mail `template` (empty = `verification`) to `email`:
+/// shared by the API above and the dashboard's settings page, so both check
+/// and deliver the same way. Field errors are keyed `email` / `template`.
+pub async fn send_test(state: &AppState, email: &str, template: &str) -> Result<(), ApiError> {
+    if email.is_empty() {
+        return Err(ApiError::field(
+            "email",
+            "validation_required",
+            "Missing required value.",
+        ));
+    }
+    if !crate::schema::record::is_valid_email(email) {
+        return Err(ApiError::field(
+            "email",
+            "validation_invalid_email",
+            "Must be a valid email address.",
+        ));
+    }
     let settings = state.settings.get();
     let meta = &settings.meta;
     let mail = match template {
-        "verification" => templates::verification(meta, email, DUMMY_TOKEN),
+        "" | "verification" => templates::verification(meta, email, DUMMY_TOKEN),
         "password-reset" => templates::password_reset(meta, email, DUMMY_TOKEN),
         "email-change" => templates::email_change(meta, email, DUMMY_TOKEN),
         "otp" => templates::otp(meta, email, "000000"),
@@ -70,6 +67,5 @@ pub async fn test_email(state: web::Data<AppState>, caller: Caller, body: JsonBo
         .mailer
         .send(mail)
         .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(HttpResponse::NoContent().finish())
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }

@@ -2,11 +2,15 @@
 
 use std::time::Instant;
 
-use actix_cors::Cors;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse, ResponseError};
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Logs method, path (never the query string or headers: they can carry
 /// tokens or personal data), status, duration and peer address.
@@ -41,17 +45,84 @@ pub async fn security_headers(
     Ok(res)
 }
 
-/// CORS from `--origins`: `*` allows any origin (PocketBase's default),
-/// otherwise a comma-separated allow-list.
-pub fn cors(origins: &str) -> Cors {
-    let base = Cors::default().allow_any_method().allow_any_header().max_age(86_400);
-    if origins.trim() == "*" {
-        base.allow_any_origin()
-    } else {
-        origins
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .fold(base, |c, o| c.allowed_origin(o))
+/// CORS, from the settings as they are now: `cors.origins` once saved
+/// (dashboard or `PATCH /api/settings`), else the `--origins` flag (`*` or
+/// a comma-separated list). Read per request, so a change applies to the
+/// next request without a restart; only requests with an `Origin` header
+/// look the settings up (an `Arc` clone).
+///
+/// Allowed origin: `Access-Control-Allow-Origin` is `*` when any origin is
+/// allowed (no credentials are involved: the SDKs send tokens in
+/// `Authorization`, not cookies), else the origin itself. A preflight
+/// (`OPTIONS` + `Access-Control-Request-Method`) is answered here with 204,
+/// every method, the requested headers echoed, and a day's `Max-Age`.
+/// Other origins get no CORS headers (the browser then withholds the
+/// answer) and a refused preflight gets 403. No `Expose-Headers`: the SDKs
+/// read bodies only (actix-cors, used before, sent none either).
+///
+/// The dashboard (`/_/…`) is same-origin only and never gets CORS headers.
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let path = req.path();
+    if path == "/_" || path.starts_with("/_/") {
+        return Ok(next.call(req).await?.map_into_left_body());
     }
+    let allow = req
+        .headers()
+        .get(header::ORIGIN)
+        .map(|origin| allowed_origin(&req, origin));
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if let (Some(allow), true) = (&allow, preflight) {
+        let res = match allow {
+            Some(value) => {
+                let mut res = HttpResponse::NoContent();
+                res.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, value.clone()))
+                    .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW_METHODS))
+                    .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+                    .insert_header((header::VARY, PREFLIGHT_VARY));
+                if let Some(h) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+                    res.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, h.clone()));
+                }
+                res.finish()
+            }
+            None => {
+                let mut res = ApiError::forbidden("This origin may not call the API (CORS).").error_response();
+                res.headers_mut()
+                    .insert(header::VARY, HeaderValue::from_static(PREFLIGHT_VARY));
+                res
+            }
+        };
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    let mut res = next.call(req).await?;
+    let h = res.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(Some(value)) = allow {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    Ok(res.map_into_left_body())
+}
+
+const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+/// The `Access-Control-Allow-Origin` value for `origin`, or `None` when it
+/// is not allowed. Origins compare case-insensitively (scheme and host are).
+fn allowed_origin(req: &ServiceRequest, origin: &HeaderValue) -> Option<HeaderValue> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    let settings = state.settings.get();
+    let text = origin.to_str().ok()?;
+    let matches = |o: &&str| *o == "*" || o.eq_ignore_ascii_case(text);
+    let found = match &settings.cors.origins {
+        Some(list) => list.iter().map(String::as_str).find(matches),
+        None => state.config.origins.split(',').map(str::trim).find(matches),
+    }?;
+    Some(if found == "*" {
+        HeaderValue::from_static("*")
+    } else {
+        origin.clone()
+    })
 }

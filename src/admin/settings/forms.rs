@@ -1,0 +1,290 @@
+//! The settings page's sections as forms. Each view model holds the text its
+//! inputs show (from the current settings, or as submitted when a save
+//! failed, so nothing typed is lost) and turns a submission into a settings
+//! patch. It checks what only a form can get wrong (text in a number field,
+//! a line break in a name) with a message per field; everything else is
+//! left to `SettingsStore::patch`, the validation `PATCH /api/settings` uses.
+
+use serde_json::{json, Map, Value};
+
+use super::errors::{checked, number, obj, one_line, Errors};
+use crate::admin::AdminForm;
+use crate::settings::Settings;
+
+// ---- Application ---------------------------------------------------------
+
+pub struct AppForm {
+    pub app_name: String,
+    pub app_url: String,
+    pub sender_name: String,
+    pub sender_address: String,
+}
+
+impl AppForm {
+    pub fn from_settings(s: &Settings) -> AppForm {
+        AppForm {
+            app_name: s.meta.app_name.clone(),
+            app_url: s.meta.app_url.clone(),
+            sender_name: s.meta.sender_name.clone(),
+            sender_address: s.meta.sender_address.clone(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> AppForm {
+        AppForm {
+            app_name: f.text("meta.appName").trim().to_owned(),
+            app_url: f.text("meta.appURL").trim().to_owned(),
+            sender_name: f.text("meta.senderName").trim().to_owned(),
+            sender_address: f.text("meta.senderAddress").trim().to_owned(),
+        }
+    }
+
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        if self.app_name.is_empty() {
+            errors.add("meta.appName", "Required.");
+        }
+        one_line(&mut errors, "meta.appName", &self.app_name);
+        let url_ok = ["http://", "https://"]
+            .iter()
+            .any(|p| self.app_url.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+            && !self.app_url.contains(char::is_whitespace);
+        if !url_ok {
+            errors.add(
+                "meta.appURL",
+                "Must be a full http:// or https:// address, e.g. https://app.example.com.",
+            );
+        }
+        one_line(&mut errors, "meta.senderName", &self.sender_name);
+        if !crate::schema::record::is_valid_email(&self.sender_address) {
+            errors.add("meta.senderAddress", "Must be a valid email address.");
+        }
+        errors.into_result(obj(json!({"meta": {
+            "appName": self.app_name,
+            "appURL": self.app_url,
+            "senderName": self.sender_name,
+            "senderAddress": self.sender_address,
+        }})))
+    }
+}
+
+// ---- Mail ------------------------------------------------------------------
+
+/// The SMTP form. The password is write-only: never part of this model, so
+/// it can never be rendered; an empty password field keeps the stored one.
+pub struct MailForm {
+    pub enabled: bool,
+    pub host: String,
+    pub port: String,
+    pub username: String,
+    pub tls: String,
+    /// Whether a password is stored (shown as a hint, never the password).
+    pub has_password: bool,
+    /// A new password typed into the form (kept for the patch, not shown).
+    password: String,
+}
+
+impl MailForm {
+    pub fn from_settings(s: &Settings) -> MailForm {
+        MailForm {
+            enabled: s.smtp.enabled,
+            host: s.smtp.host.clone(),
+            port: s.smtp.port.to_string(),
+            username: s.smtp.username.clone(),
+            tls: s.smtp.tls.clone(),
+            has_password: !s.smtp.password.is_empty(),
+            password: String::new(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm, current: &Settings) -> MailForm {
+        MailForm {
+            enabled: checked(f, "smtp.enabled"),
+            host: f.text("smtp.host").trim().to_owned(),
+            port: f.text("smtp.port").trim().to_owned(),
+            username: f.text("smtp.username").trim().to_owned(),
+            tls: f.text("smtp.tls").to_owned(),
+            has_password: !current.smtp.password.is_empty(),
+            password: f.text("smtp.password").to_owned(),
+        }
+    }
+
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        if self.enabled && self.host.is_empty() {
+            errors.add("smtp.host", "Required while SMTP is on.");
+        }
+        one_line(&mut errors, "smtp.host", &self.host);
+        let port = number(
+            &mut errors,
+            "smtp.port",
+            &self.port,
+            1,
+            65535,
+            "Must be a whole number from 1 to 65535.",
+        );
+        one_line(&mut errors, "smtp.username", &self.username);
+        let mut smtp = json!({
+            "enabled": self.enabled,
+            "host": self.host,
+            "port": port,
+            "username": self.username,
+            "tls": self.tls,
+        });
+        if !self.password.is_empty() {
+            smtp["password"] = json!(self.password);
+        }
+        errors.into_result(obj(json!({ "smtp": smtp })))
+    }
+}
+
+/// The "send test mail" form.
+pub struct TestMailForm {
+    pub email: String,
+    pub template: String,
+}
+
+// ---- CORS ------------------------------------------------------------------
+
+pub struct CorsForm {
+    /// Use the `--origins` flag (nothing saved).
+    pub use_flag: bool,
+    /// One origin per line.
+    pub origins: String,
+    /// The flag's value, for the hint.
+    pub flag: String,
+}
+
+impl CorsForm {
+    pub fn from_settings(s: &Settings, flag: &str) -> CorsForm {
+        let origins = match &s.cors.origins {
+            Some(list) => list.join("\n"),
+            None => flag_entries(flag).join("\n"),
+        };
+        CorsForm {
+            use_flag: s.cors.origins.is_none(),
+            origins,
+            flag: flag.to_owned(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm, flag: &str) -> CorsForm {
+        CorsForm {
+            use_flag: checked(f, "cors.useFlag"),
+            origins: f.text("cors.origins").to_owned(),
+            flag: flag.to_owned(),
+        }
+    }
+
+    /// The origins in effect, for the summary above the form.
+    pub fn effective(&self) -> String {
+        let list = if self.use_flag {
+            flag_entries(&self.flag)
+        } else {
+            self.lines()
+        };
+        if list.is_empty() {
+            "none (no other website may call the API from a browser)".to_owned()
+        } else {
+            list.join(", ")
+        }
+    }
+
+    fn lines(&self) -> Vec<&str> {
+        self.origins.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+    }
+
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let origins = if self.use_flag {
+            Value::Null
+        } else {
+            json!(self.lines())
+        };
+        Ok(obj(json!({"cors": {"origins": origins}})))
+    }
+}
+
+fn flag_entries(flag: &str) -> Vec<&str> {
+    flag.split(',').map(str::trim).filter(|o| !o.is_empty()).collect()
+}
+
+// ---- Realtime and batch ----------------------------------------------------
+
+pub struct RealtimeForm {
+    pub retention_hours: String,
+    pub retention_events: String,
+}
+
+impl RealtimeForm {
+    pub fn from_settings(s: &Settings) -> RealtimeForm {
+        RealtimeForm {
+            retention_hours: s.realtime.retention_hours.to_string(),
+            retention_events: s.realtime.retention_events.to_string(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> RealtimeForm {
+        RealtimeForm {
+            retention_hours: f.text("realtime.retentionHours").trim().to_owned(),
+            retention_events: f.text("realtime.retentionEvents").trim().to_owned(),
+        }
+    }
+
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        let hours = number(
+            &mut errors,
+            "realtime.retentionHours",
+            &self.retention_hours,
+            0,
+            u32::MAX.into(),
+            "Must be a whole number of hours (0 or more).",
+        );
+        let events = number(
+            &mut errors,
+            "realtime.retentionEvents",
+            &self.retention_events,
+            1,
+            u64::MAX,
+            "Must be a whole number, at least 1.",
+        );
+        errors.into_result(obj(
+            json!({"realtime": {"retentionHours": hours, "retentionEvents": events}}),
+        ))
+    }
+}
+
+pub struct BatchForm {
+    pub enabled: bool,
+    pub max_requests: String,
+}
+
+impl BatchForm {
+    pub fn from_settings(s: &Settings) -> BatchForm {
+        BatchForm {
+            enabled: s.batch.enabled,
+            max_requests: s.batch.max_requests.to_string(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> BatchForm {
+        BatchForm {
+            enabled: checked(f, "batch.enabled"),
+            max_requests: f.text("batch.maxRequests").trim().to_owned(),
+        }
+    }
+
+    /// The range (1–1000) is the settings store's check.
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        let max = number(
+            &mut errors,
+            "batch.maxRequests",
+            &self.max_requests,
+            0,
+            u32::MAX.into(),
+            "Must be a whole number from 1 to 1000.",
+        );
+        errors.into_result(obj(json!({"batch": {"enabled": self.enabled, "maxRequests": max}})))
+    }
+}

@@ -1,0 +1,276 @@
+//! `/_/settings`: one page, one form per section, each posting to its own
+//! route. Server settings save through `SettingsStore::patch` (the
+//! validation of `PATCH /api/settings`), token durations through
+//! `core::collections::update` (an auth collection's `authOptions`). A
+//! failed save shows the whole page again with 400, the submitted values
+//! kept and each message next to its field; a successful one redirects
+//! with a flash.
+//!
+//! No secret reaches the HTML: the SMTP password is write-only (the form
+//! model has no field that renders it), and nothing here reads tokens or
+//! the server secret.
+
+mod errors;
+mod forms;
+mod limits;
+mod tokens;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde_json::{json, Map, Value};
+
+use super::view::{self, AdminError};
+use super::{Admin, AdminForm, Page};
+use crate::schema::CollectionType;
+use errors::Errors;
+use forms::{AppForm, BatchForm, CorsForm, MailForm, RealtimeForm, TestMailForm};
+use limits::LimitsForm;
+use tokens::TokenForm;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/settings", web::get().to(index))
+        .route("/settings/application", web::post().to(save_application))
+        .route("/settings/mail", web::post().to(save_mail))
+        .route("/settings/mail/test", web::post().to(send_test_mail))
+        .route("/settings/rate-limits", web::post().to(save_rate_limits))
+        .route("/settings/tokens/{collection}", web::post().to(save_tokens))
+        .route("/settings/cors", web::post().to(save_cors))
+        .route("/settings/realtime", web::post().to(save_realtime))
+        .route("/settings/batch", web::post().to(save_batch));
+}
+
+#[derive(Template)]
+#[template(path = "settings/index.html")]
+struct SettingsPage {
+    page: Page,
+    app: AppForm,
+    mail: MailForm,
+    test: TestMailForm,
+    /// Where mails go while SMTP is off.
+    outbox: String,
+    limits: LimitsForm,
+    tokens: Vec<TokenForm>,
+    cors: CorsForm,
+    realtime: RealtimeForm,
+    batch: BatchForm,
+    errors: Errors,
+}
+
+impl SettingsPage {
+    /// The page with the current settings in every form.
+    fn new(req: &HttpRequest, admin: &Admin) -> SettingsPage {
+        let state = &admin.state;
+        let s = state.settings.get();
+        // The app's own auth collections first, `_superusers` last.
+        let mut auth: Vec<_> = state
+            .registry
+            .all()
+            .into_iter()
+            .filter(|c| c.def.kind == CollectionType::Auth)
+            .collect();
+        auth.sort_by(|a, b| (a.def.system, &a.def.name).cmp(&(b.def.system, &b.def.name)));
+        let tokens = auth
+            .iter()
+            .map(|c| TokenForm::from_options(&c.def.name, &c.def.auth_options.clone().unwrap_or_default()))
+            .collect();
+        SettingsPage {
+            page: Page::new(req, admin, "Settings", "settings"),
+            app: AppForm::from_settings(&s),
+            mail: MailForm::from_settings(&s),
+            test: TestMailForm {
+                email: admin.email().to_owned(),
+                template: "verification".into(),
+            },
+            outbox: state.mailer.outbox_dir().display().to_string(),
+            limits: LimitsForm::from_settings(&s),
+            tokens,
+            cors: CorsForm::from_settings(&s, &state.config.origins),
+            realtime: RealtimeForm::from_settings(&s),
+            batch: BatchForm::from_settings(&s),
+            errors: Errors::default(),
+        }
+    }
+
+    /// The page again after a failed save: 400, with the errors.
+    fn failed(mut self, req: &HttpRequest, errors: Errors) -> HttpResponse {
+        self.errors = errors;
+        view::render_status(req, StatusCode::BAD_REQUEST, &self)
+    }
+}
+
+async fn index(req: HttpRequest, admin: Admin) -> HttpResponse {
+    view::render(&req, &SettingsPage::new(&req, &admin))
+}
+
+fn saved(req: &HttpRequest) -> HttpResponse {
+    view::redirect_flash(req, "/_/settings", "ok", "Saved.")
+}
+
+/// A section of the server settings, as submitted.
+enum Section {
+    App(AppForm),
+    Mail(MailForm),
+    Limits(LimitsForm),
+    Cors(CorsForm),
+    Realtime(RealtimeForm),
+    Batch(BatchForm),
+}
+
+impl Section {
+    fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        match self {
+            Section::App(f) => f.patch(),
+            Section::Mail(f) => f.patch(),
+            Section::Limits(f) => f.patch(),
+            Section::Cors(f) => f.patch(),
+            Section::Realtime(f) => f.patch(),
+            Section::Batch(f) => f.patch(),
+        }
+    }
+
+    /// The form key for a field the settings store complained about.
+    fn form_key(&self, api_key: &str) -> String {
+        if api_key.starts_with("cors.origins") {
+            return "cors.origins".into();
+        }
+        if let (Section::Limits(f), Some(n)) = (self, api_key.strip_prefix("rateLimits.rules.")) {
+            if let Some(row) = n.parse().ok().and_then(|n| f.row_of_rule(n)) {
+                return format!("rateLimits.rules.{row}.label");
+            }
+        }
+        api_key.to_owned()
+    }
+
+    /// Where an error without a field is shown.
+    fn fallback(&self) -> &'static str {
+        match self {
+            Section::App(_) => "meta",
+            Section::Mail(_) => "smtp",
+            Section::Limits(_) => "rateLimits",
+            Section::Cors(_) => "cors.origins",
+            Section::Realtime(_) => "realtime",
+            Section::Batch(_) => "batch",
+        }
+    }
+
+    /// Puts the submitted values into the page shown again.
+    fn place(self, page: &mut SettingsPage) {
+        match self {
+            Section::App(f) => page.app = f,
+            Section::Mail(f) => page.mail = f,
+            Section::Limits(f) => page.limits = f,
+            Section::Cors(f) => page.cors = f,
+            Section::Realtime(f) => page.realtime = f,
+            Section::Batch(f) => page.batch = f,
+        }
+    }
+}
+
+/// Saves one section through the settings store.
+async fn save(req: &HttpRequest, admin: Admin, section: Section) -> Result<HttpResponse, AdminError> {
+    let errors = match section.patch() {
+        Err(errors) => errors,
+        Ok(patch) => match admin.state.settings.patch(&admin.state.store, patch).await {
+            Ok(_) => return Ok(saved(req)),
+            Err(e) if e.status == 400 => Errors::from_api(&e, section.fallback(), |k| section.form_key(k)),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let mut page = SettingsPage::new(req, &admin);
+    section.place(&mut page);
+    Ok(page.failed(req, errors))
+}
+
+async fn save_application(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::App(AppForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_mail(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let current = form.admin.state.settings.get();
+    let section = Section::Mail(MailForm::from_form(&form, &current));
+    save(&req, form.admin, section).await
+}
+
+async fn save_rate_limits(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Limits(LimitsForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_cors(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Cors(CorsForm::from_form(&form, &form.admin.state.config.origins));
+    save(&req, form.admin, section).await
+}
+
+async fn save_realtime(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Realtime(RealtimeForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_batch(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Batch(BatchForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+/// `POST /_/settings/tokens/{collection}`: the four token durations of one
+/// auth collection, saved as a collection update (as the API would).
+async fn save_tokens(req: HttpRequest, path: web::Path<String>, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let state = &form.admin.state;
+    let collection = state
+        .registry
+        .get(&path)
+        .filter(|c| c.def.kind == CollectionType::Auth)
+        .ok_or(AdminError::NotFound)?;
+    let name = collection.def.name.clone();
+    let edited = TokenForm::from_form(&name, &form);
+    let current = collection.def.auth_options.clone().unwrap_or_default();
+    let errors = match edited.apply(&current) {
+        Err(errors) => errors,
+        Ok(options) => {
+            let mut body = Map::new();
+            body.insert("authOptions".into(), json!(options));
+            match crate::core::collections::update(state, &collection.def.id, body).await {
+                Ok(_) => return Ok(saved(&req)),
+                Err(e) if e.status == 400 => {
+                    let fallback = edited.key("authTokenDuration");
+                    Errors::from_api(&e, &fallback, |_| fallback.clone())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let mut page = SettingsPage::new(&req, &form.admin);
+    if let Some(slot) = page.tokens.iter_mut().find(|t| t.collection == name) {
+        *slot = edited;
+    }
+    Ok(page.failed(&req, errors))
+}
+
+/// `POST /_/settings/mail/test`: sends a test mail with the saved settings
+/// (the API's `POST /api/settings/test/email`, shared code).
+async fn send_test_mail(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let test = TestMailForm {
+        email: form.text("test.email").trim().to_owned(),
+        template: form.text("test.template").to_owned(),
+    };
+    let state = &form.admin.state;
+    let errors = match crate::api::mail::send_test(state, &test.email, &test.template).await {
+        Ok(()) => {
+            let text = if state.settings.get().smtp.enabled {
+                format!("Test mail sent to {}.", test.email)
+            } else {
+                format!(
+                    "SMTP is off: the test mail was written to the dev outbox ({}).",
+                    state.mailer.outbox_dir().display()
+                )
+            };
+            return Ok(view::redirect_flash(&req, "/_/settings", "ok", &text));
+        }
+        Err(e) if e.status == 400 => Errors::from_api(&e, "test.delivery", |k| format!("test.{k}")),
+        Err(e) => return Err(e.into()),
+    };
+    let mut page = SettingsPage::new(&req, &form.admin);
+    page.test = test;
+    Ok(page.failed(&req, errors))
+}
