@@ -164,7 +164,9 @@ impl Filters {
         };
         let status_raw = get("status");
         let status = StatusClass::parse(&status_raw).unwrap_or_else(|| {
-            errors.push(format!("Unknown status class “{status_raw}”: choose one from the list."));
+            errors.push(format!(
+                "Unknown status class “{status_raw}”: choose one from the list."
+            ));
             StatusClass::All
         });
         let method = get("method").to_ascii_uppercase();
@@ -268,7 +270,7 @@ fn percent(part: u64, total: u64) -> String {
         return "–".into();
     }
     let tenths = (part * 1000 + total / 2) / total;
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{}%", tenths / 10)
     } else {
         format!("{}.{}%", tenths / 10, tenths % 10)
@@ -297,10 +299,16 @@ struct Row {
 }
 
 impl Row {
-    fn new(e: LogEntry) -> Row {
+    /// `today` is the current UTC date (`YYYY-MM-DD`): today's requests
+    /// show the time only, to the millisecond; older ones the date too.
+    fn new(e: LogEntry, today: &str) -> Row {
         let stamp = format_datetime((e.ts_us / 1000) as i64);
         Row {
-            time: stamp.trim_end_matches('Z').to_owned(),
+            time: if stamp.starts_with(today) {
+                stamp[11..23].to_owned()
+            } else {
+                stamp[..19].to_owned()
+            },
             datetime: stamp.replacen(' ', "T", 1),
             path: decode_path(&e.path).into_owned(),
             badge: match e.status {
@@ -420,6 +428,7 @@ async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminErro
         return Ok(view::render_status(&req, StatusCode::BAD_REQUEST, &tpl));
     }
     let now = now_micros();
+    let today = format_datetime((now / 1000) as i64)[..10].to_owned();
     let since = now.saturating_sub(f.window.micros());
     let n = (f.window.micros() / bucket_us) as usize;
     let mut buckets = chart::Buckets::new(now, bucket_us, n);
@@ -441,7 +450,7 @@ async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminErro
         buckets.add(e.ts_us, e.status >= 400);
         if f.before.is_none_or(|b| key < b) {
             if tpl.rows.len() < PAGE {
-                tpl.rows.push(Row::new(e));
+                tpl.rows.push(Row::new(e, &today));
                 if tpl.rows.len() == PAGE {
                     tpl.older = Some(f.url(Some(key)));
                 }
@@ -505,7 +514,10 @@ mod tests {
         let (f, errors) = Filters::parse("window=24h&status=4xx&method=get&path=%2FAPI&before=5-1");
         assert!(errors.is_empty());
         assert_eq!(f.path_lc, "/api");
-        assert_eq!((f.window, f.status, f.method.as_str()), (Window::H24, StatusClass::Class(4), "GET"));
+        assert_eq!(
+            (f.window, f.status, f.method.as_str()),
+            (Window::H24, StatusClass::Class(4), "GET")
+        );
         assert_eq!(f.before, Some(LogKey { ts_us: 5, seq: 1 }));
         assert_eq!(f.url(None), "/_/logs?window=24h&status=4xx&method=GET&path=%2FAPI");
         let (_, errors) = Filters::parse("window=1y&status=6xx&method=BREW&before=x");

@@ -220,7 +220,9 @@ impl RequestLog {
     /// the next [`RequestLog::flush`]).
     pub fn set_limits(&self, limits: LogLimits) {
         self.shared.enabled.store(limits.enabled, Ordering::Relaxed);
-        self.shared.max_age_us.store(limits.max_age_us.max(1), Ordering::Relaxed);
+        self.shared
+            .max_age_us
+            .store(limits.max_age_us.max(1), Ordering::Relaxed);
         self.shared
             .max_entries
             .store(limits.max_entries.max(1), Ordering::Relaxed);
@@ -270,7 +272,11 @@ impl RequestLog {
     /// Entries with `ts_us >= since_us`, newest first. Unreadable entries
     /// are skipped (they can only come from a newer encoding).
     pub fn newest_first(&self, since_us: u64) -> impl Iterator<Item = Result<(LogKey, LogEntry), StoreError>> {
-        let lower = LogKey { ts_us: since_us, seq: 0 }.to_bytes();
+        let lower = LogKey {
+            ts_us: since_us,
+            seq: 0,
+        }
+        .to_bytes();
         self.tree.range(lower..).rev().filter_map(|kv| match kv {
             Ok((k, v)) => {
                 let key = LogKey::from_bytes(&k)?;
@@ -399,7 +405,9 @@ impl Drain {
                 let _ = self
                     .shared
                     .stored
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| Some(s.saturating_sub(n as u64)));
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                        Some(s.saturating_sub(n as u64))
+                    });
                 n
             }
             Err(e) => {
@@ -508,7 +516,10 @@ mod tests {
 
     #[test]
     fn keys_sort_by_time_then_sequence_and_cursors_round_trip() {
-        let a = LogKey { ts_us: 5, seq: u32::MAX };
+        let a = LogKey {
+            ts_us: 5,
+            seq: u32::MAX,
+        };
         let b = LogKey { ts_us: 6, seq: 0 };
         assert!(a.to_bytes() < b.to_bytes());
         assert_eq!(LogKey::from_bytes(&a.to_bytes()), Some(a));

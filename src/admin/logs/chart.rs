@@ -166,7 +166,7 @@ pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
     let mut lines = Vec::new();
     // Y axis: 0, the middle (when a whole number) and the top.
     let mut ticks = vec![0, ymax];
-    if ymax % 2 == 0 {
+    if ymax.is_multiple_of(2) {
         ticks.insert(1, ymax / 2);
     }
     for t in ticks {
