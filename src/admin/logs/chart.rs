@@ -10,7 +10,7 @@ use crate::clock::format_datetime;
 /// The SVG's coordinate system (it scales to the container's width).
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 190.0;
-const LEFT: f64 = 44.0;
+const LEFT: f64 = 48.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 22.0;
 const BOTTOM: f64 = 22.0;
@@ -109,6 +109,15 @@ pub fn nice_ceiling(v: u64) -> u64 {
     }
 }
 
+/// An axis count in at most four characters (`950`, `2k`, `50k`, `1M`).
+fn compact(v: u64) -> String {
+    match v {
+        0..=999 => v.to_string(),
+        1_000..=999_999 => format!("{}k", v / 1_000),
+        _ => format!("{}M", v / 1_000_000),
+    }
+}
+
 /// A bucket start as a label: `HH:MM`, with the date for multi-day windows.
 fn time_label(us: u64, with_date: bool) -> String {
     let s = format_datetime((us / 1000) as i64);
@@ -175,7 +184,7 @@ pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
         labels.push(Label {
             x: n(LEFT - 6.0),
             y: n(y + 3.5),
-            text: t.to_string(),
+            text: compact(t),
             anchor: "end",
         });
     }
@@ -224,6 +233,9 @@ mod tests {
         assert_eq!(nice_ceiling(7), 10);
         assert_eq!(nice_ceiling(11), 20);
         assert_eq!(nice_ceiling(501), 1000);
+        assert_eq!(compact(500), "500");
+        assert_eq!(compact(50_000), "50k");
+        assert_eq!(compact(2_000_000), "2M");
     }
 
     #[test]
