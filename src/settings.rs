@@ -159,6 +159,38 @@ pub struct CorsSettings {
     pub origins: Option<Vec<String>>,
 }
 
+/// The request log shown on the dashboard's Logs page: every request's
+/// method, path, status, duration, ip and caller, kept for `maxDays` days
+/// and at most `maxEntries` entries (whichever is reached first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LogsSettings {
+    pub enabled: bool,
+    pub max_days: u32,
+    pub max_entries: u64,
+}
+
+impl Default for LogsSettings {
+    fn default() -> Self {
+        LogsSettings {
+            enabled: true,
+            max_days: 7,
+            max_entries: 100_000,
+        }
+    }
+}
+
+impl LogsSettings {
+    /// The limits as the store's request log applies them.
+    pub fn limits(&self) -> crate::store::logs::LogLimits {
+        crate::store::logs::LogLimits {
+            enabled: self.enabled,
+            max_age_us: u64::from(self.max_days) * 24 * 3600 * 1_000_000,
+            max_entries: self.max_entries,
+        }
+    }
+}
+
 /// All settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -169,6 +201,7 @@ pub struct Settings {
     pub batch: BatchSettings,
     pub realtime: RealtimeSettings,
     pub cors: CorsSettings,
+    pub logs: LogsSettings,
 }
 
 impl Settings {
@@ -209,6 +242,7 @@ impl SettingsStore {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?,
             None => Settings::default(),
         };
+        store.logs().set_limits(settings.logs.limits());
         Ok(SettingsStore {
             current: Arc::new(RwLock::new(Arc::new(settings))),
         })
@@ -242,6 +276,7 @@ impl SettingsStore {
                 value: Some(serde_json::to_vec(&next).expect("serialize settings")),
             }])
             .await?;
+        store.logs().set_limits(next.logs.limits());
         let next = Arc::new(next);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         Ok(next)
@@ -286,6 +321,20 @@ impl Settings {
                 "realtime.retentionEvents",
                 "validation_invalid_value",
                 "Must be at least 1.",
+            ));
+        }
+        if !(1..=3650).contains(&self.logs.max_days) {
+            return Err(ApiError::field(
+                "logs.maxDays",
+                "validation_invalid_value",
+                "Must be 1..3650.",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.logs.max_entries) {
+            return Err(ApiError::field(
+                "logs.maxEntries",
+                "validation_invalid_value",
+                "Must be 1..10000000.",
             ));
         }
         Ok(())

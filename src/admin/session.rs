@@ -96,6 +96,7 @@ impl Admin {
         if !crate::auth::constant_time_eq(key.as_bytes(), stored.key.as_bytes()) {
             return None;
         }
+        crate::api::middleware::mark_auth(req, SUPERUSERS, &stored.su);
         Some(Admin {
             state,
             superusers,

@@ -124,7 +124,9 @@ impl FromRequest for Caller {
             return ready(Err(ApiError::internal("missing app state")));
         };
         let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        ready(Ok(auth::resolve(state, header)))
+        let caller = auth::resolve(state, header);
+        super::middleware::mark_caller(req, &caller);
+        ready(Ok(caller))
     }
 }
 

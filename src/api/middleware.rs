@@ -1,4 +1,5 @@
-//! Cross-cutting HTTP concerns: one log line per request, security headers, CORS.
+//! Cross-cutting HTTP concerns: one log line and one request-log entry per
+//! request, security headers, CORS.
 
 use std::time::Instant;
 
@@ -7,13 +8,40 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::core::{Caller, SUPERUSERS};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::logs::{now_micros, LogEntry};
+
+/// Who made a request, for the request log: put in the request's
+/// extensions where the caller is resolved anyway (the `Caller` extractor,
+/// the dashboard session), read once the handler has answered. So no token
+/// is decoded twice, and the log never sees a token. Absent means guest.
+pub struct AuthLabel(pub String);
+
+/// Marks the request as made by this record (`superuser:<id>` for
+/// superusers, `<collection>:<id>` otherwise).
+pub fn mark_auth(req: &HttpRequest, collection: &str, id: &str) {
+    let label = if collection == SUPERUSERS {
+        format!("superuser:{id}")
+    } else {
+        format!("{collection}:{id}")
+    };
+    req.extensions_mut().insert(AuthLabel(label));
+}
+
+/// [`mark_auth`] for a resolved caller (guests leave no mark).
+pub fn mark_caller(req: &HttpRequest, caller: &Caller) {
+    if let Caller::Auth { collection, .. } = caller {
+        mark_auth(req, &collection.def.name, caller.id().unwrap_or_default());
+    }
+}
 
 /// Logs method, path (never the query string or headers: they can carry
-/// tokens or personal data), status, duration and peer address.
+/// tokens or personal data), status, duration and peer address, to the
+/// tracing output and to the request log (one non-blocking `try_send`).
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -26,6 +54,25 @@ pub async fn log_request(
     let status = res.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;
     tracing::info!(target: "basalt::http", %method, %path, status, micros, %ip, "request");
+    let request = res.request();
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        let log = state.store.logs();
+        if log.enabled() {
+            let auth = match request.extensions_mut().remove::<AuthLabel>() {
+                Some(AuthLabel(label)) => label,
+                None => "guest".to_owned(),
+            };
+            log.record(LogEntry {
+                ts_us: now_micros(),
+                method: method.as_str().to_owned(),
+                path,
+                status,
+                micros,
+                ip,
+                auth,
+            });
+        }
+    }
     Ok(res)
 }
 

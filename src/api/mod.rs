@@ -4,6 +4,7 @@ pub mod errors;
 pub mod extract;
 pub mod fields;
 mod handlers;
+pub mod logs;
 pub mod mail;
 pub mod middleware;
 pub mod multipart;
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(h::settings_update)),
         )
         .service(resource("/api/settings/test/email", "POST").route(web::post().to(mail::test_email)))
+        .service(resource("/api/logs", "GET").route(web::get().to(logs::list)))
         .service(
             resource("/api/realtime", "GET, POST")
                 .route(web::get().to(crate::realtime::sse::connect))

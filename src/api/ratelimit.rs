@@ -45,7 +45,9 @@ pub async fn limit(
                     });
                 verdict.err().filter(|_| {
                     let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                    !auth::resolve(state, token).is_superuser()
+                    let caller = auth::resolve(state, token);
+                    super::middleware::mark_caller(req.request(), &caller);
+                    !caller.is_superuser()
                 })
             } else {
                 None

@@ -13,12 +13,14 @@
 //!   concurrency on updates).
 //! - `idx/<collection id>/<index name>`: see [`index`].
 //! - `changes`: `seq (u64 BE)` → [`Change`] JSON.
+//! - `logs`: the request log, written by its own thread (see [`logs`]).
 //!
 //! Reads go straight to sled (lock-free, never wait for writes). Every write
 //! goes through the single [`writer`] thread, which commits groups atomically
 //! and fsyncs once per group before anyone is answered.
 
 pub mod index;
+pub mod logs;
 mod writer;
 
 use std::fs::File;
@@ -253,6 +255,8 @@ struct Shared {
     jobs: SyncSender<Job>,
     writer: Mutex<Option<JoinHandle<()>>>,
     hub: broadcast::Sender<Arc<Change>>,
+    /// The request log (its own tree and thread; not part of transactions).
+    logs: logs::RequestLog,
     /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
     /// process gets a clear message instead of sled's internal error.
     _lock: File,
@@ -312,6 +316,7 @@ impl Store {
                 head = head.max(u64::from_be_bytes(b));
             }
         }
+        let logs = logs::RequestLog::open(&db)?;
         let (hub, _) = broadcast::channel(HUB_CAPACITY);
         let (jobs, rx) = mpsc::sync_channel(WRITE_QUEUE);
         let writer = Writer::new(db.clone(), meta.clone(), changes.clone(), head, hub.clone());
@@ -326,6 +331,7 @@ impl Store {
                 jobs,
                 writer: Mutex::new(Some(handle)),
                 hub,
+                logs,
                 _lock: lock,
             }),
         };
@@ -374,7 +380,13 @@ impl Store {
         if let Some(h) = self.shared.writer.lock().ok().and_then(|mut g| g.take()) {
             let _ = h.join();
         }
+        self.shared.logs.stop();
         let _ = self.shared.db.flush();
+    }
+
+    /// The request log.
+    pub fn logs(&self) -> &logs::RequestLog {
+        &self.shared.logs
     }
 
     /// A non-owning handle (see [`WeakStore`]).

@@ -1,0 +1,560 @@
+//! The request log: one entry per HTTP request, kept in the `logs` tree of
+//! the same sled database, bounded by age and by count.
+//!
+//! The request path pays for one `try_send` into a bounded channel and
+//! nothing else: when the channel is full the entry is dropped and counted
+//! (a log must never slow down or fail a request). One background thread
+//! drains the channel and inserts what it got as one `sled::Batch`. It does
+//! not go through the store's writer: log entries are not part of record
+//! transactions and must not cost an fsync of their own (they reach disk
+//! with the next group commit's flush, or sled's periodic one).
+//!
+//! The drain thread polls (sleeps [`POLL`], then takes everything queued)
+//! while there is traffic, and blocks on the channel only when idle: a
+//! sender then never has to wake a sleeping thread, except the first one
+//! after a quiet period.
+//!
+//! Key: `timestamp µs (u64 BE) ++ sequence (u32 BE)`, so keys sort by time
+//! and two entries of the same microsecond do not collide. Value: a small
+//! binary encoding (see [`encode`]), decoded lazily by readers.
+//!
+//! Retention (at most `max_entries` entries, none older than `max_age`) is
+//! applied by the same thread after each batch, removing at most
+//! [`TRIM_BATCH`] of the oldest entries per round, so no single sled batch
+//! is ever large.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// How many entries may wait for the drain thread; beyond that they are
+/// dropped (and counted). At 50k requests/s this is ~300 ms of traffic,
+/// far more than one [`POLL`] interval.
+pub const QUEUE: usize = 16_384;
+
+/// How long the drain thread sleeps between rounds while there is traffic.
+const POLL: Duration = Duration::from_millis(10);
+
+/// How long it blocks when idle before applying age-based retention anyway.
+const IDLE_TICK: Duration = Duration::from_secs(5);
+
+/// Most entries inserted by one sled batch.
+const INSERT_BATCH: usize = 4096;
+
+/// Most entries removed by one retention round (one sled batch).
+pub const TRIM_BATCH: usize = 4096;
+
+/// Most retention rounds between two drains (when not flushing): a lowered
+/// limit is caught up within a few polls without starving new entries.
+const TRIM_ROUNDS: usize = 8;
+
+/// Longest path kept (bytes); longer ones are cut at a character boundary.
+const MAX_PATH: usize = 2048;
+
+/// Longest auth label kept (bytes).
+const MAX_AUTH: usize = 256;
+
+/// One logged request. Plain data: the store knows nothing of HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// When the request finished, microseconds since the Unix epoch.
+    pub ts_us: u64,
+    pub method: String,
+    /// The request path as received (percent-encoded, never the query).
+    pub path: String,
+    pub status: u16,
+    /// Time to produce the response head, in microseconds.
+    pub micros: u64,
+    pub ip: String,
+    /// `guest`, `superuser:<id>` or `<collection>:<id>`.
+    pub auth: String,
+}
+
+/// Where an entry sits in the tree (also the dashboard's paging cursor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogKey {
+    pub ts_us: u64,
+    pub seq: u32,
+}
+
+impl LogKey {
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut k = [0u8; 12];
+        k[..8].copy_from_slice(&self.ts_us.to_be_bytes());
+        k[8..].copy_from_slice(&self.seq.to_be_bytes());
+        k
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<LogKey> {
+        if b.len() != 12 {
+            return None;
+        }
+        Some(LogKey {
+            ts_us: u64::from_be_bytes(b[..8].try_into().ok()?),
+            seq: u32::from_be_bytes(b[8..].try_into().ok()?),
+        })
+    }
+
+    /// A URL-safe text form (`<ts>-<seq>`), for "older" links.
+    pub fn to_cursor(self) -> String {
+        format!("{}-{}", self.ts_us, self.seq)
+    }
+
+    pub fn parse_cursor(s: &str) -> Option<LogKey> {
+        let (ts, seq) = s.split_once('-')?;
+        Some(LogKey {
+            ts_us: ts.parse().ok()?,
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+/// Retention and on/off, as the settings say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    pub enabled: bool,
+    pub max_age_us: u64,
+    pub max_entries: u64,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            enabled: true,
+            max_age_us: 7 * 24 * 3600 * 1_000_000,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// The current microsecond since the Unix epoch (0 before 1970).
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+enum Msg {
+    Entry(LogEntry),
+    /// Answered once everything sent before it is written and retention
+    /// has fully caught up.
+    Flush(oneshot::Sender<()>),
+    Stop,
+}
+
+/// What the request path and the drain thread share.
+struct Shared {
+    enabled: AtomicBool,
+    max_age_us: AtomicU64,
+    max_entries: AtomicU64,
+    dropped: AtomicU64,
+    /// Entries in the tree (counted once at open, then kept by the thread).
+    stored: AtomicU64,
+}
+
+/// Cheap-clone handle to the request log.
+#[derive(Clone)]
+pub struct RequestLog {
+    tx: SyncSender<Msg>,
+    tree: sled::Tree,
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl RequestLog {
+    /// Opens the `logs` tree and starts the drain thread.
+    pub(super) fn open(db: &sled::Db) -> Result<RequestLog, StoreError> {
+        let tree = db.open_tree("logs")?;
+        let stored = tree.len() as u64;
+        let next_seq = match tree.last()? {
+            Some((k, _)) => LogKey::from_bytes(&k).map_or(0, |k| k.seq.wrapping_add(1)),
+            None => 0,
+        };
+        let limits = LogLimits::default();
+        let shared = Arc::new(Shared {
+            enabled: AtomicBool::new(limits.enabled),
+            max_age_us: AtomicU64::new(limits.max_age_us),
+            max_entries: AtomicU64::new(limits.max_entries),
+            dropped: AtomicU64::new(0),
+            stored: AtomicU64::new(stored),
+        });
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let drain = Drain {
+            tree: tree.clone(),
+            shared: shared.clone(),
+            seq: next_seq,
+        };
+        let handle = std::thread::Builder::new()
+            .name("basalt-logs".into())
+            .spawn(move || drain.run(rx))?;
+        Ok(RequestLog {
+            tx,
+            tree,
+            shared,
+            thread: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Whether requests should be logged (read on every request: one
+    /// relaxed atomic load).
+    pub fn enabled(&self) -> bool {
+        self.shared.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Queues an entry without ever blocking; drops it (and counts the drop)
+    /// when the queue is full.
+    pub fn record(&self, entry: LogEntry) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Entry(entry)) {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Applies new settings; retention catches up in the background (or at
+    /// the next [`RequestLog::flush`]).
+    pub fn set_limits(&self, limits: LogLimits) {
+        self.shared.enabled.store(limits.enabled, Ordering::Relaxed);
+        self.shared
+            .max_age_us
+            .store(limits.max_age_us.max(1), Ordering::Relaxed);
+        self.shared
+            .max_entries
+            .store(limits.max_entries.max(1), Ordering::Relaxed);
+    }
+
+    /// Waits until every entry queued before this call is in the tree and
+    /// retention has caught up (tests and "what I just did" views).
+    pub async fn flush(&self) {
+        let (reply, done) = oneshot::channel();
+        match self.tx.try_send(Msg::Flush(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(msg)) => {
+                // Only under overload: wait for room off the async worker.
+                let tx = self.tx.clone();
+                if tokio::task::spawn_blocking(move || tx.send(msg)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = done.await;
+    }
+
+    /// Writes what is queued and stops the drain thread (at shutdown,
+    /// before the store's final flush).
+    pub(super) fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(h) = self.thread.lock().ok().and_then(|mut g| g.take()) {
+            let _ = h.join();
+        }
+    }
+
+    /// Entries currently stored.
+    pub fn len(&self) -> u64 {
+        self.shared.stored.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries dropped because the queue was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Entries with `ts_us >= since_us`, newest first. Unreadable entries
+    /// are skipped (they can only come from a newer encoding).
+    pub fn newest_first(&self, since_us: u64) -> impl Iterator<Item = Result<(LogKey, LogEntry), StoreError>> {
+        let lower = LogKey {
+            ts_us: since_us,
+            seq: 0,
+        }
+        .to_bytes();
+        self.tree.range(lower..).rev().filter_map(|kv| match kv {
+            Ok((k, v)) => {
+                let key = LogKey::from_bytes(&k)?;
+                decode(key.ts_us, &v).map(|e| Ok((key, e)))
+            }
+            Err(e) => Some(Err(StoreError::from(e))),
+        })
+    }
+}
+
+/// The drain thread's state.
+struct Drain {
+    tree: sled::Tree,
+    shared: Arc<Shared>,
+    seq: u32,
+}
+
+impl Drain {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut entries: Vec<LogEntry> = Vec::with_capacity(INSERT_BATCH);
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut busy = false;
+        loop {
+            let mut stop = false;
+            let mut disconnected = false;
+            if busy {
+                std::thread::sleep(POLL);
+            } else {
+                // Idle: block (one wake-up for the next request).
+                match rx.recv_timeout(IDLE_TICK) {
+                    Ok(msg) => stop = self.take(msg, &mut entries, &mut waiters),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => disconnected = true,
+                }
+            }
+            busy = false;
+            while !stop && !disconnected {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        busy = true;
+                        stop = self.take(msg, &mut entries, &mut waiters);
+                        if entries.len() >= INSERT_BATCH {
+                            self.insert(&mut entries);
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => disconnected = true,
+                }
+            }
+            busy |= !entries.is_empty();
+            self.insert(&mut entries);
+            // Catch up in bounded rounds; a flush (or the end) waits for all.
+            let rounds = if waiters.is_empty() && !stop && !disconnected {
+                TRIM_ROUNDS
+            } else {
+                usize::MAX
+            };
+            for _ in 0..rounds {
+                if self.trim_round() < TRIM_BATCH {
+                    break;
+                }
+            }
+            for w in waiters.drain(..) {
+                let _ = w.send(());
+            }
+            if stop || disconnected {
+                return;
+            }
+        }
+    }
+
+    /// Files one message; returns true for `Stop`.
+    fn take(&mut self, msg: Msg, entries: &mut Vec<LogEntry>, waiters: &mut Vec<oneshot::Sender<()>>) -> bool {
+        match msg {
+            Msg::Entry(e) => entries.push(e),
+            Msg::Flush(w) => waiters.push(w),
+            Msg::Stop => return true,
+        }
+        false
+    }
+
+    fn insert(&mut self, entries: &mut Vec<LogEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut batch = sled::Batch::default();
+        let n = entries.len() as u64;
+        for e in entries.drain(..) {
+            let key = LogKey {
+                ts_us: e.ts_us,
+                seq: self.seq,
+            };
+            self.seq = self.seq.wrapping_add(1);
+            batch.insert(&key.to_bytes(), encode(&e));
+        }
+        match self.tree.apply_batch(batch) {
+            Ok(()) => {
+                self.shared.stored.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, entries = n, "request log write failed; entries lost"),
+        }
+    }
+
+    /// Removes up to [`TRIM_BATCH`] of the oldest entries that are over the
+    /// count limit or older than the age limit; returns how many went.
+    fn trim_round(&mut self) -> usize {
+        let stored = self.shared.stored.load(Ordering::Relaxed);
+        let over = stored.saturating_sub(self.shared.max_entries.load(Ordering::Relaxed));
+        let cutoff = now_micros().saturating_sub(self.shared.max_age_us.load(Ordering::Relaxed));
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for key in self.tree.iter().keys() {
+            let Ok(key) = key else { break };
+            let old = LogKey::from_bytes(&key).is_none_or(|k| k.ts_us < cutoff);
+            if n >= TRIM_BATCH || ((n as u64) >= over && !old) {
+                break;
+            }
+            batch.remove(key);
+            n += 1;
+        }
+        if n == 0 {
+            return 0;
+        }
+        match self.tree.apply_batch(batch) {
+            Ok(()) => {
+                let _ = self
+                    .shared
+                    .stored
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                        Some(s.saturating_sub(n as u64))
+                    });
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "request log trim failed; retried later");
+                0
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Version byte of the value encoding.
+const V1: u8 = 1;
+
+/// `1 ++ status u16 ++ micros u64 ++ (len u16 ++ bytes) × [method, path,
+/// ip, auth]`, all big-endian: smaller than JSON (no field names, no
+/// quoting) and decoded without a parser.
+pub fn encode(e: &LogEntry) -> Vec<u8> {
+    let fields = [
+        clip(&e.method, 32),
+        clip(&e.path, MAX_PATH),
+        clip(&e.ip, 64),
+        clip(&e.auth, MAX_AUTH),
+    ];
+    let mut out = Vec::with_capacity(11 + 8 + fields.iter().map(|f| f.len()).sum::<usize>());
+    out.push(V1);
+    out.extend_from_slice(&e.status.to_be_bytes());
+    out.extend_from_slice(&e.micros.to_be_bytes());
+    for f in fields {
+        out.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        out.extend_from_slice(f.as_bytes());
+    }
+    out
+}
+
+/// The inverse of [`encode`]; `None` for anything else.
+pub fn decode(ts_us: u64, b: &[u8]) -> Option<LogEntry> {
+    if b.first() != Some(&V1) || b.len() < 11 {
+        return None;
+    }
+    let status = u16::from_be_bytes(b[1..3].try_into().ok()?);
+    let micros = u64::from_be_bytes(b[3..11].try_into().ok()?);
+    let mut rest = &b[11..];
+    let mut next = || -> Option<String> {
+        let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let s = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_owned();
+        rest = &rest[2 + len..];
+        Some(s)
+    };
+    Some(LogEntry {
+        ts_us,
+        method: next()?,
+        path: next()?,
+        ip: next()?,
+        auth: next()?,
+        status,
+        micros,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ts_us: u64) -> LogEntry {
+        LogEntry {
+            ts_us,
+            method: "GET".into(),
+            path: "/api/héllo".into(),
+            status: 404,
+            micros: 1234,
+            ip: "127.0.0.1".into(),
+            auth: "users:abc".into(),
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let e = entry(42);
+        assert_eq!(decode(42, &encode(&e)), Some(e));
+        assert_eq!(decode(1, b""), None);
+        assert_eq!(decode(1, b"{\"json\":1}"), None);
+        let mut cut = encode(&entry(1));
+        cut.pop();
+        assert_eq!(decode(1, &cut), None);
+    }
+
+    #[test]
+    fn long_fields_are_clipped_at_char_boundaries() {
+        let mut e = entry(1);
+        e.path = format!("/{}", "é".repeat(MAX_PATH));
+        let back = decode(1, &encode(&e)).expect("decodes");
+        assert!(back.path.len() <= MAX_PATH && back.path.starts_with("/é"));
+    }
+
+    #[test]
+    fn keys_sort_by_time_then_sequence_and_cursors_round_trip() {
+        let a = LogKey {
+            ts_us: 5,
+            seq: u32::MAX,
+        };
+        let b = LogKey { ts_us: 6, seq: 0 };
+        assert!(a.to_bytes() < b.to_bytes());
+        assert_eq!(LogKey::from_bytes(&a.to_bytes()), Some(a));
+        assert_eq!(LogKey::parse_cursor(&b.to_cursor()), Some(b));
+        assert_eq!(LogKey::parse_cursor("x-1"), None);
+    }
+
+    #[test]
+    fn drain_writes_batches_and_trims_to_the_limits() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = sled::Config::new().path(dir.path()).temporary(true).open().expect("db");
+        let log = RequestLog::open(&db).expect("open");
+        let now = now_micros();
+        for i in 0..10 {
+            log.record(entry(now + i));
+        }
+        // One very old entry: gone by age, whatever the count.
+        log.record(entry(1));
+        rt.block_on(log.flush());
+        assert_eq!(log.len(), 10);
+        let newest: Vec<u64> = log.newest_first(0).map(|r| r.expect("read").1.ts_us).collect();
+        assert_eq!(newest, (0..10).rev().map(|i| now + i).collect::<Vec<_>>());
+        log.set_limits(LogLimits {
+            enabled: true,
+            max_age_us: 3600 * 1_000_000,
+            max_entries: 3,
+        });
+        rt.block_on(log.flush());
+        assert_eq!(log.len(), 3);
+        let kept: Vec<u64> = log.newest_first(0).map(|r| r.expect("read").1.ts_us).collect();
+        assert_eq!(kept, vec![now + 9, now + 8, now + 7]);
+        log.stop();
+    }
+}
