@@ -114,7 +114,12 @@ async fn delete_chunk(
 
 /// The ids matching `filter`, via the list API (cursor paging where an
 /// index serves the order, pages otherwise).
-fn matching_ids(state: &AppState, coll: &CompiledCollection, filter: &str, req: &RequestInfo) -> Result<Vec<String>, ApiError> {
+fn matching_ids(
+    state: &AppState,
+    coll: &CompiledCollection,
+    filter: &str,
+    req: &RequestInfo,
+) -> Result<Vec<String>, ApiError> {
     let mut ids = Vec::new();
     let mut params = ListParams {
         page: 1,
@@ -185,11 +190,20 @@ async fn run(state: AppState, coll: Arc<CompiledCollection>, job: Arc<Job>, req:
 }
 
 /// `POST …/records/bulk-delete` with `ids` (repeated) and `back` (the list's query).
-pub async fn delete_selected(req: HttpRequest, form: AdminForm, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+pub async fn delete_selected(
+    req: HttpRequest,
+    form: AdminForm,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
     let admin = &form.admin;
     let coll = collection(admin, &path)?;
     let back = back_to_list(&coll, form.text("back"));
-    let ids: Vec<String> = form.all("ids").into_iter().filter(|i| !i.is_empty()).map(str::to_owned).collect();
+    let ids: Vec<String> = form
+        .all("ids")
+        .into_iter()
+        .filter(|i| !i.is_empty())
+        .map(str::to_owned)
+        .collect();
     if ids.is_empty() {
         return Ok(view::redirect_flash(&req, &back, "error", "No records were selected."));
     }
@@ -206,7 +220,11 @@ pub async fn delete_selected(req: HttpRequest, form: AdminForm, path: web::Path<
         total.missing += o.missing;
         total.refused.extend(o.refused);
     }
-    let mut text = format!("Deleted {} record{}.", total.deleted, if total.deleted == 1 { "" } else { "s" });
+    let mut text = format!(
+        "Deleted {} record{}.",
+        total.deleted,
+        if total.deleted == 1 { "" } else { "s" }
+    );
     if total.missing > 0 {
         text.push_str(&format!(" {} were already gone.", total.missing));
     }
@@ -261,7 +279,11 @@ pub async fn start_job(req: HttpRequest, form: AdminForm, path: web::Path<String
     });
     let id = register(job.clone());
     actix_web::rt::spawn(run(admin.state.clone(), coll.clone(), job, request));
-    Ok(view::see_other(&format!("{}/jobs/{}", list_path(&coll), view::enc(&id))))
+    Ok(view::see_other(&format!(
+        "{}/jobs/{}",
+        list_path(&coll),
+        view::enc(&id)
+    )))
 }
 
 #[derive(Template)]
@@ -289,7 +311,9 @@ pub async fn job_page(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminError> {
     let coll = collection(&admin, &path.0)?;
-    let job = find(&path.1).filter(|j| j.collection == coll.def.name).ok_or(AdminError::NotFound)?;
+    let job = find(&path.1)
+        .filter(|j| j.collection == coll.def.name)
+        .ok_or(AdminError::NotFound)?;
     let p = job.snapshot();
     let handled = p.deleted + p.missing + p.refused;
     let tpl = JobPage {
@@ -303,7 +327,9 @@ pub async fn job_page(
         missing: p.missing,
         refused: p.refused,
         message: p.message,
-        percent: (handled * 100).checked_div(p.total).unwrap_or(if p.finished.is_some() { 100 } else { 0 }),
+        percent: (handled * 100)
+            .checked_div(p.total)
+            .unwrap_or(if p.finished.is_some() { 100 } else { 0 }),
         running: p.finished.is_none(),
     };
     Ok(view::render(&req, &tpl))

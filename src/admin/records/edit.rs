@@ -127,7 +127,9 @@ fn raw_body(coll: &CompiledCollection, record: Option<&Value>) -> String {
         .and_then(Value::as_object)
         .map(|r| {
             r.iter()
-                .filter(|(k, _)| !is_system_field(k, auth) || matches!(k.as_str(), "email" | "emailVisibility" | "verified"))
+                .filter(|(k, _)| {
+                    !is_system_field(k, auth) || matches!(k.as_str(), "email" | "emailVisibility" | "verified")
+                })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         })
@@ -220,7 +222,12 @@ pub async fn create(req: HttpRequest, form: AdminForm, path: web::Path<String>) 
         Ok(created) => {
             let rec: Value = serde_json::from_str(created.get()).unwrap_or_default();
             let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
-            Ok(view::redirect_flash(&req, &record_path(&coll, id), "ok", "Record created."))
+            Ok(view::redirect_flash(
+                &req,
+                &record_path(&coll, id),
+                "ok",
+                "Record created.",
+            ))
         }
         Err(e) => {
             let e = refused(e)?;
@@ -274,7 +281,12 @@ pub async fn update(
     };
     let req_info = admin.request("PATCH");
     match records::update_unsetting(&admin.state, &coll, &path.1, body, &unset, "", &req_info).await {
-        Ok(_) => Ok(view::redirect_flash(&req, &record_path(&coll, &path.1), "ok", "Record saved.")),
+        Ok(_) => Ok(view::redirect_flash(
+            &req,
+            &record_path(&coll, &path.1),
+            "ok",
+            "Record saved.",
+        )),
         Err(e) => {
             let e = refused(e)?;
             Ok(show_refusal(v, &e, raw).render(&req, admin, StatusCode::BAD_REQUEST))

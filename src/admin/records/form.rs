@@ -100,7 +100,13 @@ impl Field {
         self.input_type = "";
         self.parse = Parse::Json;
         self.options.clear();
-        for a in [&mut self.min, &mut self.max, &mut self.step, &mut self.minlength, &mut self.maxlength] {
+        for a in [
+            &mut self.min,
+            &mut self.max,
+            &mut self.step,
+            &mut self.minlength,
+            &mut self.maxlength,
+        ] {
             a.clear();
         }
         self.hint = join_hint(why, &self.hint);
@@ -164,8 +170,7 @@ impl Field {
             Parse::Text | Parse::Multiline | Parse::EnumText => Value::String(self.value.clone()),
             Parse::Password => Value::String(text.to_owned()),
             Parse::DateTime => Value::String(
-                from_local(text.trim())
-                    .ok_or("Enter a date and time such as 2024-05-01T13:45:00 (UTC).".to_owned())?,
+                from_local(text.trim()).ok_or("Enter a date and time such as 2024-05-01T13:45:00 (UTC).".to_owned())?,
             ),
             Parse::Number => Value::Number(parse_number(text.trim()).ok_or("Must be a number.".to_owned())?),
             Parse::Integer => Value::from(
@@ -215,7 +220,10 @@ fn option_value(v: &Value, json: bool) -> String {
 }
 
 fn number_attr(p: &Value, key: &str) -> String {
-    p.get(key).and_then(Value::as_number).map(|n| n.to_string()).unwrap_or_default()
+    p.get(key)
+        .and_then(Value::as_number)
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 /// The control for one schema property.
@@ -451,9 +459,31 @@ fn parse_stamp(s: &str) -> Option<(i64, String)> {
         }
         _ => return None,
     };
-    let month_days = [31, if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) {
+            29
+        } else {
+            28
+        },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     let valid = (1..=12).contains(&mo) && d >= 1 && d <= month_days[(mo - 1) as usize] && h < 24 && mi < 60 && sec < 60;
-    valid.then(|| (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset, frac))
+    valid.then(|| {
+        (
+            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset,
+            frac,
+        )
+    })
 }
 
 /// A stored RFC 3339 time as a `datetime-local` value in UTC
@@ -466,7 +496,11 @@ pub fn to_local(stored: &str) -> Option<String> {
         return None; // outside years 0000-9999
     }
     let base = text[..19].replacen(' ', "T", 1);
-    Some(if frac.is_empty() { base } else { format!("{base}.{frac}") })
+    Some(if frac.is_empty() {
+        base
+    } else {
+        format!("{base}.{frac}")
+    })
 }
 
 /// A `datetime-local` value (taken as UTC) as an RFC 3339 time ending in Z.
@@ -495,7 +529,14 @@ mod tests {
         assert_eq!(from_local("2024-05-01T10:20").unwrap(), "2024-05-01T10:20:00Z");
         assert_eq!(from_local("2024-05-01T10:20:30").unwrap(), "2024-05-01T10:20:30Z");
         assert_eq!(from_local("2024-05-01T10:20:30.5").unwrap(), "2024-05-01T10:20:30.5Z");
-        for bad in ["", "2024-13-01T00:00", "2023-02-29T00:00", "2024-05-01", "2024-05-01T25:00", "soon"] {
+        for bad in [
+            "",
+            "2024-13-01T00:00",
+            "2023-02-29T00:00",
+            "2024-05-01",
+            "2024-05-01T25:00",
+            "soon",
+        ] {
             assert_eq!(from_local(bad), None, "{bad}");
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);

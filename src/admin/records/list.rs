@@ -287,9 +287,17 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
             let text = if fields.is_empty() {
                 e.message.clone()
             } else {
-                fields.iter().map(|(k, m)| format!("{k}: {m}")).collect::<Vec<_>>().join("; ")
+                fields
+                    .iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             };
-            (None, text, StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST))
+            (
+                None,
+                text,
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            )
         }
         Err(e) => return Err(e.into()),
     };
@@ -338,7 +346,12 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
         })
         .unwrap_or_default();
     let tpl = ListPage {
-        page: Page::new(&req, &admin, coll.def.name.clone(), format!("records:{}", coll.def.name)),
+        page: Page::new(
+            &req,
+            &admin,
+            coll.def.name.clone(),
+            format!("records:{}", coll.def.name),
+        ),
         name: coll.def.name.clone(),
         auth: coll.is_auth(),
         choices: all
@@ -358,7 +371,11 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
             .iter()
             .map(|&n| PerPage {
                 n,
-                href: ListQuery { per_page: n, ..q.first() }.href(&base),
+                href: ListQuery {
+                    per_page: n,
+                    ..q.first()
+                }
+                .href(&base),
                 current: n == q.per_page,
             })
             .collect(),

@@ -35,8 +35,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(edit::new_page))
                 .route(web::post().to(edit::create)),
         )
-        .route("/collections/{c}/records/bulk-delete", web::post().to(bulk::delete_selected))
-        .route("/collections/{c}/records/delete-matching", web::post().to(bulk::start_job))
+        .route(
+            "/collections/{c}/records/bulk-delete",
+            web::post().to(bulk::delete_selected),
+        )
+        .route(
+            "/collections/{c}/records/delete-matching",
+            web::post().to(bulk::start_job),
+        )
         .route("/collections/{c}/records/jobs/{job}", web::get().to(bulk::job_page))
         .service(
             web::resource("/collections/{c}/records/{id}")
@@ -49,8 +55,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/collections/{c}/records/{id}/send-verification",
             web::post().to(users::send_verification),
         )
-        .route("/collections/{c}/records/{id}/send-reset", web::post().to(users::send_reset))
-        .route("/collections/{c}/records/{id}/impersonate", web::post().to(users::impersonate));
+        .route(
+            "/collections/{c}/records/{id}/send-reset",
+            web::post().to(users::send_reset),
+        )
+        .route(
+            "/collections/{c}/records/{id}/impersonate",
+            web::post().to(users::impersonate),
+        );
 }
 
 /// The collection named (or identified) in the URL.

@@ -44,7 +44,16 @@ pub async fn verify(req: HttpRequest, form: AdminForm, path: Path) -> Result<Htt
     let mut body = Map::new();
     body.insert("verified".into(), Value::Bool(true));
     let back = record_path(&coll, &path.1);
-    match records::update(&form.admin.state, &coll, &path.1, body, "", &form.admin.request("PATCH")).await {
+    match records::update(
+        &form.admin.state,
+        &coll,
+        &path.1,
+        body,
+        "",
+        &form.admin.request("PATCH"),
+    )
+    .await
+    {
         Ok(_) => Ok(view::redirect_flash(&req, &back, "ok", "The account is now verified.")),
         Err(e) if e.status < 500 => Ok(view::redirect_flash(&req, &back, "error", &error_text(&e))),
         Err(e) => Err(e.into()),
@@ -110,7 +119,11 @@ struct TokenPage {
 pub async fn impersonate(req: HttpRequest, form: AdminForm, path: Path) -> Result<HttpResponse, AdminError> {
     let (coll, rec) = account(&form, &path)?;
     let answer = auth::impersonate(&form.admin.state, &coll, &path.1, None)?;
-    let token = answer.get("token").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let token = answer
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let minutes = coll
         .def
         .auth_options
