@@ -138,6 +138,8 @@ pub(super) struct Head {
     /// `ascending` / `descending` on the sorted column, else empty.
     pub aria: &'static str,
     pub arrow: &'static str,
+    /// A number column (right-aligned like its cells).
+    pub num: bool,
 }
 
 pub(super) struct Cell {
@@ -172,6 +174,8 @@ struct ListPage {
     rows: Vec<Row>,
     filter: String,
     sort: String,
+    /// The sort applied (the default when the query names none).
+    sorted_by: String,
     cols: String,
     per_page: usize,
     per_page_links: Vec<PerPage>,
@@ -231,7 +235,15 @@ fn cell(v: Option<&Value>) -> Cell {
 }
 
 /// Header links: clicking the sorted column flips its direction.
-fn heads(q: &ListQuery, visible: &[String], base: &str) -> Vec<Head> {
+fn heads(q: &ListQuery, visible: &[String], base: &str, coll: &CompiledCollection) -> Vec<Head> {
+    let props = properties(coll);
+    let numeric = |c: &str| {
+        props
+            .get(c)
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "number" || t == "integer")
+    };
     let current = q.effective_sort();
     visible
         .iter()
@@ -249,6 +261,7 @@ fn heads(q: &ListQuery, visible: &[String], base: &str) -> Vec<Head> {
                 ..q.first()
             };
             Head {
+                num: numeric(c),
                 name: c.clone(),
                 href: link.href(base),
                 aria,
@@ -361,7 +374,8 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
                 checked: visible.contains(c),
             })
             .collect(),
-        heads: heads(&q, &[vec!["id".to_owned()], visible.clone()].concat(), &base),
+        heads: heads(&q, &[vec!["id".to_owned()], visible.clone()].concat(), &base, &coll),
+        sorted_by: q.effective_sort().to_owned(),
         rows,
         filter: q.filter.clone(),
         sort: q.sort.clone(),

@@ -111,7 +111,20 @@ struct TokenPage {
     id: String,
     email: String,
     token: String,
-    minutes: u64,
+    /// How long the token works, in words ("7 days"), or empty if unknown.
+    valid_for: String,
+}
+
+/// Seconds in the largest whole unit: "7 days", "2 hours", "90 minutes".
+fn duration_text(secs: u64) -> String {
+    let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match secs {
+        0 => String::new(),
+        s if s % 86_400 == 0 => plural(s / 86_400, "day"),
+        s if s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
 }
 
 /// `POST …/{id}/impersonate`: a page (never a redirect, so the token is in
@@ -124,11 +137,11 @@ pub async fn impersonate(req: HttpRequest, form: AdminForm, path: Path) -> Resul
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let minutes = coll
+    let seconds = coll
         .def
         .auth_options
         .as_ref()
-        .map(|o| o.auth_token_duration / 60)
+        .map(|o| o.auth_token_duration)
         .unwrap_or_default();
     let tpl = TokenPage {
         page: Page::new(&req, &form.admin, "Impersonate", format!("records:{}", coll.def.name)),
@@ -137,7 +150,7 @@ pub async fn impersonate(req: HttpRequest, form: AdminForm, path: Path) -> Resul
         id: path.1.clone(),
         email: email_of(&rec),
         token,
-        minutes,
+        valid_for: duration_text(seconds),
     };
     Ok(view::render(&req, &tpl))
 }

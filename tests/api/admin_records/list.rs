@@ -31,6 +31,9 @@ async fn list_shows_records_and_pages_need_a_session() {
         format!("{LIST}/{}/delete", ids[0]),
         format!("{LIST}/bulk-delete"),
         format!("{LIST}/delete-matching"),
+        "/_/collections/users/records/x/verify".to_owned(),
+        "/_/collections/users/records/x/send-reset".to_owned(),
+        "/_/collections/users/records/x/impersonate".to_owned(),
     ] {
         let r = guest
             .send_form(&path, &[("_csrf", "x"), ("ids", &ids[0]), ("title", "x")])

@@ -88,6 +88,7 @@ async fn auth_user_actions_verify_mail_and_impersonate() {
     assert!(r.location().is_empty());
     assert_eq!(r.header("cache-control"), "no-store");
     r.assert_has("data-copy=\"impersonate-token\"");
+    r.assert_has("acts as this user for 7 days");
     let token = attr_after(&r.body, "id=\"impersonate-token\"", "value").expect("token input");
     assert!(token.len() > 40);
     r.assert_has("readonly");
