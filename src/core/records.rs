@@ -315,7 +315,9 @@ pub async fn update(
 /// [`update`] that also removes the user fields named in `unset` before the
 /// body is merged. A PATCH body can only replace values, but a form (the
 /// dashboard's record editor) must be able to clear an optional field, so
-/// "absent" stays expressible. System fields are never removed.
+/// "absent" stays expressible. System fields are never removed. The
+/// updateRule sees the record with those fields already removed (only the
+/// dashboard, as a superuser, calls this with a non-empty `unset`).
 pub async fn update_unsetting(
     state: &AppState,
     coll: &Arc<CompiledCollection>,

@@ -131,3 +131,38 @@ async fn delete_matching_runs_as_a_job_with_progress() {
     let other = job.replace("/events/", "/users/");
     assert_eq!(b.get(&other).await.status, 404);
 }
+
+#[actix_web::test]
+async fn bulk_delete_keeps_the_last_superuser() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/api/collections/_superusers/records",
+            json!({"email": "two@example.com", "password": "password-2", "passwordConfirm": "password-2"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let two = r.body["id"].as_str().unwrap().to_owned();
+    let list = app
+        .get("/api/collections/_superusers/records?filter=email%3D%27root%40example.com%27")
+        .await;
+    let root = list.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let mut b = Browser::login(&app).await;
+    let path = "/_/collections/_superusers/records";
+    b.get(path).await;
+    // Both in one write: each alone would pass the guard, together they must not.
+    let r = b
+        .post(&format!("{path}/bulk-delete"), &[("ids", &two), ("ids", &root)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(path).await;
+    page.assert_has("Deleted 1 record. 1 not deleted");
+    page.assert_has("The last superuser cannot be deleted.");
+    assert_eq!(total(&app, "_superusers", "").await, 1);
+    assert_eq!(
+        app.get(&format!("/api/collections/_superusers/records/{root}"))
+            .await
+            .status,
+        200
+    );
+}
