@@ -309,6 +309,24 @@ pub async fn update(
     expand: &str,
     req: &RequestInfo,
 ) -> Result<RawJson, ApiError> {
+    update_unsetting(state, coll, id, body, &[], expand, req).await
+}
+
+/// [`update`] that also removes the user fields named in `unset` before the
+/// body is merged. A PATCH body can only replace values, but a form (the
+/// dashboard's record editor) must be able to clear an optional field, so
+/// "absent" stays expressible. System fields are never removed. The
+/// updateRule sees the record with those fields already removed (only the
+/// dashboard, as a superuser, calls this with a non-empty `unset`).
+pub async fn update_unsetting(
+    state: &AppState,
+    coll: &Arc<CompiledCollection>,
+    id: &str,
+    body: Map<String, Value>,
+    unset: &[String],
+    expand: &str,
+    req: &RequestInfo,
+) -> Result<RawJson, ApiError> {
     if rules::access(&coll.rules.update, &req.caller) == Access::Locked {
         return Err(locked());
     }
@@ -318,7 +336,15 @@ pub async fn update(
     let _turn = state.record_lock(&coll.def.id, id).lock().await;
     for _ in 0..UPDATE_ATTEMPTS {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
-        let data = plan_update(state, coll, &stored.data, body.clone(), req).await?;
+        let mut current = stored.data;
+        if let Some(doc) = current.as_object_mut() {
+            for key in unset {
+                if !crate::schema::record::is_system_field(key, coll.is_auth()) {
+                    doc.remove(key);
+                }
+            }
+        }
+        let data = plan_update(state, coll, &current, body.clone(), req).await?;
         check_relations(state, coll, &data, &|_, _| None)?;
         let result = state
             .store
@@ -372,6 +398,69 @@ pub async fn delete(
                 other?;
                 return Ok(());
             }
+        }
+    }
+    Err(WriteError::Conflict.into())
+}
+
+/// What [`delete_many`] did.
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    pub deleted: usize,
+    /// Ids that were already gone.
+    pub missing: usize,
+    /// Ids the deleteRule (or the last-superuser guard) kept, with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Deletes several records of one collection in **one** store write (one
+/// transaction, one fsync, one realtime event per record), each checked like
+/// [`delete`]. Records already gone are counted, refused ones reported; a
+/// record changed while planning makes the write re-plan. Callers keep
+/// `ids` to a few hundred (bulk deletes go chunk by chunk).
+pub async fn delete_many(
+    state: &AppState,
+    coll: &Arc<CompiledCollection>,
+    ids: &[String],
+    req: &RequestInfo,
+) -> Result<DeleteOutcome, ApiError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let mut out = DeleteOutcome::default();
+        let mut ops = Vec::with_capacity(ids.len());
+        let superusers = coll.def.name == SUPERUSERS;
+        for id in ids {
+            let Some(stored) = state.store.get(&coll.def.id, id)? else {
+                out.missing += 1;
+                continue;
+            };
+            // `check_delete` looks at the stored count, which does not yet
+            // include this write's other deletions.
+            let last_superuser = superusers && state.store.count(&coll.def.id) <= ops.len() as u64 + 1;
+            let checked = if last_superuser {
+                Err(ApiError::bad_request("The last superuser cannot be deleted."))
+            } else {
+                check_delete(state, coll, &stored.data, req)
+            };
+            match checked {
+                Ok(()) => ops.push(WriteOp::DeleteRecord {
+                    collection_id: coll.def.id.clone(),
+                    id: id.clone(),
+                    expect: Expect::Rev(stored.rev),
+                }),
+                Err(e) => out.refused.push((id.clone(), e.message)),
+            }
+        }
+        if ops.is_empty() {
+            return Ok(out);
+        }
+        let n = ops.len();
+        match state.store.write(ops).await {
+            Ok(_) => {
+                out.deleted = n;
+                return Ok(out);
+            }
+            Err(WriteError::Conflict | WriteError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(WriteError::Conflict.into())

@@ -1,0 +1,545 @@
+//! The record form, generated from the collection's JSON Schema (its
+//! top-level `properties`), and the way back from submitted text to typed
+//! JSON.
+//!
+//! Each property gets the closest HTML control: strings → text input or
+//! textarea (by `maxLength`), `format` email/uri/date/date-time → the
+//! matching input, `enum` → select, numbers → number inputs, booleans → a
+//! checkbox (with a hidden `false` before it, so unchecked still says
+//! false), anything else (arrays, objects, unions) → a JSON textarea. Empty
+//! inputs mean "absent": omitted on create, removed on edit. A stored value
+//! the control cannot show faithfully (say a number in a string field after
+//! a schema change) falls back to a JSON textarea, so saving the form never
+//! loses data silently.
+
+use serde_json::{Map, Number, Value};
+
+use super::{field_messages, properties};
+use crate::error::ApiError;
+use crate::schema::record::{is_system_field, PASSWORD_MIN};
+use crate::schema::CompiledCollection;
+
+/// Strings longer than this (by `maxLength`, or unbounded) get a textarea.
+const LINE_MAX: u64 = 255;
+
+/// How a submitted value becomes JSON.
+#[derive(Clone, Copy, PartialEq)]
+enum Parse {
+    Text,
+    /// Textarea text: the browser's CRLF line ends become LF.
+    Multiline,
+    DateTime,
+    Number,
+    Integer,
+    Bool,
+    /// A select whose options are plain strings.
+    EnumText,
+    /// A select whose option values are JSON (non-string enums).
+    EnumJson,
+    Json,
+    /// Auth passwords: empty = unchanged, never shown back.
+    Password,
+}
+
+pub struct SelectOption {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+/// One control of the form (what the template needs).
+pub struct Field {
+    pub name: String,
+    /// `input`, `textarea`, `select`, `checkbox` or `json`.
+    pub widget: &'static str,
+    /// The `type` of an `input`.
+    pub input_type: &'static str,
+    pub required: bool,
+    pub value: String,
+    pub checked: bool,
+    pub options: Vec<SelectOption>,
+    pub min: String,
+    pub max: String,
+    pub step: String,
+    pub minlength: String,
+    pub maxlength: String,
+    pub autocomplete: &'static str,
+    pub hint: String,
+    pub error: String,
+    parse: Parse,
+    /// An auth system field (email, password…), not a schema property.
+    system: bool,
+}
+
+impl Field {
+    fn new(name: &str, widget: &'static str, input_type: &'static str, parse: Parse) -> Field {
+        Field {
+            name: name.to_owned(),
+            widget,
+            input_type,
+            required: false,
+            value: String::new(),
+            checked: false,
+            options: Vec::new(),
+            min: String::new(),
+            max: String::new(),
+            step: String::new(),
+            minlength: String::new(),
+            maxlength: String::new(),
+            autocomplete: "off",
+            hint: String::new(),
+            error: String::new(),
+            parse,
+            system: false,
+        }
+    }
+
+    /// Turns this control into a JSON textarea (the universal fallback).
+    fn into_json(mut self, why: &str) -> Field {
+        self.widget = "json";
+        self.input_type = "";
+        self.parse = Parse::Json;
+        self.options.clear();
+        for a in [
+            &mut self.min,
+            &mut self.max,
+            &mut self.step,
+            &mut self.minlength,
+            &mut self.maxlength,
+        ] {
+            a.clear();
+        }
+        self.hint = join_hint(why, &self.hint);
+        self
+    }
+
+    /// Shows a stored value; `false` when this control cannot show it.
+    fn show(&mut self, v: &Value) -> bool {
+        match (self.parse, v) {
+            (Parse::Text | Parse::Multiline, Value::String(s)) => self.value = s.clone(),
+            (Parse::DateTime, Value::String(s)) => match to_local(s) {
+                Some(local) => {
+                    if local.contains('.') {
+                        self.step = "0.001".into();
+                    }
+                    self.value = local;
+                }
+                None => return false,
+            },
+            (Parse::Number | Parse::Integer, Value::Number(n)) => self.value = n.to_string(),
+            (Parse::Bool, Value::Bool(b)) => self.checked = *b,
+            (Parse::EnumText | Parse::EnumJson, v) => {
+                let text = option_value(v, self.parse == Parse::EnumJson);
+                match self.options.iter_mut().find(|o| o.value == text) {
+                    Some(o) => o.selected = true,
+                    None => return false,
+                }
+                self.value = text;
+            }
+            (Parse::Json, v) => self.value = serde_json::to_string_pretty(v).unwrap_or_default(),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads the submitted text (kept for showing the form again); `None`
+    /// for an empty control.
+    fn read(&mut self, raw: Option<&str>) -> Result<Option<Value>, String> {
+        let text = raw.unwrap_or_default();
+        if self.parse == Parse::Bool {
+            self.checked = matches!(text, "true" | "on");
+            return Ok(Some(Value::Bool(self.checked)));
+        }
+        self.value = if self.parse == Parse::Multiline {
+            text.replace("\r\n", "\n")
+        } else {
+            text.to_owned()
+        };
+        for o in &mut self.options {
+            o.selected = o.value == self.value;
+        }
+        let secret = self.parse == Parse::Password;
+        if secret {
+            // Never echo a password back into the page.
+            self.value.clear();
+        }
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let v = match self.parse {
+            Parse::Text | Parse::Multiline | Parse::EnumText => Value::String(self.value.clone()),
+            Parse::Password => Value::String(text.to_owned()),
+            Parse::DateTime => Value::String(
+                from_local(text.trim()).ok_or("Enter a date and time such as 2024-05-01T13:45:00 (UTC).".to_owned())?,
+            ),
+            Parse::Number => Value::Number(parse_number(text.trim()).ok_or("Must be a number.".to_owned())?),
+            Parse::Integer => Value::from(
+                text.trim()
+                    .parse::<i64>()
+                    .map_err(|_| "Must be a whole number (an integer).".to_owned())?,
+            ),
+            Parse::EnumJson | Parse::Json => serde_json::from_str(text).map_err(|e| {
+                format!(
+                    "Invalid JSON at line {}, column {}: {}",
+                    e.line(),
+                    e.column(),
+                    strip_position(&e.to_string())
+                )
+            })?,
+            Parse::Bool => unreachable!("handled above"),
+        };
+        Ok(Some(v))
+    }
+}
+
+fn join_hint(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a} {b}"),
+    }
+}
+
+/// serde_json's message without its trailing " at line L column C".
+fn strip_position(msg: &str) -> &str {
+    msg.rsplit_once(" at line ").map_or(msg, |(m, _)| m)
+}
+
+fn parse_number(s: &str) -> Option<Number> {
+    if let Ok(i) = s.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    s.parse::<f64>().ok().and_then(Number::from_f64)
+}
+
+fn option_value(v: &Value, json: bool) -> String {
+    match v {
+        Value::String(s) if !json => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn number_attr(p: &Value, key: &str) -> String {
+    p.get(key)
+        .and_then(Value::as_number)
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// The control for one schema property.
+fn control(name: &str, p: &Value, required: bool) -> Field {
+    let ty = match p.get("type") {
+        Some(Value::String(t)) => Some(t.as_str()),
+        None => None,
+        Some(_) => Some("union"),
+    };
+    let mut f = match (ty, p.get("enum").and_then(Value::as_array)) {
+        (None | Some("string" | "number" | "integer" | "boolean"), Some(values)) if !values.is_empty() => {
+            let json = !values.iter().all(Value::is_string);
+            let mut f = Field::new(name, "select", "", if json { Parse::EnumJson } else { Parse::EnumText });
+            f.options = values
+                .iter()
+                .map(|v| SelectOption {
+                    value: option_value(v, json),
+                    label: option_value(v, false),
+                    selected: false,
+                })
+                .collect();
+            f
+        }
+        (Some("string"), _) => {
+            let max = p.get("maxLength").and_then(Value::as_u64);
+            let mut f = match p.get("format").and_then(Value::as_str) {
+                Some("email") => Field::new(name, "input", "email", Parse::Text),
+                Some("uri" | "url" | "iri") => Field::new(name, "input", "url", Parse::Text),
+                Some("date") => Field::new(name, "input", "date", Parse::Text),
+                Some("date-time") => {
+                    let mut f = Field::new(name, "input", "datetime-local", Parse::DateTime);
+                    f.step = "1".into();
+                    f.hint = "In UTC; stored as an RFC 3339 time ending in Z.".into();
+                    f
+                }
+                _ if max.is_some_and(|m| m <= LINE_MAX) => Field::new(name, "input", "text", Parse::Text),
+                _ => Field::new(name, "textarea", "", Parse::Multiline),
+            };
+            if f.parse != Parse::DateTime {
+                f.minlength = number_attr(p, "minLength");
+                f.maxlength = number_attr(p, "maxLength");
+            }
+            f
+        }
+        (Some(t @ ("number" | "integer")), _) => {
+            let integer = t == "integer";
+            let mut f = Field::new(
+                name,
+                "input",
+                "number",
+                if integer { Parse::Integer } else { Parse::Number },
+            );
+            f.step = if integer { "1" } else { "any" }.into();
+            f.min = number_attr(p, "minimum");
+            f.max = number_attr(p, "maximum");
+            f
+        }
+        (Some("boolean"), _) => Field::new(name, "checkbox", "", Parse::Bool),
+        (Some("array"), _) => Field::new(name, "json", "", Parse::Json).into_json("JSON array."),
+        (Some("object"), _) => Field::new(name, "json", "", Parse::Json).into_json("JSON object."),
+        _ => Field::new(name, "json", "", Parse::Json).into_json("JSON value."),
+    };
+    f.required = required;
+    let about = p
+        .get("description")
+        .or_else(|| p.get("title"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    f.hint = join_hint(about, &f.hint);
+    f
+}
+
+/// The auth system fields an auth record's form has.
+fn auth_fields(creating: bool, record: Option<&Value>) -> Vec<Field> {
+    let mut email = Field::new("email", "input", "email", Parse::Text);
+    email.required = creating;
+    email.autocomplete = "off";
+    let visibility = Field::new("emailVisibility", "checkbox", "", Parse::Bool);
+    let mut verified = Field::new("verified", "checkbox", "", Parse::Bool);
+    verified.hint = "Verified accounts skip the verification mail.".into();
+    let mut password = Field::new("password", "input", "password", Parse::Password);
+    password.required = creating;
+    password.minlength = PASSWORD_MIN.to_string();
+    password.autocomplete = "new-password";
+    if !creating {
+        password.hint = "Leave empty to keep the current password.".into();
+    }
+    let mut confirm = Field::new("passwordConfirm", "input", "password", Parse::Password);
+    confirm.required = creating;
+    confirm.autocomplete = "new-password";
+    confirm.hint = "The same password again.".into();
+    let mut out = vec![email, visibility, verified, password, confirm];
+    for f in &mut out {
+        f.system = true;
+        if let Some(v) = record.and_then(|r| r.get(&f.name)) {
+            if f.parse != Parse::Password {
+                f.show(v);
+            }
+        }
+    }
+    out
+}
+
+/// The form for a record of `coll`: empty (create) or showing `record`.
+pub fn fields_for(coll: &CompiledCollection, record: Option<&Value>) -> Vec<Field> {
+    let auth = coll.is_auth();
+    let mut out = if auth {
+        auth_fields(record.is_none(), record)
+    } else {
+        Vec::new()
+    };
+    let required: Vec<&str> = coll
+        .def
+        .schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (name, p) in properties(coll) {
+        if is_system_field(&name, auth) {
+            continue;
+        }
+        let mut f = control(&name, &p, required.contains(&name.as_str()));
+        if let Some(v) = record.and_then(|r| r.get(&name)) {
+            if !f.show(v) {
+                f = control(&name, &p, f.required).into_json("The stored value does not fit the form's control:");
+                f.show(v);
+            }
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// A submitted form as an API body.
+pub struct Submission {
+    pub body: Map<String, Value>,
+    /// Schema fields left empty: removed from the record on edit.
+    pub unset: Vec<String>,
+    /// Some control's text did not parse (the field shows why).
+    pub invalid: bool,
+}
+
+/// Reads every control from the form (`get` = the last value of a name).
+pub fn read_form<'a>(fields: &mut [Field], get: impl Fn(&str) -> Option<&'a str>) -> Submission {
+    let mut out = Submission {
+        body: Map::new(),
+        unset: Vec::new(),
+        invalid: false,
+    };
+    for f in fields {
+        match f.read(get(&f.name)) {
+            Ok(Some(v)) => {
+                out.body.insert(f.name.clone(), v);
+            }
+            Ok(None) if !f.system => out.unset.push(f.name.clone()),
+            Ok(None) => {}
+            Err(msg) => {
+                f.error = msg;
+                out.invalid = true;
+            }
+        }
+    }
+    out
+}
+
+/// Puts an API error's per-field messages next to their controls (an error
+/// on `meta.lang` goes to `meta`); returns the ones no control shows.
+pub fn apply_errors(fields: &mut [Field], e: &ApiError) -> Vec<String> {
+    let mut rest = Vec::new();
+    for (key, msg) in field_messages(e) {
+        let top = key.split(['.', '[', '/']).next().unwrap_or_default();
+        match fields.iter_mut().find(|f| f.name == key || f.name == top) {
+            Some(f) => {
+                let text = if f.name == key { msg } else { format!("{key}: {msg}") };
+                f.error = join_hint(&f.error, &text);
+            }
+            None => rest.push(format!("{key}: {msg}")),
+        }
+    }
+    rest
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date: whole years from
+/// 1 March (so the leap day ends its year), then days into that year.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let march_month = (month + 9) % 12;
+    let day_of_year = (153 * march_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn digits(s: &str, at: usize, n: usize) -> Option<i64> {
+    let part = s.get(at..at + n)?;
+    part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+}
+
+/// Parses `YYYY-MM-DD[T ]HH:MM[:SS[.fff]][Z|±HH:MM]` (no zone = UTC) into
+/// epoch seconds and the fraction's digits.
+fn parse_stamp(s: &str) -> Option<(i64, String)> {
+    let at = |i: usize, c: &[u8]| s.as_bytes().get(i).is_some_and(|b| c.contains(b));
+    let (y, mo, d) = (digits(s, 0, 4)?, digits(s, 5, 2)?, digits(s, 8, 2)?);
+    if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":")) {
+        return None;
+    }
+    let (h, mi) = (digits(s, 11, 2)?, digits(s, 14, 2)?);
+    let mut pos = 16;
+    let mut sec = 0;
+    if at(pos, b":") {
+        sec = digits(s, pos + 1, 2)?;
+        pos += 3;
+    }
+    let mut frac = String::new();
+    if at(pos, b".") {
+        frac = s[pos + 1..].chars().take_while(char::is_ascii_digit).collect();
+        if frac.is_empty() {
+            return None;
+        }
+        pos += 1 + frac.len();
+    }
+    let offset = match &s[pos..] {
+        "" | "Z" | "z" => 0,
+        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && &z[3..4] == ":" => {
+            let mins = digits(z, 1, 2)? * 60 + digits(z, 4, 2)?;
+            if z.starts_with('-') {
+                -mins * 60
+            } else {
+                mins * 60
+            }
+        }
+        _ => return None,
+    };
+    let month_days = [
+        31,
+        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) {
+            29
+        } else {
+            28
+        },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let valid = (1..=12).contains(&mo) && d >= 1 && d <= month_days[(mo - 1) as usize] && h < 24 && mi < 60 && sec < 60;
+    valid.then(|| {
+        (
+            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset,
+            frac,
+        )
+    })
+}
+
+/// A stored RFC 3339 time as a `datetime-local` value in UTC
+/// (`YYYY-MM-DDTHH:MM:SS[.fff]`); `None` if it is not one.
+pub fn to_local(stored: &str) -> Option<String> {
+    let (secs, frac) = parse_stamp(stored)?;
+    // `format_datetime` gives `YYYY-MM-DD HH:MM:SS.mmmZ`.
+    let text = crate::clock::format_datetime(secs.checked_mul(1000)?);
+    if text.len() != 24 {
+        return None; // outside years 0000-9999
+    }
+    let base = text[..19].replacen(' ', "T", 1);
+    Some(if frac.is_empty() {
+        base
+    } else {
+        format!("{base}.{frac}")
+    })
+}
+
+/// A `datetime-local` value (taken as UTC) as an RFC 3339 time ending in Z.
+pub fn from_local(input: &str) -> Option<String> {
+    let (secs, frac) = parse_stamp(input)?;
+    let local = to_local(&crate::clock::format_datetime(secs.checked_mul(1000)?))?;
+    let local = local.split('.').next().unwrap_or_default().to_owned();
+    Some(if frac.is_empty() {
+        format!("{local}Z")
+    } else {
+        format!("{local}.{frac}Z")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_times_round_trip_through_utc() {
+        assert_eq!(to_local("2024-05-01T10:20:30Z").unwrap(), "2024-05-01T10:20:30");
+        assert_eq!(to_local("2024-05-01 10:20:30.123Z").unwrap(), "2024-05-01T10:20:30.123");
+        // An offset is converted, across midnight and a leap day.
+        assert_eq!(to_local("2024-03-01T01:30:00+02:00").unwrap(), "2024-02-29T23:30:00");
+        assert_eq!(to_local("2023-12-31T23:00:00-01:30").unwrap(), "2024-01-01T00:30:00");
+        assert_eq!(from_local("2024-05-01T10:20").unwrap(), "2024-05-01T10:20:00Z");
+        assert_eq!(from_local("2024-05-01T10:20:30").unwrap(), "2024-05-01T10:20:30Z");
+        assert_eq!(from_local("2024-05-01T10:20:30.5").unwrap(), "2024-05-01T10:20:30.5Z");
+        for bad in [
+            "",
+            "2024-13-01T00:00",
+            "2023-02-29T00:00",
+            "2024-05-01",
+            "2024-05-01T25:00",
+            "soon",
+        ] {
+            assert_eq!(from_local(bad), None, "{bad}");
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+}

@@ -1,0 +1,415 @@
+//! `GET /_/collections/{c}/records`: the records table.
+//!
+//! Everything is in the query string, so every view is a link that works
+//! without JavaScript: `filter` (the API's filter language), `sort`
+//! (`field` / `-field`), `cols` (visible columns, comma-separated or one
+//! checkbox each), `page` + `perPage`, or `cursor` (keyset paging from the
+//! API's `nextCursor`, which stays fast however deep one goes).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde_json::Value;
+
+use super::{collection, field_messages, list_path, properties, record_path};
+use crate::admin::view::{self, enc, AdminError};
+use crate::admin::{Admin, Page};
+use crate::core::list::{self as core_list, ListParams, MAX_PER_PAGE};
+use crate::schema::record::is_system_field;
+use crate::schema::CompiledCollection;
+
+/// Shown when the query names no sort: newest first.
+const DEFAULT_SORT: &str = "-created";
+const DEFAULT_PER_PAGE: usize = 20;
+const PER_PAGE_CHOICES: [usize; 3] = [20, 50, 100];
+/// Columns shown (besides the id, always there) until the user picks some.
+const DEFAULT_COLUMNS: usize = 5;
+/// Longest text put in a cell (the CSS truncates further; the full value is on the record page).
+const CELL_CHARS: usize = 120;
+
+/// The columns a record of `coll` can show besides its id, in display
+/// order. Never the password hash or token key (the export drops them anyway).
+pub(super) fn all_columns(coll: &CompiledCollection) -> Vec<String> {
+    let auth = coll.is_auth();
+    let mut cols = Vec::new();
+    if auth {
+        cols.extend(["email".to_owned(), "verified".to_owned()]);
+    }
+    cols.extend(properties(coll).keys().filter(|k| !is_system_field(k, auth)).cloned());
+    cols.extend(["created".to_owned(), "updated".to_owned()]);
+    cols
+}
+
+/// The list page's state, parsed from (and turned back into) a query string.
+#[derive(Clone, Default)]
+pub(super) struct ListQuery {
+    pub filter: String,
+    pub sort: String,
+    pub cols: Vec<String>,
+    pub per_page: usize,
+    pub page: usize,
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    pub fn parse(query: &str) -> ListQuery {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+            .map(|q| q.into_inner())
+            .unwrap_or_default();
+        let last = |key: &str| pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+        ListQuery {
+            filter: last("filter").unwrap_or_default().to_owned(),
+            sort: last("sort").unwrap_or_default().to_owned(),
+            // `cols=a,b` (links) or `cols=a&cols=b` (the checkbox form).
+            cols: pairs
+                .iter()
+                .filter(|(k, _)| k == "cols")
+                .flat_map(|(_, v)| v.split(','))
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            per_page: last("perPage")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_PER_PAGE)
+                .clamp(1, MAX_PER_PAGE),
+            page: last("page").and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
+            cursor: last("cursor").filter(|c| !c.is_empty()).map(str::to_owned),
+        }
+    }
+
+    /// The sort actually applied.
+    fn effective_sort(&self) -> &str {
+        if self.sort.is_empty() {
+            DEFAULT_SORT
+        } else {
+            &self.sort
+        }
+    }
+
+    /// The query string (defaults left out).
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.filter.is_empty() {
+            parts.push(format!("filter={}", enc(&self.filter)));
+        }
+        if !self.sort.is_empty() {
+            parts.push(format!("sort={}", enc(&self.sort)));
+        }
+        if !self.cols.is_empty() {
+            parts.push(format!("cols={}", enc(&self.cols.join(","))));
+        }
+        if self.per_page != DEFAULT_PER_PAGE {
+            parts.push(format!("perPage={}", self.per_page));
+        }
+        if let Some(c) = &self.cursor {
+            parts.push(format!("cursor={}", enc(c)));
+        } else if self.page > 1 {
+            parts.push(format!("page={}", self.page));
+        }
+        parts.join("&")
+    }
+
+    fn href(&self, base: &str) -> String {
+        match self.to_query() {
+            q if q.is_empty() => base.to_owned(),
+            q => format!("{base}?{q}"),
+        }
+    }
+
+    /// The same view from its first page (after a sort or size change).
+    fn first(&self) -> ListQuery {
+        ListQuery {
+            page: 1,
+            cursor: None,
+            ..self.clone()
+        }
+    }
+}
+
+pub(super) struct ColumnChoice {
+    pub name: String,
+    pub checked: bool,
+}
+
+pub(super) struct Head {
+    pub name: String,
+    pub href: String,
+    /// `ascending` / `descending` on the sorted column, else empty.
+    pub aria: &'static str,
+    pub arrow: &'static str,
+    /// A number column (right-aligned like its cells).
+    pub num: bool,
+}
+
+pub(super) struct Cell {
+    /// `text`, `num`, `bool`, `json` or `none`.
+    pub kind: &'static str,
+    pub text: String,
+    pub title: String,
+    pub badge: &'static str,
+}
+
+pub(super) struct Row {
+    pub id: String,
+    pub href: String,
+    pub cells: Vec<Cell>,
+}
+
+pub(super) struct PerPage {
+    pub n: usize,
+    pub href: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "records/list.html")]
+struct ListPage {
+    page: Page,
+    name: String,
+    base: String,
+    auth: bool,
+    choices: Vec<ColumnChoice>,
+    heads: Vec<Head>,
+    rows: Vec<Row>,
+    filter: String,
+    sort: String,
+    /// The sort applied (the default when the query names none).
+    sorted_by: String,
+    cols: String,
+    per_page: usize,
+    per_page_links: Vec<PerPage>,
+    error: String,
+    /// `none` (no records at all), `nomatch` (the filter matches nothing),
+    /// `pastend` (a page after the last), or empty when there are rows.
+    empty: &'static str,
+    cursor_mode: bool,
+    page_no: usize,
+    total_pages: i64,
+    total: i64,
+    prev_href: String,
+    next_href: String,
+    cursor_href: String,
+    first_href: String,
+    clear_href: String,
+    /// The current query string, for forms that come back here.
+    back: String,
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn cell(v: Option<&Value>) -> Cell {
+    let plain = |kind, text: String, title: String| Cell {
+        kind,
+        text,
+        title,
+        badge: "",
+    };
+    match v {
+        None | Some(Value::Null) => plain("none", String::new(), String::new()),
+        Some(Value::Bool(b)) => Cell {
+            kind: "bool",
+            text: b.to_string(),
+            title: String::new(),
+            badge: if *b { "badge-ok" } else { "" },
+        },
+        Some(Value::Number(n)) => plain("num", n.to_string(), String::new()),
+        Some(Value::String(s)) => {
+            let title = if s.chars().count() > 40 {
+                truncate(s, 400)
+            } else {
+                String::new()
+            };
+            plain("text", truncate(s, CELL_CHARS), title)
+        }
+        Some(other) => {
+            let json = other.to_string();
+            plain("json", truncate(&json, CELL_CHARS), truncate(&json, 400))
+        }
+    }
+}
+
+/// Header links: clicking the sorted column flips its direction.
+fn heads(q: &ListQuery, visible: &[String], base: &str, coll: &CompiledCollection) -> Vec<Head> {
+    let props = properties(coll);
+    let numeric = |c: &str| {
+        props
+            .get(c)
+            .and_then(|p| p.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "number" || t == "integer")
+    };
+    let current = q.effective_sort();
+    visible
+        .iter()
+        .map(|c| {
+            let desc = format!("-{c}");
+            let (next, aria, arrow) = if current == c.as_str() {
+                (desc, "ascending", "▲")
+            } else if current == desc {
+                (c.clone(), "descending", "▼")
+            } else {
+                (c.clone(), "", "")
+            };
+            let link = ListQuery {
+                sort: next,
+                ..q.first()
+            };
+            Head {
+                num: numeric(c),
+                name: c.clone(),
+                href: link.href(base),
+                aria,
+                arrow,
+            }
+        })
+        .collect()
+}
+
+pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    let coll = collection(&admin, &path)?;
+    let q = ListQuery::parse(req.query_string());
+    let base = list_path(&coll);
+    let all = all_columns(&coll);
+    let picked: Vec<String> = all.iter().filter(|c| q.cols.contains(c)).cloned().collect();
+    let visible = if picked.is_empty() {
+        all.iter().take(DEFAULT_COLUMNS).cloned().collect()
+    } else {
+        picked.clone()
+    };
+    let params = ListParams {
+        page: q.page,
+        per_page: q.per_page,
+        sort: q.effective_sort().to_owned(),
+        filter: q.filter.clone(),
+        // Cursor mode is for deep paging: no total (it could mean a full pass).
+        skip_total: q.cursor.is_some(),
+        expand: String::new(),
+        cursor: q.cursor.clone(),
+        explain: false,
+    };
+    let (result, error, status) = match core_list::list(&admin.state, &coll, &params, &admin.request("GET")) {
+        Ok(r) => (Some(r), String::new(), StatusCode::OK),
+        Err(e) if (400..500).contains(&e.status) => {
+            let fields = field_messages(&e);
+            let text = if fields.is_empty() {
+                e.message.clone()
+            } else {
+                fields
+                    .iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            (
+                None,
+                text,
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let mut rows = Vec::new();
+    let (mut total, mut total_pages, mut next_cursor) = (0, 0, None);
+    if let Some(r) = result {
+        total = r.total_items;
+        total_pages = r.total_pages.max(1);
+        next_cursor = r.next_cursor;
+        for item in r.items {
+            let rec: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
+            let id = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            rows.push(Row {
+                href: record_path(&coll, &id),
+                cells: visible.iter().map(|c| cell(rec.get(c))).collect(),
+                id,
+            });
+        }
+    }
+    let empty = match (error.is_empty(), rows.is_empty()) {
+        (true, true) if q.page > 1 || q.cursor.is_some() => "pastend",
+        (true, true) if q.filter.is_empty() => "none",
+        (true, true) => "nomatch",
+        _ => "",
+    };
+    let cursor_mode = q.cursor.is_some();
+    let page_href = |n: usize| ListQuery { page: n, ..q.first() }.href(&base);
+    let prev_href = if !cursor_mode && q.page > 1 {
+        page_href(q.page - 1)
+    } else {
+        String::new()
+    };
+    let next_href = if !cursor_mode && (q.page as i64) < total_pages {
+        page_href(q.page + 1)
+    } else {
+        String::new()
+    };
+    let cursor_href = next_cursor
+        .map(|c| {
+            ListQuery {
+                cursor: Some(c),
+                ..q.clone()
+            }
+            .href(&base)
+        })
+        .unwrap_or_default();
+    let tpl = ListPage {
+        page: Page::new(
+            &req,
+            &admin,
+            coll.def.name.clone(),
+            format!("records:{}", coll.def.name),
+        ),
+        name: coll.def.name.clone(),
+        auth: coll.is_auth(),
+        choices: all
+            .iter()
+            .map(|c| ColumnChoice {
+                name: c.clone(),
+                checked: visible.contains(c),
+            })
+            .collect(),
+        heads: heads(&q, &[vec!["id".to_owned()], visible.clone()].concat(), &base, &coll),
+        sorted_by: q.effective_sort().to_owned(),
+        rows,
+        filter: q.filter.clone(),
+        sort: q.sort.clone(),
+        cols: picked.join(","),
+        per_page: q.per_page,
+        per_page_links: PER_PAGE_CHOICES
+            .iter()
+            .map(|&n| PerPage {
+                n,
+                href: ListQuery {
+                    per_page: n,
+                    ..q.first()
+                }
+                .href(&base),
+                current: n == q.per_page,
+            })
+            .collect(),
+        error,
+        empty,
+        cursor_mode,
+        page_no: q.page,
+        total_pages,
+        total,
+        prev_href,
+        next_href,
+        cursor_href,
+        first_href: q.first().href(&base),
+        clear_href: ListQuery {
+            filter: String::new(),
+            ..q.first()
+        }
+        .href(&base),
+        back: q.to_query(),
+        base,
+    };
+    Ok(view::render_status(&req, status, &tpl))
+}
