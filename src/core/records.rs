@@ -450,10 +450,37 @@ pub async fn delete_many(
                 Err(e) => out.refused.push((id.clone(), e.message)),
             }
         }
+        // Records pointing at these lose the reference or go too; a delete
+        // a required relation blocks is refused alone, the rest go ahead.
+        let from_store = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
+            Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev))))
+        };
+        let root = |op: &WriteOp| match op {
+            WriteOp::DeleteRecord { collection_id, id, .. } => (collection_id.clone(), id.clone()),
+            _ => unreachable!("only deletes are planned here"),
+        };
+        let roots: Vec<(String, String)> = ops.iter().map(root).collect();
+        let effects = match super::references::on_delete(state, &roots, &from_store, &|_| Vec::new()) {
+            Ok(effects) => effects,
+            Err(_) => {
+                let mut keep = Vec::with_capacity(ops.len());
+                for op in ops.drain(..) {
+                    let r = root(&op);
+                    match super::references::on_delete(state, std::slice::from_ref(&r), &from_store, &|_| Vec::new()) {
+                        Ok(_) => keep.push(op),
+                        Err(e) => out.refused.push((r.1, e.message)),
+                    }
+                }
+                ops = keep;
+                let roots: Vec<(String, String)> = ops.iter().map(root).collect();
+                super::references::on_delete(state, &roots, &from_store, &|_| Vec::new())?
+            }
+        };
         if ops.is_empty() {
             return Ok(out);
         }
         let n = ops.len();
+        ops.extend(effects);
         match state.store.write(ops).await {
             Ok(_) => {
                 out.deleted = n;

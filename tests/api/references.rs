@@ -188,3 +188,44 @@ async fn batch_delete_updates_pointing_records_too() {
     assert_eq!(p["title"], "renamed", "the batch's own update is kept");
     assert!(p.get("author").is_none(), "{p}");
 }
+
+#[actix_web::test]
+async fn dashboard_bulk_delete_applies_the_same_rules_per_record() {
+    let app = spawn_app().await;
+    collections(&app, false).await;
+    app.create_collection(json!({"name": "books",
+        "schema": {"type": "object", "required": ["author"], "properties": {
+            "author": {"type": "string", "x-relation": {"collection": "authors"}}}}}))
+        .await;
+    let bob = create(&app, "authors", json!({"name": "bob"})).await;
+    let ann = create(&app, "authors", json!({"name": "ann"})).await;
+    let post = create(&app, "posts", json!({"title": "t", "author": bob})).await;
+    let book = create(&app, "books", json!({"author": ann})).await;
+    let mut b = super::admin_support::Browser::login(&app).await;
+    let r = b
+        .post(
+            "/_/collections/authors/records/bulk-delete",
+            &[("ids", &bob), ("ids", &ann)],
+        )
+        .await;
+    assert!(r.status < 500, "{}", r.body);
+    // bob went (his post lost the reference); ann stays, her book needs her.
+    assert_eq!(
+        app.get(&format!("/api/collections/authors/records/{bob}")).await.status,
+        404
+    );
+    assert_eq!(
+        app.get(&format!("/api/collections/authors/records/{ann}")).await.status,
+        200
+    );
+    assert!(app
+        .get(&format!("/api/collections/posts/records/{post}"))
+        .await
+        .body
+        .get("author")
+        .is_none());
+    assert_eq!(
+        app.get(&format!("/api/collections/books/records/{book}")).await.body["author"],
+        json!(ann)
+    );
+}
