@@ -57,7 +57,8 @@ pub async fn log_request(
     let request = res.request();
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
         let log = state.store.logs();
-        if log.enabled() {
+        // The dashboard's static files would drown the log in noise.
+        if log.enabled() && !path.starts_with("/_/assets/") {
             let auth = match request.extensions_mut().remove::<AuthLabel>() {
                 Some(AuthLabel(label)) => label,
                 None => "guest".to_owned(),

@@ -467,3 +467,18 @@ async fn api_logs_lists_the_log_for_superusers_only() {
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
     }
 }
+
+#[actix_web::test]
+async fn dashboard_assets_are_not_logged() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    assert_eq!(b.get("/_/assets/app.css").await.status, 200);
+    app.guest_get("/api/health").await;
+    flush(&app).await;
+    let page = b.get("/_/logs").await;
+    row_with(&page, "/api/health");
+    assert!(
+        rows(&page).iter().all(|r| !r.contains("/_/assets/")),
+        "static files in the log"
+    );
+}
