@@ -92,14 +92,14 @@ test("a new user's journey: collection, record form, table, filter, edit, live f
     for (const rule of ["listRule", "viewRule"]) {
         await page.selectOption(`select[name="${rule}_mode"]`, "public");
     }
-    await shot(page, "03-collection-new");
+    await shot(page, "03-collection-new", { fullPage: false });
     await page.getByRole("button", { name: "Create collection" }).click();
     await page.waitForURL(/\/_\/collections\/articles$/);
     const created = await pb.collections.getOne("articles");
     assert.deepEqual(created.schema.required, ["title"]);
     assert.equal(created.listRule, "");
     assert.equal(created.createRule, null);
-    await shot(page, "04-collection-edit");
+    await shot(page, "04-collection-edit", { fullPage: false });
 
     // A record through the form generated from the schema.
     await page.goto(`${server.url}/_/collections/articles/records`);
@@ -181,9 +181,9 @@ test("logs and settings pages render with data", async () => {
     await fetch(`${server.url}/api/collections/nope/records`);
     await page.goto(`${server.url}/_/logs`);
     await page.locator("svg.chart").first().waitFor();
-    await shot(page, "08-logs");
+    await shot(page, "08-logs", { fullPage: false });
     await page.goto(`${server.url}/_/settings`);
-    await shot(page, "10-settings");
+    await shot(page, "10-settings", { fullPage: false });
     assert.deepEqual(page.problems, []);
     await page.context().close();
 });

@@ -51,9 +51,9 @@ export async function newPage(browser, { width = 1280, height = 860, colorScheme
     return page;
 }
 
-/** Saves a full-page screenshot as artifacts/dashboard/NAME.png. */
-export async function shot(page, name) {
+/** Saves a screenshot (whole page unless `fullPage: false`) as artifacts/dashboard/NAME.png. */
+export async function shot(page, name, { fullPage = true } = {}) {
     const path = join(ARTIFACTS, `${name}.png`);
-    await page.screenshot({ path, fullPage: true });
+    await page.screenshot({ path, fullPage });
     return path;
 }
