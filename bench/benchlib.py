@@ -31,6 +31,8 @@ Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
                                          user and guest refused on `notes`, guest
                                          200 on `public_notes`; prints JSON; exit 2
                                          if not
+  dashboard-cookie BASE EMAIL PASSWORD   log in through Basalt's dashboard form;
+                                         print the `Cookie` header value of the session
   jget JSON KEY                          one top-level value of a JSON object
   json KEY=VALUE... KEY:=RAW...          a JSON object on one line: VALUE as a
                                          string, RAW as JSON (numbers, null)
@@ -518,6 +520,29 @@ def cmd_follow_cursor(url, page):
                       "first_id": summ["first_id"], "items": summ["items"]}))
 
 
+def cmd_dashboard_cookie(base, email, password):
+    # The login form's double-submit token: a cookie plus the same value in
+    # the form; the answer is a 303 that sets the session cookie.
+    conn = http.client.HTTPConnection(urllib.parse.urlsplit(base).netloc, timeout=TIMEOUT)
+    conn.request("GET", "/_/login")
+    resp = conn.getresponse()
+    page = resp.read().decode()
+    pre = [c.split(";", 1)[0] for c in resp.headers.get_all("Set-Cookie") or [] if c.startswith("basalt_login_csrf=")]
+    marker = 'name="_csrf" value="'
+    if resp.status != 200 or not pre or marker not in page:
+        sys.exit(f"GET /_/login -> {resp.status}: no login form")
+    token = page.split(marker, 1)[1].split('"', 1)[0]
+    form = urllib.parse.urlencode({"_csrf": token, "email": email, "password": password, "next": ""})
+    conn.request("POST", "/_/login", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": pre[0]})
+    resp = conn.getresponse()
+    resp.read()
+    session = [c.split(";", 1)[0] for c in resp.headers.get_all("Set-Cookie") or [] if c.startswith("basalt_admin=")]
+    if resp.status != 303 or not session:
+        sys.exit(f"POST /_/login -> {resp.status}: no session cookie")
+    print(session[0])
+
+
 def cmd_jget(text, key):
     v = json.loads(text).get(key)
     print("" if v is None else (json.dumps(v) if isinstance(v, (dict, list, bool)) else v))
@@ -903,6 +928,7 @@ def main(argv):
         "load": cmd_load,
         "probe": cmd_probe,
         "follow-cursor": cmd_follow_cursor,
+        "dashboard-cookie": cmd_dashboard_cookie,
         "jget": cmd_jget,
         "json": cmd_json,
         "wrk-result": cmd_wrk_result,

@@ -35,6 +35,7 @@ QUERY_WORKLOADS="query-count query-skiptotal deep-page"
 case "$BENCH_TAG" in
     query) : "${BENCH_WORKLOADS:=preload $QUERY_WORKLOADS}" ;;
     auth) : "${BENCH_WORKLOADS:=auth-data login get-auth-rule get-public}" ;;
+    dashboard) : "${BENCH_WORKLOADS:=preload dashboard get-by-id}" ;;
     *) : "${BENCH_WORKLOADS:=create preload get-by-id list}" ;;
 esac
 # Auth data set (auth-data, BENCH_TAG=auth): users in `users`, notes per user
@@ -272,6 +273,30 @@ workload_list() {
     run_wrk "$label" list "$BENCH_DIR/list.lua" "$url"
 }
 
+# The dashboard's records page (BENCH_TAG=dashboard): Basalt renders the
+# whole HTML page (20 records, newest first, with the total count) for a
+# logged-in session; PocketBase's dashboard is a browser app, so its server
+# side of the same page is the list call it makes, timed with a superuser
+# token, newest first by its cheapest order (`-@rowid`, as its dashboard
+# sorts), with the total count.
+workload_dashboard() {
+    local label=$1 base=$2 dir=$3
+    local url name value
+    if [[ $label == basalt ]]; then
+        url="$base/_/collections/$COLLECTION/records"
+        name=Cookie
+        value=$(bl dashboard-cookie "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD") ||
+            { workload_failed "$label" dashboard "$dir" "dashboard login failed"; return 0; }
+    else
+        url="$(records_url "$base")?page=1&perPage=20&sort=-%40rowid"
+        name=Authorization
+        value=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD")
+    fi
+    record_cmd env BENCH_HEADER_NAME="$name" BENCH_HEADER_VALUE='<session cookie or token>' wrk -s bench/header.lua "$url"
+    warm_up "$label" dashboard "$BENCH_DIR/header.lua" "$url" BENCH_HEADER_NAME="$name" BENCH_HEADER_VALUE="$value"
+    run_wrk "$label" dashboard "$BENCH_DIR/header.lua" "$url" BENCH_HEADER_NAME="$name" BENCH_HEADER_VALUE="$value"
+}
+
 # --- query-engine workloads (BENCH_TAG=query) ----------------------------------
 # Each timed URL is first fetched once (bl probe, like a curl) to record what
 # the server answered: totalItems, items on the page. A refused request (e.g.
@@ -397,7 +422,8 @@ workload_deep_page() {
 # auth-data builds the data set once per server (not timed by wrk); login,
 # get-auth-rule and get-public build it first if it is missing, and are
 # skipped if it failed. Files in DIR/auth: creds.txt (identity,password),
-# tokens.txt (userId,token), pairs.txt (token,noteId), note-ids.txt.
+# token, newest first by its cheapest order (`-@rowid`, as its dashboard
+# sorts), with the total count..txt (userId,token), pairs.txt (token,noteId), note-ids.txt.
 
 # auth_data LABEL BASE DIR : returns 1 if the data set could not be built.
 auth_data() {
@@ -545,6 +571,14 @@ bench_server() {
     token=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD")
     bl post-json "$base/api/collections" "$("${kind}_collection_body")" "$token" >/dev/null
     log "$label: collection $COLLECTION created"
+    # BENCH_BASALT_SETTINGS: a settings patch for Basalt before the workloads
+    # (e.g. '{"logs":{"enabled":false}}' to measure the request log's cost).
+    if [[ $kind == basalt && -n "${BENCH_BASALT_SETTINGS:-}" ]]; then
+        record_cmd python3 "$BENCH_DIR/benchlib.py" request PATCH "$base/api/settings" "$BENCH_BASALT_SETTINGS" '$TOKEN'
+        bl request PATCH "$base/api/settings" "$BENCH_BASALT_SETTINGS" "$token" >/dev/null ||
+            die "$label: PATCH /api/settings $BENCH_BASALT_SETTINGS failed"
+        log "$label: settings patched: $BENCH_BASALT_SETTINGS"
+    fi
 
     local w
     for w in $BENCH_WORKLOADS; do

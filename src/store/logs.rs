@@ -14,14 +14,20 @@
 //! sender then never has to wake a sleeping thread, except the first one
 //! after a quiet period.
 //!
-//! Key: `timestamp µs (u64 BE) ++ sequence (u32 BE)`, so keys sort by time
-//! and two entries of the same microsecond do not collide. Value: a small
-//! binary encoding (see [`encode`]), decoded lazily by readers.
+//! Entries are stored in **blocks** of up to [`BLOCK`] entries, one sled
+//! key each: one sled insert per entry cost ~8 µs of the drain thread's
+//! time (a third of a core at 40k requests/s, measured), which the request
+//! path paid for in throughput; a block costs one insert for hundreds of
+//! entries. Every entry still has its own [`LogKey`]
+//! (`timestamp µs ++ sequence`), so readers page by entry; a block's tree
+//! key is the key of its first (oldest) entry, so blocks sort by time.
+//! Value: `2 ++ count u16 ++ count × (ts u64 ++ seq u32 ++ len u16 ++
+//! entry)`, each entry in a small binary encoding (see [`encode`]).
 //!
 //! Retention (at most `max_entries` entries, none older than `max_age`) is
-//! applied by the same thread after each batch, removing at most
-//! [`TRIM_BATCH`] of the oldest entries per round, so no single sled batch
-//! is ever large.
+//! applied by the same thread after each batch: whole blocks go, and the
+//! oldest block left is cut down to the entries still wanted, at most
+//! [`TRIM_BATCH`] entries per round, so no single sled batch is ever large.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -44,8 +50,12 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long it blocks when idle before applying age-based retention anyway.
 const IDLE_TICK: Duration = Duration::from_secs(5);
 
-/// Most entries inserted by one sled batch.
+/// Most entries taken from the queue before they are written.
 const INSERT_BATCH: usize = 4096;
+
+/// Most entries in one stored block (a ~30 KB value at most: well below
+/// sled's blob threshold, so blocks stay inline in its pages).
+pub const BLOCK: usize = 256;
 
 /// Most entries removed by one retention round (one sled batch).
 pub const TRIM_BATCH: usize = 4096;
@@ -172,9 +182,15 @@ impl RequestLog {
     /// Opens the `logs` tree and starts the drain thread.
     pub(super) fn open(db: &sled::Db) -> Result<RequestLog, StoreError> {
         let tree = db.open_tree("logs")?;
-        let stored = tree.len() as u64;
+        let mut stored = 0u64;
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            stored += LogKey::from_bytes(&k).map_or(0, |key| decode_block(key, &v).len() as u64);
+        }
         let next_seq = match tree.last()? {
-            Some((k, _)) => LogKey::from_bytes(&k).map_or(0, |k| k.seq.wrapping_add(1)),
+            Some((k, v)) => LogKey::from_bytes(&k)
+                .and_then(|key| decode_block(key, &v).last().map(|(key, _)| key.seq.wrapping_add(1)))
+                .unwrap_or(0),
             None => 0,
         };
         let limits = LogLimits::default();
@@ -272,18 +288,43 @@ impl RequestLog {
     /// Entries with `ts_us >= since_us`, newest first. Unreadable entries
     /// are skipped (they can only come from a newer encoding).
     pub fn newest_first(&self, since_us: u64) -> impl Iterator<Item = Result<(LogKey, LogEntry), StoreError>> {
-        let lower = LogKey {
-            ts_us: since_us,
-            seq: 0,
-        }
-        .to_bytes();
-        self.tree.range(lower..).rev().filter_map(|kv| match kv {
-            Ok((k, v)) => {
-                let key = LogKey::from_bytes(&k)?;
-                decode(key.ts_us, &v).map(|e| Ok((key, e)))
-            }
-            Err(e) => Some(Err(StoreError::from(e))),
-        })
+        // Blocks are keyed by their oldest entry: walk back from the newest
+        // until a block ends before `since_us`.
+        let mut done = false;
+        self.tree
+            .iter()
+            .rev()
+            .map_while(move |kv| {
+                if done {
+                    return None;
+                }
+                Some(match kv {
+                    Ok((k, v)) => {
+                        let entries = LogKey::from_bytes(&k)
+                            .map(|key| decode_block(key, &v))
+                            .unwrap_or_default();
+                        if entries.last().is_some_and(|(key, _)| key.ts_us < since_us) {
+                            done = true;
+                        }
+                        Ok(entries)
+                    }
+                    Err(e) => {
+                        done = true;
+                        Err(StoreError::from(e))
+                    }
+                })
+            })
+            .flat_map(move |block| -> Vec<Result<(LogKey, LogEntry), StoreError>> {
+                match block {
+                    Ok(entries) => entries
+                        .into_iter()
+                        .rev()
+                        .filter(|(key, _)| key.ts_us >= since_us)
+                        .map(Ok)
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                }
+            })
     }
 }
 
@@ -362,15 +403,22 @@ impl Drain {
         if entries.is_empty() {
             return;
         }
+        // Requests finish on several workers: order by time first, so keys
+        // (and blocks) follow the clock.
+        entries.sort_by_key(|e| e.ts_us);
         let mut batch = sled::Batch::default();
         let n = entries.len() as u64;
+        let mut keyed: Vec<(LogKey, LogEntry)> = Vec::with_capacity(entries.len());
         for e in entries.drain(..) {
             let key = LogKey {
                 ts_us: e.ts_us,
                 seq: self.seq,
             };
             self.seq = self.seq.wrapping_add(1);
-            batch.insert(&key.to_bytes(), encode(&e));
+            keyed.push((key, e));
+        }
+        for chunk in keyed.chunks(BLOCK) {
+            batch.insert(&chunk[0].0.to_bytes(), encode_block(chunk));
         }
         match self.tree.apply_batch(batch) {
             Ok(()) => {
@@ -384,20 +432,39 @@ impl Drain {
     /// count limit or older than the age limit; returns how many went.
     fn trim_round(&mut self) -> usize {
         let stored = self.shared.stored.load(Ordering::Relaxed);
-        let over = stored.saturating_sub(self.shared.max_entries.load(Ordering::Relaxed));
+        let mut over = stored.saturating_sub(self.shared.max_entries.load(Ordering::Relaxed));
         let cutoff = now_micros().saturating_sub(self.shared.max_age_us.load(Ordering::Relaxed));
         let mut batch = sled::Batch::default();
         let mut n = 0usize;
-        for key in self.tree.iter().keys() {
-            let Ok(key) = key else { break };
-            let old = LogKey::from_bytes(&key).is_none_or(|k| k.ts_us < cutoff);
-            if n >= TRIM_BATCH || ((n as u64) >= over && !old) {
+        let mut touched = false;
+        for kv in self.tree.iter() {
+            let Ok((k, v)) = kv else { break };
+            let entries = LogKey::from_bytes(&k)
+                .map(|key| decode_block(key, &v))
+                .unwrap_or_default();
+            // The oldest entries of this block that must go: those over the
+            // count, and those too old (entries are in time order).
+            let old = entries.iter().take_while(|(key, _)| key.ts_us < cutoff).count();
+            let drop = (over.min(entries.len() as u64) as usize).max(old);
+            if drop == 0 && !entries.is_empty() {
                 break;
             }
-            batch.remove(key);
-            n += 1;
+            if n + drop > TRIM_BATCH && n > 0 {
+                break;
+            }
+            batch.remove(k);
+            touched = true;
+            if drop < entries.len() {
+                // Keep the newer part, re-keyed by its oldest entry.
+                let rest = &entries[drop..];
+                batch.insert(&rest[0].0.to_bytes(), encode_block(rest));
+                n += drop;
+                break;
+            }
+            n += drop;
+            over = over.saturating_sub(drop as u64);
         }
-        if n == 0 {
+        if !touched {
             return 0;
         }
         match self.tree.apply_batch(batch) {
@@ -479,6 +546,53 @@ pub fn decode(ts_us: u64, b: &[u8]) -> Option<LogEntry> {
     })
 }
 
+/// Version byte of a block value.
+const BLOCK_V2: u8 = 2;
+
+/// A block: `2 ++ count u16 ++ count × (ts u64 ++ seq u32 ++ len u16 ++
+/// entry)`, the entries in key order.
+fn encode_block(entries: &[(LogKey, LogEntry)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + entries.len() * 64);
+    out.push(BLOCK_V2);
+    out.extend_from_slice(&(entries.len() as u16).to_be_bytes());
+    for (key, e) in entries {
+        let one = encode(e);
+        out.extend_from_slice(&key.ts_us.to_be_bytes());
+        out.extend_from_slice(&key.seq.to_be_bytes());
+        out.extend_from_slice(&(one.len() as u16).to_be_bytes());
+        out.extend_from_slice(&one);
+    }
+    out
+}
+
+/// The entries of a stored value, oldest first: a block, or a single
+/// entry (version 1) under `key`. Unreadable parts are left out.
+fn decode_block(key: LogKey, b: &[u8]) -> Vec<(LogKey, LogEntry)> {
+    match b.first() {
+        Some(&V1) => decode(key.ts_us, b).map(|e| vec![(key, e)]).unwrap_or_default(),
+        Some(&BLOCK_V2) => {
+            let Some(count) = b.get(1..3).map(|c| u16::from_be_bytes([c[0], c[1]]) as usize) else {
+                return Vec::new();
+            };
+            let mut out = Vec::with_capacity(count);
+            let mut rest = &b[3..];
+            for _ in 0..count {
+                let Some(head) = rest.get(..14) else { break };
+                let ts_us = u64::from_be_bytes(head[..8].try_into().expect("8 bytes"));
+                let seq = u32::from_be_bytes(head[8..12].try_into().expect("4 bytes"));
+                let len = u16::from_be_bytes([head[12], head[13]]) as usize;
+                let Some(body) = rest.get(14..14 + len) else { break };
+                if let Some(e) = decode(ts_us, body) {
+                    out.push((LogKey { ts_us, seq }, e));
+                }
+                rest = &rest[14 + len..];
+            }
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +618,26 @@ mod tests {
         let mut cut = encode(&entry(1));
         cut.pop();
         assert_eq!(decode(1, &cut), None);
+    }
+
+    #[test]
+    fn blocks_round_trip_and_keep_key_order() {
+        let entries: Vec<(LogKey, LogEntry)> = (0..5)
+            .map(|i| {
+                (
+                    LogKey {
+                        ts_us: 10 + i,
+                        seq: i as u32,
+                    },
+                    entry(10 + i),
+                )
+            })
+            .collect();
+        let block = encode_block(&entries);
+        assert_eq!(decode_block(entries[0].0, &block), entries);
+        // A cut block yields the entries that are whole.
+        assert_eq!(decode_block(entries[0].0, &block[..block.len() - 1]).len(), 4);
+        assert!(decode_block(entries[0].0, b"\x07junk").is_empty());
     }
 
     #[test]

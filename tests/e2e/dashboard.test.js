@@ -53,6 +53,12 @@ test("login page, keyboard login, logout", async () => {
     await page.click('button[type="submit"]');
     await page.getByText("Wrong email or password.").waitFor();
     await login(page);
+    // Keyboard: the first Tab reaches the skip link, which moves the focus
+    // to the page's content.
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "main");
     await page.getByRole("button", { name: "Log out" }).click();
     await page.waitForURL(/\/_\/login$/);
     await page.goto(`${server.url}/_/collections`);
