@@ -265,3 +265,33 @@ async fn sigterm_stops_gracefully_with_exit_0() {
     child.kill().ok();
     child.wait().ok();
 }
+
+#[actix_web::test]
+async fn first_start_prints_a_working_setup_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Server(
+        basalt()
+            .args(["serve", "--http", "127.0.0.1:0", "--dir"])
+            .arg(tmp.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start basalt"),
+    );
+    let mut out = BufReader::new(child.stdout.as_mut().expect("stdout"));
+    let mut link = None;
+    for _ in 0..5 {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read a line");
+        if let Some(url) = line.split_whitespace().find(|w| w.contains("/_/setup?token=")) {
+            link = Some(url.to_owned());
+            break;
+        }
+    }
+    let link = link.expect("a setup link among the first lines");
+    let mut res = client().get(&link).send().await.expect("GET the setup link");
+    assert_eq!(res.status().as_u16(), 200);
+    let body = String::from_utf8_lossy(&res.body().await.unwrap()).into_owned();
+    assert!(body.contains("Create superuser"), "{body}");
+}
