@@ -54,6 +54,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/_")
                 .wrap(from_fn(headers))
+                // actix's default form limit (16 KiB) would refuse a large
+                // schema or record; percent-encoding inflates them too.
+                .app_data(web::FormConfig::default().limit(session::FORM_LIMIT))
                 .route("/assets/{path:.*}", web::get().to(assets::serve))
                 .route("/", web::get().to(home))
                 .configure(login::routes)

@@ -6,6 +6,7 @@ mod admin_collections;
 mod admin_live;
 mod admin_ops;
 mod admin_records;
+mod admin_robustness;
 mod admin_settings;
 mod admin_support;
 mod auth;

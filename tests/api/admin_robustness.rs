@@ -1,0 +1,177 @@
+//! Garbage into every dashboard route, as a logged-in superuser with a
+//! valid CSRF token: every answer is a page or a redirect, never a 5xx, and
+//! the server (and its data) are fine afterwards.
+
+use awc::http::Method;
+use serde_json::json;
+
+use super::admin_support::{form_encode, Browser};
+use super::helpers::spawn_app;
+
+/// Form bodies that are wrong in different ways.
+fn bad_forms(csrf: &str) -> Vec<String> {
+    let long = "x".repeat(200_000);
+    let c = format!("_csrf={csrf}");
+    vec![
+        c.clone(),
+        format!("{c}&name=&schema=&type=&filter=&perPage=&page=&ids=&confirm="),
+        format!("{c}&schema=%7B%22type%22%3A&indexes=%5B1%2C2%5D&listRule_mode=expr&listRule=%28%28%28"),
+        format!("{c}&schema=null&indexes=%7B%7D&type=weird&name=%00%01"),
+        format!("{c}&views=abc&featured=maybe&tags=%5Bunclosed&published_at=yesterday&_raw=1&body=%5B%5D"),
+        format!("{c}&perPage=-1&page=99999999999999999999&maxRequests=-5&duration=1e99&port=70000"),
+        format!("{c}&email=%3Cscript%3E&password=&passwordConfirm=x&authTokenDuration=-1"),
+        format!("{c}&origins=javascript%3Aalert(1)%0Ahttp%3A%2F%2F&to=not-an-email&template=nope"),
+        format!("{c}&ids={}", "a".repeat(2_000)),
+        format!("{c}&name={long}&filter={long}"),
+        // Broken percent-encoding and invalid UTF-8.
+        format!("{c}&name=%ZZ%&filter=%C3%28"),
+        format!(
+            "{c}&{}",
+            (0..2_000).map(|i| format!("ids=id{i}")).collect::<Vec<_>>().join("&")
+        ),
+    ]
+}
+
+#[actix_web::test]
+async fn bad_input_on_every_dashboard_route_is_never_a_server_error() {
+    let app = spawn_app().await;
+    app.posts().await;
+    let r = app
+        .post(
+            "/api/collections/posts/records",
+            json!({"title": "keep me", "views": 1}),
+        )
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let user = app
+        .post(
+            "/api/collections/users/records",
+            json!({"email": "u@example.com", "password": "secret pass 1", "passwordConfirm": "secret pass 1"}),
+        )
+        .await;
+    let uid = user.body["id"].as_str().unwrap().to_owned();
+    let before = app.get("/api/collections/posts").await.body;
+    let mut b = Browser::login(&app).await;
+    let csrf = b.csrf.clone();
+
+    let mut gets: Vec<String> = vec![
+        "/_/collections".into(),
+        "/_/collections/new".into(),
+        "/_/collections/posts".into(),
+        "/_/collections/nope".into(),
+        "/_/collections/%00".into(),
+        "/_/live?collection=%3Cx%3E".into(),
+        "/_/logs?window=forever&status=6xx&method=%00&before=x-y&path=%ZZ".into(),
+        "/_/settings".into(),
+        format!("/_/collections/posts/records/{id}"),
+        "/_/collections/posts/records/new".into(),
+        "/_/collections/posts/records/jobs/nope".into(),
+        "/_/collections/posts/records/..%2F..%2Fetc".into(),
+    ];
+    for q in [
+        "filter=%28%28%28",
+        "sort=-nope,,+",
+        "cols=%00,,x",
+        "perPage=abc&page=-3",
+        "cursor=%FF%FE",
+        "page=18446744073709551616",
+    ] {
+        gets.push(format!("/_/collections/posts/records?{q}"));
+        gets.push(format!("/_/collections/users/records?{q}"));
+    }
+    for path in &gets {
+        let r = b.get(path).await;
+        assert!(r.status < 500, "GET {path} → {}: {}", r.status, r.body);
+    }
+
+    let posts = [
+        "/_/collections/new".to_owned(),
+        "/_/collections/posts".to_owned(),
+        "/_/collections/posts/dry-run".to_owned(),
+        "/_/collections/posts/indexes/dismiss".to_owned(),
+        "/_/collections/nope/delete".to_owned(),
+        "/_/collections/posts/records/new".to_owned(),
+        format!("/_/collections/posts/records/{id}"),
+        "/_/collections/posts/records/nope".to_owned(),
+        "/_/collections/posts/records/bulk-delete".to_owned(),
+        "/_/collections/posts/records/delete-matching".to_owned(),
+        format!("/_/collections/users/records/{uid}"),
+        format!("/_/collections/users/records/{uid}/verify"),
+        format!("/_/collections/users/records/{uid}/send-verification"),
+        format!("/_/collections/users/records/{uid}/send-reset"),
+        format!("/_/collections/users/records/{uid}/impersonate"),
+        format!("/_/collections/posts/records/{id}/verify"),
+        "/_/settings/application".to_owned(),
+        "/_/settings/mail".to_owned(),
+        "/_/settings/mail/test".to_owned(),
+        "/_/settings/rate-limits".to_owned(),
+        "/_/settings/tokens/users".to_owned(),
+        "/_/settings/tokens/posts".to_owned(),
+        "/_/settings/cors".to_owned(),
+        "/_/settings/realtime".to_owned(),
+        "/_/settings/batch".to_owned(),
+        "/_/live/token".to_owned(),
+    ];
+    for path in &posts {
+        for body in bad_forms(&csrf) {
+            let r = b.send(Method::POST, path, Some(body.clone()), &[]).await;
+            let shown: String = body.chars().take(120).collect();
+            assert!(r.status < 500, "POST {path} with {shown:?} → {}: {}", r.status, r.body);
+        }
+        // A body that is not a form at all.
+        let r = b
+            .send(
+                Method::POST,
+                path,
+                Some("{\"json\": true}".into()),
+                &[("Content-Type", "application/json")],
+            )
+            .await;
+        assert!(r.status < 500, "POST {path} with JSON → {}", r.status);
+    }
+
+    // Still healthy, still logged in, and the data the garbage could not
+    // have changed is intact.
+    assert_eq!(app.guest_get("/api/health").await.status, 200);
+    assert_eq!(b.get("/_/collections").await.status, 200);
+    let kept = app.get(&format!("/api/collections/posts/records/{id}")).await;
+    assert_eq!(kept.status, 200, "{:?}", kept.body);
+    let after = app.get("/api/collections/posts").await.body;
+    for key in [
+        "schema",
+        "listRule",
+        "viewRule",
+        "createRule",
+        "updateRule",
+        "deleteRule",
+        "indexes",
+    ] {
+        assert_eq!(after[key], before[key], "posts.{key} changed by a garbage form");
+    }
+    let _ = form_encode(&[]);
+}
+
+#[actix_web::test]
+async fn large_forms_are_accepted_up_to_the_limit() {
+    let app = spawn_app().await;
+    app.create_collection(
+        json!({"name": "docs", "schema": {"type": "object", "properties": {"text": {"type": "string"}}}}),
+    )
+    .await;
+    let mut b = Browser::login(&app).await;
+    // 300 KB of text, ~900 KB once percent-encoded as a form.
+    let text = "<é>".repeat(100_000);
+    let body = serde_json::to_string(&json!({ "text": text })).unwrap();
+    let r = b
+        .post("/_/collections/docs/records/new", &[("_raw", "1"), ("body", &body)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body.chars().take(500).collect::<String>());
+    let list = app.get("/api/collections/docs/records").await;
+    assert_eq!(list.body["items"][0]["text"].as_str().map(str::len), Some(text.len()));
+    // Past the 4 MiB form limit: a clear 400 page, not a 5xx.
+    let huge = "x".repeat(5 * 1024 * 1024);
+    let r = b
+        .post("/_/collections/docs/records/new", &[("_raw", "1"), ("body", &huge)])
+        .await;
+    assert_eq!(r.status, 400);
+}
