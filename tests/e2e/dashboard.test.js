@@ -222,7 +222,17 @@ test("live feed shows a change made through the REST API", async () => {
 test("works at 360 px wide and in dark mode", async () => {
     const page = await newPage(browser, { width: 360, height: 740, colorScheme: "dark" });
     await login(page);
-    for (const path of ["/_/collections", "/_/live", "/_/logs", "/_/settings", "/_/collections/users/records"]) {
+    const paths = [
+        "/_/collections",
+        "/_/collections/new",
+        "/_/collections/users",
+        "/_/collections/users/records",
+        "/_/collections/users/records/new",
+        "/_/live",
+        "/_/logs",
+        "/_/settings",
+    ];
+    for (const path of paths) {
         await page.goto(`${server.url}${path}`);
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
         assert.ok(overflow <= 0, `${path} scrolls sideways by ${overflow}px at 360px`);
