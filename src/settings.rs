@@ -191,6 +191,83 @@ impl LogsSettings {
     }
 }
 
+/// A reverse proxy in front of the server (PocketBase's `trustedProxy`).
+/// Behind one, every request comes from the proxy's address, so rate
+/// limits and the request log would lump all clients together; these
+/// headers then name the client instead. Only set them when a proxy is in
+/// front and overwrites them: otherwise any client can pick its address.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct TrustedProxySettings {
+    /// Headers to read, first present wins (e.g. `X-Forwarded-For`,
+    /// `X-Real-IP`, `CF-Connecting-IP`).
+    pub headers: Vec<String>,
+    /// In a list (`X-Forwarded-For: client, proxy1, proxy2`) take the
+    /// leftmost address (the original client, but client-supplied) instead
+    /// of the rightmost (the one the nearest proxy added; the safe default).
+    #[serde(rename = "useLeftmostIP")]
+    pub use_leftmost_ip: bool,
+}
+
+impl TrustedProxySettings {
+    /// The client's address: from the first configured header that holds a
+    /// valid one, else the peer's.
+    pub fn client_ip<'a>(
+        &self,
+        header: impl Fn(&str) -> Option<&'a str>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<std::net::IpAddr> {
+        for name in &self.headers {
+            let Some(value) = header(name) else { continue };
+            let mut parts = value.split(',').map(str::trim).filter(|p| !p.is_empty());
+            let pick = if self.use_leftmost_ip {
+                parts.next()
+            } else {
+                parts.next_back()
+            };
+            if let Some(ip) = pick.and_then(parse_ip) {
+                return Some(ip);
+            }
+        }
+        peer
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.headers.len() > 10 {
+            return Err(ApiError::field(
+                "trustedProxy.headers",
+                "validation_invalid_value",
+                "At most 10 headers.",
+            ));
+        }
+        for (i, h) in self.headers.iter().enumerate() {
+            let token = !h.is_empty()
+                && h.len() <= 64
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !token {
+                return Err(ApiError::field(
+                    &format!("trustedProxy.headers.{i}"),
+                    "validation_invalid_value",
+                    "Must be a header name (letters, digits and dashes).",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`
+/// or `[2001:db8::1]:443`.
+fn parse_ip(s: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = s.parse::<std::net::SocketAddr>() {
+        return Some(sock.ip());
+    }
+    s.strip_prefix('[')?.split(']').next()?.parse().ok()
+}
+
 /// All settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -202,6 +279,7 @@ pub struct Settings {
     pub realtime: RealtimeSettings,
     pub cors: CorsSettings,
     pub logs: LogsSettings,
+    pub trusted_proxy: TrustedProxySettings,
 }
 
 impl Settings {
@@ -286,6 +364,7 @@ impl SettingsStore {
 impl Settings {
     fn validate(&self) -> Result<(), ApiError> {
         self.cors.validate()?;
+        self.trusted_proxy.validate()?;
         if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
             return Err(ApiError::field(
                 "smtp.host",
@@ -397,4 +476,31 @@ fn is_origin(s: &str) -> bool {
     };
     let port_ok = port.is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok_and(|n| n > 0));
     scheme_ok && host_ok && port_ok
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_from_trusted_headers() {
+        let peer = Some("10.0.0.1".parse().unwrap());
+        let h = |name: &str| match name {
+            "X-Forwarded-For" => Some("203.0.113.7, 198.51.100.2:443, [2001:db8::1]:80"),
+            "X-Real-IP" => Some("not an ip"),
+            _ => None,
+        };
+        let mut p = TrustedProxySettings::default();
+        assert_eq!(p.client_ip(h, peer), peer, "no headers configured: the peer");
+        p.headers = vec!["X-Real-IP".into(), "X-Forwarded-For".into()];
+        assert_eq!(
+            p.client_ip(h, peer),
+            Some("2001:db8::1".parse().unwrap()),
+            "rightmost by default"
+        );
+        p.use_leftmost_ip = true;
+        assert_eq!(p.client_ip(h, peer), Some("203.0.113.7".parse().unwrap()));
+        p.headers = vec!["CF-Connecting-IP".into()];
+        assert_eq!(p.client_ip(h, peer), peer, "header absent: the peer");
+    }
 }

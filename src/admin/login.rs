@@ -158,10 +158,7 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
     }
     let st = state(&req);
     let settings = st.settings.get();
-    let ip = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ip = crate::api::middleware::client_ip(&req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let path = format!("/api/collections/{SUPERUSERS}/auth-with-password");
     if let Err(secs) = st
         .rate_limiter

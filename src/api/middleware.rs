@@ -39,6 +39,26 @@ pub fn mark_caller(req: &HttpRequest, caller: &Caller) {
     }
 }
 
+/// The client's address: the peer's, or (behind a reverse proxy named in
+/// the `trustedProxy` settings) the one its headers carry. Rate limits, the
+/// request log and the dashboard login all key on this.
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => {
+            let settings = state.settings.get();
+            if settings.trusted_proxy.headers.is_empty() {
+                return peer;
+            }
+            let headers = req.headers();
+            settings
+                .trusted_proxy
+                .client_ip(|name| headers.get(name).and_then(|v| v.to_str().ok()), peer)
+        }
+        None => peer,
+    }
+}
+
 /// Logs method, path (never the query string or headers: they can carry
 /// tokens or personal data), status, duration and peer address, to the
 /// tracing output and to the request log (one non-blocking `try_send`).
@@ -49,7 +69,7 @@ pub async fn log_request(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let ip = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let ip = client_ip(req.request()).map(|a| a.to_string()).unwrap_or_default();
     let res = next.call(req).await?;
     let status = res.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;

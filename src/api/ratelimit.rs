@@ -31,10 +31,7 @@ pub async fn limit(
             if settings.rate_limits.enabled {
                 // Without a peer address (never over TCP) all such requests
                 // share one key rather than going unlimited.
-                let ip = req
-                    .peer_addr()
-                    .map(|a| a.ip())
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                let ip = super::middleware::client_ip(req.request()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 // The router's path (percent-decoded like the router sees
                 // it), so `/api/collections/po%73ts` cannot dodge `posts:…`.
                 let path = req.match_info().as_str();

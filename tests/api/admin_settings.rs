@@ -591,3 +591,31 @@ async fn page_holds_no_secrets() {
     }
     assert!(!page.body.contains(&b.cookies["basalt_admin"]), "session id");
 }
+
+#[actix_web::test]
+async fn trusted_proxy_section_saves_and_refuses_bad_header_names() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    b.get("/_/settings").await.assert_has("Trusted proxy");
+    let r = b
+        .post(
+            "/_/settings/proxy",
+            &[
+                ("trustedProxy.headers", "X-Forwarded-For\n\nX-Real-IP\n"),
+                ("trustedProxy.useLeftmostIP", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let s = app.get("/api/settings").await.body;
+    assert_eq!(
+        s["trustedProxy"],
+        serde_json::json!({"headers": ["X-Forwarded-For", "X-Real-IP"], "useLeftmostIP": true})
+    );
+    let r = b
+        .post("/_/settings/proxy", &[("trustedProxy.headers", "Bad Header:")])
+        .await;
+    assert_eq!(r.status, 400);
+    r.assert_has("Must be a header name");
+    assert_eq!(app.get("/api/settings").await.body["trustedProxy"], s["trustedProxy"]);
+}

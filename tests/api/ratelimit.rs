@@ -266,3 +266,67 @@ async fn ratelimit_invalid_rules_are_refused() {
     assert_eq!(r.body["rateLimits"]["rules"][0]["label"], "*:auth");
     assert_eq!(r.body["rateLimits"]["rules"][0]["maxRequests"], 5);
 }
+
+/// GET /api/health from a client that says (through a header) it is `ip`.
+async fn health_from(app: &TestApp, header: &str, ip: &str) -> u16 {
+    let res = app
+        .client
+        .get(format!("{}/api/health", app.base))
+        .insert_header((header.to_owned(), ip.to_owned()))
+        .send()
+        .await
+        .expect("request sent");
+    res.status().as_u16()
+}
+
+#[actix_web::test]
+async fn ratelimit_behind_a_trusted_proxy_keys_on_the_client_address() {
+    let app = spawn_app().await;
+    set_limits(
+        &app,
+        true,
+        json!([{"label": "GET /api/health", "maxRequests": 2, "duration": 60}]),
+    )
+    .await;
+    // Not configured: the header is ignored, every request is 127.0.0.1.
+    assert_eq!(health_from(&app, "X-Forwarded-For", "203.0.113.1").await, 200);
+    assert_eq!(health_from(&app, "X-Forwarded-For", "203.0.113.2").await, 200);
+    assert_eq!(health_from(&app, "X-Forwarded-For", "203.0.113.3").await, 429);
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"trustedProxy": {"headers": ["X-Forwarded-For"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["trustedProxy"],
+        json!({"headers": ["X-Forwarded-For"], "useLeftmostIP": false})
+    );
+    // Now each client address has its own window; the rightmost entry (the
+    // one the proxy appended) is the client, whatever the client prepended.
+    for _ in 0..2 {
+        assert_eq!(health_from(&app, "X-Forwarded-For", "9.9.9.9, 198.51.100.7").await, 200);
+    }
+    assert_eq!(health_from(&app, "X-Forwarded-For", "1.1.1.1, 198.51.100.7").await, 429);
+    assert_eq!(health_from(&app, "X-Forwarded-For", "198.51.100.8").await, 200);
+    // The request log records the same address.
+    app.state.store.logs().flush().await;
+    let logged: Vec<String> = app
+        .state
+        .store
+        .logs()
+        .newest_first(0)
+        .map(|e| e.expect("log entry").1.ip)
+        .collect();
+    assert!(logged.iter().any(|ip| ip == "198.51.100.8"), "{logged:?}");
+    // Bad header names are refused.
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"trustedProxy": {"headers": ["X-Forwarded-For: 1"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["data"]["trustedProxy.headers.0"].is_object(), "{:?}", r.body);
+}

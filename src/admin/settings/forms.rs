@@ -288,3 +288,35 @@ impl BatchForm {
         errors.into_result(obj(json!({"batch": {"enabled": self.enabled, "maxRequests": max}})))
     }
 }
+
+// ---- Trusted proxy -----------------------------------------------------------
+
+pub struct ProxyForm {
+    /// One header name per line.
+    pub headers: String,
+    pub use_leftmost_ip: bool,
+}
+
+impl ProxyForm {
+    pub fn from_settings(s: &Settings) -> ProxyForm {
+        ProxyForm {
+            headers: s.trusted_proxy.headers.join("\n"),
+            use_leftmost_ip: s.trusted_proxy.use_leftmost_ip,
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> ProxyForm {
+        ProxyForm {
+            headers: f.text("trustedProxy.headers").to_owned(),
+            use_leftmost_ip: checked(f, "trustedProxy.useLeftmostIP"),
+        }
+    }
+
+    /// Header names are checked by the settings store.
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let headers: Vec<&str> = self.headers.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        Errors::default().into_result(obj(json!({
+            "trustedProxy": {"headers": headers, "useLeftmostIP": self.use_leftmost_ip}
+        })))
+    }
+}

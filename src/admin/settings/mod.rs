@@ -24,7 +24,7 @@ use super::view::{self, AdminError};
 use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
-use forms::{AppForm, BatchForm, CorsForm, MailForm, RealtimeForm, TestMailForm};
+use forms::{AppForm, BatchForm, CorsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
 use limits::LimitsForm;
 use tokens::TokenForm;
 
@@ -37,7 +37,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/tokens/{collection}", web::post().to(save_tokens))
         .route("/settings/cors", web::post().to(save_cors))
         .route("/settings/realtime", web::post().to(save_realtime))
-        .route("/settings/batch", web::post().to(save_batch));
+        .route("/settings/batch", web::post().to(save_batch))
+        .route("/settings/proxy", web::post().to(save_proxy));
 }
 
 #[derive(Template)]
@@ -54,6 +55,7 @@ struct SettingsPage {
     cors: CorsForm,
     realtime: RealtimeForm,
     batch: BatchForm,
+    proxy: ProxyForm,
     errors: Errors,
 }
 
@@ -88,6 +90,7 @@ impl SettingsPage {
             cors: CorsForm::from_settings(&s, &state.config.origins),
             realtime: RealtimeForm::from_settings(&s),
             batch: BatchForm::from_settings(&s),
+            proxy: ProxyForm::from_settings(&s),
             errors: Errors::default(),
         }
     }
@@ -115,6 +118,7 @@ enum Section {
     Cors(CorsForm),
     Realtime(RealtimeForm),
     Batch(BatchForm),
+    Proxy(ProxyForm),
 }
 
 impl Section {
@@ -126,6 +130,7 @@ impl Section {
             Section::Cors(f) => f.patch(),
             Section::Realtime(f) => f.patch(),
             Section::Batch(f) => f.patch(),
+            Section::Proxy(f) => f.patch(),
         }
     }
 
@@ -133,6 +138,9 @@ impl Section {
     fn form_key(&self, api_key: &str) -> String {
         if api_key.starts_with("cors.origins") {
             return "cors.origins".into();
+        }
+        if api_key.starts_with("trustedProxy.headers") {
+            return "trustedProxy.headers".into();
         }
         if let (Section::Limits(f), Some(n)) = (self, api_key.strip_prefix("rateLimits.rules.")) {
             if let Some(row) = n.parse().ok().and_then(|n| f.row_of_rule(n)) {
@@ -151,6 +159,7 @@ impl Section {
             Section::Cors(_) => "cors.origins",
             Section::Realtime(_) => "realtime",
             Section::Batch(_) => "batch",
+            Section::Proxy(_) => "trustedProxy.headers",
         }
     }
 
@@ -163,6 +172,7 @@ impl Section {
             Section::Cors(f) => page.cors = f,
             Section::Realtime(f) => page.realtime = f,
             Section::Batch(f) => page.batch = f,
+            Section::Proxy(f) => page.proxy = f,
         }
     }
 }
@@ -273,4 +283,9 @@ async fn send_test_mail(req: HttpRequest, form: AdminForm) -> Result<HttpRespons
     let mut page = SettingsPage::new(&req, &form.admin);
     page.test = test;
     Ok(page.failed(&req, errors))
+}
+
+async fn save_proxy(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Proxy(ProxyForm::from_form(&form));
+    save(&req, form.admin, section).await
 }
