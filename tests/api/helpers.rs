@@ -78,7 +78,7 @@ pub async fn spawn_app_with_defaults() -> TestApp {
 pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
     let mut config = Config::for_dir(dir);
     config.workers = 2;
-    let app = App::build(config).await.expect("build app");
+    let app = build_when_unlocked(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
@@ -92,6 +92,25 @@ pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
         client: client(),
         token: String::new(),
         state,
+    }
+}
+
+/// Builds the app, waiting while the data dir is still locked by a server
+/// this process just stopped: sled releases its lock when the last of its
+/// background I/O jobs lets go of the database, which can trail the stop
+/// by a moment on a loaded machine. Bounded: a lock held for 10 s is a bug.
+pub async fn build_when_unlocked(config: Config) -> App {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match App::build(config.clone()).await {
+            Ok(app) => return app,
+            Err(basalt::app::BuildError::Store(basalt::store::StoreError::Locked(_)))
+                if std::time::Instant::now() < deadline =>
+            {
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("build app: {e}"),
+        }
     }
 }
 

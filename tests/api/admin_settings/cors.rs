@@ -243,7 +243,7 @@ async fn start_with_origins(
     let mut config = basalt::Config::for_dir(dir);
     config.workers = 1;
     config.origins = origins.to_owned();
-    let app = basalt::App::build(config).await.expect("build app");
+    let app = crate::helpers::build_when_unlocked(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
