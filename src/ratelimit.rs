@@ -216,13 +216,68 @@ impl Bucket {
     }
 }
 
+/// Who a rule applies to (PocketBase's `audience`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Everyone,
+    /// `@guest`: requests without a valid token.
+    Guests,
+    /// `@auth`: requests with a valid token (any auth collection).
+    Authenticated,
+}
+
+impl Audience {
+    fn parse(s: &str) -> Audience {
+        match s.trim() {
+            "@guest" => Audience::Guests,
+            "@auth" => Audience::Authenticated,
+            _ => Audience::Everyone,
+        }
+    }
+}
+
+/// Whether the request is authenticated, asked at most once and only when
+/// a rule with an audience is a candidate (resolving a token costs).
+struct Who<F: FnOnce() -> bool> {
+    ask: Option<F>,
+    known: Option<bool>,
+}
+
+impl<F: FnOnce() -> bool> Who<F> {
+    fn new(ask: F) -> Self {
+        Who {
+            ask: Some(ask),
+            known: None,
+        }
+    }
+
+    fn is_auth(&mut self) -> bool {
+        if let Some(k) = self.known {
+            return k;
+        }
+        let k = self.ask.take().is_some_and(|f| f());
+        self.known = Some(k);
+        k
+    }
+
+    fn fits(&mut self, audience: Audience) -> bool {
+        match audience {
+            Audience::Everyone => true,
+            Audience::Guests => !self.is_auth(),
+            Audience::Authenticated => self.is_auth(),
+        }
+    }
+}
+
 /// Rules compiled for matching, with their counters.
 struct Table {
     rules: Vec<RateLimitRule>,
+    /// Each rule's audience, by rule index.
+    audience: Vec<Audience>,
     /// `collection:action` → bucket index.
     named: Vec<(String, Action, usize)>,
-    /// `*:action`, indexed by `Action as usize`.
-    any: [Option<usize>; 6],
+    /// `*:action` rules in order, indexed by `Action as usize`.
+    any: [Vec<usize>; 6],
     /// `METHOD /path`, longest path first.
     method_paths: Vec<(String, String, usize)>,
     /// `/path`, longest first.
@@ -235,8 +290,9 @@ impl Table {
     fn build(rules: &[RateLimitRule], previous: Option<&Table>) -> Table {
         let mut t = Table {
             rules: rules.to_vec(),
+            audience: rules.iter().map(|r| Audience::parse(&r.audience)).collect(),
             named: Vec::new(),
-            any: [None; 6],
+            any: Default::default(),
             method_paths: Vec::new(),
             paths: Vec::new(),
             buckets: Vec::with_capacity(rules.len()),
@@ -259,9 +315,7 @@ impl Table {
                     .push((method.trim().to_ascii_uppercase(), path.trim().to_owned(), i));
             } else if let Some((c, action)) = label.split_once(':').and_then(|(c, a)| Some((c, Action::parse(a)?))) {
                 match c {
-                    "*" => {
-                        t.any[action as usize].get_or_insert(i);
-                    }
+                    "*" => t.any[action as usize].push(i),
                     name => t.named.push((name.to_owned(), action, i)),
                 }
             } else {
@@ -274,34 +328,59 @@ impl Table {
         t
     }
 
-    /// The bucket of the most specific rule matching the request.
-    fn find(&self, method: &str, path: &str, resolve: impl FnOnce(&str) -> Option<String>) -> Option<usize> {
+    /// The bucket of the most specific rule matching the request whose
+    /// audience includes the caller (a rule for another audience is passed
+    /// over, so the next most specific one applies, as in PocketBase).
+    fn find<F: FnOnce() -> bool>(
+        &self,
+        method: &str,
+        path: &str,
+        resolve: impl FnOnce(&str) -> Option<String>,
+        who: &mut Who<F>,
+    ) -> Option<usize> {
+        let mut fits = |i: usize| who.fits(self.audience[i]);
         if let Some((c, action)) = classify(method, path) {
             if self.named.iter().any(|(_, a, _)| *a == action) {
                 if let Some(name) = resolve(c) {
-                    if let Some((_, _, i)) = self.named.iter().find(|(n, a, _)| *a == action && *n == name) {
-                        return Some(*i);
+                    let hit = self
+                        .named
+                        .iter()
+                        .filter(|(n, a, _)| *a == action && *n == name)
+                        .map(|(_, _, i)| *i)
+                        .find(|i| fits(*i));
+                    if hit.is_some() {
+                        return hit;
                     }
                 }
             }
-            if let Some(i) = self.any[action as usize] {
+            if let Some(i) = self.any[action as usize].iter().copied().find(|i| fits(*i)) {
                 return Some(i);
             }
         }
         self.method_paths
             .iter()
-            .find(|(m, p, _)| m == method && path_matches(path, p))
+            .filter(|(m, p, _)| m == method && path_matches(path, p))
             .map(|(_, _, i)| *i)
-            .or_else(|| self.paths.iter().find(|(p, _)| path_matches(path, p)).map(|(_, i)| *i))
+            .find(|i| fits(*i))
+            .or_else(|| {
+                self.paths
+                    .iter()
+                    .filter(|(p, _)| path_matches(path, p))
+                    .map(|(_, i)| *i)
+                    .find(|i| fits(*i))
+            })
     }
 
-    /// The bucket of the `collection:auth` or `*:auth` rule.
+    /// The bucket of the `collection:auth` or `*:auth` rule for password
+    /// logins (made as guests, so `@auth` rules do not apply).
     fn auth_rule(&self, collection_name: &str) -> Option<usize> {
+        let guest = |i: &usize| self.audience[*i] != Audience::Authenticated;
         self.named
             .iter()
-            .find(|(n, a, _)| *a == Action::Auth && n == collection_name)
+            .filter(|(n, a, _)| *a == Action::Auth && n == collection_name)
             .map(|(_, _, i)| *i)
-            .or(self.any[Action::Auth as usize])
+            .find(guest)
+            .or_else(|| self.any[Action::Auth as usize].iter().copied().find(guest))
     }
 }
 
@@ -379,7 +458,8 @@ impl RateLimiter {
     /// `Err(retry after, seconds)` when that rule's window is full.
     /// `collection_name` turns the `{c}` segment (a name or an id) into the
     /// collection's name; it is only called when a `collection:action` rule
-    /// could match.
+    /// could match. `is_auth` tells whether the request carries a valid
+    /// token; it is only called when a candidate rule has an audience.
     pub fn check_request(
         &self,
         settings: &Arc<Settings>,
@@ -387,11 +467,16 @@ impl RateLimiter {
         path: &str,
         ip: IpAddr,
         collection_name: impl FnOnce(&str) -> Option<String>,
+        is_auth: impl FnOnce() -> bool,
     ) -> Result<(), u64> {
         let Some(table) = self.active(settings) else {
             return Ok(());
         };
-        let Some(b) = table.find(method, path, collection_name).map(|i| &table.buckets[i]) else {
+        let mut who = Who::new(is_auth);
+        let Some(b) = table
+            .find(method, path, collection_name, &mut who)
+            .map(|i| &table.buckets[i])
+        else {
             return Ok(());
         };
         b.hit(&b.ips, ip_key(ip), self.now_ms())
@@ -422,6 +507,7 @@ impl RateLimiter {
 mod tests {
     use super::Action::*;
     use super::*;
+    use crate::settings::RateLimitSettings;
     use std::net::Ipv4Addr;
 
     const LOGIN: &str = "/api/collections/users/auth-with-password";
@@ -467,7 +553,7 @@ mod tests {
 
     /// One request from `who` at `now` ms.
     fn req(rl: &RateLimiter, s: &Arc<Settings>, method: &str, path: &str, who: IpAddr, now: u64) -> Result<(), u64> {
-        at(rl, now).check_request(s, method, path, who, registry)
+        at(rl, now).check_request(s, method, path, who, registry, || false)
     }
 
     fn login(rl: &RateLimiter, s: &Arc<Settings>, c: &str, who: &str, now: u64) -> Result<(), u64> {
@@ -528,9 +614,62 @@ mod tests {
             ("GET", "/_/", None),
         ];
         for (method, path, want) in cases {
-            let got = t.find(method, path, registry).map(|i| t.rules[i].label.as_str());
+            let got = t
+                .find(method, path, registry, &mut Who::new(|| false))
+                .map(|i| t.rules[i].label.as_str());
             assert_eq!(got, want, "{method} {path}");
         }
+    }
+
+    #[test]
+    fn ratelimit_audience_passes_over_rules_for_others() {
+        let rl = limiter();
+        let mut rules: Vec<RateLimitRule> = [("*:create", "@auth"), ("*:create", "@guest"), ("/api/", "")]
+            .iter()
+            .map(|(label, audience)| RateLimitRule {
+                label: (*label).into(),
+                max_requests: 1,
+                duration: 1,
+                audience: (*audience).into(),
+            })
+            .collect();
+        let s = Arc::new(Settings {
+            rate_limits: RateLimitSettings {
+                enabled: true,
+                rules: rules.clone(),
+            },
+            ..Settings::default()
+        });
+        let t = rl.table(&s);
+        let pick = |auth: bool, method: &str, path: &str| t.find(method, path, registry, &mut Who::new(move || auth));
+        assert_eq!(pick(true, "POST", "/api/collections/notes/records"), Some(0));
+        assert_eq!(pick(false, "POST", "/api/collections/notes/records"), Some(1));
+        // Rules without an audience never ask who is calling.
+        let asked = std::cell::Cell::new(false);
+        let got = t.find(
+            "GET",
+            "/api/health",
+            registry,
+            &mut Who::new(|| {
+                asked.set(true);
+                true
+            }),
+        );
+        assert_eq!((got, asked.get()), (Some(2), false));
+        // With only an `@auth` rule for creates, a guest falls through to `/api/`.
+        rules.remove(1);
+        let s = Arc::new(Settings {
+            rate_limits: RateLimitSettings { enabled: true, rules },
+            ..Settings::default()
+        });
+        let t = rl.table(&s);
+        let got = t.find(
+            "POST",
+            "/api/collections/notes/records",
+            registry,
+            &mut Who::new(|| false),
+        );
+        assert_eq!(got.map(|i| t.rules[i].label.as_str()), Some("/api/"));
     }
 
     #[test]

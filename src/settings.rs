@@ -75,8 +75,9 @@ pub struct RateLimitRule {
     pub max_requests: u32,
     /// Window in seconds.
     pub duration: u32,
-    /// PocketBase's audience filter (`""`, `@guest`, `@auth`). Accepted and
-    /// stored so PocketBase settings round-trip; rules apply to everyone.
+    /// PocketBase's audience filter: `""` (everyone), `@guest` (requests
+    /// without a valid token) or `@auth` (with one). A rule for another
+    /// audience is passed over and the next matching rule applies.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub audience: String,
 }
@@ -380,6 +381,13 @@ impl Settings {
             ));
         }
         for (i, r) in self.rate_limits.rules.iter().enumerate() {
+            if !["", "@guest", "@auth"].contains(&r.audience.trim()) {
+                return Err(ApiError::field(
+                    &format!("rateLimits.rules.{i}.audience"),
+                    "validation_invalid_value",
+                    "Must be empty (everyone), @guest or @auth.",
+                ));
+            }
             if r.label.trim().is_empty() || r.max_requests == 0 || r.duration == 0 {
                 return Err(ApiError::field(
                     &format!("rateLimits.rules.{i}"),

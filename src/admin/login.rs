@@ -160,9 +160,9 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
     let settings = st.settings.get();
     let ip = crate::api::middleware::client_ip(&req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let path = format!("/api/collections/{SUPERUSERS}/auth-with-password");
-    if let Err(secs) = st
-        .rate_limiter
-        .check_request(&settings, "POST", &path, ip, |_| Some(SUPERUSERS.to_owned()))
+    if let Err(secs) =
+        st.rate_limiter
+            .check_request(&settings, "POST", &path, ip, |_| Some(SUPERUSERS.to_owned()), || false)
     {
         let msg = format!("Too many login attempts. Try again in {secs} s.");
         return Ok(login_form(

@@ -35,15 +35,26 @@ pub async fn limit(
                 // The router's path (percent-decoded like the router sees
                 // it), so `/api/collections/po%73ts` cannot dodge `posts:…`.
                 let path = req.match_info().as_str();
-                let verdict = state
-                    .rate_limiter
-                    .check_request(&settings, req.method().as_str(), path, ip, |c| {
-                        state.registry.get(c).map(|c| c.def.name.clone())
-                    });
+                // The caller is resolved at most once, and only if a rule
+                // with an audience is a candidate or a limit is hit.
+                let caller: std::cell::OnceCell<crate::core::Caller> = std::cell::OnceCell::new();
+                let resolve = || {
+                    caller.get_or_init(|| {
+                        let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                        auth::resolve(state, token)
+                    })
+                };
+                let verdict = state.rate_limiter.check_request(
+                    &settings,
+                    req.method().as_str(),
+                    path,
+                    ip,
+                    |c| state.registry.get(c).map(|c| c.def.name.clone()),
+                    || !matches!(resolve(), crate::core::Caller::Guest),
+                );
                 verdict.err().filter(|_| {
-                    let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                    let caller = auth::resolve(state, token);
-                    super::middleware::mark_caller(req.request(), &caller);
+                    let caller = resolve();
+                    super::middleware::mark_caller(req.request(), caller);
                     !caller.is_superuser()
                 })
             } else {

@@ -330,3 +330,37 @@ async fn ratelimit_behind_a_trusted_proxy_keys_on_the_client_address() {
     assert_eq!(r.status, 400);
     assert!(r.body["data"]["trustedProxy.headers.0"].is_object(), "{:?}", r.body);
 }
+
+#[actix_web::test]
+async fn ratelimit_audience_limits_only_its_callers() {
+    let app = spawn_app().await;
+    let r = app
+        .post(
+            "/api/collections/users/records",
+            json!({"email": "ann@example.com", "password": "password1", "passwordConfirm": "password1"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let user = app.login("users", "ann@example.com", "password1").await;
+    set_limits(
+        &app,
+        true,
+        json!([{"label": "GET /api/health", "maxRequests": 1, "duration": 60, "audience": "@guest"}]),
+    )
+    .await;
+    assert_eq!(app.guest_get("/api/health").await.status, 200);
+    assert_limited(&app.guest_get("/api/health").await);
+    // A signed-in user is not a guest: the rule passes over them.
+    for _ in 0..3 {
+        let r = app.call(Method::GET, "/api/health", None, Some(&user)).await;
+        assert_eq!(r.status, 200);
+    }
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"rateLimits": {"rules": [{"label": "/api/", "maxRequests": 1, "duration": 1, "audience": "@admins"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["data"]["rateLimits.rules.0.audience"].is_object(), "{:?}", r.body);
+}
