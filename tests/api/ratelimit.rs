@@ -362,5 +362,9 @@ async fn ratelimit_audience_limits_only_its_callers() {
         )
         .await;
     assert_eq!(r.status, 400);
-    assert!(r.body["data"]["rateLimits.rules.0.audience"].is_object(), "{:?}", r.body);
+    assert!(
+        r.body["data"]["rateLimits.rules.0.audience"].is_object(),
+        "{:?}",
+        r.body
+    );
 }
