@@ -169,6 +169,15 @@ pub struct LogsSettings {
     pub enabled: bool,
     pub max_days: u32,
     pub max_entries: u64,
+    /// Keep the client's address (PocketBase's `logIP`); off for privacy.
+    #[serde(rename = "logIP")]
+    pub log_ip: bool,
+    /// Keep who made the request (PocketBase's `logAuthId`).
+    #[serde(rename = "logAuthId")]
+    pub log_auth_id: bool,
+    /// PocketBase's `minLevel`, accepted so its settings round-trip: every
+    /// request is logged at level 0 (info).
+    pub min_level: i32,
 }
 
 impl Default for LogsSettings {
@@ -177,6 +186,9 @@ impl Default for LogsSettings {
             enabled: true,
             max_days: 7,
             max_entries: 100_000,
+            log_ip: true,
+            log_auth_id: true,
+            min_level: 0,
         }
     }
 }
@@ -188,6 +200,8 @@ impl LogsSettings {
             enabled: self.enabled,
             max_age_us: u64::from(self.max_days) * 24 * 3600 * 1_000_000,
             max_entries: self.max_entries,
+            log_ip: self.log_ip,
+            log_auth: self.log_auth_id,
         }
     }
 }

@@ -320,8 +320,9 @@ impl Row {
             duration: human_micros(e.micros),
             status: e.status,
             method: e.method,
-            ip: e.ip,
-            auth: e.auth,
+            // Empty when the settings say not to keep them.
+            ip: if e.ip.is_empty() { "–".into() } else { e.ip },
+            auth: if e.auth.is_empty() { "–".into() } else { e.auth },
         }
     }
 }

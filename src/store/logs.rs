@@ -131,6 +131,10 @@ pub struct LogLimits {
     pub enabled: bool,
     pub max_age_us: u64,
     pub max_entries: u64,
+    /// Keep the client's address (else stored empty).
+    pub log_ip: bool,
+    /// Keep the caller's label (else stored empty).
+    pub log_auth: bool,
 }
 
 impl Default for LogLimits {
@@ -139,6 +143,8 @@ impl Default for LogLimits {
             enabled: true,
             max_age_us: 7 * 24 * 3600 * 1_000_000,
             max_entries: 100_000,
+            log_ip: true,
+            log_auth: true,
         }
     }
 }
@@ -165,6 +171,8 @@ struct Shared {
     max_age_us: AtomicU64,
     max_entries: AtomicU64,
     dropped: AtomicU64,
+    log_ip: AtomicBool,
+    log_auth: AtomicBool,
     /// Entries in the tree (counted once at open, then kept by the thread).
     stored: AtomicU64,
 }
@@ -199,6 +207,8 @@ impl RequestLog {
             max_age_us: AtomicU64::new(limits.max_age_us),
             max_entries: AtomicU64::new(limits.max_entries),
             dropped: AtomicU64::new(0),
+            log_ip: AtomicBool::new(limits.log_ip),
+            log_auth: AtomicBool::new(limits.log_auth),
             stored: AtomicU64::new(stored),
         });
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -226,7 +236,13 @@ impl RequestLog {
 
     /// Queues an entry without ever blocking; drops it (and counts the drop)
     /// when the queue is full.
-    pub fn record(&self, entry: LogEntry) {
+    pub fn record(&self, mut entry: LogEntry) {
+        if !self.shared.log_ip.load(Ordering::Relaxed) {
+            entry.ip.clear();
+        }
+        if !self.shared.log_auth.load(Ordering::Relaxed) {
+            entry.auth.clear();
+        }
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Entry(entry)) {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -236,6 +252,8 @@ impl RequestLog {
     /// the next [`RequestLog::flush`]).
     pub fn set_limits(&self, limits: LogLimits) {
         self.shared.enabled.store(limits.enabled, Ordering::Relaxed);
+        self.shared.log_ip.store(limits.log_ip, Ordering::Relaxed);
+        self.shared.log_auth.store(limits.log_auth, Ordering::Relaxed);
         self.shared
             .max_age_us
             .store(limits.max_age_us.max(1), Ordering::Relaxed);
@@ -681,9 +699,9 @@ mod tests {
         let newest: Vec<u64> = log.newest_first(0).map(|r| r.expect("read").1.ts_us).collect();
         assert_eq!(newest, (0..10).rev().map(|i| now + i).collect::<Vec<_>>());
         log.set_limits(LogLimits {
-            enabled: true,
             max_age_us: 3600 * 1_000_000,
             max_entries: 3,
+            ..LogLimits::default()
         });
         rt.block_on(log.flush());
         assert_eq!(log.len(), 3);

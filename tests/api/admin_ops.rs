@@ -268,7 +268,7 @@ async fn retention_keeps_at_most_max_entries_and_logging_can_be_switched_off() {
     let r = app.get("/api/settings").await;
     assert_eq!(
         r.body["logs"],
-        json!({"enabled": true, "maxDays": 7, "maxEntries": 100000}),
+        json!({"enabled": true, "maxDays": 7, "maxEntries": 100000, "logIP": true, "logAuthId": true, "minLevel": 0}),
         "{:?}",
         r.body
     );
@@ -481,4 +481,31 @@ async fn dashboard_assets_are_not_logged() {
         rows(&page).iter().all(|r| !r.contains("/_/assets/")),
         "static files in the log"
     );
+}
+
+#[actix_web::test]
+async fn ip_and_caller_can_be_left_out_of_the_log() {
+    let app = spawn_app().await;
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"logs": {"logIP": false, "logAuthId": false, "minLevel": 5}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    app.get("/api/health").await;
+    flush(&app).await;
+    let (_, e) = app
+        .state
+        .store
+        .logs()
+        .newest_first(0)
+        .map(|r| r.expect("entry"))
+        .find(|(_, e)| e.path == "/api/health")
+        .expect("logged");
+    assert_eq!((e.ip.as_str(), e.auth.as_str()), ("", ""));
+    let mut b = Browser::login(&app).await;
+    let page = b.get("/_/logs").await;
+    let row = row_with(&page, "/api/health");
+    assert!(!row.contains("127.0.0.1") && !row.contains("superuser:"), "{row}");
 }

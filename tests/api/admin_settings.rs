@@ -619,3 +619,36 @@ async fn trusted_proxy_section_saves_and_refuses_bad_header_names() {
     r.assert_has("Must be a header name");
     assert_eq!(app.get("/api/settings").await.body["trustedProxy"], s["trustedProxy"]);
 }
+
+#[actix_web::test]
+async fn request_log_section_saves_and_refuses_bad_numbers() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    b.get("/_/settings").await.assert_has("Request log");
+    let r = b
+        .post(
+            "/_/settings/logs",
+            &[
+                ("logs.enabled", "on"),
+                ("logs.maxDays", "3"),
+                ("logs.maxEntries", "500"),
+                ("logs.logAuthId", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let logs = app.get("/api/settings").await.body["logs"].clone();
+    assert_eq!(
+        logs,
+        json!({"enabled": true, "maxDays": 3, "maxEntries": 500, "logIP": false, "logAuthId": true, "minLevel": 0})
+    );
+    let r = b
+        .post(
+            "/_/settings/logs",
+            &[("logs.maxDays", "0"), ("logs.maxEntries", "lots")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    r.assert_has("Must be a whole number from 1 to 10,000,000.");
+    assert_eq!(app.get("/api/settings").await.body["logs"], logs);
+}

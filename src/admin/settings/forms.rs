@@ -320,3 +320,60 @@ impl ProxyForm {
         })))
     }
 }
+
+// ---- Request log -------------------------------------------------------------
+
+pub struct LogsForm {
+    pub enabled: bool,
+    pub max_days: String,
+    pub max_entries: String,
+    pub log_ip: bool,
+    pub log_auth_id: bool,
+}
+
+impl LogsForm {
+    pub fn from_settings(s: &Settings) -> LogsForm {
+        LogsForm {
+            enabled: s.logs.enabled,
+            max_days: s.logs.max_days.to_string(),
+            max_entries: s.logs.max_entries.to_string(),
+            log_ip: s.logs.log_ip,
+            log_auth_id: s.logs.log_auth_id,
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> LogsForm {
+        LogsForm {
+            enabled: checked(f, "logs.enabled"),
+            max_days: f.text("logs.maxDays").trim().to_owned(),
+            max_entries: f.text("logs.maxEntries").trim().to_owned(),
+            log_ip: checked(f, "logs.logIP"),
+            log_auth_id: checked(f, "logs.logAuthId"),
+        }
+    }
+
+    /// The ranges are the settings store's checks.
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        let days = number(
+            &mut errors,
+            "logs.maxDays",
+            &self.max_days,
+            0,
+            u32::MAX.into(),
+            "Must be a whole number of days from 1 to 3650.",
+        );
+        let entries = number(
+            &mut errors,
+            "logs.maxEntries",
+            &self.max_entries,
+            0,
+            u64::MAX,
+            "Must be a whole number from 1 to 10,000,000.",
+        );
+        errors.into_result(obj(json!({"logs": {
+            "enabled": self.enabled, "maxDays": days, "maxEntries": entries,
+            "logIP": self.log_ip, "logAuthId": self.log_auth_id,
+        }})))
+    }
+}

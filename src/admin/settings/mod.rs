@@ -24,7 +24,7 @@ use super::view::{self, AdminError};
 use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
-use forms::{AppForm, BatchForm, CorsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
+use forms::{AppForm, BatchForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
 use limits::LimitsForm;
 use tokens::TokenForm;
 
@@ -38,7 +38,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/cors", web::post().to(save_cors))
         .route("/settings/realtime", web::post().to(save_realtime))
         .route("/settings/batch", web::post().to(save_batch))
-        .route("/settings/proxy", web::post().to(save_proxy));
+        .route("/settings/proxy", web::post().to(save_proxy))
+        .route("/settings/logs", web::post().to(save_logs));
 }
 
 #[derive(Template)]
@@ -56,6 +57,7 @@ struct SettingsPage {
     realtime: RealtimeForm,
     batch: BatchForm,
     proxy: ProxyForm,
+    logs: LogsForm,
     errors: Errors,
 }
 
@@ -91,6 +93,7 @@ impl SettingsPage {
             realtime: RealtimeForm::from_settings(&s),
             batch: BatchForm::from_settings(&s),
             proxy: ProxyForm::from_settings(&s),
+            logs: LogsForm::from_settings(&s),
             errors: Errors::default(),
         }
     }
@@ -119,6 +122,7 @@ enum Section {
     Realtime(RealtimeForm),
     Batch(BatchForm),
     Proxy(ProxyForm),
+    Logs(LogsForm),
 }
 
 impl Section {
@@ -131,6 +135,7 @@ impl Section {
             Section::Realtime(f) => f.patch(),
             Section::Batch(f) => f.patch(),
             Section::Proxy(f) => f.patch(),
+            Section::Logs(f) => f.patch(),
         }
     }
 
@@ -160,6 +165,7 @@ impl Section {
             Section::Realtime(_) => "realtime",
             Section::Batch(_) => "batch",
             Section::Proxy(_) => "trustedProxy.headers",
+            Section::Logs(_) => "logs",
         }
     }
 
@@ -173,6 +179,7 @@ impl Section {
             Section::Realtime(f) => page.realtime = f,
             Section::Batch(f) => page.batch = f,
             Section::Proxy(f) => page.proxy = f,
+            Section::Logs(f) => page.logs = f,
         }
     }
 }
@@ -287,5 +294,10 @@ async fn send_test_mail(req: HttpRequest, form: AdminForm) -> Result<HttpRespons
 
 async fn save_proxy(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
     let section = Section::Proxy(ProxyForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_logs(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Logs(LogsForm::from_form(&form));
     save(&req, form.admin, section).await
 }
