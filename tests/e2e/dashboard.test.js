@@ -7,7 +7,11 @@ import assert from "node:assert/strict";
 import PocketBase from "pocketbase";
 
 import { startServer, SU_EMAIL, SU_PASSWORD } from "./lib/server.js";
+import { createRequire } from "node:module";
+
 import { launch, newPage, shot } from "./lib/browser.js";
+
+const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 
 let server;
 let browser;
@@ -246,4 +250,44 @@ test("works at 360 px wide and in dark mode", async () => {
     await shot(page, "09-mobile-dark");
     assert.deepEqual(page.problems, []);
     await page.context().close();
+});
+
+test("pages have no serious accessibility problems (axe-core, WCAG 2 A/AA), light and dark", async () => {
+    const found = [];
+    for (const colorScheme of ["light", "dark"]) {
+        // Injecting axe is an inline script: this context alone bypasses the CSP.
+        const context = await browser.newContext({ bypassCSP: true, colorScheme, viewport: { width: 1280, height: 900 } });
+        const page = await context.newPage();
+        const check = async (label) => {
+            await page.addScriptTag({ path: AXE });
+            const violations = await page.evaluate(async () => {
+                const r = await window.axe.run(document, { runOnly: ["wcag2a", "wcag2aa"] });
+                return r.violations
+                    .filter((v) => v.impact === "serious" || v.impact === "critical")
+                    .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+            });
+            for (const v of violations) found.push(`${colorScheme} ${label}: ${v}`);
+        };
+        await page.goto(`${server.url}/_/login`);
+        await check("/_/login");
+        await page.goto(`${server.url}/_/no-such-page`);
+        await check("error page");
+        await login(page);
+        const paths = [
+            "/_/collections",
+            "/_/collections/new",
+            "/_/collections/users",
+            "/_/collections/users/records",
+            "/_/collections/users/records/new",
+            "/_/live",
+            "/_/logs",
+            "/_/settings",
+        ];
+        for (const path of paths) {
+            await page.goto(`${server.url}${path}`);
+            await check(path);
+        }
+        await context.close();
+    }
+    assert.deepEqual(found, []);
 });
