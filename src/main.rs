@@ -50,6 +50,28 @@ enum Command {
         #[command(subcommand)]
         action: SuperuserAction,
     },
+    /// Back up or restore a data dir. While the server runs, make backups
+    /// from the dashboard (Settings → Backups) instead.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Write a consistent snapshot of a stopped server's data dir to FILE.
+    Create {
+        file: PathBuf,
+        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
+        dir: PathBuf,
+    },
+    /// Restore FILE into a new, empty data dir (then start the server on it).
+    Restore {
+        file: PathBuf,
+        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,6 +125,28 @@ fn main() -> ExitCode {
             Command::Superuser {
                 action: SuperuserAction::Upsert { email, password, dir },
             } => upsert(Config::for_dir(dir), &email, &password).await,
+            Command::Backup {
+                action: BackupAction::Create { file, dir },
+            } => backup_create(&dir, &file).await,
+            Command::Backup {
+                action: BackupAction::Restore { file, dir },
+            } => match basalt::store::backup::restore(&file, &dir) {
+                Ok(info) => {
+                    println!(
+                        "Restored {} ({} entries in {} trees) into {}. Start the server with --dir {}.",
+                        file.display(),
+                        info.entries,
+                        info.trees,
+                        dir.display(),
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            },
         }
     })
 }
@@ -127,6 +171,39 @@ async fn serve(config: Config) -> ExitCode {
     }
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backup_create(dir: &std::path::Path, file: &std::path::Path) -> ExitCode {
+    if !dir.join("db").exists() {
+        eprintln!("error: {} holds no Basalt data", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let store = match basalt::store::Store::open(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e} (while the server runs, create backups from the dashboard: Settings → Backups)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = store.backup(file).await;
+    let closing = store.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
+    match result {
+        Ok(info) => {
+            println!(
+                "Backup written to {} ({} bytes, {} entries in {} trees).",
+                info.path.display(),
+                info.bytes,
+                info.entries,
+                info.trees
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

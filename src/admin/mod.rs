@@ -13,6 +13,7 @@
 //! askama's HTML escaping of every value.
 
 pub mod assets;
+pub mod backups;
 pub mod collections;
 pub mod live;
 mod login;
@@ -65,6 +66,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .configure(live::routes)
                 .configure(logs::routes)
                 .configure(settings::routes)
+                .configure(backups::routes)
                 .default_service(web::to(|| async { Err::<HttpResponse, _>(AdminError::NotFound) })),
         );
 }

@@ -19,6 +19,7 @@
 //! goes through the single [`writer`] thread, which commits groups atomically
 //! and fsyncs once per group before anyone is answered.
 
+pub mod backup;
 pub mod index;
 pub mod logs;
 mod writer;
@@ -371,6 +372,22 @@ impl Store {
             .send(Job::Write { ops, reply })
             .map_err(|_| WriteError::ShuttingDown)?;
         rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
+    }
+
+    /// Writes a consistent snapshot to `path` (see [`backup`]): taken by the
+    /// writer between two commit groups, so it holds every write committed
+    /// before this call and none after; writes wait meanwhile.
+    pub async fn backup(&self, path: &Path) -> Result<backup::BackupInfo, backup::BackupError> {
+        let (reply, rx) = oneshot::channel();
+        self.shared
+            .jobs
+            .send(Job::Backup {
+                path: path.to_path_buf(),
+                reply,
+            })
+            .map_err(|_| backup::BackupError::Io("the store is shutting down".into()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(backup::BackupError::Io("the store is shutting down".into())))
     }
 
     /// Stops the writer after it has committed everything queued before this

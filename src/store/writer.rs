@@ -42,6 +42,11 @@ pub(super) enum Job {
         ops: Vec<WriteOp>,
         reply: Reply,
     },
+    /// A snapshot to this file, between two groups (see `backup.rs`).
+    Backup {
+        path: std::path::PathBuf,
+        reply: oneshot::Sender<Result<super::backup::BackupInfo, super::backup::BackupError>>,
+    },
     /// The collections' index sets, sent once at start.
     SetSpecs {
         specs: Vec<Arc<CollectionSpec>>,
@@ -183,11 +188,16 @@ impl Writer {
         'outer: while let Ok(first) = rx.recv() {
             let mut group = Vec::new();
             let mut stop = false;
+            let mut backup = None;
             match first {
                 Job::Shutdown => break,
                 Job::SetSpecs { specs, reply } => {
                     self.set_specs(specs);
                     let _ = reply.send(Ok(Vec::new()));
+                    continue;
+                }
+                Job::Backup { path, reply } => {
+                    self.backup(&path, reply);
                     continue;
                 }
                 Job::Write { ops, reply } => group.push((ops, reply)),
@@ -198,6 +208,11 @@ impl Writer {
                     Ok(Job::SetSpecs { reply, .. }) => {
                         let _ = reply.send(Err(WriteError::Storage("collections were already loaded".into())));
                     }
+                    // After this group, before anything queued later.
+                    Ok(Job::Backup { path, reply }) => {
+                        backup = Some((path, reply));
+                        break;
+                    }
                     Ok(Job::Shutdown) => {
                         stop = true;
                         break;
@@ -206,10 +221,23 @@ impl Writer {
                 }
             }
             self.commit_group(group);
+            if let Some((path, reply)) = backup {
+                self.backup(&path, reply);
+            }
             if stop {
                 break 'outer;
             }
         }
+    }
+
+    /// Writes a snapshot: every group before it is applied (the flusher may
+    /// still be syncing the last one; the snapshot file is synced itself).
+    fn backup(
+        &mut self,
+        path: &std::path::Path,
+        reply: oneshot::Sender<Result<super::backup::BackupInfo, super::backup::BackupError>>,
+    ) {
+        let _ = reply.send(super::backup::write(&self.db, path, now_millis()));
     }
 
     fn set_specs(&mut self, specs: Vec<Arc<CollectionSpec>>) {

@@ -2,6 +2,7 @@
 //! (One binary for all areas, so it links once.)
 
 mod admin;
+mod admin_backups;
 mod admin_collections;
 mod admin_live;
 mod admin_ops;

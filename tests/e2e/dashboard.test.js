@@ -184,7 +184,7 @@ test("a new user's journey: collection, record form, table, filter, edit, live f
     await page.context().close();
 });
 
-test("logs and settings pages render with data", async () => {
+test("logs, settings and backups pages work", async () => {
     const page = await newPage(browser);
     await login(page);
     await pb.collection("articles").getList(1, 5).catch(() => {});
@@ -194,6 +194,12 @@ test("logs and settings pages render with data", async () => {
     await shot(page, "08-logs", { fullPage: false });
     await page.goto(`${server.url}/_/settings`);
     await shot(page, "10-settings", { fullPage: false });
+    await page.goto(`${server.url}/_/backups`);
+    await page.getByText("No backups yet").waitFor();
+    await page.getByRole("button", { name: "Create backup now" }).click();
+    await page.locator(".flash-ok", { hasText: "created" }).waitFor();
+    await page.locator("td.mono", { hasText: ".backup" }).first().waitFor();
+    await shot(page, "11-backups", { fullPage: false });
     assert.deepEqual(page.problems, []);
     await page.context().close();
 });
@@ -235,6 +241,7 @@ test("works at 360 px wide and in dark mode", async () => {
         "/_/live",
         "/_/logs",
         "/_/settings",
+        "/_/backups",
     ];
     for (const path of paths) {
         await page.goto(`${server.url}${path}`);
@@ -282,6 +289,7 @@ test("pages have no serious accessibility problems (axe-core, WCAG 2 A/AA), ligh
             "/_/live",
             "/_/logs",
             "/_/settings",
+            "/_/backups",
         ];
         for (const path of paths) {
             await page.goto(`${server.url}${path}`);

@@ -1,0 +1,232 @@
+//! Backups: the dashboard page (create, list, download, delete), restoring
+//! with the CLI into a new dir, and a snapshot taken under concurrent writes
+//! being consistent.
+
+use std::path::Path;
+use std::process::Command;
+
+use awc::http::Method;
+use futures_util::future::join_all;
+use serde_json::json;
+
+use super::admin_support::Browser;
+use super::helpers::{spawn_app, start, SU_EMAIL, SU_PASSWORD};
+
+fn basalt() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_basalt"))
+}
+
+/// The one backup file in `<dir>/backups`.
+fn only_backup(dir: &Path) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(dir.join("backups"))
+        .expect("backups dir")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[actix_web::test]
+async fn backups_page_creates_lists_downloads_and_deletes() {
+    let app = spawn_app().await;
+    app.posts().await;
+    for i in 0..3 {
+        app.post("/api/collections/posts/records", json!({"title": format!("t{i}")}))
+            .await;
+    }
+    let mut anon = Browser::new(&app);
+    assert_eq!(anon.get("/_/backups").await.status, 303);
+    let mut b = Browser::login(&app).await;
+    b.get("/_/backups").await.assert_has("No backups yet");
+    // Without the CSRF token nothing is made.
+    assert_eq!(b.send_form("/_/backups", &[]).await.status, 403);
+    assert!(!app.dir.join("backups").exists());
+
+    let r = b.post("/_/backups", &[]).await;
+    assert_eq!((r.status, r.location()), (303, "/_/backups"));
+    let file = only_backup(&app.dir);
+    let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+    let page = b.get("/_/backups").await;
+    page.assert_has("created:");
+    page.assert_has(&name);
+    assert!(basalt::store::backup::verify(&file).is_ok());
+
+    let got = b.get(&format!("/_/backups/{name}")).await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("content-disposition").contains(&name));
+    // (The test browser reads bodies as text: compare the length and the start.)
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert_eq!(got.header("content-length"), size.to_string());
+    assert!(got.body.starts_with("BASALT-BACKUP\n"));
+    for bad in ["..%2Fdb", "nope.backup", "LOCK"] {
+        assert_eq!(b.get(&format!("/_/backups/{bad}")).await.status, 404, "{bad}");
+    }
+    assert_eq!(anon.get(&format!("/_/backups/{name}")).await.status, 303);
+
+    let r = b.post(&format!("/_/backups/{name}/delete"), &[]).await;
+    assert_eq!(r.status, 303);
+    assert!(!file.exists());
+    b.get("/_/backups").await.assert_has("No backups yet");
+}
+
+#[actix_web::test]
+async fn a_snapshot_under_concurrent_writes_is_consistent_and_restores() {
+    let app = spawn_app().await;
+    app.posts().await;
+    let writers = (0..6).map(|w| {
+        let app = &app;
+        async move {
+            for i in 0..60 {
+                let r = app
+                    .post("/api/collections/posts/records", json!({"title": format!("w{w}-{i}")}))
+                    .await;
+                assert_eq!(r.status, 200);
+            }
+        }
+    });
+    let backup = async {
+        let mut b = Browser::login(&app).await;
+        let r = b.post("/_/backups", &[]).await;
+        assert_eq!(r.status, 303);
+    };
+    let (_, ()) = futures_util::join!(join_all(writers), backup);
+    let file = only_backup(&app.dir);
+
+    // Restore into a new dir with the CLI, then serve it.
+    let target = tempfile::tempdir().unwrap();
+    let restored = target.path().join("data");
+    let out = basalt()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Restored"));
+    let mut copy = start(&restored, None).await;
+    copy.token = copy.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
+    // The counter and the records agree: no half-applied group.
+    let counted = copy.get("/api/collections/posts/records?perPage=1").await.body["totalItems"]
+        .as_u64()
+        .unwrap();
+    let mut seen = 0u64;
+    let mut page = 1;
+    loop {
+        let r = copy
+            .get(&format!(
+                "/api/collections/posts/records?perPage=100&page={page}&skipTotal=1"
+            ))
+            .await;
+        let n = r.body["items"].as_array().unwrap().len() as u64;
+        seen += n;
+        if n < 100 {
+            break;
+        }
+        page += 1;
+    }
+    assert_eq!(seen, counted);
+    assert!(seen <= 360);
+    // The restored server works: writes go on from there.
+    let r = copy
+        .post("/api/collections/posts/records", json!({"title": "after"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    copy.stop().await;
+
+    // Restoring again into the same dir is refused; nothing is touched.
+    let out = basalt()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a database"));
+}
+
+#[actix_web::test]
+async fn damaged_or_foreign_files_are_refused_before_anything_is_written() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    assert_eq!(b.post("/_/backups", &[]).await.status, 303);
+    let file = only_backup(&app.dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let damaged = tmp.path().join("damaged.backup");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let truncated = tmp.path().join("truncated.backup");
+    std::fs::write(&truncated, &bytes[..mid]).unwrap();
+    let foreign = tmp.path().join("foreign.backup");
+    std::fs::write(&foreign, b"{\"not\": \"a backup\"}").unwrap();
+    for (f, expect) in [
+        (&damaged, "damaged"),
+        (&truncated, "damaged"),
+        (&foreign, "not a Basalt backup"),
+    ] {
+        let dir = tmp
+            .path()
+            .join(format!("into-{}", f.file_stem().unwrap().to_str().unwrap()));
+        let out = basalt()
+            .args(["backup", "restore"])
+            .arg(f)
+            .arg("--dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{f:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{f:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!dir.join("db").exists(), "{f:?} left a database behind");
+    }
+}
+
+#[actix_web::test]
+async fn cli_backs_up_a_stopped_data_dir_and_refuses_a_running_one() {
+    let app = spawn_app().await;
+    app.posts().await;
+    app.post("/api/collections/posts/records", json!({"title": "kept"}))
+        .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("cli.backup");
+    // Running: the data dir is locked.
+    let out = basalt()
+        .args(["backup", "create"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(&app.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dashboard"));
+    let (dir, _keep) = app.stop().await;
+    let out = basalt()
+        .args(["backup", "create"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, entries) = basalt::store::backup::verify(&file).unwrap();
+    assert!(entries > 0);
+    let restored = tmp.path().join("restored");
+    let out = basalt()
+        .args(["backup", "restore"])
+        .arg(&file)
+        .arg("--dir")
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut copy = start(&restored, None).await;
+    copy.token = copy.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
+    let list = copy
+        .call(Method::GET, "/api/collections/posts/records", None, None)
+        .await;
+    assert_eq!(list.body["items"][0]["title"], "kept");
+}
