@@ -175,3 +175,67 @@ async fn large_forms_are_accepted_up_to_the_limit() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+#[actix_web::test]
+async fn settings_api_refuses_every_bad_value_with_a_4xx() {
+    let app = spawn_app().await;
+    let before = app.get("/api/settings").await.body;
+    let sections = [
+        "meta",
+        "smtp",
+        "rateLimits",
+        "batch",
+        "realtime",
+        "cors",
+        "logs",
+        "trustedProxy",
+    ];
+    let junk = [
+        json!(null),
+        json!(1),
+        json!("x"),
+        json!([1, 2]),
+        json!({"unknown": true}),
+        json!(-1),
+        json!(1e300),
+        json!(u64::MAX),
+        json!({"": {"": {"": []}}}),
+    ];
+    let mut patches = vec![json!([]), json!("settings"), json!(null), json!({"nope": 1})];
+    for s in sections {
+        for j in &junk {
+            patches.push(json!({ s: j }));
+        }
+        // Each known field of the section with each junk value.
+        if let Some(fields) = before[s].as_object() {
+            for f in fields.keys() {
+                for j in &junk {
+                    patches.push(json!({ s: { f: j } }));
+                }
+            }
+        }
+    }
+    patches.push(json!({"rateLimits": {"rules": [{"label": "", "maxRequests": 0, "duration": 0}]}}));
+    patches.push(json!({"rateLimits": {"rules": [{"label": "x".repeat(10_000), "maxRequests": 1, "duration": 1}]}}));
+    patches.push(json!({"trustedProxy": {"headers": vec!["X-A"; 50]}}));
+    patches.push(json!({"cors": {"origins": ["*", "https://a.example"]}}));
+    let mut refused = 0;
+    for p in &patches {
+        let r = app.patch("/api/settings", p.clone()).await;
+        assert!(r.status < 500, "PATCH {p} → {}: {:?}", r.status, r.body);
+        if r.status >= 400 {
+            refused += 1;
+            assert!(r.body["message"].is_string(), "{p}: {:?}", r.body);
+        } else {
+            // Accepted (e.g. a null that means "the default"): put it back.
+            let r = app.patch("/api/settings", before.clone()).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    }
+    assert!(
+        refused > patches.len() / 2,
+        "only {refused} of {} refused",
+        patches.len()
+    );
+    assert_eq!(app.guest_get("/api/health").await.status, 200);
+}
