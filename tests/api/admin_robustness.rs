@@ -239,3 +239,29 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
     );
     assert_eq!(app.guest_get("/api/health").await.status, 200);
 }
+
+#[actix_web::test]
+async fn api_logs_refuses_bad_queries_with_a_4xx() {
+    let app = spawn_app().await;
+    for q in [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "perPage=0",
+        "perPage=100000",
+        "perPage=1e3",
+        "page=18446744073709551616",
+        "filter=status%3E%3D400",
+        "sort=-created",
+        "page=%FF",
+    ] {
+        let r = app.get(&format!("/api/logs?{q}")).await;
+        assert!(
+            (200..500).contains(&r.status),
+            "/api/logs?{q} → {}: {:?}",
+            r.status,
+            r.body
+        );
+    }
+    assert_eq!(app.guest_get("/api/logs").await.status, 401);
+}
