@@ -1,5 +1,6 @@
 //! The HTTP API: routes, extractors, error rendering, request logging.
 
+pub mod backups;
 pub mod errors;
 pub mod extract;
 pub mod fields;
@@ -36,6 +37,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/api/settings/test/email", "POST").route(web::post().to(mail::test_email)))
         .service(resource("/api/logs", "GET").route(web::get().to(logs::list)))
+        .service(
+            resource("/api/backups", "GET, POST")
+                .route(web::get().to(backups::list))
+                .route(web::post().to(backups::create)),
+        )
+        .service(
+            resource("/api/backups/{key}", "GET, DELETE")
+                .route(web::get().to(backups::download))
+                .route(web::delete().to(backups::delete)),
+        )
+        .service(post("/api/backups/{key}/restore").to(backups::restore))
         .service(
             resource("/api/realtime", "GET, POST")
                 .route(web::get().to(crate::realtime::sse::connect))

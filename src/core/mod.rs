@@ -2,6 +2,7 @@
 //! handlers parse and shape, these functions decide and write.
 
 pub mod auth;
+pub mod backups;
 pub mod batch;
 pub mod bootstrap;
 pub mod collections;

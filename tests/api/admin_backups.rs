@@ -230,3 +230,67 @@ async fn cli_backs_up_a_stopped_data_dir_and_refuses_a_running_one() {
         .await;
     assert_eq!(list.body["items"][0]["title"], "kept");
 }
+
+#[actix_web::test]
+async fn api_backups_list_create_download_delete_for_superusers() {
+    let app = spawn_app().await;
+    app.posts().await;
+    assert_eq!(app.guest_get("/api/backups").await.status, 401);
+    let r = app.get("/api/backups").await;
+    assert_eq!((r.status, r.body.clone()), (200, json!([])));
+    assert_eq!(app.post("/api/backups", json!({})).await.status, 204);
+    assert_eq!(
+        app.post("/api/backups", json!({"name": "nightly.backup"})).await.status,
+        204
+    );
+    let r = app.post("/api/backups", json!({"name": "nightly.backup"})).await;
+    assert_eq!((r.status, r.field_code("name")), (400, Some("validation_not_unique")));
+    for bad in [
+        json!({"name": "../x.backup"}),
+        json!({"name": "x.zip"}),
+        json!({"name": 5}),
+    ] {
+        let r = app.post("/api/backups", bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        assert!(r.body["data"]["name"].is_object(), "{bad}: {:?}", r.body);
+    }
+    let list = app.get("/api/backups").await.body;
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{list}");
+    assert!(keys.contains(&"nightly.backup"));
+    assert!(list[0]["size"].as_u64().unwrap() > 0);
+    assert!(list[0]["modified"].as_str().unwrap().ends_with('Z'));
+
+    // Download: with the header, or with ?token= (as SDK links do); not as a guest.
+    let res = app
+        .client
+        .get(format!("{}/api/backups/nightly.backup", app.base))
+        .insert_header(("Authorization", app.token.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut res = app
+        .client
+        .get(format!("{}/api/backups/nightly.backup?token={}", app.base, app.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body = res.body().limit(1 << 30).await.unwrap();
+    assert!(body.starts_with(basalt::store::backup::MAGIC));
+    assert_eq!(app.guest_get("/api/backups/nightly.backup").await.status, 401);
+    assert_eq!(app.get("/api/backups/..%2Fdb").await.status, 404);
+
+    let r = app.post("/api/backups/nightly.backup/restore", json!({})).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body["message"].as_str().unwrap().contains("basalt backup restore"));
+    assert_eq!(app.delete("/api/backups/nightly.backup").await.status, 204);
+    assert_eq!(app.delete("/api/backups/nightly.backup").await.status, 404);
+    assert_eq!(app.get("/api/backups").await.body.as_array().unwrap().len(), 1);
+}
