@@ -8,6 +8,8 @@
 //! with `since` = that seq, so no change between render and connect is
 //! missed or shown twice. Reconnects resume from the last seq seen.
 
+use std::sync::Arc;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -15,6 +17,8 @@ use serde_json::json;
 
 use super::{Admin, AdminError, Page};
 use crate::clock::format_datetime;
+use crate::schema::record::export;
+use crate::schema::CompiledCollection;
 use crate::store::{Action, Change};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -68,34 +72,41 @@ fn action_name(a: &Action) -> &'static str {
 async fn index(req: HttpRequest, admin: Admin, q: web::Query<LiveQuery>) -> Result<HttpResponse, AdminError> {
     let state = &admin.state;
     let selected = q.collection.trim().to_owned();
-    let names: Vec<String> = if selected.is_empty() {
-        let mut all: Vec<String> = state.registry.all().iter().map(|c| c.def.name.clone()).collect();
-        all.sort();
+    let colls: Vec<Arc<CompiledCollection>> = if selected.is_empty() {
+        let mut all = state.registry.all();
+        all.sort_by(|a, b| a.def.name.cmp(&b.def.name));
         all
     } else {
-        let c = state.registry.get(&selected).ok_or(AdminError::NotFound)?;
-        vec![c.def.name.clone()]
+        vec![state.registry.get(&selected).ok_or(AdminError::NotFound)?]
     };
+    let names: Vec<String> = colls.iter().map(|c| c.def.name.clone()).collect();
     // Read the head first: everything up to it is either in the rendered
     // list (or older than it) and the script resumes after it.
     let head_seq = state.store.head_seq();
-    let wanted = |c: &Change| c.seq <= head_seq && names.contains(&c.collection_name);
+    let coll_of = |c: &Change| colls.iter().find(|k| k.def.id == c.collection_id).cloned();
+    let wanted = |c: &Change| c.seq <= head_seq && coll_of(c).is_some();
+    // Shown as the API shows records to a superuser (no password hashes or
+    // token keys: the change log keeps records as stored).
+    let viewer = admin.caller().viewer();
     let entries = state
         .store
         .recent_changes(RECENT, SCAN, wanted)
         .into_iter()
-        .map(|c| Entry {
-            seq: c.seq,
-            time: format_datetime(c.ts),
-            action: action_name(&c.action),
-            collection: c.collection_name.clone(),
-            id: c
-                .record
-                .get("id")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            json: serde_json::to_string_pretty(&redact(c.record)).unwrap_or_default(),
+        .filter_map(|c| {
+            let coll = coll_of(&c)?;
+            Some(Entry {
+                seq: c.seq,
+                time: format_datetime(c.ts),
+                action: action_name(&c.action),
+                collection: c.collection_name.clone(),
+                id: c
+                    .record
+                    .get("id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                json: serde_json::to_string_pretty(&export(&coll, &c.record, &viewer)).unwrap_or_default(),
+            })
         })
         .collect();
     let title = if selected.is_empty() {
@@ -114,15 +125,6 @@ async fn index(req: HttpRequest, admin: Admin, q: web::Query<LiveQuery>) -> Resu
             entries,
         },
     ))
-}
-
-/// The change log keeps records as stored; the page never shows secrets.
-fn redact(mut record: serde_json::Value) -> serde_json::Value {
-    if let Some(o) = record.as_object_mut() {
-        o.remove("password");
-        o.remove("tokenKey");
-    }
-    record
 }
 
 /// `POST /_/live/token` (`X-CSRF-Token` header): a short-lived,

@@ -177,17 +177,7 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
     match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None).await {
         Ok(answer) => {
             let id = answer["record"]["id"].as_str().unwrap_or_default();
-            let record = st
-                .store
-                .get(&superusers.def.id, id)
-                .map_err(|e| AdminError::Api(e.into()))?
-                .ok_or(AdminError::NotFound)?
-                .data;
-            let cookie = session::start(&st, &req, &record).await?;
-            let mut res = view::see_other(safe_next(&form.next));
-            let _ = res.add_cookie(&cookie);
-            let _ = res.add_cookie(&session::removal(&req, PRE_COOKIE));
-            Ok(res)
+            logged_in(&st, &req, id, view::see_other(safe_next(&form.next))).await
         }
         Err(e) if e.status == 429 => Ok(login_form(
             &req,
@@ -268,51 +258,53 @@ async fn setup_submit(req: HttpRequest, form: web::Form<SetupForm>) -> Result<Ht
             "The passwords do not match.",
         ));
     }
-    let saved = crate::core::records::upsert_superuser(&st, email, &form.password).await;
-    if let Err(e) = saved {
-        let detail: Vec<String> = e
-            .data
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", v["message"].as_str().unwrap_or("invalid")))
-            .collect();
-        let msg = if detail.is_empty() {
-            e.message
-        } else {
-            detail.join("; ")
-        };
-        return Ok(setup_form(&req, StatusCode::BAD_REQUEST, &form.token, email, &msg));
-    }
+    let saved = match crate::core::records::upsert_superuser(&st, email, &form.password).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            let detail: Vec<String> = e
+                .data
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v["message"].as_str().unwrap_or("invalid")))
+                .collect();
+            let msg = if detail.is_empty() {
+                e.message
+            } else {
+                detail.join("; ")
+            };
+            return Ok(setup_form(&req, StatusCode::BAD_REQUEST, &form.token, email, &msg));
+        }
+    };
     *st.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
-    let index = superusers
-        .spec
-        .indexes
-        .iter()
-        .find(|i| i.name == "_sys_email")
-        .ok_or(AdminError::NotFound)?;
-    let id = st
-        .store
-        .unique_lookup(
-            &superusers.def.id,
-            index,
-            &[&serde_json::Value::String(email.to_owned())],
-        )
-        .map_err(|e| AdminError::Api(e.into()))?
-        .ok_or(AdminError::NotFound)?;
-    let record = st
-        .store
-        .get(&superusers.def.id, &id)
-        .map_err(|e| AdminError::Api(e.into()))?
-        .ok_or(AdminError::NotFound)?
-        .data;
-    let cookie = session::start(&st, &req, &record).await?;
-    let mut res = view::redirect_flash(
+    let saved: serde_json::Value = serde_json::from_str(saved.get()).unwrap_or_default();
+    let id = saved["id"].as_str().unwrap_or_default();
+    let welcome = view::redirect_flash(
         &req,
         "/_/collections",
         "ok",
         "Welcome! Your superuser account is ready.",
     );
+    logged_in(&st, &req, id, welcome).await
+}
+
+/// Starts a session for superuser `id` on `res` (the redirect after a
+/// login or the setup), dropping the login form's double-submit cookie.
+async fn logged_in(
+    st: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    mut res: HttpResponse,
+) -> Result<HttpResponse, AdminError> {
+    let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
+    // The stored record: the session keeps its `tokenKey`, which answers
+    // leave out.
+    let record = st
+        .store
+        .get(&superusers.def.id, id)
+        .map_err(|e| AdminError::Api(e.into()))?
+        .ok_or(AdminError::NotFound)?
+        .data;
+    let cookie = session::start(st, req, &record).await?;
     let _ = res.add_cookie(&cookie);
-    let _ = res.add_cookie(&session::removal(&req, PRE_COOKIE));
+    let _ = res.add_cookie(&session::removal(req, PRE_COOKIE));
     Ok(res)
 }

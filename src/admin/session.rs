@@ -291,9 +291,7 @@ pub async fn start(state: &AppState, req: &HttpRequest, record: &Value) -> Resul
         }
     }
     state.store.write(ops).await.map_err(|e| AdminError::Api(e.into()))?;
-    let mut c = cookie(req, COOKIE, id, SESSION_SECONDS);
-    c.set_name(COOKIE);
-    Ok(c.into_owned())
+    Ok(cookie(req, COOKIE, id, SESSION_SECONDS).into_owned())
 }
 
 /// Ends the request's session (logout).

@@ -382,14 +382,9 @@ pub async fn delete(
             expect: Expect::Rev(stored.rev),
         }];
         // Records pointing here lose the reference, or go too (cascade).
-        let from_store = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
-            Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev))))
-        };
-        ops.extend(super::references::on_delete(
+        ops.extend(super::references::on_delete_in_store(
             state,
             &[(coll.def.id.clone(), id.to_owned())],
-            &from_store,
-            &|_| Vec::new(),
         )?);
         match state.store.write(ops).await {
             // A pointing record changed meanwhile: plan again.
@@ -452,28 +447,25 @@ pub async fn delete_many(
         }
         // Records pointing at these lose the reference or go too; a delete
         // a required relation blocks is refused alone, the rest go ahead.
-        let from_store = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
-            Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev))))
-        };
         let root = |op: &WriteOp| match op {
             WriteOp::DeleteRecord { collection_id, id, .. } => (collection_id.clone(), id.clone()),
             _ => unreachable!("only deletes are planned here"),
         };
         let roots: Vec<(String, String)> = ops.iter().map(root).collect();
-        let effects = match super::references::on_delete(state, &roots, &from_store, &|_| Vec::new()) {
+        let effects = match super::references::on_delete_in_store(state, &roots) {
             Ok(effects) => effects,
             Err(_) => {
                 let mut keep = Vec::with_capacity(ops.len());
                 for op in ops.drain(..) {
                     let r = root(&op);
-                    match super::references::on_delete(state, std::slice::from_ref(&r), &from_store, &|_| Vec::new()) {
+                    match super::references::on_delete_in_store(state, std::slice::from_ref(&r)) {
                         Ok(_) => keep.push(op),
                         Err(e) => out.refused.push((r.1, e.message)),
                     }
                 }
                 ops = keep;
                 let roots: Vec<(String, String)> = ops.iter().map(root).collect();
-                super::references::on_delete(state, &roots, &from_store, &|_| Vec::new())?
+                super::references::on_delete_in_store(state, &roots)?
             }
         };
         if ops.is_empty() {

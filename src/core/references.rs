@@ -47,21 +47,19 @@ pub fn on_delete(
     current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
     pending: &dyn Fn(&str) -> Vec<String>,
 ) -> Result<Vec<WriteOp>, ApiError> {
-    let pointing: Vec<(Arc<CompiledCollection>, String, bool)> = state
+    // Every relation field of every collection: (its collection, field,
+    // target collection id).
+    let pointing: Vec<(Arc<CompiledCollection>, String, String)> = state
         .registry
         .all()
         .into_iter()
         .flat_map(|c| {
-            c.relations
+            let fields: Vec<(String, String)> = c
+                .relations
                 .iter()
-                .map(|(f, r)| (f.clone(), r.clone()))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(move |(f, r)| (c.clone(), f, r))
-        })
-        .filter_map(|(c, field, rel)| {
-            let target = state.registry.get(&rel.collection)?;
-            Some((c, format!("{}\u{0}{field}", target.def.id), rel.cascade_delete))
+                .filter_map(|(f, r)| Some((f.clone(), state.registry.get(&r.collection)?.def.id.clone())))
+                .collect();
+            fields.into_iter().map(move |(f, target)| (c.clone(), f, target))
         })
         .collect();
     if pointing.is_empty() {
@@ -72,9 +70,8 @@ pub fn on_delete(
     let mut edits: HashMap<(String, String), (Value, Expect)> = HashMap::new();
     let mut work: Vec<(String, String)> = roots.to_vec();
     while let Some((target_cid, target_id)) = work.pop() {
-        for (coll, key, cascade) in &pointing {
-            let (cid, field) = key.split_once('\u{0}').expect("key has a separator");
-            if cid != target_cid {
+        for (coll, field, target) in &pointing {
+            if *target != target_cid {
                 continue;
             }
             let rel = &coll.relations[field];
@@ -95,7 +92,7 @@ pub fn on_delete(
                 if !ids_of(data.get(field)).contains(&target_id.as_str()) {
                     continue;
                 }
-                if *cascade {
+                if rel.cascade_delete {
                     edits.remove(&k);
                     deleted.insert(k.clone());
                     cascaded.push((k.0.clone(), k.1.clone(), expect));
@@ -135,6 +132,14 @@ pub fn on_delete(
         });
     }
     Ok(ops)
+}
+
+/// [`on_delete`] against the store as committed (no pending job).
+pub fn on_delete_in_store(state: &AppState, roots: &[(String, String)]) -> Result<Vec<WriteOp>, ApiError> {
+    let from_store = |cid: &str, rid: &str| -> Result<Current, ApiError> {
+        Ok(state.store.get(cid, rid)?.map(|r| (r.data, Expect::Rev(r.rev))))
+    };
+    on_delete(state, roots, &from_store, &|_| Vec::new())
 }
 
 /// Ids of records of `coll` whose `field` may hold `target` (callers

@@ -16,6 +16,17 @@ fn basalt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_basalt"))
 }
 
+/// `basalt backup restore FILE --dir DIR`.
+fn restore(file: &Path, dir: &Path) -> std::process::Output {
+    basalt()
+        .args(["backup", "restore"])
+        .arg(file)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("run basalt")
+}
+
 /// The one backup file in `<dir>/backups`.
 fn only_backup(dir: &Path) -> std::path::PathBuf {
     let files: Vec<_> = std::fs::read_dir(dir.join("backups"))
@@ -95,13 +106,7 @@ async fn a_snapshot_under_concurrent_writes_is_consistent_and_restores() {
     // Restore into a new dir with the CLI, then serve it.
     let target = tempfile::tempdir().unwrap();
     let restored = target.path().join("data");
-    let out = basalt()
-        .args(["backup", "restore"])
-        .arg(&file)
-        .arg("--dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = restore(&file, &restored);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Restored"));
     let mut copy = start(&restored, None).await;
@@ -135,13 +140,7 @@ async fn a_snapshot_under_concurrent_writes_is_consistent_and_restores() {
     copy.stop().await;
 
     // Restoring again into the same dir is refused; nothing is touched.
-    let out = basalt()
-        .args(["backup", "restore"])
-        .arg(&file)
-        .arg("--dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = restore(&file, &restored);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a database"));
 }
@@ -170,13 +169,7 @@ async fn damaged_or_foreign_files_are_refused_before_anything_is_written() {
         let dir = tmp
             .path()
             .join(format!("into-{}", f.file_stem().unwrap().to_str().unwrap()));
-        let out = basalt()
-            .args(["backup", "restore"])
-            .arg(f)
-            .arg("--dir")
-            .arg(&dir)
-            .output()
-            .unwrap();
+        let out = restore(f, &dir);
         assert_eq!(out.status.code(), Some(1), "{f:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expect), "{f:?}: {err}");
@@ -215,13 +208,7 @@ async fn cli_backs_up_a_stopped_data_dir_and_refuses_a_running_one() {
     let (_, entries) = basalt::store::backup::verify(&file).unwrap();
     assert!(entries > 0);
     let restored = tmp.path().join("restored");
-    let out = basalt()
-        .args(["backup", "restore"])
-        .arg(&file)
-        .arg("--dir")
-        .arg(&restored)
-        .output()
-        .unwrap();
+    let out = restore(&file, &restored);
     assert!(out.status.success());
     let mut copy = start(&restored, None).await;
     copy.token = copy.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
