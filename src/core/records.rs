@@ -12,7 +12,9 @@ use crate::clock::now_string;
 use crate::error::ApiError;
 use crate::query::Filter;
 use crate::rules::{self, Access};
-use crate::schema::record::{assemble_create, assemble_update, draft_create, draft_update, export, export_raw};
+use crate::schema::record::{
+    assemble_create, assemble_update, draft_create, draft_update, export, export_raw, resolved_body,
+};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 use crate::store::{Committed, Expect, WriteError, WriteOp};
@@ -45,7 +47,7 @@ fn check_record_rule(
         Access::Conditional => {
             let holds = rule
                 .as_ref()
-                .is_some_and(|r| rules::holds(state, coll, r, record, &req.to_json(body)));
+                .is_some_and(|r| rules::holds(crate::core::rule_data(state), coll, r, record, &req.to_json(body)));
             if holds {
                 Ok(())
             } else {
@@ -196,7 +198,7 @@ pub async fn plan_create(
             .rules
             .create
             .as_ref()
-            .is_some_and(|r| rules::holds(state, coll, r, &data, &req.to_json(&body_json)));
+            .is_some_and(|r| rules::holds(crate::core::rule_data(state), coll, r, &data, &req.to_json(&body_json)));
         if !holds {
             return Err(ApiError::bad_request("Failed to create record."));
         }
@@ -223,7 +225,7 @@ pub async fn plan_update(
         &coll.rules.update,
         req,
         current,
-        &Value::Object(body.clone()),
+        &Value::Object(resolved_body(current, &body)),
     )?;
     let draft = draft_update(coll, current, body, caller.is_superuser()).map_err(ApiError::validation)?;
     if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {

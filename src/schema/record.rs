@@ -294,17 +294,7 @@ pub fn draft_update(
     } else {
         AuthInput::default()
     };
-    for (key, value) in body {
-        if let Some(field) = key.strip_suffix('+') {
-            modify(&mut doc, field, value, Modify::Append, &mut errors);
-        } else if let Some(field) = key.strip_prefix('+') {
-            modify(&mut doc, field, value, Modify::Prepend, &mut errors);
-        } else if let Some(field) = key.strip_suffix('-') {
-            modify(&mut doc, field, value, Modify::Remove, &mut errors);
-        } else {
-            doc.insert(key, value);
-        }
-    }
+    apply_fields(&mut doc, body, &mut errors);
     validate_user(coll, &doc, &mut errors);
     if errors.is_empty() {
         Ok(Draft { id, doc, auth })
@@ -318,6 +308,46 @@ enum Modify {
     Append,
     Prepend,
     Remove,
+}
+
+/// Applies a PATCH body's fields to `doc`: plain keys replace, `field+`,
+/// `+field` and `field-` modify. Returns the names of the fields touched.
+fn apply_fields(doc: &mut Map<String, Value>, body: Map<String, Value>, errors: &mut FieldErrors) -> Vec<String> {
+    let mut touched = Vec::with_capacity(body.len());
+    for (key, value) in body {
+        let field = if let Some(field) = key.strip_suffix('+') {
+            modify(doc, field, value, Modify::Append, errors);
+            field
+        } else if let Some(field) = key.strip_prefix('+') {
+            modify(doc, field, value, Modify::Prepend, errors);
+            field
+        } else if let Some(field) = key.strip_suffix('-') {
+            modify(doc, field, value, Modify::Remove, errors);
+            field
+        } else {
+            doc.insert(key.clone(), value);
+            &key
+        };
+        touched.push(field.to_owned());
+    }
+    touched
+}
+
+/// The body a rule sees as `@request.body` for a PATCH of `stored`: update
+/// modifiers (`credits+`, `+tags`, `roles-`) resolved into the final values
+/// of their fields, as PocketBase does, so `@request.body.credits:changed`
+/// and friends judge what will be written, not how it was spelled.
+/// Auth helpers (`oldPassword`, `passwordConfirm`) stay as sent.
+pub fn resolved_body(stored: &Value, body: &Map<String, Value>) -> Map<String, Value> {
+    let mut doc = stored.as_object().cloned().unwrap_or_default();
+    let mut ignored = FieldErrors::new();
+    let touched = apply_fields(&mut doc, body.clone(), &mut ignored);
+    let mut out = Map::with_capacity(touched.len());
+    for field in touched {
+        let value = doc.get(&field).cloned().unwrap_or(Value::Null);
+        out.insert(field, value);
+    }
+    out
 }
 
 fn modify(doc: &mut Map<String, Value>, field: &str, value: Value, how: Modify, errors: &mut FieldErrors) {
