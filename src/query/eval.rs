@@ -60,6 +60,9 @@ struct Side {
 }
 
 fn eval_comparison(c: &Comparison, r: &dyn Resolver) -> bool {
+    if let Some(decided) = guest_auth_comparison(c, r) {
+        return decided;
+    }
     let left = side(&c.left, r);
     let right = side(&c.right, r);
     let base = c.op.base();
@@ -79,6 +82,35 @@ fn eval_comparison(c: &Comparison, r: &dyn Resolver) -> bool {
     } else {
         left.items.iter().all(inner)
     }
+}
+
+/// A guest has no auth record, so a guest's `@request.auth.*` equals
+/// nothing that is not written in the filter itself: `owner =
+/// @request.auth.id` does not hold for a record whose owner was cleared
+/// (SPEC §7, a deliberate difference from PocketBase, where empty equals
+/// empty). Positive operators are false, negated ones (`!=`, `!~`) true.
+/// Comparisons with literals (`@request.auth.id != ''`) are unaffected, and
+/// so are `:isset` and `:length`.
+fn guest_auth_comparison(c: &Comparison, r: &dyn Resolver) -> Option<bool> {
+    let is_auth = |o: &Operand| {
+        matches!(o, Operand::Ident(id) if id.root == Root::RequestAuth
+            && !matches!(id.modifier, Some(Modifier::IsSet | Modifier::Length)))
+    };
+    let literal = |o: &Operand| matches!(o, Operand::Literal(_));
+    let (l, rt) = (is_auth(&c.left), is_auth(&c.right));
+    let applies = (l && !rt && !literal(&c.right)) || (rt && !l && !literal(&c.left));
+    if !applies {
+        return None;
+    }
+    let auth = r.resolve(&Identifier {
+        root: Root::RequestAuth,
+        path: Vec::new(),
+        modifier: None,
+    });
+    if !matches!(auth, Resolved::Missing | Resolved::One(Value::Null)) {
+        return None;
+    }
+    Some(matches!(c.op.base(), Op::Neq | Op::NotLike))
 }
 
 /// Resolves an operand and turns it into a non-empty item list: missing and

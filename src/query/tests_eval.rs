@@ -240,7 +240,12 @@ fn guest_request_fails_auth_rules() {
         ("@request.auth.id != ''", ""),
         ("@request.auth.id = ''", ALL),
         ("@request.auth.id:isset = false", ALL),
-        ("@request.auth.id = author.id", "r4 r5 r6 r7 r8"),
+        // SPEC §7, unlike PocketBase: a guest's empty id equals no record's
+        // empty field.
+        ("@request.auth.id = author.id", ""),
+        ("author.id = @request.auth.id", ""),
+        ("@request.auth.id != author.id", ALL),
+        ("@request.auth.id ~ author.id", ""),
     ] {
         let filter = parse_filter(src).unwrap_or_else(|e| panic!("{src}: {e}"));
         assert_eq!(matching_ids(&filter, &docs, &guest), expected, "{src}");
