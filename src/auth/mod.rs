@@ -3,7 +3,7 @@
 pub mod password;
 pub mod token;
 
-pub use token::{Claims, TokenError, TokenKind, Tokens};
+pub use token::{Claims, HmacSha256, TokenError, TokenKind, Tokens};
 
 /// Compares two secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

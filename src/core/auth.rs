@@ -224,7 +224,13 @@ fn auth_rule_allows(
                 "POST",
                 context,
             );
-            crate::rules::holds(state, collection, rule, record, &req.to_json(&Value::Null))
+            crate::rules::holds(
+                crate::core::rule_data(state),
+                collection,
+                rule,
+                record,
+                &req.to_json(&Value::Null),
+            )
         }
     }
 }

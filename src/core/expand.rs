@@ -59,7 +59,7 @@ fn can_view(state: &AppState, coll: &CompiledCollection, rec: &Value, req: &Requ
             .rules
             .view
             .as_ref()
-            .is_some_and(|rule| rules::holds(state, coll, rule, rec, request)),
+            .is_some_and(|rule| rules::holds(crate::core::rule_data(state), coll, rule, rec, request)),
     }
 }
 

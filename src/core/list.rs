@@ -6,19 +6,18 @@ use std::ops::Bound;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use hmac::Mac;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::expand::{expand_records, ExpandTree};
 use super::records::{raw, RawJson};
+use crate::auth::HmacSha256;
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::query::planner::{self, IndexInfo, Kind, Plan};
-use crate::query::{
-    compare_records, encode_value, parse_filter, parse_sort, Expr, Filter, Identifier, JsonResolver, Operand, Resolved,
-    Resolver, Root, SortKey, TAG_NUMBER, TAG_STRING,
-};
-use crate::rules::{self, Access, RequestInfo};
+use crate::query::{encode_value, Filter, Identifier, JsonResolver, Resolved, Resolver, Root, TAG_NUMBER, TAG_STRING};
+use crate::rules::{self, Access, Caller, ClientFilter, ClientSort, Data, RequestInfo};
 use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
@@ -96,53 +95,6 @@ pub struct ListResult {
     pub next_cursor: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
-}
-
-/// Refuses client filters/sorts that would let a non-superuser probe data
-/// they cannot see: hidden fields, secrets, and `@collection.*` (as PocketBase).
-fn check_client_paths(
-    coll: &CompiledCollection,
-    filter: &Filter,
-    sort: &[SortKey],
-    superuser: bool,
-) -> Result<(), ApiError> {
-    let secret = |p: &[String]| {
-        p.first()
-            .is_some_and(|f| f == "password" || f == "tokenKey" || (!superuser && coll.hidden.iter().any(|h| h == f)))
-    };
-    for k in sort {
-        if secret(&k.path) {
-            return Err(ApiError::forbidden(format!(
-                "Sorting by '{}' is not allowed.",
-                k.path.join(".")
-            )));
-        }
-    }
-    let mut stack: Vec<&Expr> = filter.expr().into_iter().collect();
-    while let Some(e) = stack.pop() {
-        match e {
-            Expr::And(items) | Expr::Or(items) => stack.extend(items),
-            Expr::Cmp(c) => {
-                for side in [&c.left, &c.right] {
-                    if let Operand::Ident(id) = side {
-                        match &id.root {
-                            Root::Record if secret(&id.path) => {
-                                return Err(ApiError::forbidden(format!(
-                                    "Filtering by '{}' is not allowed.",
-                                    id.path.join(".")
-                                )))
-                            }
-                            Root::Collection { .. } if !superuser => {
-                                return Err(ApiError::forbidden("Only superusers can filter by '@collection.*'."))
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Indexes the planner may use: the primary tree (as `_id`) and every
@@ -243,21 +195,90 @@ fn successor(mut prefix: Vec<u8>) -> Bound<Vec<u8>> {
     Bound::Unbounded
 }
 
-fn encode_cursor(index: &str, key: &[u8]) -> String {
-    let mut raw = index.as_bytes().to_vec();
-    raw.push(0);
+/// Bytes of a cursor's MAC (truncated HMAC-SHA256).
+const CURSOR_TAG: usize = 16;
+
+/// What a cursor is valid for: the MAC key state after absorbing the
+/// collection (and its current definition, so a rule change voids cursors),
+/// the index, the bounds of the plan (which hold the rule's constants, e.g.
+/// the caller's id), the filter, the sort and the caller. A cursor made for
+/// one of these can never be replayed against another.
+fn cursor_scope(q: &Query, def: &IndexDef, bounds: &(Bound<Vec<u8>>, Bound<Vec<u8>>)) -> HmacSha256 {
+    let mut mac = q.state.tokens.hmac_for("list-cursor");
+    let caller = match &q.req.caller {
+        Caller::Guest => String::new(),
+        Caller::Auth { collection, .. } => format!("{}/{}", collection.def.id, q.req.caller.id().unwrap_or_default()),
+    };
+    let bound_bytes = |b: &Bound<Vec<u8>>| match b {
+        Bound::Included(k) => [b"i".as_slice(), k].concat(),
+        Bound::Excluded(k) => [b"e".as_slice(), k].concat(),
+        Bound::Unbounded => b"u".to_vec(),
+    };
+    let parts: [&[u8]; 9] = [
+        q.coll.def.id.as_bytes(),
+        q.coll.def.updated.as_bytes(),
+        def.name.as_bytes(),
+        &bound_bytes(&bounds.0),
+        &bound_bytes(&bounds.1),
+        q.params.filter.as_bytes(),
+        q.params.sort.as_bytes(),
+        caller.as_bytes(),
+        if q.plan.reverse { b"r" } else { b"f" },
+    ];
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac
+}
+
+fn encode_cursor(scope: &HmacSha256, key: &[u8]) -> String {
+    let mut mac = scope.clone();
+    mac.update(key);
+    let mut raw = mac.finalize().into_bytes()[..CURSOR_TAG].to_vec();
     raw.extend_from_slice(key);
     B64.encode(raw)
 }
 
-fn decode_cursor(index: &str, cursor: &str) -> Result<Vec<u8>, ApiError> {
-    let bad = || ApiError::bad_request("Invalid cursor: pass the nextCursor of a previous answer to the same query.");
+/// The index key a cursor continues after, if this server made it for this
+/// very query (see [`cursor_scope`]) and it lies inside the plan's bounds.
+fn decode_cursor(
+    scope: &HmacSha256,
+    cursor: &str,
+    bounds: &(Bound<Vec<u8>>, Bound<Vec<u8>>),
+) -> Result<Vec<u8>, ApiError> {
+    let bad = || {
+        ApiError::field(
+            "cursor",
+            "validation_invalid_cursor",
+            "Invalid cursor: pass the nextCursor of a previous answer to the same query.",
+        )
+    };
     let raw = B64.decode(cursor).map_err(|_| bad())?;
-    let sep = raw.iter().position(|b| *b == 0).ok_or_else(bad)?;
-    if &raw[..sep] != index.as_bytes() {
+    if raw.len() < CURSOR_TAG {
         return Err(bad());
     }
-    Ok(raw[sep + 1..].to_vec())
+    let (tag, key) = raw.split_at(CURSOR_TAG);
+    let mut mac = scope.clone();
+    mac.update(key);
+    mac.verify_truncated_left(tag).map_err(|_| bad())?;
+    // Defence in depth: a cursor only ever narrows the plan's own range.
+    let key = key.to_vec();
+    let above = match &bounds.0 {
+        Bound::Included(l) => key >= *l,
+        Bound::Excluded(l) => key > *l,
+        Bound::Unbounded => true,
+    };
+    let below = match &bounds.1 {
+        Bound::Included(u) => key <= *u,
+        Bound::Excluded(u) => key < *u,
+        Bound::Unbounded => true,
+    };
+    if above && below {
+        Ok(key)
+    } else {
+        Err(bad())
+    }
 }
 
 /// Resolves `@request.*` and date macros to constants for the planner.
@@ -278,211 +299,292 @@ fn constant(request: &Value) -> impl Fn(&Identifier) -> Option<Value> + '_ {
     }
 }
 
-/// Lists records, applying `(listRule) && (filter)` through the planner.
+/// One list request, prepared: what the caller may see (the rule, trusted)
+/// and asked for (their filter and sort, checked by `rules::client`), and
+/// the access path the planner chose.
+struct Query<'a> {
+    state: &'a AppState,
+    coll: &'a CompiledCollection,
+    params: &'a ListParams,
+    req: &'a RequestInfo,
+    rule: Filter,
+    client: ClientFilter,
+    sort: ClientSort,
+    expand: ExpandTree,
+    request: Value,
+    defs: Vec<IndexDef>,
+    plan: Plan,
+}
+
+/// What a walk or scan found for the page.
+#[derive(Default)]
+struct Found {
+    /// Parsed records of the page (`Null` placeholders when spliced).
+    page: Vec<Value>,
+    /// Items spliced from stored bytes (the verbatim path).
+    raw_items: Vec<RawJson>,
+    total: Option<u64>,
+    next_cursor: Option<String>,
+}
+
+impl<'a> Query<'a> {
+    fn prepare(
+        state: &'a AppState,
+        coll: &'a CompiledCollection,
+        params: &'a ListParams,
+        req: &'a RequestInfo,
+    ) -> Result<Query<'a>, ApiError> {
+        let access = rules::access(&coll.rules.list, &req.caller);
+        if access == Access::Locked {
+            return Err(ApiError::forbidden("Only superusers can perform this action."));
+        }
+        let client = ClientFilter::parse(&state.registry, coll, &params.filter, &req.caller)?;
+        let sort = ClientSort::parse(&state.registry, coll, &params.sort, &req.caller)?.or_default();
+        let expand = ExpandTree::parse(&params.expand)?;
+        let rule = match access {
+            Access::Conditional => coll.rules.list.clone().unwrap_or_default(),
+            _ => Filter::everything(),
+        };
+        let request = req.to_json(&Value::Null);
+        let defs = index_defs(state, coll);
+        let infos: Vec<IndexInfo> = defs
+            .iter()
+            .map(|d| IndexInfo {
+                name: d.name.clone(),
+                fields: d.fields.iter().map(|f| (f.path.clone(), f.desc)).collect(),
+            })
+            .collect();
+        let planned = rule.clone().and(client.for_planning().clone());
+        let mut plan = planner::plan(
+            &planned,
+            sort.keys(),
+            &infos,
+            &|p| coll.is_scalar_path(p),
+            &constant(&request),
+        );
+        // Relation hops and guarded emails are decided record by record.
+        plan.exact &= !client.per_record();
+        plan.sorted &= !sort.through_relations();
+        Ok(Query {
+            state,
+            coll,
+            params,
+            req,
+            rule,
+            client,
+            sort,
+            expand,
+            request,
+            defs,
+            plan,
+        })
+    }
+
+    fn data(&self) -> Data<'a> {
+        Data::new(&self.state.store, &self.state.registry)
+    }
+
+    /// No record needs checking at all.
+    fn unfiltered(&self) -> bool {
+        self.rule.is_empty() && self.client.is_empty()
+    }
+
+    /// The rule (trusted) and the client's filter (guarded) both hold.
+    fn matches(&self, rec: &Value) -> bool {
+        (self.rule.is_empty() || rules::holds(super::rule_data(self.state), self.coll, &self.rule, rec, &self.request))
+            && self.client.matches(self.data(), self.coll, rec, &self.request)
+    }
+
+    fn fetch(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        Ok(self.state.store.get(&self.coll.def.id, id)?.map(|r| r.data))
+    }
+
+    fn offset(&self) -> usize {
+        if self.params.cursor.is_some() {
+            0
+        } else {
+            (self.params.page - 1).saturating_mul(self.params.per_page)
+        }
+    }
+
+    /// Records can be spliced from their stored bytes without parsing.
+    fn verbatim(&self) -> bool {
+        (self.unfiltered() || self.plan.exact) && self.expand.is_empty() && self.coll.exports_verbatim()
+    }
+
+    /// Streams the page in index order (the index serves the sort).
+    fn walk_index(&self, ix: usize) -> Result<Found, ApiError> {
+        let (store, cid, params) = (&self.state.store, &self.coll.def.id, self.params);
+        let def = &self.defs[ix];
+        let plan_bounds = bounds(def, &self.plan);
+        let scope = || cursor_scope(self, def, &plan_bounds);
+        let (mut lower, mut upper) = plan_bounds.clone();
+        if let Some(c) = &params.cursor {
+            let key = decode_cursor(&scope(), c, &plan_bounds)?;
+            if self.plan.reverse {
+                upper = Bound::Excluded(key);
+            } else {
+                lower = Bound::Excluded(key);
+            }
+        }
+        let (offset, want_total, verbatim) = (self.offset(), !params.skip_total, self.verbatim());
+        let cheap_total = self.unfiltered() || self.plan.exact;
+        let mut found = Found::default();
+        let (mut seen, mut last_key, mut more) = (0u64, None, false);
+        for entry in store.index_range(cid, def, lower, upper, self.plan.reverse)? {
+            let (key, id) = entry?;
+            if found.page.len() == params.per_page {
+                more = true;
+                if !want_total || cheap_total || params.cursor.is_some() {
+                    break;
+                }
+                if self.fetch(&id)?.is_some_and(|rec| self.matches(&rec)) {
+                    seen += 1;
+                }
+                continue;
+            }
+            if self.plan.exact && (seen as usize) < offset {
+                seen += 1;
+                continue;
+            }
+            if verbatim {
+                let spliced = store.get_raw(cid, &id)?.and_then(|r| export_raw(self.coll, r.json()));
+                if let Some(item) = spliced {
+                    seen += 1;
+                    if seen as usize > offset {
+                        found.raw_items.push(item);
+                        found.page.push(Value::Null);
+                        last_key = Some(key);
+                    }
+                }
+                continue;
+            }
+            let Some(rec) = self.fetch(&id)? else { continue };
+            if !self.matches(&rec) {
+                continue;
+            }
+            seen += 1;
+            if seen as usize > offset {
+                found.page.push(rec);
+                last_key = Some(key);
+            }
+        }
+        if more {
+            found.next_cursor = last_key.map(|k| encode_cursor(&scope(), &k));
+        }
+        if want_total {
+            found.total = Some(if self.unfiltered() {
+                store.count(cid)
+            } else if self.plan.exact {
+                store
+                    .index_range(cid, def, plan_bounds.0, plan_bounds.1, false)?
+                    .count() as u64
+            } else if params.cursor.is_some() {
+                self.count_all()?
+            } else {
+                seen
+            });
+        }
+        Ok(found)
+    }
+
+    /// Collects every match (from an index range or a full scan), sorts in
+    /// memory and cuts the page.
+    fn scan_and_sort(&self) -> Result<Found, ApiError> {
+        if self.params.cursor.is_some() {
+            return Err(ApiError::field(
+                "cursor",
+                "validation_invalid_cursor",
+                "Cursor paging needs a sort that an index serves (e.g. created, id, or a declared index).",
+            ));
+        }
+        let (store, cid) = (&self.state.store, &self.coll.def.id);
+        let mut all = Vec::new();
+        let candidates: Box<dyn Iterator<Item = Result<Value, ApiError>>> = match self.plan.index {
+            Some(ix) => {
+                let def = &self.defs[ix];
+                let (lower, upper) = bounds(def, &self.plan);
+                Box::new(
+                    store
+                        .index_range(cid, def, lower, upper, false)?
+                        .filter_map(move |e| match e {
+                            Ok((_, id)) => self.fetch(&id).transpose(),
+                            Err(e) => Some(Err(e.into())),
+                        }),
+                )
+            }
+            None => Box::new(
+                store
+                    .scan(cid, false)?
+                    .map(|r| r.map(|r| r.data).map_err(ApiError::from)),
+            ),
+        };
+        for rec in candidates {
+            let rec = rec?;
+            if self.matches(&rec) {
+                all.push(rec);
+            }
+        }
+        self.sort.sort(self.data(), self.coll, &mut all, &self.request);
+        Ok(Found {
+            total: Some(all.len() as u64),
+            page: all.into_iter().skip(self.offset()).take(self.params.per_page).collect(),
+            ..Found::default()
+        })
+    }
+
+    /// Counts matches with a full pass (no index answers the filter exactly).
+    fn count_all(&self) -> Result<u64, ApiError> {
+        let mut n = 0;
+        for r in self.state.store.scan(&self.coll.def.id, false)? {
+            if self.matches(&r?.data) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The answer: items exported for the caller (and expanded), totals, plan.
+    fn shape(self, found: Found) -> Result<ListResult, ApiError> {
+        let (params, caller) = (self.params, &self.req.caller);
+        let items = if self.verbatim() && !found.raw_items.is_empty() {
+            found.raw_items
+        } else {
+            let viewer = caller.viewer();
+            let mut items: Vec<Value> = found.page.iter().map(|r| export(self.coll, r, &viewer)).collect();
+            if !self.expand.is_empty() {
+                expand_records(self.state, self.coll, &found.page, &mut items, &self.expand, self.req)?;
+            }
+            items.into_iter().map(raw).collect::<Result<Vec<_>, _>>()?
+        };
+        let (total_items, total_pages) = match (params.skip_total, found.total) {
+            (false, Some(t)) => (t as i64, t.div_ceil(params.per_page as u64) as i64),
+            _ => (-1, -1),
+        };
+        Ok(ListResult {
+            page: if params.cursor.is_some() { 1 } else { params.page },
+            per_page: params.per_page,
+            total_items,
+            total_pages,
+            items,
+            next_cursor: found.next_cursor,
+            plan: (params.explain && caller.is_superuser()).then(|| self.plan.explain.clone()),
+        })
+    }
+}
+
+/// Lists records: `(listRule) && (filter)` through the planner, walked in
+/// index order or scanned and sorted, then shaped for the caller.
 pub fn list(
     state: &AppState,
     coll: &CompiledCollection,
     params: &ListParams,
     req: &RequestInfo,
 ) -> Result<ListResult, ApiError> {
-    let caller = &req.caller;
-    let access = rules::access(&coll.rules.list, caller);
-    if access == Access::Locked {
-        return Err(ApiError::forbidden("Only superusers can perform this action."));
-    }
-    let user_filter = parse_filter(&params.filter)
-        .map_err(|e| ApiError::field("filter", "validation_invalid_filter", &e.to_string()))?;
-    let mut sort =
-        parse_sort(&params.sort).map_err(|e| ApiError::field("sort", "validation_invalid_sort", &e.to_string()))?;
-    check_client_paths(coll, &user_filter, &sort, caller.is_superuser())?;
-    let expand = ExpandTree::parse(&params.expand)?;
-    if sort.is_empty() {
-        // Default order: creation order (PocketBase's default is insertion order).
-        sort.push(SortKey {
-            path: vec!["created".into()],
-            desc: false,
-        });
-    }
-    let rule = match access {
-        Access::Conditional => coll.rules.list.clone().unwrap_or_default(),
-        _ => Filter::everything(),
+    let q = Query::prepare(state, coll, params, req)?;
+    let found = match q.plan.index {
+        Some(ix) if q.plan.sorted => q.walk_index(ix)?,
+        _ => q.scan_and_sort()?,
     };
-    let filter = rule.and(user_filter);
-    let request = req.to_json(&Value::Null);
-    let defs = index_defs(state, coll);
-    let infos: Vec<IndexInfo> = defs
-        .iter()
-        .map(|d| IndexInfo {
-            name: d.name.clone(),
-            fields: d.fields.iter().map(|f| (f.path.clone(), f.desc)).collect(),
-        })
-        .collect();
-    let plan = planner::plan(&filter, &sort, &infos, &|p| coll.is_scalar_path(p), &constant(&request));
-
-    let store = &state.store;
-    let cid = &coll.def.id;
-    let matches = |rec: &Value| filter.is_empty() || rules::holds(state, coll, &filter, rec, &request);
-    let fetch = |id: &str| -> Result<Option<Value>, ApiError> { Ok(store.get(cid, id)?.map(|r| r.data)) };
-    let offset = if params.cursor.is_some() {
-        0
-    } else {
-        (params.page - 1).saturating_mul(params.per_page)
-    };
-    let want_total = !params.skip_total;
-
-    let mut page: Vec<Value> = Vec::with_capacity(params.per_page.min(64));
-    // Hot path: when no record needs checking (no filter, or the index
-    // answers it exactly) and records export verbatim, page items are
-    // spliced from the stored bytes without parsing.
-    let verbatim = (filter.is_empty() || plan.exact) && expand.is_empty() && coll.exports_verbatim();
-    let mut raw_items: Vec<RawJson> = Vec::new();
-    let mut total: Option<u64> = None;
-    let mut next_cursor = None;
-    match plan.index {
-        Some(ix) if plan.sorted => {
-            let def = &defs[ix];
-            let (mut lower, mut upper) = bounds(def, &plan);
-            if let Some(c) = &params.cursor {
-                let key = decode_cursor(&def.name, c)?;
-                if plan.reverse {
-                    upper = Bound::Excluded(key);
-                } else {
-                    lower = Bound::Excluded(key);
-                }
-            }
-            let mut seen = 0u64;
-            let mut last_key = None;
-            let mut more = false;
-            let iter = store.index_range(cid, def, lower, upper, plan.reverse)?;
-            let cheap_total = filter.is_empty() || plan.exact;
-            for entry in iter {
-                let (key, id) = entry?;
-                if page.len() == params.per_page {
-                    more = true;
-                    if !want_total || cheap_total || params.cursor.is_some() {
-                        break;
-                    }
-                    if let Some(rec) = fetch(&id)? {
-                        if matches(&rec) {
-                            seen += 1;
-                        }
-                    }
-                    continue;
-                }
-                if plan.exact && (seen as usize) < offset {
-                    seen += 1;
-                    continue;
-                }
-                if verbatim {
-                    let spliced = store.get_raw(cid, &id)?.and_then(|r| export_raw(coll, r.json()));
-                    if let Some(item) = spliced {
-                        seen += 1;
-                        if seen as usize > offset {
-                            raw_items.push(item);
-                            page.push(Value::Null);
-                            last_key = Some(key);
-                        }
-                    }
-                    continue;
-                }
-                let Some(rec) = fetch(&id)? else { continue };
-                if !matches(&rec) {
-                    continue;
-                }
-                seen += 1;
-                if seen as usize > offset {
-                    page.push(rec);
-                    last_key = Some(key);
-                }
-            }
-            if more {
-                next_cursor = last_key.map(|k| encode_cursor(&def.name, &k));
-            }
-            if want_total {
-                total = Some(if filter.is_empty() {
-                    store.count(cid)
-                } else if plan.exact {
-                    let (lower, upper) = bounds(def, &plan);
-                    store.index_range(cid, def, lower, upper, false)?.count() as u64
-                } else if params.cursor.is_some() {
-                    count_all(state, coll, &filter, &request)?
-                } else {
-                    seen
-                });
-            }
-        }
-        _ => {
-            if params.cursor.is_some() {
-                return Err(ApiError::field(
-                    "cursor",
-                    "validation_invalid_cursor",
-                    "Cursor paging needs a sort that an index serves (e.g. created, id, or a declared index).",
-                ));
-            }
-            let mut all = Vec::new();
-            let candidates: Box<dyn Iterator<Item = Result<Value, ApiError>>> = match plan.index {
-                Some(ix) => {
-                    let def = &defs[ix];
-                    let (lower, upper) = bounds(def, &plan);
-                    Box::new(
-                        store
-                            .index_range(cid, def, lower, upper, false)?
-                            .filter_map(move |e| match e {
-                                Ok((_, id)) => fetch(&id).transpose(),
-                                Err(e) => Some(Err(e.into())),
-                            }),
-                    )
-                }
-                None => Box::new(
-                    store
-                        .scan(cid, false)?
-                        .map(|r| r.map(|r| r.data).map_err(ApiError::from)),
-                ),
-            };
-            for rec in candidates {
-                let rec = rec?;
-                if matches(&rec) {
-                    all.push(rec);
-                }
-            }
-            all.sort_by(|a, b| compare_records(a, b, &sort));
-            total = Some(all.len() as u64);
-            page = all.into_iter().skip(offset).take(params.per_page).collect();
-        }
-    }
-    let items = if verbatim && !raw_items.is_empty() {
-        raw_items
-    } else {
-        let viewer = caller.viewer();
-        let mut items: Vec<Value> = page.iter().map(|r| export(coll, r, &viewer)).collect();
-        if !expand.is_empty() {
-            expand_records(state, coll, &page, &mut items, &expand, req)?;
-        }
-        items.into_iter().map(raw).collect::<Result<Vec<_>, _>>()?
-    };
-    let (total_items, total_pages) = match (want_total, total) {
-        (true, Some(t)) => (t as i64, t.div_ceil(params.per_page as u64) as i64),
-        _ => (-1, -1),
-    };
-    Ok(ListResult {
-        page: if params.cursor.is_some() { 1 } else { params.page },
-        per_page: params.per_page,
-        total_items,
-        total_pages,
-        items,
-        next_cursor,
-        plan: (params.explain && caller.is_superuser()).then(|| plan.explain.clone()),
-    })
-}
-
-/// Counts matches with a full pass (no index answers the filter exactly).
-fn count_all(state: &AppState, coll: &CompiledCollection, filter: &Filter, request: &Value) -> Result<u64, ApiError> {
-    let mut n = 0;
-    for r in state.store.scan(&coll.def.id, false)? {
-        let r = r?;
-        if rules::holds(state, coll, filter, &r.data, request) {
-            n += 1;
-        }
-    }
-    Ok(n)
+    q.shape(found)
 }

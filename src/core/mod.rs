@@ -13,3 +13,8 @@ pub mod records;
 pub mod references;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};
+
+/// The part of the server's state rules read: records and collections.
+pub fn rule_data(state: &crate::state::AppState) -> crate::rules::Data<'_> {
+    crate::rules::Data::new(&state.store, &state.registry)
+}

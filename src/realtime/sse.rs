@@ -23,11 +23,11 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::subscription::{render, resolve_topic, touches_caller, Shape, Topic};
+use super::subscription::{render, resolve_topic, Shape, Subscriber, Topic};
 use crate::api::extract::JsonBody;
 use crate::core::auth;
 use crate::error::ApiError;
-use crate::rules::{Caller, RequestInfo};
+use crate::rules::Caller;
 use crate::state::AppState;
 
 /// Closed after this long without delivering anything (PocketBase: 5 min).
@@ -55,9 +55,7 @@ struct Client {
 }
 
 struct ClientState {
-    req: RequestInfo,
-    request: Value,
-    token: Option<String>,
+    who: Subscriber,
     subs: Arc<Vec<SseSub>>,
 }
 
@@ -94,12 +92,9 @@ fn sse_frame(id: &str, event: &str, data: &str) -> Bytes {
 pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
     let state = state.get_ref().clone();
     let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
-    let req = RequestInfo::internal(Caller::Guest, "GET", "realtime");
     let client = Arc::new(Client {
         inner: Mutex::new(ClientState {
-            request: req.to_json(&Value::Null),
-            req,
-            token: None,
+            who: Subscriber::guest(),
             subs: Arc::new(Vec::new()),
         }),
     });
@@ -125,12 +120,9 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
             };
             let (req, request, subs) = {
                 let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-                if touches_caller(&st.req.caller, &change) {
-                    let caller = auth::resolve(&state, st.token.as_deref());
-                    st.req.caller = caller;
-                    st.request = st.req.to_json(&Value::Null);
-                }
-                (st.req.clone(), st.request.clone(), st.subs.clone())
+                // Token expired or own record changed: checked again first.
+                st.who.refresh(&state, Some(&change));
+                (st.who.req.clone(), st.who.request.clone(), st.subs.clone())
             };
             for sub in subs.iter() {
                 let Some(topic) = &sub.topic else { continue };
@@ -159,8 +151,9 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Splits `posts/*?options={...}` into the topic and its options. Rules are
-/// checked per event (a locked topic is accepted and stays silent).
-fn parse_subscription(state: &AppState, raw: &str) -> Result<SseSub, ApiError> {
+/// checked per event (a locked topic is accepted and stays silent); the
+/// filter is checked for `caller` as a REST list filter would be.
+fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<SseSub, ApiError> {
     let (topic_text, options) = match raw.split_once("?options=") {
         Some((t, o)) => (t, Some(o)),
         None => (raw, None),
@@ -181,7 +174,11 @@ fn parse_subscription(state: &AppState, raw: &str) -> Result<SseSub, ApiError> {
     }
     let text = |k: &str| query.get(k).and_then(Value::as_str);
     let topic = resolve_topic(state, topic_text);
-    let shape = Shape::parse(text("filter"), text("fields"), text("expand"))?;
+    let shape = match topic.as_ref().and_then(|t| state.registry.get(&t.collection_id)) {
+        Some(coll) => Shape::parse(state, &coll, caller, text("filter"), text("fields"), text("expand"))?,
+        // Never delivered to (see `SseSub::topic`).
+        None => Shape::default(),
+    };
     Ok(SseSub {
         name: raw.to_owned(),
         topic,
@@ -271,7 +268,7 @@ pub async fn set_subscriptions(
     let caller = auth::resolve(&state, token.as_deref());
     {
         let st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Caller::Auth { record: old, .. }, Caller::Auth { record: new, .. }) = (&st.req.caller, &caller) {
+        if let (Caller::Auth { record: old, .. }, Caller::Auth { record: new, .. }) = (&st.who.req.caller, &caller) {
             if old.get("id") != new.get("id") {
                 return Err(ApiError::forbidden(
                     "The current and the previous request authorization don't match.",
@@ -281,13 +278,11 @@ pub async fn set_subscriptions(
     }
     let mut subs = Vec::with_capacity(topics.len());
     for t in &topics {
-        subs.push(parse_subscription(&state, t)?);
+        subs.push(parse_subscription(&state, t, &caller)?);
     }
     let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if !matches!(caller, Caller::Guest) || matches!(st.req.caller, Caller::Guest) {
-        st.req.caller = caller;
-        st.token = token;
-        st.request = st.req.to_json(&Value::Null);
+    if !matches!(caller, Caller::Guest) || matches!(st.who.req.caller, Caller::Guest) {
+        st.who.set(&state, token);
     }
     st.subs = Arc::new(subs);
     Ok(HttpResponse::NoContent().finish())

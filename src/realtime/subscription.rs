@@ -14,8 +14,7 @@ use serde_json::Value;
 use crate::api::fields::FieldsTree;
 use crate::core::expand::{expand_records, ExpandTree};
 use crate::error::ApiError;
-use crate::query::{parse_filter, Filter};
-use crate::rules::{self, Access, Caller, RequestInfo};
+use crate::rules::{self, Access, Caller, ClientFilter, RequestInfo};
 use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
@@ -33,19 +32,27 @@ pub struct Topic {
 /// Options shaping a subscription's events.
 #[derive(Debug, Clone, Default)]
 pub struct Shape {
-    pub filter: Option<Filter>,
+    /// Checked for the subscriber when subscribing (`rules::client`): a
+    /// filter may only touch what the caller could filter a REST list by.
+    pub filter: Option<ClientFilter>,
     pub fields: Option<FieldsTree>,
     pub expand: ExpandTree,
 }
 
 impl Shape {
-    /// Parses the optional `filter`, `fields`, `expand` strings.
-    pub fn parse(filter: Option<&str>, fields: Option<&str>, expand: Option<&str>) -> Result<Shape, ApiError> {
+    /// Parses the optional `filter`, `fields`, `expand` strings of a
+    /// subscription to `coll` by `caller`.
+    pub fn parse(
+        state: &AppState,
+        coll: &CompiledCollection,
+        caller: &Caller,
+        filter: Option<&str>,
+        fields: Option<&str>,
+        expand: Option<&str>,
+    ) -> Result<Shape, ApiError> {
         let filter = match filter.map(str::trim).filter(|f| !f.is_empty()) {
             None => None,
-            Some(f) => Some(
-                parse_filter(f).map_err(|e| ApiError::field("filter", "validation_invalid_filter", &e.to_string()))?,
-            ),
+            Some(f) => Some(ClientFilter::parse(&state.registry, coll, f, caller)?),
         };
         let fields = match fields.map(str::trim).filter(|f| !f.is_empty()) {
             None => None,
@@ -156,14 +163,14 @@ pub fn render(
         Access::Conditional => {
             let holds = rule
                 .as_ref()
-                .is_some_and(|r| rules::holds(state, &coll, r, record, request));
+                .is_some_and(|r| rules::holds(crate::core::rule_data(state), &coll, r, record, request));
             if !holds {
                 return None;
             }
         }
     }
     if let Some(f) = &shape.filter {
-        if !rules::holds(state, &coll, f, record, request) {
+        if !f.matches_for(crate::core::rule_data(state), &coll, record, request, &req.caller) {
             return None;
         }
     }
@@ -194,11 +201,70 @@ pub fn render(
 
 /// Whether `change` updates or deletes the caller's own auth record (then
 /// its token must be checked again: a password change rotates `tokenKey`).
-pub fn touches_caller(caller: &Caller, change: &Change) -> bool {
+fn touches_caller(caller: &Caller, change: &Change) -> bool {
     match caller {
         Caller::Auth { collection, record, .. } => {
             collection.def.id == change.collection_id && record.get("id") == change.record.get("id")
         }
         Caller::Guest => false,
+    }
+}
+
+/// A realtime connection's caller (WebSocket or SSE): who they are, the
+/// token that says so and until when it does. Events are rendered for
+/// [`Subscriber::req`]; [`Subscriber::refresh`] keeps it true.
+pub struct Subscriber {
+    pub req: RequestInfo,
+    /// `req.to_json(null)`, rebuilt whenever the caller changes.
+    pub request: Value,
+    token: Option<String>,
+    /// The token's `exp` (seconds since the epoch).
+    expires: Option<i64>,
+}
+
+impl Subscriber {
+    pub fn guest() -> Subscriber {
+        let req = RequestInfo::internal(Caller::Guest, "GET", "realtime");
+        Subscriber {
+            request: req.to_json(&Value::Null),
+            req,
+            token: None,
+            expires: None,
+        }
+    }
+
+    /// Becomes whoever `token` (an `Authorization` value) names, or a guest.
+    pub fn set(&mut self, state: &AppState, token: Option<String>) {
+        let caller = crate::core::auth::resolve(state, token.as_deref());
+        self.expires = match (&caller, token.as_deref()) {
+            (Caller::Auth { .. }, Some(t)) => {
+                let bare = t.strip_prefix("Bearer ").unwrap_or(t).trim();
+                crate::auth::Tokens::peek(bare).ok().map(|c| c.exp)
+            }
+            _ => None,
+        };
+        self.req.caller = caller;
+        self.request = self.req.to_json(&Value::Null);
+        self.token = token;
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Checks the caller again before `change` is rendered: when its token
+    /// has expired (SPEC §5: from then on a guest), or when the change is
+    /// to the caller's own auth record (a password change revokes tokens).
+    /// True when an authenticated caller became a guest.
+    pub fn refresh(&mut self, state: &AppState, change: Option<&Change>) -> bool {
+        let expired = self.expires.is_some_and(|exp| crate::clock::now_millis() / 1000 >= exp);
+        let touched = change.is_some_and(|c| touches_caller(&self.req.caller, c));
+        if !expired && !touched {
+            return false;
+        }
+        let was_auth = !matches!(self.req.caller, Caller::Guest);
+        let token = if expired { None } else { self.token.take() };
+        self.set(state, token);
+        was_auth && matches!(self.req.caller, Caller::Guest)
     }
 }

@@ -22,10 +22,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::subscription::{parse_topic, render, touches_caller, Shape, Topic};
-use crate::core::auth;
+use super::subscription::{parse_topic, render, Shape, Subscriber, Topic};
 use crate::error::ApiError;
-use crate::rules::{Caller, RequestInfo};
+use crate::rules::Caller;
 use crate::state::AppState;
 use crate::store::Change;
 
@@ -48,10 +47,7 @@ struct Sub {
 struct Conn {
     state: AppState,
     session: Session,
-    req: RequestInfo,
-    /// `req.to_json(null)`, rebuilt when the auth changes.
-    request: Value,
-    token: Option<String>,
+    who: Subscriber,
     subs: Vec<Sub>,
 }
 
@@ -96,16 +92,12 @@ pub async fn handle(
     let rx = state.store.subscribe();
     let state = state.get_ref().clone();
     actix_web::rt::spawn(async move {
-        let caller = auth::resolve(&state, token.as_deref());
-        let mut req = RequestInfo::internal(caller, "GET", "realtime");
-        req.query = serde_json::Map::new();
-        let request = req.to_json(&Value::Null);
+        let mut who = Subscriber::guest();
+        who.set(&state, token);
         let mut conn = Conn {
             state,
             session,
-            req,
-            request,
-            token,
+            who,
             subs: Vec::new(),
         };
         conn.run(stream.max_frame_size(MAX_FRAME), rx).await;
@@ -202,6 +194,9 @@ impl Conn {
                     Err(RecvError::Closed) => break Some(CloseReason::from(CloseCode::Restart)),
                 },
                 _ = ping.tick() => {
+                    if !self.refresh(None).await {
+                        break None;
+                    }
                     if last_heard.elapsed() > PING_EVERY * 3 {
                         break Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
                     }
@@ -232,11 +227,9 @@ impl Conn {
         match frame {
             Frame::Ping => self.send(json!({"type": "pong"})).await,
             Frame::Auth { token } => {
-                let caller = auth::resolve(&self.state, Some(&token));
-                let ok = !matches!(caller, Caller::Guest);
-                self.set_caller(caller, Some(token));
-                if ok {
-                    let who = self.request["auth"].clone();
+                self.who.set(&self.state, Some(token));
+                if !matches!(self.who.req.caller, Caller::Guest) {
+                    let who = self.who.request["auth"].clone();
                     self.send(
                         json!({"type": "authenticated", "id": who["id"], "collectionName": who["collectionName"]}),
                     )
@@ -267,10 +260,17 @@ impl Conn {
         }
     }
 
-    fn set_caller(&mut self, caller: Caller, token: Option<String>) {
-        self.req.caller = caller;
-        self.request = self.req.to_json(&Value::Null);
-        self.token = token;
+    /// Re-checks the caller (token expiry, own record changed) and tells
+    /// the client when it became a guest; false when the connection is gone.
+    async fn refresh(&mut self, change: Option<&Change>) -> bool {
+        if !self.who.refresh(&self.state, change) {
+            return true;
+        }
+        self.error(
+            None,
+            ApiError::unauthorized("The token expired or was revoked; the connection continues as a guest."),
+        )
+        .await
     }
 
     async fn subscribe(
@@ -285,8 +285,19 @@ impl Conn {
         if id.is_empty() || id.len() > 255 {
             return Err(ApiError::bad_request("A subscription needs an id of 1-255 characters."));
         }
-        let (topic, _) = parse_topic(&self.state, topic, &self.req.caller)?;
-        let shape = Shape::parse(filter.as_deref(), fields.as_deref(), expand.as_deref())?;
+        if !self.refresh(None).await {
+            return Ok(false);
+        }
+        let caller = &self.who.req.caller;
+        let (topic, coll) = parse_topic(&self.state, topic, caller)?;
+        let shape = Shape::parse(
+            &self.state,
+            &coll,
+            caller,
+            filter.as_deref(),
+            fields.as_deref(),
+            expand.as_deref(),
+        )?;
         self.subs.retain(|s| s.id != id);
         if self.subs.len() >= MAX_SUBS {
             return Err(ApiError::bad_request("Too many subscriptions on this connection."));
@@ -331,12 +342,10 @@ impl Conn {
     /// Offers one live change to every subscription (skipping those that
     /// already saw it during a replay).
     async fn deliver(&mut self, change: &Change) -> bool {
-        if touches_caller(&self.req.caller, change) {
-            // The caller's own auth record changed: re-check the token now,
-            // so a password change takes effect on this very event.
-            let caller = auth::resolve(&self.state, self.token.as_deref());
-            let token = self.token.clone();
-            self.set_caller(caller, token);
+        // A password change takes effect on this very event; an expired
+        // token before it.
+        if !self.refresh(Some(change)).await {
+            return false;
         }
         let subs = std::mem::take(&mut self.subs);
         let mut alive = true;
@@ -353,7 +362,14 @@ impl Conn {
     }
 
     async fn deliver_to(&mut self, sub: &Sub, change: &Change) -> bool {
-        let Some(record) = render(&self.state, &sub.topic, &sub.shape, &self.req, &self.request, change) else {
+        let Some(record) = render(
+            &self.state,
+            &sub.topic,
+            &sub.shape,
+            &self.who.req,
+            &self.who.request,
+            change,
+        ) else {
             return true;
         };
         let action = serde_json::to_string(&change.action).unwrap_or_default();

@@ -5,9 +5,11 @@
 //! (parsed once per collection change, see `schema::CompiledRules`).
 //! Superusers bypass every rule.
 
+mod client;
 mod context;
 mod resolver;
 
+pub use client::{ClientFilter, ClientSort};
 pub use context::{Caller, RequestInfo, SUPERUSERS};
 pub(crate) use resolver::ids_of;
 pub use resolver::{StoreResolver, MAX_RELATION_DEPTH, MAX_SCAN};
@@ -16,8 +18,22 @@ use serde_json::Value;
 
 use crate::clock::now_millis;
 use crate::query::{evaluate, Filter};
-use crate::schema::CompiledCollection;
-use crate::state::AppState;
+use crate::schema::{CompiledCollection, Registry};
+use crate::store::Store;
+
+/// What rules read besides the record and the request: the stored records
+/// and the compiled collections, nothing else of the server's state.
+#[derive(Clone, Copy)]
+pub struct Data<'a> {
+    pub store: &'a Store,
+    pub registry: &'a Registry,
+}
+
+impl<'a> Data<'a> {
+    pub fn new(store: &'a Store, registry: &'a Registry) -> Data<'a> {
+        Data { store, registry }
+    }
+}
 
 /// The outcome of checking a rule for one caller, before looking at records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,16 +58,19 @@ pub fn access(rule: &Option<Filter>, caller: &Caller) -> Access {
     }
 }
 
-/// Whether `filter` holds for `record` of `coll`, given the `@request` object.
-pub fn holds(state: &AppState, coll: &CompiledCollection, filter: &Filter, record: &Value, request: &Value) -> bool {
+/// Whether the rule `filter` holds for `record` of `coll`, given the
+/// `@request` object. Rules are trusted: every path resolves. A client's
+/// own filter goes through [`ClientFilter`] instead.
+pub fn holds(data: Data, coll: &CompiledCollection, filter: &Filter, record: &Value, request: &Value) -> bool {
     evaluate(
         filter,
         &StoreResolver {
-            state,
+            data,
             coll,
             record,
             request,
             now: now_millis(),
+            guarded: false,
         },
     )
 }
