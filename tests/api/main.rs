@@ -10,6 +10,7 @@ mod admin_records;
 mod admin_robustness;
 mod admin_settings;
 mod admin_support;
+mod attack;
 mod auth;
 mod auth_flows;
 mod batch;

@@ -12,12 +12,12 @@ use crate::helpers::{client, spawn_app, TestApp};
 
 type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
-struct Ws {
+pub(crate) struct Ws {
     conn: Conn,
 }
 
 impl Ws {
-    async fn open(app: &TestApp, token: Option<&str>) -> (Ws, Value) {
+    pub(crate) async fn open(app: &TestApp, token: Option<&str>) -> (Ws, Value) {
         let mut req = client()
             .ws(format!("{}/api/realtime/ws", app.base))
             .max_frame_size(1 << 20);
@@ -31,7 +31,7 @@ impl Ws {
         (ws, welcome)
     }
 
-    async fn send(&mut self, v: Value) {
+    pub(crate) async fn send(&mut self, v: Value) {
         self.conn
             .send(Message::Text(v.to_string().into()))
             .await
@@ -39,7 +39,7 @@ impl Ws {
     }
 
     /// The next JSON frame (answering pings); panics after 30 s of silence.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         loop {
             let frame = actix_web::rt::time::timeout(Duration::from_secs(30), self.conn.next())
                 .await
@@ -55,7 +55,7 @@ impl Ws {
         }
     }
 
-    async fn subscribe(&mut self, sub: Value) -> Value {
+    pub(crate) async fn subscribe(&mut self, sub: Value) -> Value {
         self.send(sub).await;
         self.recv().await
     }
@@ -223,6 +223,13 @@ async fn ws_rules_per_subscriber_and_revocation() {
     app.post("/api/collections/notes/records", json!({"owner": ids[0]}))
         .await;
     app.post("/api/collections/marks/records", json!({})).await;
+    // The client is told it is a guest now (at the change to its own record).
+    let told = wa.recv().await;
+    assert_eq!(
+        (told["type"].as_str(), told["status"].as_u64()),
+        (Some("error"), Some(401)),
+        "{told}"
+    );
     let next = wa.recv().await;
     assert_eq!(
         next["sub"], "m",
