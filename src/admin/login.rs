@@ -106,8 +106,13 @@ fn state(req: &HttpRequest) -> AppState {
         .clone()
 }
 
-/// The login or setup form with a fresh double-submit token.
-fn with_pre_cookie(req: &HttpRequest, status: StatusCode, render: impl FnOnce(&str) -> HttpResponse) -> HttpResponse {
+/// The login or setup form (or a mail-link page's form) with a fresh
+/// double-submit token.
+pub(super) fn with_pre_cookie(
+    req: &HttpRequest,
+    status: StatusCode,
+    render: impl FnOnce(&str) -> HttpResponse,
+) -> HttpResponse {
     let token = session::random_token();
     let mut res = render(&token);
     *res.status_mut() = status;
@@ -115,7 +120,7 @@ fn with_pre_cookie(req: &HttpRequest, status: StatusCode, render: impl FnOnce(&s
     res
 }
 
-fn pre_cookie_ok(req: &HttpRequest, submitted: &str) -> bool {
+pub(super) fn pre_cookie_ok(req: &HttpRequest, submitted: &str) -> bool {
     req.cookie(PRE_COOKIE).is_some_and(|c| {
         !submitted.is_empty() && crate::auth::constant_time_eq(c.value().as_bytes(), submitted.as_bytes())
     })

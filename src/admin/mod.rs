@@ -18,6 +18,7 @@ pub mod collections;
 pub mod live;
 mod login;
 pub mod logs;
+mod mail_links;
 pub mod records;
 pub mod session;
 pub mod settings;
@@ -61,6 +62,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/assets/{path:.*}", web::get().to(assets::serve))
                 .route("/", web::get().to(home))
                 .configure(login::routes)
+                .configure(mail_links::routes)
                 .configure(collections::routes)
                 .configure(records::routes)
                 .configure(live::routes)

@@ -14,10 +14,11 @@ use crate::core::{auth, Caller, RequestInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON object body. An empty body reads as `{}` (SDK calls such as
+/// A JSON object body. An empty JSON body reads as `{}` (SDK calls such as
 /// `create()` with no data send none); anything else must be a JSON object
 /// sent as `application/json` (or `multipart/form-data` with an
 /// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes.
+/// An empty multipart body, or one without parts, is a 400.
 pub struct JsonBody(pub Map<String, Value>);
 
 /// How a body is encoded.
@@ -104,7 +105,10 @@ impl FromRequest for JsonBody {
                 }
                 body.extend_from_slice(&chunk);
             }
-            if body.iter().all(|b| b.is_ascii_whitespace()) {
+            let multipart = matches!(content_type, Ok(BodyKind::Multipart(_)));
+            // Not for multipart: its bodies always have parts, so an empty
+            // one is a broken upload (PocketBase answers 400 too).
+            if !multipart && body.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(JsonBody(Map::new()));
             }
             match content_type? {

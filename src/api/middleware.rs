@@ -59,16 +59,28 @@ pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     }
 }
 
+/// The path as logged: what follows the page name in a mail link's path
+/// (`/_/auth/confirm-…/{token}`) is replaced by `{token}`.
+pub fn loggable_path(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("/_/auth/") {
+        if let Some((page, _token)) = rest.split_once('/') {
+            return format!("/_/auth/{page}/{{token}}");
+        }
+    }
+    path.to_owned()
+}
+
 /// Logs method, path (never the query string or headers: they can carry
-/// tokens or personal data), status, duration and peer address, to the
-/// tracing output and to the request log (one non-blocking `try_send`).
+/// tokens or personal data; nor a mail link's token, see
+/// [`loggable_path`]), status, duration and peer address, to the tracing
+/// output and to the request log (one non-blocking `try_send`).
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.path().to_owned();
+    let path = loggable_path(req.path());
     let ip = client_ip(req.request()).map(|a| a.to_string()).unwrap_or_default();
     let res = next.call(req).await?;
     let status = res.status().as_u16();

@@ -38,16 +38,26 @@ fn disposition_param(header: &str, key: &str) -> Option<String> {
     })
 }
 
-/// Parses the body into one JSON object.
+/// Parses the body into one JSON object. A body without a part (empty, or
+/// only the closing delimiter) is refused: it is a broken upload, not an
+/// empty record.
 pub fn parse(body: &[u8], boundary: &str) -> Result<Map<String, Value>, ApiError> {
     let bad = |why: &str| ApiError::bad_request(format!("Malformed multipart body: {why}."));
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("empty body"));
+    }
     let delim = format!("--{boundary}").into_bytes();
     let mut out = Map::new();
     let mut pos = find(body, &delim, 0).ok_or_else(|| bad("no boundary"))? + delim.len();
+    let mut parts = 0usize;
     loop {
         if body[pos..].starts_with(b"--") {
+            if parts == 0 {
+                return Err(bad("no parts"));
+            }
             break; // closing delimiter
         }
+        parts += 1;
         let start = if body[pos..].starts_with(b"\r\n") { pos + 2 } else { pos };
         let head_end = find(body, b"\r\n\r\n", start).ok_or_else(|| bad("part without headers"))?;
         let headers = String::from_utf8_lossy(&body[start..head_end]).into_owned();
@@ -103,6 +113,9 @@ mod tests {
         )
         .is_err());
         assert!(parse(b"garbage", "XX").is_err());
+        assert!(parse(b"", "XX").is_err());
+        assert!(parse(b"\r\n", "XX").is_err());
+        assert!(parse(b"--XX--\r\n", "XX").is_err());
         assert!(parse(b"--XX\r\nno headers end", "XX").is_err());
     }
 }

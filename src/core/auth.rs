@@ -14,7 +14,8 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::{Caller, RequestInfo};
-use crate::auth::{password, Claims, TokenKind, Tokens};
+pub use crate::auth::TokenKind;
+use crate::auth::{password, Claims, Tokens};
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::mail::templates;
@@ -429,6 +430,48 @@ fn invalid_token(field: &str) -> ApiError {
     ApiError::field(field, "validation_invalid_token", "Invalid or expired token.")
 }
 
+/// A mailed token (verification, password reset, email change) that still
+/// works, and what it is for.
+pub struct MailedToken {
+    pub collection: Arc<CompiledCollection>,
+    /// The stored record it was issued for.
+    pub record: Value,
+    pub claims: Claims,
+}
+
+/// Checks a mailed token of `kind` without using it: its record exists, it
+/// is signed with the record's current `tokenKey` (a password reset or an
+/// email change rotates it, which spends the token), it has not expired,
+/// and it was issued for the record's current address (an email-change
+/// token also names the new one). The confirm endpoints use it, and so do
+/// the mail-link pages, whose GET must change nothing.
+pub fn mailed_token(state: &AppState, token: &str, kind: TokenKind) -> Result<MailedToken, ApiError> {
+    let (collection, record, claims) = verify_token(state, token, kind).ok_or_else(|| invalid_token("token"))?;
+    let same_address = record.get("email").and_then(Value::as_str) == claims.email.as_deref();
+    if !same_address || (kind == TokenKind::EmailChange && claims.new_email.is_none()) {
+        return Err(invalid_token("token"));
+    }
+    Ok(MailedToken {
+        collection,
+        record,
+        claims,
+    })
+}
+
+/// [`mailed_token`], for `collection` only (the confirm endpoints name it).
+fn mailed_token_of(
+    state: &AppState,
+    collection: &CompiledCollection,
+    token: &str,
+    kind: TokenKind,
+) -> Result<MailedToken, ApiError> {
+    let t = mailed_token(state, token, kind)?;
+    if t.collection.def.id != collection.def.id {
+        return Err(invalid_token("token"));
+    }
+    Ok(t)
+}
+
 /// `confirm-verification {token}` → 204.
 pub async fn confirm_verification(
     state: &AppState,
@@ -437,11 +480,7 @@ pub async fn confirm_verification(
 ) -> Result<(), ApiError> {
     require_auth_collection(collection)?;
     let token = required_string(body, "token")?;
-    let (coll, rec, claims) =
-        verify_token(state, token, TokenKind::Verification).ok_or_else(|| invalid_token("token"))?;
-    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
-        return Err(invalid_token("token"));
-    }
+    let MailedToken { claims, .. } = mailed_token_of(state, collection, token, TokenKind::Verification)?;
     rewrite(state, collection, &claims.id, |d| {
         d.insert("verified".into(), Value::Bool(true));
     })
@@ -488,11 +527,7 @@ pub async fn confirm_password_reset(
     require_auth_collection(collection)?;
     let token = required_string(body, "token")?;
     let pw = check_new_password(body)?;
-    let (coll, rec, claims) =
-        verify_token(state, token, TokenKind::PasswordReset).ok_or_else(|| invalid_token("token"))?;
-    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
-        return Err(invalid_token("token"));
-    }
+    let MailedToken { claims, .. } = mailed_token_of(state, collection, token, TokenKind::PasswordReset)?;
     let hash = password::hash_async(pw).await.map_err(ApiError::internal)?;
     let key = crate::ids::token_key();
     rewrite(state, collection, &claims.id, |d| {
@@ -559,12 +594,10 @@ pub async fn confirm_email_change(
     require_auth_collection(collection)?;
     let token = required_string(body, "token")?;
     let pw = required_string(body, "password")?.to_owned();
-    let (coll, rec, claims) =
-        verify_token(state, token, TokenKind::EmailChange).ok_or_else(|| invalid_token("token"))?;
+    let MailedToken {
+        record: rec, claims, ..
+    } = mailed_token_of(state, collection, token, TokenKind::EmailChange)?;
     let new_email = claims.new_email.clone().ok_or_else(|| invalid_token("token"))?;
-    if coll.def.id != collection.def.id || rec.get("email").and_then(Value::as_str) != claims.email.as_deref() {
-        return Err(invalid_token("token"));
-    }
     let hash = rec
         .get("password")
         .and_then(Value::as_str)

@@ -1,5 +1,6 @@
-//! Default texts of the auth mails. Links point at the dashboard's confirm
-//! pages under `<appURL>/_/`, which call the confirm endpoints.
+//! Default texts of the auth mails. Links point at the confirm pages under
+//! `<appURL>/_/auth/` (`admin::mail_links`), which complete the flow with
+//! the same `core::auth` functions as the confirm endpoints.
 
 use super::Mail;
 use crate::settings::MetaSettings;

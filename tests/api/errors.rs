@@ -80,3 +80,42 @@ async fn odd_paths_and_queries() {
     }
     assert_eq!(app.guest_get("/api/health").await.status, 200);
 }
+
+#[actix_web::test]
+async fn empty_multipart_body_is_400_not_an_empty_record() {
+    let app = spawn_app().await;
+    // Nothing required: an empty body would make a valid (empty) record.
+    app.create_collection(json!({
+        "name": "notes",
+        "listRule": "", "viewRule": "", "createRule": "",
+        "schema": {"type": "object", "properties": {"title": {"type": "string"}}}
+    }))
+    .await;
+    let path = "/api/collections/notes/records";
+    let ct = "multipart/form-data; boundary=XX";
+    for body in [
+        &b""[..],
+        b"\r\n",
+        b"--XX--\r\n",
+        b"--XX--",
+        b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi",
+        b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--XX",
+    ] {
+        let r = app.raw(Method::POST, path, ct, body.to_vec()).await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(r.status, 400, "{shown:?}: {:?}", r.body);
+        assert_eq!(r.body["status"], 400, "{shown:?}");
+        assert!(
+            r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.body["data"], json!({}), "{shown:?}");
+    }
+    assert_eq!(app.get(path).await.body["totalItems"], 0, "no empty record was created");
+    // A real multipart body still works.
+    let body = b"--XX\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nhi\r\n--XX--\r\n";
+    let r = app.raw(Method::POST, path, ct, body.to_vec()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["title"], "hi");
+}

@@ -393,3 +393,36 @@ async fn mail_smtp_password_is_write_only_and_kept() {
     assert!(!message.contains("wrong"), "{message}");
     assert_eq!(stored(&sink.dir).len(), 2);
 }
+
+#[actix_web::test]
+async fn mail_link_from_smtp_walks_through_the_page() {
+    let app = spawn_app().await;
+    let sink = start_sink(None);
+    use_smtp(&app, sink.port).await;
+    let user = sign_up(&app, "dan@example.com", "password-1").await;
+    let url = format!("/api/collections/users/records/{}", user["id"].as_str().expect("id"));
+    let r = app
+        .guest_post(
+            "/api/collections/users/request-verification",
+            json!({"email": "dan@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let text = text_part(&mail_to(&sink, "dan@example.com", 0).await);
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("http://example.test"))
+        .unwrap_or_else(|| panic!("no link to the appURL in:\n{text}"))
+        .to_owned();
+    assert_eq!(link, format!("/_/auth/confirm-verification/{}", token_in(&text)));
+
+    let mut b = crate::admin_support::Browser::new(&app);
+    let page = b.get(&link).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(app.get(&url).await.body["verified"], false);
+    let csrf = crate::admin_support::attr_after(&page.body, "name=\"_csrf\"", "value").expect("csrf field");
+    let done = b.send_form(&link, &[("_csrf", &csrf)]).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    done.assert_has("Your email is verified.");
+    assert_eq!(app.get(&url).await.body["verified"], true);
+}

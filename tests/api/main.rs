@@ -18,6 +18,7 @@ mod collections;
 mod errors;
 mod helpers;
 mod mail;
+mod mail_links;
 mod openapi;
 mod persistence;
 mod query;

@@ -426,7 +426,14 @@ fn digits(s: &str, at: usize, n: usize) -> Option<i64> {
 
 /// Parses `YYYY-MM-DD[T ]HH:MM[:SS[.fff]][Z|±HH:MM]` (no zone = UTC) into
 /// epoch seconds and the fraction's digits.
+///
+/// The text comes from users (the form, or any stored value), and the
+/// positions below are byte offsets: anything but ASCII is refused first,
+/// so every offset is a character boundary and no slice can panic.
 fn parse_stamp(s: &str) -> Option<(i64, String)> {
+    if !s.is_ascii() {
+        return None;
+    }
     let at = |i: usize, c: &[u8]| s.as_bytes().get(i).is_some_and(|b| c.contains(b));
     let (y, mo, d) = (digits(s, 0, 4)?, digits(s, 5, 2)?, digits(s, 8, 2)?);
     if !(at(4, b"-") && at(7, b"-") && at(10, b"Tt ") && at(13, b":")) {
@@ -441,15 +448,15 @@ fn parse_stamp(s: &str) -> Option<(i64, String)> {
     }
     let mut frac = String::new();
     if at(pos, b".") {
-        frac = s[pos + 1..].chars().take_while(char::is_ascii_digit).collect();
+        frac = s.get(pos + 1..)?.chars().take_while(char::is_ascii_digit).collect();
         if frac.is_empty() {
             return None;
         }
         pos += 1 + frac.len();
     }
-    let offset = match &s[pos..] {
+    let offset = match s.get(pos..)? {
         "" | "Z" | "z" => 0,
-        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && &z[3..4] == ":" => {
+        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && z.get(3..4) == Some(":") => {
             let mins = digits(z, 1, 2)? * 60 + digits(z, 4, 2)?;
             if z.starts_with('-') {
                 -mins * 60
@@ -495,7 +502,7 @@ pub fn to_local(stored: &str) -> Option<String> {
     if text.len() != 24 {
         return None; // outside years 0000-9999
     }
-    let base = text[..19].replacen(' ', "T", 1);
+    let base = text.get(..19)?.replacen(' ', "T", 1);
     Some(if frac.is_empty() {
         base
     } else {
@@ -538,6 +545,21 @@ mod tests {
             "soon",
         ] {
             assert_eq!(from_local(bad), None, "{bad}");
+        }
+        // Multi-byte characters anywhere (user input: byte offsets must
+        // never split one).
+        for bad in [
+            "2024-01-01T10:00é",
+            "2024-01-0１ 10:00:00",
+            "2024-01-01T10:00+0é00",
+            "2024-01-01T10:00:00+é:00",
+            "2024-01-01T10:00:00.é",
+            "é024-01-01T10:00",
+            "2024-01-01T10:0é",
+            "２０２４-01-01T10:00",
+        ] {
+            assert_eq!(from_local(bad), None, "{bad}");
+            assert_eq!(to_local(bad), None, "{bad}");
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);

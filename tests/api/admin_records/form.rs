@@ -280,3 +280,34 @@ async fn edit_clear_and_delete() {
     assert_eq!(b.get(&path).await.status, 404);
     assert_eq!(b.post(&path, &[("title", "x")]).await.status, 404);
 }
+
+#[actix_web::test]
+async fn date_time_with_multi_byte_characters_is_a_400_not_a_panic() {
+    let app = spawn_app().await;
+    things(&app).await;
+    let mut b = Browser::login(&app).await;
+    let base = "/_/collections/things/records";
+    for due in [
+        "2024-01-01T10:00é",
+        "2024-01-0１ 10:00:00",
+        "2024-01-01T10:00+0é00",
+        "2024-01-01T10:00:00+é:00",
+        "2024-01-01T10:00:00.é",
+        "２０２４-01-01T10:00",
+    ] {
+        let r = b
+            .post(&format!("{base}/new"), &[("title", "t"), ("count", "1"), ("due", due)])
+            .await;
+        assert_eq!(r.status, 400, "{due}: {}", r.body);
+        r.assert_has("data-field-error=\"due\">Enter a date and time");
+    }
+    assert_eq!(total(&app, "things", "").await, 0, "nothing was created");
+    // The server is fine afterwards.
+    let r = b
+        .post(
+            &format!("{base}/new"),
+            &[("title", "t"), ("count", "1"), ("due", "2024-01-01T10:00")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+}
