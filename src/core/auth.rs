@@ -7,6 +7,7 @@
 //! a background task, so neither the answer nor its timing tells an
 //! attacker which addresses are registered.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hmac::Mac;
@@ -18,6 +19,7 @@ use crate::auth::{password, Claims, TokenKind, Tokens};
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::mail::templates;
+use crate::ratelimit::LoginAttempt;
 use crate::schema::collection::AuthOptions;
 use crate::schema::record::{export, is_valid_email};
 use crate::schema::{CollectionType, CompiledCollection};
@@ -150,7 +152,26 @@ fn find_by_field(
     }
 }
 
-/// `auth-with-password`: `{identity, password, identityField?}` → `{token, record}`.
+/// Takes a slot for a check of `account`'s secret from `ip` in the
+/// per-account login limit (`crate::ratelimit`: failures count per account
+/// and client address, so nobody can lock the owner out from elsewhere).
+/// 429 when this address has used up its tries on this account.
+fn login_attempt(
+    state: &AppState,
+    collection: &CompiledCollection,
+    account: &str,
+    ip: Option<IpAddr>,
+) -> Result<LoginAttempt, ApiError> {
+    let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (name, id) = (&collection.def.name, &collection.def.id);
+    state
+        .rate_limiter
+        .check_login(&state.settings.get(), name, id, account, ip)
+        .map_err(crate::ratelimit::too_many)
+}
+
+/// `auth-with-password`: `{identity, password, identityField?}` → `{token, record}`,
+/// for a client at `ip`.
 ///
 /// A failed login costs one argon2 verification whether or not the identity
 /// exists (a dummy hash stands in), so timing does not reveal accounts.
@@ -160,15 +181,9 @@ pub async fn with_password(
     identity: &str,
     password_plain: &str,
     identity_field: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
-    // Per account, whatever the address: guesses spread over many IPs count.
-    let (name, id) = (&collection.def.name, &collection.def.id);
-    let settings = state.settings.get();
-    state
-        .rate_limiter
-        .check_identity(&settings, name, id, identity)
-        .map_err(crate::ratelimit::too_many)?;
     let opts = options(collection);
     let fields: Vec<&str> = match identity_field {
         Some(f) if opts.identity_fields.iter().any(|x| x == f) => vec![f],
@@ -188,6 +203,13 @@ pub async fn with_password(
             break;
         }
     }
+    // One window per account whatever identity spelled it (record ids never
+    // start with `?`, so an unknown identity cannot share an account's).
+    let account = match &found {
+        Some(rec) => record_id(rec),
+        None => format!("?{}", identity.to_lowercase()),
+    };
+    let attempt = login_attempt(state, collection, &account, ip)?;
     let hash = found
         .as_ref()
         .and_then(|r| r.get("password").and_then(Value::as_str).map(str::to_owned))
@@ -196,10 +218,40 @@ pub async fn with_password(
     let ok = password::verify_async(pw, hash).await;
     match found {
         Some(rec) if ok && auth_rule_allows(state, collection, &rec, "password") => {
+            attempt.succeeded();
             let token = issue_token(state, collection, &rec, true);
             Ok(auth_response(collection, rec, token))
         }
         _ => Err(ApiError::bad_request("Failed to authenticate.")),
+    }
+}
+
+/// Checks the `oldPassword` a non-superuser sends to change the password of
+/// `record` (an auth record of `collection`), from `ip`: a wrong one is a
+/// failed login for that account and address (same limiter as logins, so
+/// it is no unlimited oracle), 429 once those tries are used up.
+pub async fn check_old_password(
+    state: &AppState,
+    collection: &CompiledCollection,
+    record: &Value,
+    old: &str,
+    ip: Option<IpAddr>,
+) -> Result<(), ApiError> {
+    let attempt = login_attempt(state, collection, &record_id(record), ip)?;
+    let hash = record
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if password::verify_async(old.to_owned(), hash).await {
+        attempt.succeeded();
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "oldPassword",
+            "validation_invalid_old_password",
+            "Missing or invalid old password.",
+        ))
     }
 }
 

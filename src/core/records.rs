@@ -227,20 +227,8 @@ pub async fn plan_update(
     )?;
     let draft = draft_update(coll, current, body, caller.is_superuser()).map_err(ApiError::validation)?;
     if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {
-        let hash = current
-            .get("password")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let old = old.clone();
-        let ok = password::verify_async(old, hash).await;
-        if !ok {
-            return Err(ApiError::field(
-                "oldPassword",
-                "validation_invalid_old_password",
-                "Missing or invalid old password.",
-            ));
-        }
+        // A wrong guess is a failed login (rate limited per account and address).
+        super::auth::check_old_password(state, coll, current, old, req.ip).await?;
     }
     let hash = hash_password(draft.auth.password.clone()).await?;
     Ok(assemble_update(draft, hash, &now_string()))

@@ -15,6 +15,7 @@ mod auth_flows;
 mod batch;
 mod collections;
 mod errors;
+mod hardening;
 mod helpers;
 mod mail;
 mod openapi;

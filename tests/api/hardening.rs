@@ -1,0 +1,178 @@
+//! Attacks from a security review, one test per class: account lockout from
+//! another address, `oldPassword` as a password oracle.
+
+use awc::http::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app_with_defaults, Resp, TestApp, SU_EMAIL, SU_PASSWORD};
+
+/// Client addresses, as a trusted proxy would report them.
+const ADDR_A: &str = "203.0.113.10";
+const ADDR_B: &str = "198.51.100.20";
+
+/// Makes the server read the client's address from `X-Forwarded-For`.
+async fn trust_proxy(app: &TestApp) {
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"trustedProxy": {"headers": ["X-Forwarded-For"]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// A request from client address `ip` (through the trusted proxy).
+async fn call_from(app: &TestApp, ip: &str, method: Method, path: &str, body: Value, token: Option<&str>) -> Resp {
+    let mut req = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .insert_header(("X-Forwarded-For", ip.to_owned()));
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", t.to_owned()));
+    }
+    crate::helpers::read(req.send_json(&body).await.expect("request sent")).await
+}
+
+async fn login_from(app: &TestApp, ip: &str, collection: &str, identity: &str, password: &str) -> Resp {
+    let path = format!("/api/collections/{collection}/auth-with-password");
+    let body = json!({"identity": identity, "password": password});
+    call_from(app, ip, Method::POST, &path, body, None).await
+}
+
+fn assert_429(r: &Resp) {
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    let secs: u64 = r
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After seconds");
+    assert!(secs >= 1);
+}
+
+async fn sign_up(app: &TestApp, collection: &str, body: Value) -> Resp {
+    app.guest_post(&format!("/api/collections/{collection}/records"), body)
+        .await
+}
+
+// ---- 1. a stranger cannot lock the owner out ------------------------------
+
+#[actix_web::test]
+async fn hard_wrong_passwords_from_one_address_never_lock_out_another() {
+    let app = spawn_app_with_defaults().await;
+    trust_proxy(&app).await;
+    // Address A hammers the superuser's account: the first five are
+    // checked (and wrong), then A is refused.
+    for i in 0..10 {
+        let r = login_from(&app, ADDR_A, "_superusers", SU_EMAIL, "not the password").await;
+        if i < 5 {
+            assert_eq!(r.status, 400, "guess {i}: {:?}", r.body);
+        } else {
+            assert_429(&r);
+        }
+    }
+    // The owner, from another address, logs in at once.
+    let r = login_from(&app, ADDR_B, "_superusers", SU_EMAIL, SU_PASSWORD).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A itself stays refused, even with the right password (no oracle).
+    assert_429(&login_from(&app, ADDR_A, "_superusers", SU_EMAIL, SU_PASSWORD).await);
+}
+
+#[actix_web::test]
+async fn hard_dashboard_login_cannot_be_locked_from_another_address() {
+    let app = spawn_app_with_defaults().await;
+    trust_proxy(&app).await;
+    for _ in 0..8 {
+        login_from(&app, ADDR_A, "_superusers", SU_EMAIL, "not the password").await;
+    }
+    // The dashboard's login form shares the limiter: from B it works.
+    let page = app
+        .client
+        .get(format!("{}/_/login", app.base))
+        .insert_header(("X-Forwarded-For", ADDR_B))
+        .send()
+        .await
+        .expect("login page");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("basalt_login_csrf="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .expect("login csrf cookie");
+    let browser = awc::Client::builder().disable_redirects().finish();
+    let submit = |ip: &'static str| {
+        let (app, browser) = (&app, &browser);
+        let cookie = cookie.clone();
+        async move {
+            browser
+                .post(format!("{}/_/login", app.base))
+                .insert_header(("X-Forwarded-For", ip))
+                .insert_header(("Cookie", format!("basalt_login_csrf={cookie}")))
+                .send_form(&[
+                    ("email", SU_EMAIL),
+                    ("password", SU_PASSWORD),
+                    ("_csrf", cookie.as_str()),
+                    ("next", "/_/collections"),
+                ])
+                .await
+                .expect("login submit")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(submit(ADDR_B).await, 303);
+    assert_eq!(submit(ADDR_A).await, 429);
+}
+
+// ---- 2. oldPassword is a login attempt -------------------------------------
+
+#[actix_web::test]
+async fn hard_wrong_old_passwords_count_as_login_attempts() {
+    let app = spawn_app_with_defaults().await;
+    trust_proxy(&app).await;
+    let r = sign_up(
+        &app,
+        "users",
+        json!({"email": "amy@example.com", "password": "password-1", "passwordConfirm": "password-1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let login = login_from(&app, ADDR_B, "users", "amy@example.com", "password-1").await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    let url = format!("/api/collections/users/records/{id}");
+    let change = |old: &str| json!({"oldPassword": old, "password": "password-9", "passwordConfirm": "password-9"});
+    for i in 0..5 {
+        let r = call_from(
+            &app,
+            ADDR_A,
+            Method::PATCH,
+            &url,
+            change(&format!("guess-{i}")),
+            Some(&token),
+        )
+        .await;
+        assert_eq!(r.status, 400, "guess {i}: {:?}", r.body);
+        assert_eq!(r.field_code("oldPassword"), Some("validation_invalid_old_password"));
+    }
+    // Over the limit: refused before the password is looked at.
+    assert_429(&call_from(&app, ADDR_A, Method::PATCH, &url, change("guess-5"), Some(&token)).await);
+    assert_429(&call_from(&app, ADDR_A, Method::PATCH, &url, change("password-1"), Some(&token)).await);
+    // Through a batch too (the sub-request's answer is the 429).
+    let batch = json!({"requests": [{"method": "PATCH", "url": url, "body": change("guess-6")}]});
+    let r = call_from(&app, ADDR_A, Method::POST, "/api/batch", batch, Some(&token)).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(
+        r.body["data"]["requests"]["0"]["response"]["status"], 429,
+        "{:?}",
+        r.body
+    );
+    // The same limiter as logins: A cannot log into this account either…
+    assert_429(&login_from(&app, ADDR_A, "users", "amy@example.com", "password-1").await);
+    // …while the owner, elsewhere, still can, and can change the password.
+    let r = call_from(&app, ADDR_B, Method::PATCH, &url, change("password-1"), Some(&token)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
