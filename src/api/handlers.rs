@@ -264,9 +264,18 @@ pub async fn request_otp(state: Data, path: Name, body: JsonBody) -> Result<Http
     Ok(ok(core::auth::request_otp(&state, &coll, &body.0).await?))
 }
 
-pub async fn auth_with_otp(state: Data, path: Name, q: Query, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn auth_with_otp(
+    state: Data,
+    http: HttpRequest,
+    path: Name,
+    q: Query,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    ok_fields(&q, core::auth::with_otp(&state, &coll, &body.0).await?)
+    ok_fields(
+        &q,
+        core::auth::with_otp(&state, &coll, &body.0, client_ip(&http)).await?,
+    )
 }
 
 pub async fn impersonate(

@@ -652,7 +652,15 @@ struct OtpEntry {
     /// HMAC-SHA256 of the code under the server secret (never the code).
     mac: String,
     exp: i64,
+    /// Wrong codes tried so far (the OTP dies at [`OTP_MAX_FAILURES`]).
+    #[serde(default)]
+    failures: u32,
 }
+
+/// Wrong codes one OTP takes: the fifth wrong one deletes it, so even the
+/// right code then fails like a wrong one (a fresh OTP works as usual, so
+/// this locks nobody out: only who holds an `otpId` can burn it).
+const OTP_MAX_FAILURES: u32 = 5;
 
 fn code_mac(state: &AppState, otp_id: &str, code: &str) -> String {
     let mut mac = state.tokens.hmac_for(otp_id);
@@ -691,6 +699,7 @@ pub async fn request_otp(
             record_id: record_id(&rec),
             mac: code_mac(&state2, &id2, &code),
             exp: now_millis() / 1000 + opts.otp.duration as i64,
+            failures: 0,
         };
         state2
             .store
@@ -705,26 +714,40 @@ pub async fn request_otp(
     Ok(json!({"otpId": otp_id}))
 }
 
-/// `auth-with-otp {otpId, password}` → `{token, record}`; a code works once.
+/// `auth-with-otp {otpId, password}` from a client at `ip` → `{token,
+/// record}`; a code works once, and an OTP dies after
+/// [`OTP_MAX_FAILURES`] wrong codes. Wrong codes are also failed logins of
+/// the account (the per-account and address limit of password logins).
 pub async fn with_otp(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
     body: &Map<String, Value>,
+    ip: Option<IpAddr>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
     let otp_id = required_string(body, "otpId")?;
     let code = required_string(body, "password")?;
     let fail = || ApiError::bad_request("Invalid or expired one-time password.");
     let key = format!("otp/{otp_id}");
-    let entry: OtpEntry = match state.store.meta_get(&key)? {
+    // One check at a time per OTP: concurrent guesses cannot share a count.
+    let _turn = state.record_lock("otp", otp_id).lock().await;
+    let mut entry: OtpEntry = match state.store.meta_get(&key)? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| fail())?,
         None => return Err(fail()),
     };
-    let given = code_mac(state, otp_id, code);
-    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), entry.mac.as_bytes()).into();
-    if !same || entry.exp <= now_millis() / 1000 || entry.collection_id != collection.def.id {
+    if entry.exp <= now_millis() / 1000 || entry.collection_id != collection.def.id {
         return Err(fail());
     }
+    let attempt = login_attempt(state, collection, &entry.record_id, ip)?;
+    let given = code_mac(state, otp_id, code);
+    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), entry.mac.as_bytes()).into();
+    if !same {
+        entry.failures += 1;
+        let value = (entry.failures < OTP_MAX_FAILURES).then(|| serde_json::to_vec(&entry).expect("serialize otp"));
+        state.store.write(vec![WriteOp::PutMeta { key, value }]).await?;
+        return Err(fail());
+    }
+    attempt.succeeded();
     state.store.write(vec![WriteOp::PutMeta { key, value: None }]).await?;
     let rec = state
         .store

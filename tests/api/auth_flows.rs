@@ -27,7 +27,7 @@ async fn as_user(app: &TestApp, method: Method, path: &str, body: Option<Value>,
 
 /// Waits for a mail to `to` in the dev outbox and returns its text. The mail
 /// is sent by a background task, so this polls the directory (bounded).
-async fn mail_to(dir: &Path, to: &str, seen: usize) -> String {
+pub(crate) async fn mail_to(dir: &Path, to: &str, seen: usize) -> String {
     for _ in 0..5000 {
         let mut mails: Vec<String> = std::fs::read_dir(dir.join("outbox"))
             .map(|d| {

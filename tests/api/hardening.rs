@@ -1,10 +1,10 @@
 //! Attacks from a security review, one test per class: account lockout from
-//! another address, `oldPassword` as a password oracle.
+//! another address, `oldPassword` as a password oracle, OTP guessing.
 
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with_defaults, Resp, TestApp, SU_EMAIL, SU_PASSWORD};
+use crate::helpers::{spawn_app, spawn_app_with_defaults, Resp, TestApp, SU_EMAIL, SU_PASSWORD};
 
 /// Client addresses, as a trusted proxy would report them.
 const ADDR_A: &str = "203.0.113.10";
@@ -175,4 +175,95 @@ async fn hard_wrong_old_passwords_count_as_login_attempts() {
     // …while the owner, elsewhere, still can, and can change the password.
     let r = call_from(&app, ADDR_B, Method::PATCH, &url, change("password-1"), Some(&token)).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+// ---- 3. an OTP dies after five wrong codes --------------------------------
+
+#[actix_web::test]
+async fn hard_otp_is_invalidated_after_five_wrong_codes() {
+    let app = spawn_app().await;
+    let r = app
+        .patch(
+            "/api/collections/users",
+            json!({"authOptions": {"otp": {"enabled": true, "duration": 300, "length": 6}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let body = json!({"email": "eli@example.com", "password": "password-1", "passwordConfirm": "password-1"});
+    assert_eq!(sign_up(&app, "users", body).await.status, 200);
+    let request = || {
+        app.guest_post(
+            "/api/collections/users/request-otp",
+            json!({"email": "eli@example.com"}),
+        )
+    };
+    let code_in = |mail: String| {
+        mail.split("code is: ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("code in mail")
+            .to_owned()
+    };
+    let try_code = |otp_id: String, code: String| {
+        app.guest_post(
+            "/api/collections/users/auth-with-otp",
+            json!({"otpId": otp_id, "password": code}),
+        )
+    };
+
+    let otp_id = request().await.body["otpId"].as_str().unwrap().to_owned();
+    let code = code_in(crate::auth_flows::mail_to(&app.dir, "eli@example.com", 0).await);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut bad = None;
+    for i in 0..5 {
+        let r = try_code(otp_id.clone(), wrong.to_owned()).await;
+        assert_eq!(r.status, 400, "wrong code {i}: {:?}", r.body);
+        bad = Some(r.body);
+    }
+    // The right code now fails exactly like a wrong one.
+    let r = try_code(otp_id.clone(), code).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(Some(r.body), bad);
+
+    // Not a lockout: a new OTP works (after a wrong guess or two).
+    let otp_id = request().await.body["otpId"].as_str().unwrap().to_owned();
+    let code = code_in(crate::auth_flows::mail_to(&app.dir, "eli@example.com", 1).await);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    assert_eq!(try_code(otp_id.clone(), wrong.to_owned()).await.status, 400);
+    let r = try_code(otp_id, code).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Wrong codes are failed logins of the account too. (The superuser's
+    // token lets these past the per-address rule, isolating the account's.)
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"rateLimits": {"enabled": true, "rules": [{"label": "*:auth", "maxRequests": 5, "duration": 60}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = app
+            .post(
+                "/api/collections/users/request-otp",
+                json!({"email": "eli@example.com"}),
+            )
+            .await;
+        ids.push(r.body["otpId"].as_str().unwrap().to_owned());
+    }
+    let su_try = |otp_id: &str| {
+        app.post(
+            "/api/collections/users/auth-with-otp",
+            json!({"otpId": otp_id, "password": "not-a-code"}),
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(su_try(&ids[0]).await.status, 400);
+    }
+    let r = su_try(&ids[1]).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    let login = json!({"identity": "eli@example.com", "password": "password-1"});
+    let r = app.post("/api/collections/users/auth-with-password", login).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
 }
