@@ -1,5 +1,6 @@
 //! Attacks from a security review, one test per class: account lockout from
-//! another address, `oldPassword` as a password oracle, OTP guessing.
+//! another address, `oldPassword` as a password oracle, OTP guessing, auth
+//! ids shared across auth collections.
 
 use awc::http::Method;
 use serde_json::{json, Value};
@@ -266,4 +267,86 @@ async fn hard_otp_is_invalidated_after_five_wrong_codes() {
     let login = json!({"identity": "eli@example.com", "password": "password-1"});
     let r = app.post("/api/collections/users/auth-with-password", login).await;
     assert_eq!(r.status, 429, "{:?}", r.body);
+}
+
+// ---- 4. one auth id, one account ------------------------------------------
+
+#[actix_web::test]
+async fn hard_auth_ids_are_unique_across_auth_collections() {
+    let app = spawn_app().await;
+    let body = |id: &str, email: &str| json!({"id": id, "email": email, "password": "password-1", "passwordConfirm": "password-1"});
+    let r = sign_up(
+        &app,
+        "users",
+        json!({"email": "u@example.com", "password": "password-1", "passwordConfirm": "password-1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let uid = r.body["id"].as_str().unwrap().to_owned();
+    app.create_collection(json!({
+        "name": "members", "type": "auth", "createRule": "", "listRule": "", "viewRule": "",
+        "schema": {"type": "object", "properties": {}}
+    }))
+    .await;
+    app.create_collection(json!({
+        "name": "notes", "createRule": "",
+        "schema": {"type": "object", "properties": {}}
+    }))
+    .await;
+
+    // REST sign-up with U's id in another auth collection.
+    let r = sign_up(&app, "members", body(&uid, "m@example.com")).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.field_code("id"), Some("validation_invalid_auth_id"), "{:?}", r.body);
+    // Not for superusers either (nor into _superusers).
+    let r = app
+        .post("/api/collections/members/records", body(&uid, "m@example.com"))
+        .await;
+    assert_eq!(r.field_code("id"), Some("validation_invalid_auth_id"), "{:?}", r.body);
+    let r = app
+        .post("/api/collections/_superusers/records", body(&uid, "s@example.com"))
+        .await;
+    assert_eq!(r.field_code("id"), Some("validation_invalid_auth_id"), "{:?}", r.body);
+
+    // Batch create and upsert.
+    for method in ["POST", "PUT"] {
+        let batch = json!({"requests": [
+            {"method": method, "url": "/api/collections/members/records", "body": body(&uid, "m@example.com")}
+        ]});
+        let r = app.guest_post("/api/batch", batch).await;
+        assert_eq!(r.status, 400, "{method}: {:?}", r.body);
+        let sub = &r.body["data"]["requests"]["0"]["response"];
+        assert_eq!(
+            sub["data"]["id"]["code"], "validation_invalid_auth_id",
+            "{method}: {:?}",
+            r.body
+        );
+    }
+    // Two new records with one id in one batch: the store refuses the pair.
+    let batch = json!({"requests": [
+        {"method": "POST", "url": "/api/collections/users/records", "body": body("sharedid1234567", "a@example.com")},
+        {"method": "POST", "url": "/api/collections/members/records", "body": body("sharedid1234567", "b@example.com")}
+    ]});
+    let r = app.guest_post("/api/batch", batch).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert!(
+        r.body.to_string().contains("validation_invalid_auth_id"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        app.get("/api/collections/users/records/sharedid1234567").await.status,
+        404
+    );
+
+    // Nothing was created; other ids and base collections are unaffected.
+    assert_eq!(app.get("/api/collections/members/records").await.body["totalItems"], 0);
+    assert_eq!(
+        sign_up(&app, "members", body("memberid1234567", "m@example.com"))
+            .await
+            .status,
+        200
+    );
+    let r = sign_up(&app, "notes", json!({"id": uid})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 }
