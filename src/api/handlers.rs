@@ -278,6 +278,10 @@ pub async fn auth_with_otp(
     )
 }
 
+pub async fn file_token(state: Data, caller: Caller) -> Result<HttpResponse, ApiError> {
+    Ok(ok(core::auth::file_token(&state, &caller)?))
+}
+
 pub async fn impersonate(
     state: Data,
     caller: Caller,

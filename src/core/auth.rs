@@ -48,6 +48,19 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
     }
 }
 
+/// The caller a *file* token (`?token=` from `POST /api/files/token`)
+/// stands for; anything else, an auth token included, is a guest.
+pub fn resolve_file_token(state: &AppState, token: &str) -> Caller {
+    match verify_token(state, token.trim(), TokenKind::File) {
+        Some((collection, record, _)) => Caller::Auth {
+            collection,
+            record,
+            refreshable: false,
+        },
+        None => Caller::Guest,
+    }
+}
+
 /// Checks a token of `kind`: its collection and record exist, its signature
 /// matches the record's current `tokenKey`, it has not expired.
 fn verify_token(state: &AppState, token: &str, kind: TokenKind) -> Option<(Arc<CompiledCollection>, Value, Claims)> {
@@ -301,6 +314,23 @@ pub fn refresh(state: &AppState, collection: &Arc<CompiledCollection>, caller: &
             "The request requires a valid record authorization token.",
         )),
     }
+}
+
+/// `POST /api/files/token` (any authenticated record) → `{token}`: a
+/// short-lived file token (type `file`, the collection's
+/// `fileTokenDuration`, 180 s by default as PocketBase), signed like auth
+/// tokens with the record's `tokenKey`, for URLs that cannot carry a
+/// header (`?token=` on backup downloads). It is no auth token: the
+/// `Authorization` header refuses it, and URLs refuse auth tokens.
+pub fn file_token(state: &AppState, caller: &Caller) -> Result<Value, ApiError> {
+    let Caller::Auth { collection, record, .. } = caller else {
+        return Err(ApiError::unauthorized(
+            "The request requires valid record authorization token.",
+        ));
+    };
+    let d = options(collection).file_token_duration;
+    let token = issue(state, collection, record, TokenKind::File, d, (None, None), false);
+    Ok(json!({"token": token}))
 }
 
 /// `impersonate/{id}` (superusers): a non-refreshable auth token for any

@@ -1,8 +1,11 @@
 //! Attacks from a security review, one test per class: account lockout from
 //! another address, `oldPassword` as a password oracle, OTP guessing, auth
-//! ids shared across auth collections.
+//! ids shared across auth collections, backup downloads with a long-lived
+//! token in the URL. (The SSE subscription hijack is in `realtime.rs`.)
 
 use awc::http::Method;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with_defaults, Resp, TestApp, SU_EMAIL, SU_PASSWORD};
@@ -54,6 +57,11 @@ fn assert_429(r: &Resp) {
 async fn sign_up(app: &TestApp, collection: &str, body: Value) -> Resp {
     app.guest_post(&format!("/api/collections/{collection}/records"), body)
         .await
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("JWT payload");
+    serde_json::from_slice(&B64.decode(payload).expect("base64")).expect("JSON claims")
 }
 
 // ---- 1. a stranger cannot lock the owner out ------------------------------
@@ -349,4 +357,56 @@ async fn hard_auth_ids_are_unique_across_auth_collections() {
     );
     let r = sign_up(&app, "notes", json!({"id": uid})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+// ---- 6. backup downloads take a short-lived file token --------------------
+
+#[actix_web::test]
+async fn hard_backup_download_takes_only_a_superuser_file_token() {
+    let app = spawn_app().await;
+    assert_eq!(app.post("/api/backups", json!({"name": "b1.backup"})).await.status, 204);
+    let r = sign_up(
+        &app,
+        "users",
+        json!({"email": "amy@example.com", "password": "password-1", "passwordConfirm": "password-1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let user = app.login("users", "amy@example.com", "password-1").await;
+
+    // File tokens: for any authenticated record, short-lived, type "file".
+    assert_eq!(app.guest_post("/api/files/token", json!({})).await.status, 401);
+    let r = app.post("/api/files/token", json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let file_token = r.body["token"].as_str().unwrap().to_owned();
+    let c = claims(&file_token);
+    assert_eq!(c["type"], "file");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let ttl = c["exp"].as_i64().unwrap() - now;
+    assert!((170..=181).contains(&ttl), "file token lives {ttl} s");
+    let r = app.call(Method::POST, "/api/files/token", None, Some(&user)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let user_file_token = r.body["token"].as_str().unwrap().to_owned();
+
+    let download = |query: String| {
+        let app = &app;
+        async move { app.guest_get(&format!("/api/backups/b1.backup{query}")).await }
+    };
+    // The superuser's file token works in the URL…
+    let r = download(format!("?token={file_token}")).await;
+    assert_eq!(r.status, 200);
+    // …the 7-day auth token does not, nor a user's file token, nor junk.
+    for bad in [app.token.clone(), user_file_token, user.clone(), "junk".into()] {
+        let r = download(format!("?token={bad}")).await;
+        assert_eq!(r.status, 403, "{:?}", r.body);
+    }
+    assert_eq!(download(String::new()).await.status, 401);
+    // The header still works as before.
+    assert_eq!(app.get("/api/backups/b1.backup").await.status, 200);
+    // A file token is not an auth token.
+    let r = app.call(Method::GET, "/api/backups", None, Some(&file_token)).await;
+    assert_eq!(r.status, 401);
 }
