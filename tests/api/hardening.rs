@@ -1,7 +1,8 @@
 //! Attacks from a security review, one test per class: account lockout from
 //! another address, `oldPassword` as a password oracle, OTP guessing, auth
 //! ids shared across auth collections, backup downloads with a long-lived
-//! token in the URL. (The SSE subscription hijack is in `realtime.rs`.)
+//! token in the URL, and an OpenAPI document that shows what the caller
+//! may not use. (The SSE subscription hijack is in `realtime.rs`.)
 
 use awc::http::Method;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -409,4 +410,53 @@ async fn hard_backup_download_takes_only_a_superuser_file_token() {
     // A file token is not an auth token.
     let r = app.call(Method::GET, "/api/backups", None, Some(&file_token)).await;
     assert_eq!(r.status, 401);
+}
+
+// ---- 7. the OpenAPI document per caller ------------------------------------
+
+#[actix_web::test]
+async fn hard_openapi_shows_only_what_the_caller_may_use() {
+    let app = spawn_app().await;
+    app.create_collection(
+        json!({"name": "internal", "schema": {"type": "object", "properties": {"x": {"type": "string"}}}}),
+    )
+    .await;
+    app.create_collection(json!({
+        "name": "notes", "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
+        "createRule": "@request.auth.id != ''",
+        "schema": {"type": "object", "properties": {"owner": {"type": "string"}, "text": {"type": "string"}}}
+    }))
+    .await;
+    let guest = app.guest_get("/api/openapi.json").await;
+    assert_eq!(guest.status, 200);
+    let text = guest.body.to_string();
+    let paths = guest.body["paths"].as_object().unwrap();
+    assert!(!text.contains("_superusers") && !text.contains("Superusers"), "{text}");
+    assert!(!text.contains("internal") && !text.contains("Internal"), "{text}");
+    // No rule text at all (users' default rules, notes' rules).
+    assert!(!text.contains("@request"), "{text}");
+    // Only the operations whose rule is not null for a guest.
+    let notes = &paths["/api/collections/notes/records"];
+    assert!(notes.get("get").is_some() && notes.get("post").is_some(), "{notes}");
+    let one = &paths["/api/collections/notes/records/{id}"];
+    assert!(one.get("get").is_some(), "{one}");
+    assert!(one.get("patch").is_none() && one.get("delete").is_none(), "{one}");
+    assert!(paths.contains_key("/api/collections/users/auth-with-password"));
+
+    // A signed-in user sees the same surface (no superuser-only parts).
+    let body = json!({"email": "amy@example.com", "password": "password-1", "passwordConfirm": "password-1"});
+    assert_eq!(sign_up(&app, "users", body).await.status, 200);
+    let user = app.login("users", "amy@example.com", "password-1").await;
+    let r = app.call(Method::GET, "/api/openapi.json", None, Some(&user)).await;
+    let text = r.body.to_string();
+    assert!(!text.contains("_superusers") && !text.contains("internal") && !text.contains("@request"));
+
+    // Superusers see everything, rules included.
+    let su = app.get("/api/openapi.json").await.body;
+    let paths = su["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/api/collections/_superusers/records"));
+    assert!(paths.contains_key("/api/collections/_superusers/auth-with-password"));
+    assert!(paths["/api/collections/internal/records/{id}"].get("delete").is_some());
+    assert!(paths["/api/collections/notes/records/{id}"].get("delete").is_some());
+    assert!(su.to_string().contains("owner = @request.auth.id"));
 }
