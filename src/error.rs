@@ -90,11 +90,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An auth record id already used in another auth collection (PocketBase's
+/// error for it).
+pub fn invalid_auth_id() -> ApiError {
+    ApiError::field(
+        "id",
+        "validation_invalid_auth_id",
+        "Invalid or duplicated auth record id.",
+    )
+}
+
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::NoCollection | WriteError::NotFound => ApiError::missing(),
             WriteError::IdTaken => ApiError::field("id", "validation_not_unique", "The id is already taken."),
+            // Only auth creates ask for an id free in other collections.
+            WriteError::IdInUse => invalid_auth_id(),
             WriteError::NotUnique { fields, .. } => {
                 let mut errors = FieldErrors::new();
                 for f in fields {

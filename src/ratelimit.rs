@@ -1,8 +1,9 @@
 //! Rate limiting by the PocketBase-style rules in `settings.rateLimits`,
-//! per client address, plus a per-account limit on password logins. No
-//! actix types: `api::ratelimit` calls [`RateLimiter::check_request`] for
-//! each request, `core::auth::with_password` calls
-//! [`RateLimiter::check_identity`] before it verifies a password.
+//! per client address, plus a per-account limit on failed logins. No actix
+//! types: `api::ratelimit` calls [`RateLimiter::check_request`] for each
+//! request; every check of a secret (`core::auth`: password and OTP logins,
+//! the dashboard's login, `oldPassword` on a PATCH) first takes a
+//! [`LoginAttempt`] from [`RateLimiter::check_login`].
 //!
 //! **Algorithm: fixed windows**, as in PocketBase: each (rule, key) counts
 //! requests from the start of its window and restarts after `duration`
@@ -23,10 +24,31 @@
 //! wins; a label of no known form never matches (logged when built).
 //!
 //! **Keys**: the peer address; IPv6 by /64, since one host usually owns a
-//! whole /64 and could otherwise rotate through 2^64 keys. Logins are also
-//! counted, in a separate table under the same `collection:auth`/`*:auth`
-//! rule, by a keyed 64-bit hash of (collection id, lowercased identity):
-//! guesses at one account from many addresses are limited too.
+//! whole /64 and could otherwise rotate through 2^64 keys.
+//!
+//! **Per-account limit, without lockout**: failed logins are also counted
+//! under the same `collection:auth`/`*:auth` rule, in a separate table keyed
+//! by a keyed 64-bit hash of (collection id, account, client address).
+//! "Account" is the record id once the identity resolves to one (so every
+//! spelling of the identity, and `oldPassword` checks, share one window),
+//! else the lowercased identity. Only failures count: an attempt takes a
+//! slot *before* the secret is checked (so concurrent guesses cannot slip
+//! past the check) and gives it back when the secret proves right
+//! ([`LoginAttempt::succeeded`]); a full window refuses the attempt without
+//! checking the secret, so from there on it is no oracle.
+//!
+//! Why (account, address) and not the account alone: a window per account
+//! lets anyone lock its owner out — a few wrong passwords from a stranger's
+//! address would keep the owner's right password at 429 everywhere, which
+//! the contract forbids. Keyed per address, one address's failures never
+//! block another. What still bounds guessing: each address gets `max`
+//! failures per window per account (also on paths the per-address rule
+//! does not see, such as `oldPassword` on a PATCH, and for callers the
+//! per-address rule lets through, such as superusers), the per-address rule
+//! bounds each address across all accounts, IPv6 counts by /64, and every
+//! guess costs an argon2id verification. A botnet with many addresses gets
+//! `max` guesses per address and window: that is the price of no lockout,
+//! the same trade PocketBase makes (it has no per-account limit at all).
 //!
 //! **Memory**: a table is swept of expired windows when it reaches
 //! `sweep_at` keys, which then becomes twice what is left (amortised O(1)
@@ -50,7 +72,7 @@ use std::time::Instant;
 use crate::error::ApiError;
 use crate::settings::{RateLimitRule, Settings};
 
-/// Most keys one table (one rule, addresses or identities) tracks.
+/// Most keys one table (one rule, addresses or accounts) tracks.
 pub const MAX_KEYS: usize = 100_000;
 /// Tables smaller than this are never swept.
 const MIN_SWEEP: usize = 1_024;
@@ -199,6 +221,19 @@ impl<K: Hash + Eq> Windows<K> {
         self.map.insert(key, w);
         verdict
     }
+
+    /// The start of `key`'s window (`None` when it shares the overflow).
+    fn start_of(&self, key: &K) -> Option<u64> {
+        self.map.get(key).map(|w| w.start)
+    }
+
+    /// Gives back one request counted in `key`'s window, if that window
+    /// (the one starting at `start`) is still current.
+    fn refund(&mut self, key: &K, start: u64) {
+        if let Some(w) = self.map.get_mut(key).filter(|w| w.start == start) {
+            w.count = w.count.saturating_sub(1);
+        }
+    }
 }
 
 /// The counters of one rule.
@@ -206,7 +241,8 @@ struct Bucket {
     rule: RateLimitRule,
     window_ms: u64,
     ips: Mutex<Windows<IpAddr>>,
-    identities: Mutex<Windows<u64>>,
+    /// Failed logins by (collection, account, address) hash.
+    accounts: Mutex<Windows<u64>>,
 }
 
 impl Bucket {
@@ -304,7 +340,7 @@ impl Table {
                     rule: rule.clone(),
                     window_ms: u64::from(rule.duration.max(1)) * 1000,
                     ips: Mutex::new(Windows::new()),
-                    identities: Mutex::new(Windows::new()),
+                    accounts: Mutex::new(Windows::new()),
                 })
             }));
             let label = rule.label.trim();
@@ -482,24 +518,52 @@ impl RateLimiter {
         b.hit(&b.ips, ip_key(ip), self.now_ms())
     }
 
-    /// Counts a password login for `identity` of a collection against its
-    /// `collection:auth` (else `*:auth`) rule, whatever address it comes
-    /// from. `Err(retry after, seconds)` when the account's window is full.
-    pub fn check_identity(
+    /// Takes a slot for one login attempt at `account` of a collection,
+    /// from `ip`, under its `collection:auth` (else `*:auth`) rule: `account`
+    /// is the record id when the identity resolved to one, else the
+    /// lowercased identity (see the module docs for why the key includes the
+    /// address). `Err(retry after, seconds)` when this address's window for
+    /// this account is full; then the secret must not be checked at all.
+    /// The slot counts as a failure unless [`LoginAttempt::succeeded`].
+    pub fn check_login(
         &self,
         settings: &Arc<Settings>,
         collection_name: &str,
         collection_id: &str,
-        identity: &str,
-    ) -> Result<(), u64> {
+        account: &str,
+        ip: IpAddr,
+    ) -> Result<LoginAttempt, u64> {
         let Some(table) = self.active(settings) else {
-            return Ok(());
+            return Ok(LoginAttempt { slot: None });
         };
-        let Some(b) = table.auth_rule(collection_name).map(|i| &table.buckets[i]) else {
-            return Ok(());
+        let Some(b) = table.auth_rule(collection_name).map(|i| table.buckets[i].clone()) else {
+            return Ok(LoginAttempt { slot: None });
         };
-        let key = self.inner.hasher.hash_one((collection_id, identity.to_lowercase()));
-        b.hit(&b.identities, key, self.now_ms())
+        let key = self.inner.hasher.hash_one((collection_id, account, ip_key(ip)));
+        let start = {
+            let mut t = b.accounts.lock().unwrap_or_else(|e| e.into_inner());
+            t.hit(key, self.now_ms(), b.rule.max_requests.max(1), b.window_ms)?;
+            t.start_of(&key)
+        };
+        Ok(LoginAttempt {
+            slot: start.map(|start| (b, key, start)),
+        })
+    }
+}
+
+/// One login attempt's slot in its (account, address) window: dropped, it
+/// stays counted (a failure); [`LoginAttempt::succeeded`] gives it back.
+#[must_use = "a login attempt counts as failed unless `succeeded` is called"]
+pub struct LoginAttempt {
+    slot: Option<(Arc<Bucket>, u64, u64)>,
+}
+
+impl LoginAttempt {
+    /// The secret was right: this attempt does not count.
+    pub fn succeeded(self) {
+        if let Some((b, key, start)) = self.slot {
+            b.accounts.lock().unwrap_or_else(|e| e.into_inner()).refund(&key, start);
+        }
     }
 }
 
@@ -556,8 +620,9 @@ mod tests {
         at(rl, now).check_request(s, method, path, who, registry, || false)
     }
 
-    fn login(rl: &RateLimiter, s: &Arc<Settings>, c: &str, who: &str, now: u64) -> Result<(), u64> {
-        at(rl, now).check_identity(s, c, &format!("{c}_id"), who)
+    /// A failed login at account `who` of collection `c` from `from`.
+    fn login(rl: &RateLimiter, s: &Arc<Settings>, c: &str, who: &str, from: IpAddr, now: u64) -> Result<(), u64> {
+        at(rl, now).check_login(s, c, &format!("{c}_id"), who, from).map(drop)
     }
 
     #[test]
@@ -684,13 +749,13 @@ mod tests {
         assert_eq!(req(&rl, &s, "POST", LOGIN, ip(1), 10_000), Ok(()), "a new window");
         assert_eq!(req(&rl, &s, "GET", "/api/health", ip(1), 10_000), Ok(()), "no rule");
         assert_eq!(
-            login(&rl, &settings(true, &[("/api/", 1, 9)]), "users", "ann", 0),
+            login(&rl, &settings(true, &[("/api/", 1, 9)]), "users", "ann", ip(1), 0),
             Ok(())
         );
         let off = settings(false, &[("/api/", 1, 60), ("*:auth", 1, 60)]);
         for _ in 0..3 {
             assert_eq!(req(&rl, &off, "GET", "/api/health", ip(1), 0), Ok(()), "disabled");
-            assert_eq!(login(&rl, &off, "users", "ann", 0), Ok(()), "disabled");
+            assert_eq!(login(&rl, &off, "users", "ann", ip(1), 0), Ok(()), "disabled");
         }
     }
 
@@ -703,22 +768,38 @@ mod tests {
     }
 
     #[test]
-    fn ratelimit_identity_limit_ignores_address() {
+    fn ratelimit_account_limit_counts_failures_per_address() {
         let rl = limiter();
         let s = settings(true, &[("*:auth", 5, 60), ("admins:auth", 2, 60)]);
-        for n in 0..20u8 {
-            // Each guess from a fresh address passes the per-address rule,
-            // but the account's own window fills after five, any spelling.
-            assert_eq!(req(&rl, &s, "POST", LOGIN, ip(n), 0), Ok(()));
-            let who = ["Ann@Example.com", "ann@example.com"][usize::from(n % 2)];
-            assert_eq!(login(&rl, &s, "users", who, 0).is_ok(), n < 5, "{n}");
+        // Five failures from one address fill that address's window for
+        // the account…
+        for n in 0..5 {
+            assert_eq!(login(&rl, &s, "users", "ann", ip(1), 0), Ok(()), "{n}");
         }
-        assert_eq!(login(&rl, &s, "users", "bob@example.com", 0), Ok(()));
-        assert_eq!(login(&rl, &s, "users2", "ann@example.com", 0), Ok(()));
+        assert_eq!(login(&rl, &s, "users", "ann", ip(1), 0), Err(60));
+        // …and no other address's: nobody can lock the owner out.
+        assert_eq!(login(&rl, &s, "users", "ann", ip(2), 0), Ok(()));
+        assert_eq!(login(&rl, &s, "users", "bob", ip(1), 0), Ok(()), "another account");
+        assert_eq!(login(&rl, &s, "users2", "ann", ip(1), 0), Ok(()), "another collection");
+        // Attempts that succeed give their slot back: only failures count.
+        for _ in 0..20 {
+            let attempt = at(&rl, 0).check_login(&s, "users", "users_id", "cy", ip(3));
+            attempt.expect("a right password is never limited").succeeded();
+        }
+        assert_eq!(login(&rl, &s, "users", "cy", ip(3), 0), Ok(()));
         // A collection rule replaces `*:auth` for its collection.
-        let admin = |now| login(&rl, &s, "admins", "x", now);
+        let admin = |now| login(&rl, &s, "admins", "x", ip(1), now);
         assert_eq!([admin(0), admin(0), admin(0)], [Ok(()), Ok(()), Err(60)]);
-        assert_eq!(login(&rl, &s, "users", "ann@example.com", 60_000), Ok(()));
+        // A new window starts over; a refund never reaches into it.
+        let stale = at(&rl, 59_000)
+            .check_login(&s, "users", "users_id", "dee", ip(4))
+            .unwrap();
+        assert_eq!(login(&rl, &s, "users", "ann", ip(1), 60_000), Ok(()));
+        for _ in 0..5 {
+            assert_eq!(login(&rl, &s, "users", "dee", ip(4), 120_000), Ok(()));
+        }
+        stale.succeeded();
+        assert!(login(&rl, &s, "users", "dee", ip(4), 120_000).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! is a double-submit cookie: the page sets a random `basalt_login_csrf`
 //! cookie (SameSite=Strict) and puts the same value in the form; a post
 //! must carry both, equal. Logins count against the `*:auth` rate limits
-//! (per address and per account) like the API's password login.
+//! like the API's password login: per address, and failures per account
+//! and address (so a stranger cannot lock the owner out).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -179,7 +180,7 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
         ));
     }
     let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
-    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None).await {
+    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None, Some(ip)).await {
         Ok(answer) => {
             let id = answer["record"]["id"].as_str().unwrap_or_default();
             logged_in(&st, &req, id, view::see_other(safe_next(&form.next))).await

@@ -44,16 +44,27 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /api/backups/{key}`: the file, for a superuser token in the
-/// `Authorization` header or in `?token=` (links the SDK builds).
+/// `GET /api/backups/{key}`: the file, for a superuser auth token in the
+/// `Authorization` header, or a superuser *file* token in `?token=` (the
+/// links the SDK builds: `pb.backups.getDownloadURL(await
+/// pb.files.getToken(), key)`). A URL ends up in logs, history and
+/// `Referer`s, so it never takes the long-lived auth token: only a file
+/// token, which lives minutes (as PocketBase: anything else in `?token=`
+/// gets 403).
 pub async fn download(
     state: web::Data<AppState>,
     caller: Caller,
     key: web::Path<String>,
     q: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = match (&caller, q.get("token")) {
-        (Caller::Guest, Some(token)) => auth::resolve(&state, Some(token)),
+    let caller = match q.get("token") {
+        Some(token) if !caller.is_superuser() => {
+            let holder = auth::resolve_file_token(&state, token);
+            if !holder.is_superuser() {
+                return Err(ApiError::forbidden("Insufficient permissions to access the resource."));
+            }
+            holder
+        }
         _ => caller,
     };
     require_superuser(&caller)?;

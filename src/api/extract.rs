@@ -176,6 +176,7 @@ impl FromRequest for RequestInfo {
             query,
             headers,
             context: "default",
+            ip: super::middleware::client_ip(req),
         }))
     }
 }

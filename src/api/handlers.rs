@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::extract::{require_superuser, JsonBody};
 use super::fields::FieldsTree;
+use super::middleware::client_ip;
 use crate::core::{self, Caller, RequestInfo};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -186,7 +187,13 @@ fn no_content() -> HttpResponse {
 
 type Name = web::Path<String>;
 
-pub async fn auth_with_password(state: Data, path: Name, q: Query, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn auth_with_password(
+    state: Data,
+    http: HttpRequest,
+    path: Name,
+    q: Query,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     let identity = string_field(&body, "identity")?;
     let password = string_field(&body, "password")?;
@@ -197,7 +204,7 @@ pub async fn auth_with_password(state: Data, path: Name, q: Query, body: JsonBod
         .filter(|f| !f.is_empty());
     ok_fields(
         &q,
-        core::auth::with_password(&state, &coll, identity, password, field).await?,
+        core::auth::with_password(&state, &coll, identity, password, field, client_ip(&http)).await?,
     )
 }
 
@@ -257,9 +264,22 @@ pub async fn request_otp(state: Data, path: Name, body: JsonBody) -> Result<Http
     Ok(ok(core::auth::request_otp(&state, &coll, &body.0).await?))
 }
 
-pub async fn auth_with_otp(state: Data, path: Name, q: Query, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn auth_with_otp(
+    state: Data,
+    http: HttpRequest,
+    path: Name,
+    q: Query,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    ok_fields(&q, core::auth::with_otp(&state, &coll, &body.0).await?)
+    ok_fields(
+        &q,
+        core::auth::with_otp(&state, &coll, &body.0, client_ip(&http)).await?,
+    )
+}
+
+pub async fn file_token(state: Data, caller: Caller) -> Result<HttpResponse, ApiError> {
+    Ok(ok(core::auth::file_token(&state, &caller)?))
 }
 
 pub async fn impersonate(

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(backups::delete)),
         )
         .service(post("/api/backups/{key}/restore").to(backups::restore))
+        .service(post("/api/files/token").to(h::file_token))
         .service(
             resource("/api/realtime", "GET, POST")
                 .route(web::get().to(crate::realtime::sse::connect))

@@ -8,14 +8,20 @@
 //! `required`, extra properties allowed): `fields` may trim any answer and
 //! `expand` adds `expand`, so a strict response schema would lie.
 //!
-//! Rules shape the document: every operation is listed (so tools see the
-//! whole surface and its 403s), each says in its description who may call
-//! it, and `x-hidden` fields are only described to superusers.
+//! The document is per caller (SPEC §7: it shows a caller only the
+//! collections and operations it may use): an operation is listed only when
+//! its rule is not `null` (superusers only) for this caller, a collection
+//! with no such operation is left out entirely (paths and components), and
+//! so is the superusers' collection. Superusers see everything, each
+//! operation's rule in its description; others learn only whether an
+//! operation is open to anyone or depends on a rule, never the rule's
+//! text (rules tell how records are guarded). `x-hidden` fields are only
+//! described to superusers.
 
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use crate::core::Caller;
+use crate::core::{Caller, SUPERUSERS};
 use crate::schema::{CollectionType, CompiledCollection};
 use crate::state::AppState;
 
@@ -104,13 +110,22 @@ fn query_params(names: &[(&str, &str)]) -> Vec<Value> {
         .collect()
 }
 
-/// Who may call an operation, for its description.
-fn who(rule: &Option<String>) -> String {
+/// Who may call an operation, for its description: the rule itself only
+/// for superusers.
+fn who(rule: &Option<String>, superuser: bool) -> String {
     match rule.as_deref() {
         None => "Superusers only.".into(),
         Some(r) if r.trim().is_empty() => "Anyone.".into(),
-        Some(r) => format!("Callers for whom this rule holds: `{r}`."),
+        Some(r) if superuser => format!("Callers for whom this rule holds: `{r}`."),
+        Some(_) => {
+            "Callers for whom the collection's rule holds (records it rules out are left out or not found).".into()
+        }
     }
+}
+
+/// Whether `caller` may use an operation guarded by `rule` at all.
+fn usable(rule: &Option<String>, caller: &Caller) -> bool {
+    caller.is_superuser() || rule.is_some()
 }
 
 /// Builds the document for `caller`.
@@ -129,8 +144,22 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         "/api/health".into(),
         json!({"get": {"operationId": "health", "summary": "Health check", "responses": responses("200", json!({"type": "object"}))}}),
     );
+    let su = caller.is_superuser();
     for c in state.registry.all() {
         let name = &c.def.name;
+        let rules = [
+            &c.def.list_rule,
+            &c.def.create_rule,
+            &c.def.view_rule,
+            &c.def.update_rule,
+            &c.def.delete_rule,
+        ];
+        // Logins: the superusers' is the dashboard's business, not an
+        // operation of anyone else's API; `authRule: null` disables logins.
+        let login = c.def.kind == CollectionType::Auth && (su || (name != SUPERUSERS && c.def.auth_rule.is_some()));
+        if !login && !rules.iter().any(|r| usable(r, caller)) {
+            continue;
+        }
         let user = component(name, "Fields");
         let record = component(name, "Record");
         let list = component(name, "List");
@@ -173,7 +202,7 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         let mut coll_ops = Map::new();
         let mut one_ops = Map::new();
         let read_params = query_params(&[("expand", "string"), ("fields", "string")]);
-        {
+        if usable(&c.def.list_rule, caller) {
             let mut params = query_params(&[
                 ("page", "integer"),
                 ("perPage", "integer"),
@@ -186,16 +215,16 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
             coll_ops.insert(
                 "get".into(),
                 json!({"operationId": format!("list_{name}"), "tags": tag, "summary": format!("List {name} records"),
-                       "description": who(&c.def.list_rule),
+                       "description": who(&c.def.list_rule, su),
                        "parameters": params,
                        "responses": responses("200", json!({"$ref": format!("#/components/schemas/{list}")}))}),
             );
         }
-        {
+        if usable(&c.def.create_rule, caller) {
             coll_ops.insert(
                 "post".into(),
                 json!({"operationId": format!("create_{name}"), "tags": tag, "summary": format!("Create a {name} record"),
-                       "description": who(&c.def.create_rule),
+                       "description": who(&c.def.create_rule, su),
                        "parameters": read_params,
                        // An empty body is read as `{}` (as the SDKs send for no data).
                        "requestBody": {"required": false, "content": {"application/json": {"schema": create_body}}},
@@ -205,28 +234,28 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
         let mut with_id = vec![id_param.clone()];
         with_id.extend(read_params.clone());
-        {
+        if usable(&c.def.view_rule, caller) {
             one_ops.insert(
                 "get".into(),
                 json!({"operationId": format!("view_{name}"), "tags": tag, "parameters": with_id,
-                       "description": who(&c.def.view_rule),
+                       "description": who(&c.def.view_rule, su),
                        "responses": responses("200", record_ref.clone())}),
             );
         }
-        {
+        if usable(&c.def.update_rule, caller) {
             one_ops.insert(
                 "patch".into(),
                 json!({"operationId": format!("update_{name}"), "tags": tag, "parameters": with_id,
-                       "description": who(&c.def.update_rule),
+                       "description": who(&c.def.update_rule, su),
                        "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
                        "responses": responses("200", record_ref.clone())}),
             );
         }
-        {
+        if usable(&c.def.delete_rule, caller) {
             one_ops.insert(
                 "delete".into(),
                 json!({"operationId": format!("delete_{name}"), "tags": tag, "parameters": [id_param],
-                       "description": who(&c.def.delete_rule),
+                       "description": who(&c.def.delete_rule, su),
                        "responses": responses("204", Value::Null)}),
             );
         }
@@ -236,7 +265,7 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         if !one_ops.is_empty() {
             paths.insert(format!("{base}/{{id}}"), Value::Object(one_ops));
         }
-        if c.def.kind == CollectionType::Auth {
+        if login {
             paths.insert(
                 format!("/api/collections/{name}/auth-with-password"),
                 json!({"post": {"operationId": format!("auth_{name}"), "tags": tag,

@@ -22,7 +22,8 @@ use sha2::Sha256;
 /// HMAC-SHA256, the MAC behind every token.
 pub type HmacSha256 = Hmac<Sha256>;
 
-/// The token types PocketBase defines; only `auth` is used so far.
+/// The token types PocketBase defines; a token of one type is refused
+/// wherever another is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TokenKind {

@@ -7,6 +7,7 @@
 //! a background task, so neither the answer nor its timing tells an
 //! attacker which addresses are registered.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hmac::Mac;
@@ -19,6 +20,7 @@ use crate::auth::{password, Claims, Tokens};
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::mail::templates;
+use crate::ratelimit::LoginAttempt;
 use crate::schema::collection::AuthOptions;
 use crate::schema::record::{export, is_valid_email};
 use crate::schema::{CollectionType, CompiledCollection};
@@ -42,6 +44,19 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
             collection,
             record,
             refreshable: claims.refreshable,
+        },
+        None => Caller::Guest,
+    }
+}
+
+/// The caller a *file* token (`?token=` from `POST /api/files/token`)
+/// stands for; anything else, an auth token included, is a guest.
+pub fn resolve_file_token(state: &AppState, token: &str) -> Caller {
+    match verify_token(state, token.trim(), TokenKind::File) {
+        Some((collection, record, _)) => Caller::Auth {
+            collection,
+            record,
+            refreshable: false,
         },
         None => Caller::Guest,
     }
@@ -151,7 +166,26 @@ fn find_by_field(
     }
 }
 
-/// `auth-with-password`: `{identity, password, identityField?}` → `{token, record}`.
+/// Takes a slot for a check of `account`'s secret from `ip` in the
+/// per-account login limit (`crate::ratelimit`: failures count per account
+/// and client address, so nobody can lock the owner out from elsewhere).
+/// 429 when this address has used up its tries on this account.
+fn login_attempt(
+    state: &AppState,
+    collection: &CompiledCollection,
+    account: &str,
+    ip: Option<IpAddr>,
+) -> Result<LoginAttempt, ApiError> {
+    let ip = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (name, id) = (&collection.def.name, &collection.def.id);
+    state
+        .rate_limiter
+        .check_login(&state.settings.get(), name, id, account, ip)
+        .map_err(crate::ratelimit::too_many)
+}
+
+/// `auth-with-password`: `{identity, password, identityField?}` → `{token, record}`,
+/// for a client at `ip`.
 ///
 /// A failed login costs one argon2 verification whether or not the identity
 /// exists (a dummy hash stands in), so timing does not reveal accounts.
@@ -161,15 +195,9 @@ pub async fn with_password(
     identity: &str,
     password_plain: &str,
     identity_field: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
-    // Per account, whatever the address: guesses spread over many IPs count.
-    let (name, id) = (&collection.def.name, &collection.def.id);
-    let settings = state.settings.get();
-    state
-        .rate_limiter
-        .check_identity(&settings, name, id, identity)
-        .map_err(crate::ratelimit::too_many)?;
     let opts = options(collection);
     let fields: Vec<&str> = match identity_field {
         Some(f) if opts.identity_fields.iter().any(|x| x == f) => vec![f],
@@ -189,6 +217,13 @@ pub async fn with_password(
             break;
         }
     }
+    // One window per account whatever identity spelled it (record ids never
+    // start with `?`, so an unknown identity cannot share an account's).
+    let account = match &found {
+        Some(rec) => record_id(rec),
+        None => format!("?{}", identity.to_lowercase()),
+    };
+    let attempt = login_attempt(state, collection, &account, ip)?;
     let hash = found
         .as_ref()
         .and_then(|r| r.get("password").and_then(Value::as_str).map(str::to_owned))
@@ -197,10 +232,40 @@ pub async fn with_password(
     let ok = password::verify_async(pw, hash).await;
     match found {
         Some(rec) if ok && auth_rule_allows(state, collection, &rec, "password") => {
+            attempt.succeeded();
             let token = issue_token(state, collection, &rec, true);
             Ok(auth_response(collection, rec, token))
         }
         _ => Err(ApiError::bad_request("Failed to authenticate.")),
+    }
+}
+
+/// Checks the `oldPassword` a non-superuser sends to change the password of
+/// `record` (an auth record of `collection`), from `ip`: a wrong one is a
+/// failed login for that account and address (same limiter as logins, so
+/// it is no unlimited oracle), 429 once those tries are used up.
+pub async fn check_old_password(
+    state: &AppState,
+    collection: &CompiledCollection,
+    record: &Value,
+    old: &str,
+    ip: Option<IpAddr>,
+) -> Result<(), ApiError> {
+    let attempt = login_attempt(state, collection, &record_id(record), ip)?;
+    let hash = record
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if password::verify_async(old.to_owned(), hash).await {
+        attempt.succeeded();
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "oldPassword",
+            "validation_invalid_old_password",
+            "Missing or invalid old password.",
+        ))
     }
 }
 
@@ -256,6 +321,23 @@ pub fn refresh(state: &AppState, collection: &Arc<CompiledCollection>, caller: &
             "The request requires a valid record authorization token.",
         )),
     }
+}
+
+/// `POST /api/files/token` (any authenticated record) → `{token}`: a
+/// short-lived file token (type `file`, the collection's
+/// `fileTokenDuration`, 180 s by default as PocketBase), signed like auth
+/// tokens with the record's `tokenKey`, for URLs that cannot carry a
+/// header (`?token=` on backup downloads). It is no auth token: the
+/// `Authorization` header refuses it, and URLs refuse auth tokens.
+pub fn file_token(state: &AppState, caller: &Caller) -> Result<Value, ApiError> {
+    let Caller::Auth { collection, record, .. } = caller else {
+        return Err(ApiError::unauthorized(
+            "The request requires valid record authorization token.",
+        ));
+    };
+    let d = options(collection).file_token_duration;
+    let token = issue(state, collection, record, TokenKind::File, d, (None, None), false);
+    Ok(json!({"token": token}))
 }
 
 /// `impersonate/{id}` (superusers): a non-refreshable auth token for any
@@ -639,7 +721,15 @@ struct OtpEntry {
     /// HMAC-SHA256 of the code under the server secret (never the code).
     mac: String,
     exp: i64,
+    /// Wrong codes tried so far (the OTP dies at [`OTP_MAX_FAILURES`]).
+    #[serde(default)]
+    failures: u32,
 }
+
+/// Wrong codes one OTP takes: the fifth wrong one deletes it, so even the
+/// right code then fails like a wrong one (a fresh OTP works as usual, so
+/// this locks nobody out: only who holds an `otpId` can burn it).
+const OTP_MAX_FAILURES: u32 = 5;
 
 fn code_mac(state: &AppState, otp_id: &str, code: &str) -> String {
     let mut mac = state.tokens.hmac_for(otp_id);
@@ -678,6 +768,7 @@ pub async fn request_otp(
             record_id: record_id(&rec),
             mac: code_mac(&state2, &id2, &code),
             exp: now_millis() / 1000 + opts.otp.duration as i64,
+            failures: 0,
         };
         state2
             .store
@@ -692,26 +783,40 @@ pub async fn request_otp(
     Ok(json!({"otpId": otp_id}))
 }
 
-/// `auth-with-otp {otpId, password}` → `{token, record}`; a code works once.
+/// `auth-with-otp {otpId, password}` from a client at `ip` → `{token,
+/// record}`; a code works once, and an OTP dies after
+/// [`OTP_MAX_FAILURES`] wrong codes. Wrong codes are also failed logins of
+/// the account (the per-account and address limit of password logins).
 pub async fn with_otp(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
     body: &Map<String, Value>,
+    ip: Option<IpAddr>,
 ) -> Result<Value, ApiError> {
     require_auth_collection(collection)?;
     let otp_id = required_string(body, "otpId")?;
     let code = required_string(body, "password")?;
     let fail = || ApiError::bad_request("Invalid or expired one-time password.");
     let key = format!("otp/{otp_id}");
-    let entry: OtpEntry = match state.store.meta_get(&key)? {
+    // One check at a time per OTP: concurrent guesses cannot share a count.
+    let _turn = state.record_lock("otp", otp_id).lock().await;
+    let mut entry: OtpEntry = match state.store.meta_get(&key)? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| fail())?,
         None => return Err(fail()),
     };
-    let given = code_mac(state, otp_id, code);
-    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), entry.mac.as_bytes()).into();
-    if !same || entry.exp <= now_millis() / 1000 || entry.collection_id != collection.def.id {
+    if entry.exp <= now_millis() / 1000 || entry.collection_id != collection.def.id {
         return Err(fail());
     }
+    let attempt = login_attempt(state, collection, &entry.record_id, ip)?;
+    let given = code_mac(state, otp_id, code);
+    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), entry.mac.as_bytes()).into();
+    if !same {
+        entry.failures += 1;
+        let value = (entry.failures < OTP_MAX_FAILURES).then(|| serde_json::to_vec(&entry).expect("serialize otp"));
+        state.store.write(vec![WriteOp::PutMeta { key, value }]).await?;
+        return Err(fail());
+    }
+    attempt.succeeded();
     state.store.write(vec![WriteOp::PutMeta { key, value: None }]).await?;
     let rec = state
         .store

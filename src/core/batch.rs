@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::records::{answer, check_delete, check_relations, plan_create, plan_update};
+use super::records::{answer, auth_id_guard, check_delete, check_relations, plan_create, plan_update};
 use super::RequestInfo;
 use crate::error::ApiError;
 use crate::schema::CompiledCollection;
@@ -101,6 +101,9 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
     let mut overlay: HashMap<(String, String), Option<Value>> = HashMap::new();
     let mut ops = Vec::with_capacity(requests.len());
     let mut planned = Vec::with_capacity(requests.len());
+    // Checks the writer makes after all the writes (auth ids unique across
+    // auth collections); appended last, so answers still match requests.
+    let mut guards = Vec::new();
     for (i, r) in requests.iter().enumerate() {
         let step = async {
             let method = r.get("method").and_then(Value::as_str).unwrap_or_default();
@@ -144,6 +147,9 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
                             "The id is already taken.",
                         ));
                     }
+                    guards.extend(auth_id_guard(state, &coll, &id, &|c, id| {
+                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
+                    })?);
                     (
                         WriteOp::PutRecord {
                             collection_id: coll.def.id.clone(),
@@ -238,6 +244,7 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
             super::references::on_delete(state, &roots, &current, &pending).map_err(|e| failed(first_delete, e))?;
         ops.extend(effects);
     }
+    ops.extend(guards);
     let results = state.store.write(ops).await.map_err(|e| {
         let e = ApiError::from(e);
         let mut out = ApiError::new(e.status.max(400), "Batch transaction failed.");

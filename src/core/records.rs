@@ -172,6 +172,42 @@ pub(crate) fn check_relations(
     }
 }
 
+/// An auth record's id must not name a record of another auth collection
+/// (as PocketBase: `validation_invalid_auth_id`), so nothing keyed on an
+/// auth id alone (`@request.auth.id` in a rule, a realtime client's auth)
+/// can take one account for another. Checked here for a clear error
+/// (`pending` answers for records a batch planned, as in
+/// [`check_relations`]) and again by the returned op, which the create's
+/// write job must carry after the create: inside the writer, so two
+/// concurrent creates cannot both pass. `None` for base collections.
+pub(crate) fn auth_id_guard(
+    state: &AppState,
+    coll: &CompiledCollection,
+    id: &str,
+    pending: &dyn Fn(&str, &str) -> Option<bool>,
+) -> Result<Option<WriteOp>, ApiError> {
+    if !coll.is_auth() {
+        return Ok(None);
+    }
+    let others: Vec<String> = (state.registry.all().iter())
+        .filter(|c| c.is_auth() && c.def.id != coll.def.id)
+        .map(|c| c.def.id.clone())
+        .collect();
+    for cid in &others {
+        let taken = match pending(cid, id) {
+            Some(known) => known,
+            None => state.store.get_raw(cid, id)?.is_some(),
+        };
+        if taken {
+            return Err(crate::error::invalid_auth_id());
+        }
+    }
+    Ok(Some(WriteOp::RequireAbsent {
+        collection_ids: others,
+        id: id.to_owned(),
+    }))
+}
+
 /// Validates a create body and checks the createRule: the record to write
 /// (with `Expect::Absent`). Shared by create and batch.
 pub async fn plan_create(
@@ -229,20 +265,8 @@ pub async fn plan_update(
     )?;
     let draft = draft_update(coll, current, body, caller.is_superuser()).map_err(ApiError::validation)?;
     if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {
-        let hash = current
-            .get("password")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let old = old.clone();
-        let ok = password::verify_async(old, hash).await;
-        if !ok {
-            return Err(ApiError::field(
-                "oldPassword",
-                "validation_invalid_old_password",
-                "Missing or invalid old password.",
-            ));
-        }
+        // A wrong guess is a failed login (rate limited per account and address).
+        super::auth::check_old_password(state, coll, current, old, req.ip).await?;
     }
     let hash = hash_password(draft.auth.password.clone()).await?;
     Ok(assemble_update(draft, hash, &now_string()))
@@ -287,15 +311,16 @@ pub async fn create(
     let tree = ExpandTree::parse(expand)?;
     let data = plan_create(state, coll, body, req).await?;
     check_relations(state, coll, &data, &|_, _| None)?;
-    let results = state
-        .store
-        .write(vec![WriteOp::PutRecord {
-            collection_id: coll.def.id.clone(),
-            id: data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-            data,
-            expect: Expect::Absent,
-        }])
-        .await?;
+    let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let guard = auth_id_guard(state, coll, &id, &|_, _| None)?;
+    let mut ops = vec![WriteOp::PutRecord {
+        collection_id: coll.def.id.clone(),
+        id,
+        data,
+        expect: Expect::Absent,
+    }];
+    ops.extend(guard);
+    let results = state.store.write(ops).await?;
     committed_answer(state, coll, results, &tree, req)
 }
 

@@ -6,7 +6,9 @@
 //!   reads it);
 //! - `POST /api/realtime {clientId, subscriptions}` replaces the client's
 //!   subscription set; auth comes from that request's `Authorization`
-//!   header (a client may go from guest to authenticated, not switch users);
+//!   header (a client may go from guest to authenticated; once
+//!   authenticated, a POST with any other auth, or none, gets 403 and
+//!   changes nothing);
 //! - each event is named by the exact subscription string (including any
 //!   `?options=`) with data `{"action", "record"}`.
 //!
@@ -266,24 +268,35 @@ pub async fn set_subscriptions(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let caller = auth::resolve(&state, token.as_deref());
-    {
-        let st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let (Caller::Auth { record: old, .. }, Caller::Auth { record: new, .. }) = (&st.who.req.caller, &caller) {
-            if old.get("id") != new.get("id") {
-                return Err(ApiError::forbidden(
-                    "The current and the previous request authorization don't match.",
-                ));
-            }
-        }
-    }
     let mut subs = Vec::with_capacity(topics.len());
     for t in &topics {
         subs.push(parse_subscription(&state, t, &caller)?);
     }
+    // Checked and changed under one lock, so no other POST slips between.
     let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-    if !matches!(caller, Caller::Guest) || matches!(st.who.req.caller, Caller::Guest) {
+    if !may_change(&st.who.req.caller, &caller) {
+        return Err(ApiError::forbidden(
+            "The current and the previous request authorization don't match.",
+        ));
+    }
+    if !matches!(caller, Caller::Guest) {
         st.who.set(&state, token);
     }
     st.subs = Arc::new(subs);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Whether a POST by `caller` may change a client that holds `held` (as
+/// PocketBase): a guest client may be taken by anyone (guest → auth is how
+/// the SDK signs in); an authenticated one only by the same record of the
+/// same collection, so knowing a `clientId` is not enough to silence or
+/// redirect someone else's subscriptions.
+fn may_change(held: &Caller, caller: &Caller) -> bool {
+    match (held, caller) {
+        (Caller::Guest, _) => true,
+        (Caller::Auth { collection: a, .. }, Caller::Auth { collection: b, .. }) => {
+            a.def.id == b.def.id && held.id() == caller.id()
+        }
+        (Caller::Auth { .. }, Caller::Guest) => false,
+    }
 }

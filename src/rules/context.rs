@@ -84,6 +84,10 @@ pub struct RequestInfo {
     pub headers: Map<String, Value>,
     /// `default`, `realtime`, `password`, ...
     pub context: &'static str,
+    /// The client's address (behind a trusted proxy, the one it reports);
+    /// `None` for internal requests. Not visible to rules: the per-account
+    /// login limit keys on it (`oldPassword` checks).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 impl Default for RequestInfo {
@@ -94,6 +98,7 @@ impl Default for RequestInfo {
             query: Map::new(),
             headers: Map::new(),
             context: "default",
+            ip: None,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct AuthOptions {
     pub verification_token_duration: u64,
     pub password_reset_token_duration: u64,
     pub email_change_token_duration: u64,
+    /// File tokens (`POST /api/files/token`): short-lived, for `?token=`
+    /// links such as backup downloads (PocketBase: 3 minutes).
+    pub file_token_duration: u64,
     pub identity_fields: Vec<String>,
     pub otp: OtpOptions,
 }
@@ -68,6 +71,7 @@ impl Default for AuthOptions {
             verification_token_duration: 3 * 24 * 3600,
             password_reset_token_duration: 1800,
             email_change_token_duration: 1800,
+            file_token_duration: 180,
             identity_fields: vec!["email".into()],
             otp: OtpOptions::default(),
         }

@@ -84,6 +84,9 @@ pub enum WriteError {
     NotFound,
     #[error("a record with this id already exists")]
     IdTaken,
+    /// A [`WriteOp::RequireAbsent`] found the id in another collection.
+    #[error("the id is used by a record of another collection")]
+    IdInUse,
     #[error("value must be unique (index {index})")]
     NotUnique { index: String, fields: Vec<String> },
     #[error("the record changed concurrently")]
@@ -150,6 +153,13 @@ pub enum WriteOp {
     TrimChanges { up_to: u64 },
     /// Sets a `meta` key (settings); `None` removes it.
     PutMeta { key: String, value: Option<Vec<u8>> },
+    /// Writes nothing; fails the job with [`WriteError::IdInUse`] if a
+    /// record `id` exists in any of these collections as the job leaves
+    /// them (ops before it included; collections that are gone are
+    /// skipped). Put after the op that creates the record, it makes an id
+    /// unique across several collections (auth records, as PocketBase)
+    /// with no window between check and commit.
+    RequireAbsent { collection_ids: Vec<String>, id: String },
 }
 
 /// What a committed operation produced.
@@ -633,4 +643,73 @@ fn restrict_permissions(path: &Path, mode: u32) {
     }
     #[cfg(not(unix))]
     let _ = (path, mode);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn put(collection: &str, id: &str) -> WriteOp {
+        WriteOp::PutRecord {
+            collection_id: collection.into(),
+            id: id.into(),
+            data: json!({"id": id}),
+            expect: Expect::Absent,
+        }
+    }
+
+    fn absent_in(collections: &[&str], id: &str) -> WriteOp {
+        WriteOp::RequireAbsent {
+            collection_ids: collections.iter().map(|c| (*c).to_owned()).collect(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn require_absent_sees_the_store_the_job_and_concurrent_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for c in ["ca", "cb"] {
+            let spec = Arc::new(CollectionSpec {
+                id: c.into(),
+                name: c.into(),
+                indexes: Vec::new(),
+            });
+            store
+                .write_blocking(vec![WriteOp::PutCollection {
+                    spec,
+                    def: json!({"id": c}),
+                }])
+                .unwrap();
+        }
+        store.write_blocking(vec![put("ca", "x")]).unwrap();
+        // Taken in the store.
+        let r = store.write_blocking(vec![put("cb", "x"), absent_in(&["ca"], "x")]);
+        assert!(matches!(r, Err(WriteError::IdInUse)), "{r:?}");
+        assert!(
+            store.get("cb", "x").unwrap().is_none(),
+            "nothing of a refused job is written"
+        );
+        // Taken earlier in the same job.
+        let r = store.write_blocking(vec![put("ca", "y"), put("cb", "y"), absent_in(&["ca"], "y")]);
+        assert!(matches!(r, Err(WriteError::IdInUse)), "{r:?}");
+        // Free (a collection that does not exist is skipped).
+        let r = store.write_blocking(vec![put("cb", "z"), absent_in(&["ca", "gone"], "z")]);
+        assert_eq!(r.map(|r| r.len()).ok(), Some(2));
+        // Two jobs racing for one id in two collections: one wins.
+        for round in 0..20 {
+            let id = format!("r{round}");
+            let jobs = [("ca", "cb"), ("cb", "ca")].map(|(mine, other)| {
+                let (store, id) = (store.clone(), id.clone());
+                std::thread::spawn(move || store.write_blocking(vec![put(mine, &id), absent_in(&[other], &id)]))
+            });
+            let ok = jobs
+                .into_iter()
+                .map(|j| j.join().unwrap())
+                .filter(|r| r.is_ok())
+                .count();
+            assert_eq!(ok, 1, "round {round}");
+        }
+    }
 }

@@ -558,6 +558,18 @@ impl Writer {
                     set(&mut plan.overlay, "meta", key.into_bytes(), value);
                     plan.results.push(Committed::Done);
                 }
+                WriteOp::RequireAbsent { collection_ids, id } => {
+                    for cid in collection_ids {
+                        let Ok(spec) = self.spec(group_specs, &plan.specs, &cid) else {
+                            continue;
+                        };
+                        let tree = records_tree(&spec.id);
+                        if self.read(group, &plan.overlay, &tree, id.as_bytes())?.is_some() {
+                            return Err(WriteError::IdInUse);
+                        }
+                    }
+                    plan.results.push(Committed::Done);
+                }
             }
         }
         Ok(plan)

@@ -253,7 +253,9 @@ async fn api_backups_list_create_download_delete_for_superusers() {
     assert!(list[0]["size"].as_u64().unwrap() > 0);
     assert!(list[0]["modified"].as_str().unwrap().ends_with('Z'));
 
-    // Download: with the header, or with ?token= (as SDK links do); not as a guest.
+    // Download: with the header, or with a file token in ?token= (as SDK
+    // links do: `pb.files.getToken()`); not as a guest, nor with the auth
+    // token in the URL.
     let res = app
         .client
         .get(format!("{}/api/backups/nightly.backup", app.base))
@@ -262,9 +264,13 @@ async fn api_backups_list_create_download_delete_for_superusers() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
+    let file_token = app.post("/api/files/token", json!({})).await.body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut res = app
         .client
-        .get(format!("{}/api/backups/nightly.backup?token={}", app.base, app.token))
+        .get(format!("{}/api/backups/nightly.backup?token={file_token}", app.base))
         .send()
         .await
         .unwrap();
@@ -272,6 +278,8 @@ async fn api_backups_list_create_download_delete_for_superusers() {
     let body = res.body().limit(1 << 30).await.unwrap();
     assert!(body.starts_with(basalt::store::backup::MAGIC));
     assert_eq!(app.guest_get("/api/backups/nightly.backup").await.status, 401);
+    let with_auth_token = format!("/api/backups/nightly.backup?token={}", app.token);
+    assert_eq!(app.guest_get(&with_auth_token).await.status, 403);
     assert_eq!(app.get("/api/backups/..%2Fdb").await.status, 404);
 
     let r = app.post("/api/backups/nightly.backup/restore", json!({})).await;

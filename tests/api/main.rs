@@ -16,6 +16,7 @@ mod auth_flows;
 mod batch;
 mod collections;
 mod errors;
+mod hardening;
 mod helpers;
 mod mail;
 mod mail_links;

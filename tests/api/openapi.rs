@@ -1,4 +1,5 @@
-//! `GET /api/openapi.json`: generated from the collections, shaped by rules.
+//! `GET /api/openapi.json`: generated from the collections, per caller
+//! (see also `hardening.rs`).
 
 use serde_json::json;
 
@@ -25,17 +26,17 @@ async fn openapi_document_follows_the_collections() {
     assert!(paths.contains_key("/api/collections/blog_posts/records"));
     assert!(paths["/api/collections/blog_posts/records"].get("get").is_some());
     assert!(paths["/api/collections/blog_posts/records"].get("post").is_some());
-    // Every operation is listed, saying who may call it…
-    assert_eq!(
-        paths["/api/collections/blog_posts/records/{id}"]["delete"]["description"],
-        "Superusers only."
-    );
+    // Only the operations the caller may use are listed, saying who may…
+    let one = &paths["/api/collections/blog_posts/records/{id}"];
+    assert!(one.get("get").is_some() && one.get("delete").is_none(), "{one}");
     assert_eq!(
         paths["/api/collections/blog_posts/records"]["get"]["description"],
         "Anyone."
     );
-    assert!(paths.contains_key("/api/collections/internal/records"));
-    // …but hidden fields are not described to guests.
+    // …collections of superuser-only operations not at all…
+    assert!(!paths.contains_key("/api/collections/internal/records"));
+    assert!(doc["components"]["schemas"].get("InternalRecord").is_none());
+    // …and hidden fields are not described to guests.
     let record = &doc["components"]["schemas"]["BlogPostsRecord"];
     assert!(record["properties"].get("title").is_some());
     assert!(record["properties"].get("secret").is_none());
@@ -49,6 +50,11 @@ async fn openapi_document_follows_the_collections() {
     assert_eq!(doc["components"]["securitySchemes"]["token"]["in"], "header");
     // Superusers see everything.
     let su = app.get("/api/openapi.json").await.body;
+    assert_eq!(
+        su["paths"]["/api/collections/blog_posts/records/{id}"]["delete"]["description"],
+        "Superusers only."
+    );
+    assert!(su["paths"].get("/api/collections/internal/records").is_some());
     assert!(su["components"]["schemas"]["BlogPostsRecord"]["properties"]
         .get("secret")
         .is_some());

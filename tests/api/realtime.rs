@@ -533,3 +533,78 @@ async fn sse_protocol_as_pocketbase() {
         .await;
     assert_eq!(r.status, 400);
 }
+
+/// Opens an SSE stream; returns it and its `clientId`.
+async fn sse_connect(
+    app: &TestApp,
+) -> (
+    Sse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>,
+    String,
+) {
+    let res = client().get(format!("{}/api/realtime", app.base)).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut sse = Sse {
+        body: res,
+        buf: String::new(),
+    };
+    let (id, event, _) = sse.next().await;
+    assert_eq!(event, "PB_CONNECT");
+    (sse, id)
+}
+
+#[actix_web::test]
+async fn sse_subscriptions_change_only_with_the_clients_own_auth() {
+    let app = spawn_app().await;
+    posts(&app).await;
+    let mut tokens = Vec::new();
+    for email in ["a@example.com", "b@example.com"] {
+        let body = json!({"email": email, "password": "password-1", "passwordConfirm": "password-1"});
+        assert_eq!(app.guest_post("/api/collections/users/records", body).await.status, 200);
+        tokens.push(app.login("users", email, "password-1").await);
+    }
+    let (ta, tb) = (tokens[0].as_str(), tokens[1].as_str());
+    let (mut sse, id) = sse_connect(&app).await;
+    let set = |token: Option<&str>, subs: Value| {
+        let body = json!({"clientId": id, "subscriptions": subs});
+        let token = token.map(str::to_owned);
+        let app = &app;
+        async move {
+            app.call(awc::http::Method::POST, "/api/realtime", Some(body), token.as_deref())
+                .await
+        }
+    };
+    // A subscribes with its token: the client is now A's.
+    assert_eq!(set(Some(ta), json!(["posts/*"])).await.status, 204);
+    // A guest, or another user, who learnt the clientId changes nothing.
+    let r = set(None, json!([])).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(set(Some(tb), json!([])).await.status, 403);
+    // The superuser is another auth too.
+    assert_eq!(set(Some(&app.token), json!([])).await.status, 403);
+    // A still gets its events.
+    app.post("/api/collections/posts/records", json!({"title": "still here"}))
+        .await;
+    let (_, event, data) = sse.next().await;
+    assert_eq!(
+        (event.as_str(), data["record"]["title"].as_str()),
+        ("posts/*", Some("still here"))
+    );
+    // A's own POST works.
+    assert_eq!(set(Some(ta), json!([])).await.status, 204);
+
+    // A guest client may be taken over by its first auth (as PocketBase).
+    let (_, guest_id) = sse_connect(&app).await;
+    let body = json!({"clientId": guest_id, "subscriptions": ["posts/*"]});
+    let r = app
+        .call(awc::http::Method::POST, "/api/realtime", Some(body.clone()), None)
+        .await;
+    assert_eq!(r.status, 204);
+    let r = app
+        .call(awc::http::Method::POST, "/api/realtime", Some(body.clone()), Some(tb))
+        .await;
+    assert_eq!(r.status, 204);
+    let r = app
+        .call(awc::http::Method::POST, "/api/realtime", Some(body), None)
+        .await;
+    assert_eq!(r.status, 403);
+}

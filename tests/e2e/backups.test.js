@@ -1,5 +1,5 @@
 // Backups through the SDK's `pb.backups` service (/api/backups): list,
-// create, download link, delete; restore is refused while the server runs
+// create, download link (with a file token from `pb.files.getToken()`), delete; restore is refused while the server runs
 // (it needs `basalt backup restore` on a stopped server).
 
 import { test, before, after } from "node:test";
@@ -30,11 +30,15 @@ test("pb.backups: create, list, download, delete; restore is refused", async () 
     const named = list.find((b) => b.key === "before-upgrade.backup");
     assert.ok(named && named.size > 0 && /Z$/.test(named.modified), JSON.stringify(list));
 
-    const res = await fetch(su.backups.getDownloadURL(su.authStore.token, named.key));
+    // Links take a short-lived file token, as in PocketBase; never the auth token.
+    const fileToken = await su.files.getToken();
+    const res = await fetch(su.backups.getDownloadURL(fileToken, named.key));
     assert.equal(res.status, 200);
     const bytes = new Uint8Array(await res.arrayBuffer());
     assert.equal(bytes.length, named.size);
     assert.equal(new TextDecoder().decode(bytes.slice(0, 13)), "BASALT-BACKUP");
+    const withAuthToken = await fetch(su.backups.getDownloadURL(su.authStore.token, named.key));
+    assert.equal(withAuthToken.status, 403);
 
     await assert.rejects(su.backups.restore(named.key), (e) => e instanceof ClientResponseError && e.status === 400);
     await assert.rejects(su.backups.create("../escape.backup"), (e) => e instanceof ClientResponseError && e.status === 400);
