@@ -48,6 +48,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         index_builds: Default::default(),
         rate_limiter: Default::default(),
         setup_token: Default::default(),
+        work: Default::default(),
     })
 }
 

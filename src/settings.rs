@@ -149,6 +149,64 @@ impl Default for RealtimeSettings {
     }
 }
 
+/// How much work one request may do (SPEC §7; see `rules::Budget`):
+/// records read (lists, filters and rules through relations, expand) and
+/// records embedded by `expand`; realtime delivery has its own, per event
+/// and connection. Over it, a request gets a 400 naming what to narrow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BudgetSettings {
+    pub max_records: u64,
+    pub max_expand: u64,
+    /// Records one change may cost one realtime connection to deliver.
+    pub realtime_max_records: u64,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        let d = crate::rules::BudgetLimits::default();
+        BudgetSettings {
+            max_records: d.records,
+            max_expand: d.expand,
+            realtime_max_records: 20_000,
+        }
+    }
+}
+
+impl BudgetSettings {
+    pub fn limits(&self) -> crate::rules::BudgetLimits {
+        crate::rules::BudgetLimits {
+            records: self.max_records,
+            expand: self.max_expand,
+        }
+    }
+
+    /// A realtime connection's allowance for delivering one change.
+    pub fn realtime_limits(&self) -> crate::rules::BudgetLimits {
+        crate::rules::BudgetLimits {
+            records: self.realtime_max_records,
+            expand: self.max_expand,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        for (key, v, max) in [
+            ("budget.maxRecords", self.max_records, 100_000_000),
+            ("budget.maxExpand", self.max_expand, 1_000_000),
+            ("budget.realtimeMaxRecords", self.realtime_max_records, 100_000_000),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(ApiError::field(
+                    key,
+                    "validation_invalid_value",
+                    &format!("Must be 1..{max}."),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which browser origins may call the API (CORS), editable at runtime.
 ///
 /// `origins`: `null` (never saved, or reset) = the `--origins` flag applies;
@@ -295,6 +353,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub logs: LogsSettings,
     pub trusted_proxy: TrustedProxySettings,
+    pub budget: BudgetSettings,
 }
 
 impl Settings {
@@ -380,6 +439,7 @@ impl Settings {
     fn validate(&self) -> Result<(), ApiError> {
         self.cors.validate()?;
         self.trusted_proxy.validate()?;
+        self.budget.validate()?;
         if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
             return Err(ApiError::field(
                 "smtp.host",

@@ -32,6 +32,8 @@ pub struct AppState {
     pub index_builds: crate::core::indexing::IndexBuilds,
     /// Request and login rate limits (rules from `settings`).
     pub rate_limiter: crate::ratelimit::RateLimiter,
+    /// Slots for work that may read many records (see `core::work`).
+    pub work: crate::core::work::WorkSlots,
     /// The one-time dashboard setup token, while no superuser exists (see
     /// `admin::login`): printed at start as a link, consumed on use.
     pub setup_token: Arc<std::sync::Mutex<Option<String>>>,

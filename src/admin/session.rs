@@ -77,7 +77,9 @@ impl Admin {
     }
     /// A request context for core operations done from the dashboard.
     pub fn request(&self, method: &str) -> RequestInfo {
-        RequestInfo::internal(self.caller(), method, "default")
+        let mut req = RequestInfo::internal(self.caller(), method, "default");
+        req.budget = std::sync::Arc::new(crate::rules::Budget::new(self.state.settings.get().budget.limits()));
+        req
     }
 
     /// Resolves the session cookie; `None` when absent, unknown, expired or

@@ -177,6 +177,11 @@ impl FromRequest for RequestInfo {
             headers,
             context: "default",
             ip: super::middleware::client_ip(req),
+            budget: std::sync::Arc::new(crate::rules::Budget::new(
+                req.app_data::<web::Data<AppState>>()
+                    .map(|s| s.settings.get().budget.limits())
+                    .unwrap_or_default(),
+            )),
         }))
     }
 }

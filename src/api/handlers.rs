@@ -122,7 +122,7 @@ pub async fn records_list(
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
     let params = core::list::ListParams::from_query(&q)?;
-    ok_fields(&q, core::list::list(&state, &coll, &params, &req)?)
+    ok_fields(&q, core::list::list_async(&state, coll, params, req).await?)
 }
 
 pub async fn records_view(
@@ -132,7 +132,16 @@ pub async fn records_view(
     q: Query,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    ok_fields(&q, core::records::view(&state, &coll, &path.1, expand_param(&q), &req)?)
+    let (id, expand) = (path.1.clone(), expand_param(&q).to_owned());
+    if expand.is_empty() {
+        return ok_fields(&q, core::records::view(&state, &coll, &id, "", &req)?);
+    }
+    // Expand may read many records: heavy work, off the HTTP workers.
+    let state2 = state.get_ref().clone();
+    let view = state
+        .work
+        .run(move || core::records::view(&state2, &coll, &id, &expand, &req));
+    ok_fields(&q, view.await??)
 }
 
 pub async fn records_create(

@@ -291,7 +291,7 @@ fn auth_rule_allows(
                 context,
             );
             crate::rules::holds(
-                crate::core::rule_data(state),
+                crate::core::rule_data(state, &req.budget),
                 collection,
                 rule,
                 record,

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
-use crate::rules::{self, ids_of, Access, RequestInfo, MAX_RELATION_DEPTH, MAX_SCAN};
+use crate::rules::{self, ids_of, Access, Data, RequestInfo, MAX_RELATION_DEPTH};
 use crate::schema::record::export;
 use crate::schema::CompiledCollection;
-use crate::state::AppState;
 
 /// The parsed `expand` parameter: a tree of field names.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -51,7 +52,7 @@ impl ExpandTree {
     }
 }
 
-fn can_view(state: &AppState, coll: &CompiledCollection, rec: &Value, req: &RequestInfo, request: &Value) -> bool {
+fn can_view(data: Data, coll: &CompiledCollection, rec: &Value, req: &RequestInfo, request: &Value) -> bool {
     match rules::access(&coll.rules.view, &req.caller) {
         Access::Allow => true,
         Access::Locked => false,
@@ -59,71 +60,84 @@ fn can_view(state: &AppState, coll: &CompiledCollection, rec: &Value, req: &Requ
             .rules
             .view
             .as_ref()
-            .is_some_and(|rule| rules::holds(crate::core::rule_data(state), coll, rule, rec, request)),
+            .is_some_and(|rule| rules::holds(data, coll, rule, rec, request)),
     }
 }
 
-/// Adds `expand` to each exported item (`raw[i]` is the stored form of `items[i]`).
+/// The records `field` of `rec` points at (through a relation or a
+/// back-relation), each read drawn from the budget; `None` for a field
+/// that is neither (skipped silently, as PocketBase).
+fn related(
+    data: Data,
+    coll: &CompiledCollection,
+    rec: &Value,
+    field: &str,
+) -> Option<(Arc<CompiledCollection>, Vec<Value>, bool)> {
+    if let Some(rel) = coll.relations.get(field) {
+        let target = data.registry.get(&rel.collection)?;
+        let related = ids_of(rec.get(field))
+            .into_iter()
+            .filter_map(|id| data.get(&target.def.id, id))
+            .collect();
+        return Some((target, related, rel.multiple));
+    }
+    let (other, fk) = field.split_once("_via_")?;
+    let target = data.registry.get(other)?;
+    // As in filters: the back-relation must point at this collection.
+    let points_here = target
+        .relations
+        .get(fk)
+        .and_then(|rel| data.registry.get(&rel.collection))
+        .is_some_and(|t| t.def.id == coll.def.id);
+    if !points_here {
+        return None;
+    }
+    let id = rec.get("id").and_then(Value::as_str)?;
+    let mut related: Vec<Value> = data
+        .scan(&target.def.id)
+        .filter(|r| ids_of(r.get(fk)).contains(&id))
+        .collect();
+    // Creation order, as PocketBase (the scan is in id order).
+    related.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v.get("created").and_then(Value::as_str).map(str::to_owned),
+                v.get("id").and_then(Value::as_str).map(str::to_owned),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Some((target, related, true))
+}
+
+/// Adds `expand` to each exported item (`raw[i]` is the stored form of
+/// `items[i]`). Every related record read and every record embedded draws
+/// from the request's budget (`data.budget`); once it is spent nothing
+/// more is embedded and the caller's `Budget::check` fails the request.
 pub fn expand_records(
-    state: &AppState,
+    data: Data,
     coll: &CompiledCollection,
     raw: &[Value],
     items: &mut [Value],
     tree: &ExpandTree,
     req: &RequestInfo,
-) -> Result<(), ApiError> {
+) {
     let request = req.to_json(&Value::Null);
     let viewer = req.caller.viewer();
     for (rec, item) in raw.iter().zip(items.iter_mut()) {
         let mut expanded = Map::new();
         for (field, sub) in &tree.children {
-            let (target, related, multiple) = if let Some(rel) = coll.relations.get(field) {
-                let Some(target) = state.registry.get(&rel.collection) else {
-                    continue;
-                };
-                let mut related = Vec::new();
-                for id in ids_of(rec.get(field)) {
-                    if let Some(r) = state.store.get(&target.def.id, id)? {
-                        related.push(r.data);
-                    }
-                }
-                (target, related, rel.multiple)
-            } else if let Some((other, fk)) = field.split_once("_via_") {
-                let Some(target) = state.registry.get(other) else {
-                    continue;
-                };
-                let Some(id) = rec.get("id").and_then(Value::as_str) else {
-                    continue;
-                };
-                let mut related = Vec::new();
-                for r in state.store.scan(&target.def.id, false)?.take(MAX_SCAN) {
-                    let r = r?;
-                    if ids_of(r.data.get(fk)).contains(&id) {
-                        related.push(r.data);
-                    }
-                }
-                // Creation order, as PocketBase (the scan is in id order).
-                related.sort_by(|a, b| {
-                    let key = |v: &Value| {
-                        (
-                            v.get("created").and_then(Value::as_str).map(str::to_owned),
-                            v.get("id").and_then(Value::as_str).map(str::to_owned),
-                        )
-                    };
-                    key(a).cmp(&key(b))
-                });
-                (target, related, true)
-            } else {
-                // Like PocketBase, an unknown expand field is silently skipped.
+            let Some((target, related, multiple)) = related(data, coll, rec, field) else {
                 continue;
             };
             let visible: Vec<Value> = related
                 .into_iter()
-                .filter(|r| can_view(state, &target, r, req, &request))
+                .filter(|r| can_view(data, &target, r, req, &request))
+                .take_while(|_| data.budget.embed())
                 .collect();
             let mut out: Vec<Value> = visible.iter().map(|r| export(&target, r, &viewer)).collect();
             if !sub.is_empty() {
-                expand_records(state, &target, &visible, &mut out, sub, req)?;
+                expand_records(data, &target, &visible, &mut out, sub, req);
             }
             if multiple {
                 // As PocketBase: nothing visible to expand → no key.
@@ -140,5 +154,4 @@ pub fn expand_records(
             obj.insert("expand".into(), Value::Object(expanded));
         }
     }
-    Ok(())
 }

@@ -381,7 +381,16 @@ impl<'a> Query<'a> {
     }
 
     fn data(&self) -> Data<'a> {
-        Data::new(&self.state.store, &self.state.registry)
+        Data::new(&self.state.store, &self.state.registry, &self.req.budget)
+    }
+
+    /// Walked in index order with nothing to check or embed per record:
+    /// reads about one page of records.
+    fn cheap(&self) -> bool {
+        self.plan.index.is_some()
+            && self.plan.sorted
+            && (self.unfiltered() || self.plan.exact)
+            && self.expand.is_empty()
     }
 
     /// No record needs checking at all.
@@ -391,11 +400,15 @@ impl<'a> Query<'a> {
 
     /// The rule (trusted) and the client's filter (guarded) both hold.
     fn matches(&self, rec: &Value) -> bool {
-        (self.rule.is_empty() || rules::holds(super::rule_data(self.state), self.coll, &self.rule, rec, &self.request))
+        (self.rule.is_empty() || rules::holds(self.data(), self.coll, &self.rule, rec, &self.request))
             && self.client.matches(self.data(), self.coll, rec, &self.request)
     }
 
+    /// One candidate, drawn from the request's budget (`None` once spent).
     fn fetch(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        if !self.req.budget.read(1) {
+            return Ok(None);
+        }
         Ok(self.state.store.get(&self.coll.def.id, id)?.map(|r| r.data))
     }
 
@@ -516,6 +529,7 @@ impl<'a> Query<'a> {
             None => Box::new(
                 store
                     .scan(cid, false)?
+                    .take_while(|_| self.req.budget.read(1))
                     .map(|r| r.map(|r| r.data).map_err(ApiError::from)),
             ),
         };
@@ -537,6 +551,9 @@ impl<'a> Query<'a> {
     fn count_all(&self) -> Result<u64, ApiError> {
         let mut n = 0;
         for r in self.state.store.scan(&self.coll.def.id, false)? {
+            if !self.req.budget.read(1) {
+                break;
+            }
             if self.matches(&r?.data) {
                 n += 1;
             }
@@ -546,6 +563,8 @@ impl<'a> Query<'a> {
 
     /// The answer: items exported for the caller (and expanded), totals, plan.
     fn shape(self, found: Found) -> Result<ListResult, ApiError> {
+        // Nothing partial: a spent budget fails the whole list.
+        self.req.budget.check()?;
         let (params, caller) = (self.params, &self.req.caller);
         let items = if self.verbatim() && !found.raw_items.is_empty() {
             found.raw_items
@@ -553,7 +572,8 @@ impl<'a> Query<'a> {
             let viewer = caller.viewer();
             let mut items: Vec<Value> = found.page.iter().map(|r| export(self.coll, r, &viewer)).collect();
             if !self.expand.is_empty() {
-                expand_records(self.state, self.coll, &found.page, &mut items, &self.expand, self.req)?;
+                expand_records(self.data(), self.coll, &found.page, &mut items, &self.expand, self.req);
+                self.req.budget.check()?;
             }
             items.into_iter().map(raw).collect::<Result<Vec<_>, _>>()?
         };
@@ -571,6 +591,22 @@ impl<'a> Query<'a> {
             plan: (params.explain && caller.is_superuser()).then(|| self.plan.explain.clone()),
         })
     }
+}
+
+/// [`list`] for the HTTP handlers: a cheap list runs inline; any other
+/// (scans, per-record checks, relation paths, expand) runs as heavy work
+/// off the HTTP workers (`core::work`), within the request's budget.
+pub async fn list_async(
+    state: &AppState,
+    coll: std::sync::Arc<CompiledCollection>,
+    params: ListParams,
+    req: RequestInfo,
+) -> Result<ListResult, ApiError> {
+    if Query::prepare(state, &coll, &params, &req)?.cheap() {
+        return list(state, &coll, &params, &req);
+    }
+    let state2 = state.clone();
+    state.work.run(move || list(&state2, &coll, &params, &req)).await?
 }
 
 /// Lists records: `(listRule) && (filter)` through the planner, walked in

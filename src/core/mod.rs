@@ -11,10 +11,17 @@ pub mod indexing;
 pub mod list;
 pub mod records;
 pub mod references;
+pub mod work;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};
 
-/// The part of the server's state rules read: records and collections.
-pub fn rule_data(state: &crate::state::AppState) -> crate::rules::Data<'_> {
-    crate::rules::Data::new(&state.store, &state.registry)
+/// The part of the server's state rules read (records and collections),
+/// drawing on `budget`.
+pub fn rule_data<'a>(state: &'a crate::state::AppState, budget: &'a crate::rules::Budget) -> crate::rules::Data<'a> {
+    crate::rules::Data::new(&state.store, &state.registry, budget)
+}
+
+/// A fresh budget for one request, from the settings (`budget`).
+pub fn budget(state: &crate::state::AppState) -> crate::rules::Budget {
+    crate::rules::Budget::new(state.settings.get().budget.limits())
 }

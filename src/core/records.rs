@@ -45,9 +45,16 @@ fn check_record_rule(
         Access::Allow => Ok(()),
         Access::Locked => Err(locked()),
         Access::Conditional => {
-            let holds = rule
-                .as_ref()
-                .is_some_and(|r| rules::holds(crate::core::rule_data(state), coll, r, record, &req.to_json(body)));
+            let holds = rule.as_ref().is_some_and(|r| {
+                rules::holds(
+                    crate::core::rule_data(state, &req.budget),
+                    coll,
+                    r,
+                    record,
+                    &req.to_json(body),
+                )
+            });
+            req.budget.check()?;
             if holds {
                 Ok(())
             } else {
@@ -67,7 +74,9 @@ fn exported(
 ) -> Result<Value, ApiError> {
     let mut items = vec![export(coll, &data, &req.caller.viewer())];
     if !tree.is_empty() {
-        expand_records(state, coll, std::slice::from_ref(&data), &mut items, tree, req)?;
+        let rule_data = crate::core::rule_data(state, &req.budget);
+        expand_records(rule_data, coll, std::slice::from_ref(&data), &mut items, tree, req);
+        req.budget.check()?;
     }
     Ok(items.pop().unwrap_or(Value::Null))
 }
@@ -120,10 +129,26 @@ fn committed_answer(
                     return Ok(out);
                 }
             }
-            raw(exported(state, coll, data, tree, req)?)
+            raw(committed_value(state, coll, data, tree, req))
         }
         _ => Err(ApiError::internal("unexpected write result")),
     }
+}
+
+/// Shapes a record that is already written. A spent budget cannot undo
+/// the write, so the answer then leaves `expand` out instead of failing.
+fn committed_value(
+    state: &AppState,
+    coll: &CompiledCollection,
+    data: Value,
+    tree: &ExpandTree,
+    req: &RequestInfo,
+) -> Value {
+    if tree.is_empty() {
+        return export(coll, &data, &req.caller.viewer());
+    }
+    let plain = export(coll, &data, &req.caller.viewer());
+    exported(state, coll, data, tree, req).unwrap_or(plain)
 }
 
 /// Every id in a relation field must name an existing record of the
@@ -230,11 +255,16 @@ pub async fn plan_create(
     let hash = hash_password(draft.auth.password.clone()).await?;
     let data = assemble_create(coll, draft, hash, &now_string());
     if access == Access::Conditional {
-        let holds = coll
-            .rules
-            .create
-            .as_ref()
-            .is_some_and(|r| rules::holds(crate::core::rule_data(state), coll, r, &data, &req.to_json(&body_json)));
+        let holds = coll.rules.create.as_ref().is_some_and(|r| {
+            rules::holds(
+                crate::core::rule_data(state, &req.budget),
+                coll,
+                r,
+                &data,
+                &req.to_json(&body_json),
+            )
+        });
+        req.budget.check()?;
         if !holds {
             return Err(ApiError::bad_request("Failed to create record."));
         }
@@ -297,7 +327,13 @@ pub fn answer(
     expand: &str,
     req: &RequestInfo,
 ) -> Result<Value, ApiError> {
-    exported(state, coll, data, &ExpandTree::parse(expand)?, req)
+    Ok(committed_value(
+        state,
+        coll,
+        data,
+        &ExpandTree::parse(expand).unwrap_or_default(),
+        req,
+    ))
 }
 
 /// Creates a record; the createRule must hold for the new record (else 400).

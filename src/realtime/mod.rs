@@ -39,6 +39,30 @@ impl Realtime {
         self.closing.subscribe()
     }
 
+    /// Renders `change` for `specs` of one connection: inline when no
+    /// record has to be read, otherwise as heavy work on the blocking pool
+    /// (`state.work`; see `subscription::needs_reads`), so realtime
+    /// delivery never occupies the HTTP workers.
+    pub async fn render(
+        &self,
+        state: &crate::state::AppState,
+        specs: Vec<Arc<subscription::SubSpec>>,
+        req: &crate::rules::RequestInfo,
+        request: &serde_json::Value,
+        change: Arc<crate::store::Change>,
+    ) -> Vec<subscription::Delivery> {
+        if !subscription::needs_reads(state, &specs, &req.caller, &change) {
+            return subscription::render_all(state, &specs, req, request, &change);
+        }
+        let n = specs.len();
+        let (state2, req, request) = (state.clone(), req.clone(), request.clone());
+        state
+            .work
+            .run(move || subscription::render_all(&state2, &specs, &req, &request, &change))
+            .await
+            .unwrap_or_else(|_| vec![subscription::Delivery::Resync; n])
+    }
+
     /// Ends every realtime connection (called on SIGTERM/SIGINT).
     pub fn close(&self) {
         self.closing.send_replace(true);

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use super::subscription::{render, resolve_topic, Shape, Subscriber, Topic};
+use super::subscription::{resolve_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::api::extract::JsonBody;
 use crate::core::auth;
 use crate::error::ApiError;
@@ -45,8 +45,7 @@ struct SseSub {
     name: String,
     /// `None` for topics that name no collection (`PB_CONNECT`, custom
     /// topics, `@oauth2`): accepted, as PocketBase does, but never sent to.
-    topic: Option<Topic>,
-    shape: Shape,
+    spec: Option<Arc<SubSpec>>,
 }
 
 /// One connected SSE client.
@@ -126,14 +125,33 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
                 st.who.refresh(&state, Some(&change));
                 (st.who.req.clone(), st.who.request.clone(), st.subs.clone())
             };
-            for sub in subs.iter() {
-                let Some(topic) = &sub.topic else { continue };
-                let Some(record) = render(&state, topic, &sub.shape, &req, &request, &change) else {
-                    continue;
+            let due: Vec<(&str, Arc<SubSpec>)> = subs
+                .iter()
+                .filter_map(|s| Some((s.name.as_str(), s.spec.clone()?)))
+                .filter(|(_, spec)| spec.topic.collection_id == change.collection_id)
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let specs = due.iter().map(|(_, spec)| spec.clone()).collect();
+            let deliveries = state
+                .realtime
+                .render(&state, specs, &req, &request, change.clone())
+                .await;
+            for ((name, _), delivery) in due.iter().zip(deliveries) {
+                let record = match delivery {
+                    Delivery::Send(record) => record,
+                    Delivery::Skip => continue,
+                    // Over the connection's budget for this change (SSE has
+                    // no per-subscription error): closed, as a lagging client.
+                    Delivery::OverBudget | Delivery::Resync => {
+                        clients.remove(&client_id);
+                        return;
+                    }
                 };
                 let action = serde_json::to_string(&change.action).unwrap_or_default();
                 let data = format!("{{\"action\":{action},\"record\":{record}}}");
-                if tx.try_send(sse_frame(&client_id, &sub.name, &data)).is_err() {
+                if tx.try_send(sse_frame(&client_id, name, &data)).is_err() {
                     // Queue full (a slow reader) or closed: drop the client.
                     clients.remove(&client_id);
                     return;
@@ -175,16 +193,21 @@ fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<Ss
         }
     }
     let text = |k: &str| query.get(k).and_then(Value::as_str);
-    let topic = resolve_topic(state, topic_text);
-    let shape = match topic.as_ref().and_then(|t| state.registry.get(&t.collection_id)) {
-        Some(coll) => Shape::parse(state, &coll, caller, text("filter"), text("fields"), text("expand"))?,
-        // Never delivered to (see `SseSub::topic`).
-        None => Shape::default(),
+    let spec = match resolve_topic(state, topic_text) {
+        Some(topic) => {
+            let coll = state
+                .registry
+                .get(&topic.collection_id)
+                .ok_or_else(|| ApiError::not_found("Unknown collection."))?;
+            let shape = Shape::parse(state, &coll, caller, text("filter"), text("fields"), text("expand"))?;
+            Some(Arc::new(SubSpec { topic, shape }))
+        }
+        // Never delivered to (see `SseSub::spec`).
+        None => None,
     };
     Ok(SseSub {
         name: raw.to_owned(),
-        topic,
-        shape,
+        spec,
     })
 }
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::api::fields::FieldsTree;
 use crate::core::expand::{expand_records, ExpandTree};
 use crate::error::ApiError;
-use crate::rules::{self, Access, Caller, ClientFilter, RequestInfo};
+use crate::rules::{self, Access, Budget, Caller, ClientFilter, RequestInfo};
 use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
@@ -130,9 +130,20 @@ pub fn parse_topic(
     ))
 }
 
+/// The rule a topic answers to: listRule for `coll/*`, viewRule for `coll/ID`.
+fn topic_rule<'c>(coll: &'c CompiledCollection, topic: &Topic) -> &'c Option<crate::query::Filter> {
+    if topic.record_id.is_some() {
+        &coll.rules.view
+    } else {
+        &coll.rules.list
+    }
+}
+
 /// The record JSON this subscriber gets for `change`, or `None` if the
 /// topic, the rule or the filter says no. `request` is the subscriber's
-/// `@request` object (`RequestInfo::to_json`).
+/// `@request` object (`RequestInfo::to_json`). Every record read draws from
+/// `budget`; when it runs out the answer is `None` and the caller must
+/// treat the subscription as over budget (`budget.is_exhausted()`).
 pub fn render(
     state: &AppState,
     topic: &Topic,
@@ -140,6 +151,7 @@ pub fn render(
     req: &RequestInfo,
     request: &Value,
     change: &Change,
+    budget: &Budget,
 ) -> Option<String> {
     if change.collection_id != topic.collection_id {
         return None;
@@ -151,26 +163,22 @@ pub fn render(
         }
     }
     let coll = state.registry.get(&change.collection_id)?;
-    let rule = if topic.record_id.is_some() {
-        &coll.rules.view
-    } else {
-        &coll.rules.list
-    };
-    let access = rules::access(rule, &req.caller);
-    match access {
+    let data = crate::core::rule_data(state, budget);
+    let rule = topic_rule(&coll, topic);
+    match rules::access(rule, &req.caller) {
         Access::Locked => return None,
         Access::Allow => {}
         Access::Conditional => {
-            let holds = rule
+            if !rule
                 .as_ref()
-                .is_some_and(|r| rules::holds(crate::core::rule_data(state), &coll, r, record, request));
-            if !holds {
+                .is_some_and(|r| rules::holds(data, &coll, r, record, request))
+            {
                 return None;
             }
         }
     }
     if let Some(f) = &shape.filter {
-        if !f.matches_for(crate::core::rule_data(state), &coll, record, request, &req.caller) {
+        if !f.matches_for(data, &coll, record, request, &req.caller) {
             return None;
         }
     }
@@ -183,20 +191,86 @@ pub fn render(
     let mut items = vec![export(&coll, record, &req.caller.viewer())];
     if !shape.expand.is_empty() {
         expand_records(
-            state,
+            data,
             &coll,
             std::slice::from_ref(record),
             &mut items,
             &shape.expand,
             req,
-        )
-        .ok()?;
+        );
+    }
+    if budget.is_exhausted() {
+        return None;
     }
     let mut item = items.pop()?;
     if let Some(fields) = &shape.fields {
         fields.apply_response(&mut item);
     }
     serde_json::to_string(&item).ok()
+}
+
+/// A subscription as delivery needs it; shared (`Arc`) so a batch of them
+/// moves into a blocking task without copying filters.
+#[derive(Debug)]
+pub struct SubSpec {
+    pub topic: Topic,
+    pub shape: Shape,
+}
+
+/// What one subscription gets for one change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// This record JSON.
+    Send(String),
+    /// Nothing (topic, rule or filter said no).
+    Skip,
+    /// Its checks ran out of the connection's budget for this change: it is
+    /// dropped with an error.
+    OverBudget,
+    /// The budget ran out before its turn: it may have missed the change,
+    /// so it is dropped with `resync`.
+    Resync,
+}
+
+/// Renders one change for a connection's subscriptions, all drawing from
+/// one budget (settings `budget.realtimeMaxRecords`), so delivering a
+/// change costs a connection a bounded amount of work however many
+/// subscriptions, filters and expands it has.
+pub fn render_all(
+    state: &AppState,
+    specs: &[Arc<SubSpec>],
+    req: &RequestInfo,
+    request: &Value,
+    change: &Change,
+) -> Vec<Delivery> {
+    let budget = Budget::new(state.settings.get().budget.realtime_limits());
+    specs
+        .iter()
+        .map(|spec| {
+            if budget.is_exhausted() {
+                return Delivery::Resync;
+            }
+            match render(state, &spec.topic, &spec.shape, req, request, change, &budget) {
+                _ if budget.is_exhausted() => Delivery::OverBudget,
+                Some(json) => Delivery::Send(json),
+                None => Delivery::Skip,
+            }
+        })
+        .collect()
+}
+
+/// Whether rendering `change` for `specs` may read other records (a rule
+/// or filter that is an expression, or an expand): then delivery runs on
+/// the blocking pool, never on the HTTP workers. Plain subscriptions to
+/// open topics render inline (one shared splice of the stored bytes).
+pub fn needs_reads(state: &AppState, specs: &[Arc<SubSpec>], caller: &Caller, change: &Change) -> bool {
+    let Some(coll) = state.registry.get(&change.collection_id) else {
+        return false;
+    };
+    specs.iter().any(|spec| {
+        spec.topic.collection_id == change.collection_id
+            && (!spec.shape.is_plain() || rules::access(topic_rule(&coll, &spec.topic), caller) == Access::Conditional)
+    })
 }
 
 /// Whether `change` updates or deletes the caller's own auth record (then

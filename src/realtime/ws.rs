@@ -22,7 +22,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::subscription::{parse_topic, render, Shape, Subscriber, Topic};
+use std::sync::Arc;
+
+use super::subscription::{parse_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::error::ApiError;
 use crate::rules::Caller;
 use crate::state::AppState;
@@ -35,11 +37,23 @@ const MAX_FRAME: usize = 64 * 1024;
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Subscriptions per connection.
 const MAX_SUBS: usize = 1000;
+/// Changes read per blocking step of a `since` replay.
+const REPLAY_CHUNK: usize = 256;
+
+fn event_frame(sub: &str, change: &Change, record: &str) -> String {
+    let action = serde_json::to_string(&change.action).unwrap_or_default();
+    format!(
+        "{{\"type\":\"event\",\"sub\":{},\"seq\":{},\"action\":{},\"record\":{}}}",
+        serde_json::to_string(sub).unwrap_or_default(),
+        change.seq,
+        action,
+        record
+    )
+}
 
 struct Sub {
     id: String,
-    topic: Topic,
-    shape: Shape,
+    spec: Arc<SubSpec>,
     /// Highest seq already delivered (or skipped) for this subscription.
     last_seq: u64,
 }
@@ -305,8 +319,7 @@ impl Conn {
         let head = self.state.store.head_seq();
         let mut sub = Sub {
             id: id.to_owned(),
-            topic,
-            shape,
+            spec: Arc::new(SubSpec { topic, shape }),
             last_seq: head,
         };
         let Some(since) = since else {
@@ -327,13 +340,29 @@ impl Conn {
             return Ok(false);
         }
         sub.last_seq = since;
-        for change in self.state.store.changes_since(since) {
-            let change = change?;
-            let seq = change.seq;
-            if !self.deliver_to(&sub, &change).await {
-                return Ok(false);
+        loop {
+            // The log is read in chunks on the blocking pool, and rendered
+            // like live changes, so a long replay never holds an HTTP worker.
+            let (state, after) = (self.state.clone(), sub.last_seq);
+            let chunk = web::block(move || {
+                state
+                    .store
+                    .changes_since(after)
+                    .take(REPLAY_CHUNK)
+                    .collect::<Result<Vec<Change>, _>>()
+            })
+            .await
+            .map_err(|_| ApiError::internal("replay failed"))??;
+            if chunk.is_empty() {
+                break;
             }
-            sub.last_seq = seq;
+            for change in chunk {
+                let seq = change.seq;
+                if change.collection_id == sub.spec.topic.collection_id && !self.replay(&sub, Arc::new(change)).await? {
+                    return Ok(false);
+                }
+                sub.last_seq = seq;
+            }
         }
         self.subs.push(sub);
         Ok(true)
@@ -341,45 +370,73 @@ impl Conn {
 
     /// Offers one live change to every subscription (skipping those that
     /// already saw it during a replay).
-    async fn deliver(&mut self, change: &Change) -> bool {
+    async fn deliver(&mut self, change: &Arc<Change>) -> bool {
         // A password change takes effect on this very event; an expired
         // token before it.
         if !self.refresh(Some(change)).await {
             return false;
         }
-        let subs = std::mem::take(&mut self.subs);
-        let mut alive = true;
-        let mut kept = Vec::with_capacity(subs.len());
-        for mut sub in subs {
-            if alive && change.seq > sub.last_seq {
-                alive = self.deliver_to(&sub, change).await;
+        // Subscriptions that have not seen this change yet (a replay may have).
+        let mut due = Vec::new();
+        for (i, sub) in self.subs.iter_mut().enumerate() {
+            if change.seq > sub.last_seq {
                 sub.last_seq = change.seq;
+                if sub.spec.topic.collection_id == change.collection_id {
+                    due.push(i);
+                }
             }
-            kept.push(sub);
         }
-        self.subs = kept;
-        alive
+        if due.is_empty() {
+            return true;
+        }
+        let specs = due.iter().map(|&i| self.subs[i].spec.clone()).collect();
+        let deliveries = (self.state.realtime)
+            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
+            .await;
+        let ids: Vec<String> = due.iter().map(|&i| self.subs[i].id.clone()).collect();
+        let mut dropped = Vec::new();
+        for (id, delivery) in ids.into_iter().zip(deliveries) {
+            let (alive, keep) = self.send_delivery(&id, change, delivery).await;
+            if !alive {
+                return false;
+            }
+            if !keep {
+                dropped.push(id);
+            }
+        }
+        self.subs.retain(|s| !dropped.contains(&s.id));
+        true
     }
 
-    async fn deliver_to(&mut self, sub: &Sub, change: &Change) -> bool {
-        let Some(record) = render(
-            &self.state,
-            &sub.topic,
-            &sub.shape,
-            &self.who.req,
-            &self.who.request,
-            change,
-        ) else {
-            return true;
-        };
-        let action = serde_json::to_string(&change.action).unwrap_or_default();
-        let frame = format!(
-            "{{\"type\":\"event\",\"sub\":{},\"seq\":{},\"action\":{},\"record\":{}}}",
-            serde_json::to_string(&sub.id).unwrap_or_default(),
-            change.seq,
-            action,
-            record
-        );
-        self.session.text(frame).await.is_ok()
+    /// Replays one change to a subscription being set up: `Ok(false)` when
+    /// the connection is gone, an error (and no subscription) when its
+    /// checks ran over the budget.
+    async fn replay(&mut self, sub: &Sub, change: Arc<Change>) -> Result<bool, ApiError> {
+        let specs = vec![sub.spec.clone()];
+        let mut out = (self.state.realtime)
+            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
+            .await;
+        match out.pop() {
+            Some(Delivery::Send(record)) => Ok(self.session.text(event_frame(&sub.id, &change, &record)).await.is_ok()),
+            Some(Delivery::OverBudget | Delivery::Resync) => Err(self.over_budget()),
+            _ => Ok(true),
+        }
+    }
+
+    fn over_budget(&self) -> ApiError {
+        crate::rules::Budget::new(self.state.settings.get().budget.realtime_limits()).exhausted_error()
+    }
+
+    /// Sends what one subscription gets: (connection alive, subscription kept).
+    async fn send_delivery(&mut self, id: &str, change: &Change, delivery: Delivery) -> (bool, bool) {
+        match delivery {
+            Delivery::Skip => (true, true),
+            Delivery::Send(record) => (self.session.text(event_frame(id, change, &record)).await.is_ok(), true),
+            Delivery::OverBudget => {
+                let e = self.over_budget();
+                (self.error(Some(id), e).await, false)
+            }
+            Delivery::Resync => (self.send(json!({"type": "resync", "sub": id})).await, false),
+        }
     }
 }

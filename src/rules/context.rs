@@ -88,6 +88,9 @@ pub struct RequestInfo {
     /// `None` for internal requests. Not visible to rules: the per-account
     /// login limit keys on it (`oldPassword` checks).
     pub ip: Option<std::net::IpAddr>,
+    /// The work this request may still do (shared by clones: a batch's
+    /// sub-requests draw from one budget).
+    pub budget: Arc<super::Budget>,
 }
 
 impl Default for RequestInfo {
@@ -99,6 +102,7 @@ impl Default for RequestInfo {
             headers: Map::new(),
             context: "default",
             ip: None,
+            budget: Arc::default(),
         }
     }
 }

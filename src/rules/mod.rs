@@ -5,14 +5,16 @@
 //! (parsed once per collection change, see `schema::CompiledRules`).
 //! Superusers bypass every rule.
 
+mod budget;
 mod client;
 mod context;
 mod resolver;
 
+pub use budget::{Budget, BudgetLimits};
 pub use client::{ClientFilter, ClientSort};
 pub use context::{Caller, RequestInfo, SUPERUSERS};
 pub(crate) use resolver::ids_of;
-pub use resolver::{StoreResolver, MAX_RELATION_DEPTH, MAX_SCAN};
+pub use resolver::{StoreResolver, MAX_RELATION_DEPTH};
 
 use serde_json::Value;
 
@@ -22,16 +24,42 @@ use crate::schema::{CompiledCollection, Registry};
 use crate::store::Store;
 
 /// What rules read besides the record and the request: the stored records
-/// and the compiled collections, nothing else of the server's state.
+/// and the compiled collections, nothing else of the server's state, and
+/// the budget of the request every read draws from.
 #[derive(Clone, Copy)]
 pub struct Data<'a> {
     pub store: &'a Store,
     pub registry: &'a Registry,
+    pub budget: &'a Budget,
 }
 
 impl<'a> Data<'a> {
-    pub fn new(store: &'a Store, registry: &'a Registry) -> Data<'a> {
-        Data { store, registry }
+    pub fn new(store: &'a Store, registry: &'a Registry, budget: &'a Budget) -> Data<'a> {
+        Data {
+            store,
+            registry,
+            budget,
+        }
+    }
+
+    /// One record by id, drawn from the budget (`None` once it is spent).
+    pub fn get(&self, collection_id: &str, id: &str) -> Option<Value> {
+        if !self.budget.read(1) {
+            return None;
+        }
+        self.store.get(collection_id, id).ok().flatten().map(|r| r.data)
+    }
+
+    /// Every record of a collection, each drawn from the budget; the walk
+    /// stops when it is spent.
+    pub fn scan(&self, collection_id: &str) -> impl Iterator<Item = Value> + 'a {
+        let budget = self.budget;
+        self.store
+            .scan(collection_id, false)
+            .into_iter()
+            .flatten()
+            .map_while(move |r| budget.read(1).then_some(r))
+            .filter_map(|r| r.ok().map(|r| r.data))
     }
 }
 

@@ -14,8 +14,9 @@
 //!
 //! Cross-record lookups are bounded so a rule or filter can never turn one
 //! request into unbounded work: relations are followed at most
-//! [`MAX_RELATION_DEPTH`] levels deep, and back-relation / `@collection`
-//! lookups read at most [`MAX_SCAN`] records each.
+//! [`MAX_RELATION_DEPTH`] levels deep, each related id once, and every
+//! record read draws from the request's [`super::Budget`] (through
+//! [`Data`]); a spent budget resolves to nothing and fails the request.
 
 use serde_json::Value;
 
@@ -25,8 +26,6 @@ use crate::schema::CompiledCollection;
 
 /// How deep `a.b.c.d` may follow relations (PocketBase: 6).
 pub const MAX_RELATION_DEPTH: usize = 6;
-/// How many records a back-relation or `@collection` lookup reads at most.
-pub const MAX_SCAN: usize = 10_000;
 
 /// A [`Resolver`] over one stored (or about-to-be-stored) record.
 pub struct StoreResolver<'a> {
@@ -54,11 +53,21 @@ pub(crate) fn parse_via(seg: &str) -> Option<(&str, &str)> {
     (!coll.is_empty() && !field.is_empty()).then_some((coll, field))
 }
 
-/// The record ids a relation field holds (one id or an array of ids).
+/// The record ids a relation field holds (one id or an array of ids),
+/// each once, in order: a stored `[a, a, a]` must not multiply the work of
+/// every hop through it.
 pub(crate) fn ids_of(v: Option<&Value>) -> Vec<&str> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => vec![s.as_str()],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::Array(items)) => {
+            let mut out: Vec<&str> = Vec::with_capacity(items.len());
+            for id in items.iter().filter_map(Value::as_str) {
+                if !id.is_empty() && !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            out
+        }
         _ => Vec::new(),
     }
 }
@@ -97,9 +106,9 @@ impl StoreResolver<'_> {
                 };
                 let mut out = Vec::new();
                 for id in ids_of(record.get(&path[0])) {
-                    if let Ok(Some(r)) = self.data.store.get(&target.def.id, id) {
-                        if self.visible(&target, &r.data) {
-                            push(&mut out, self.record_path(&target, &r.data, &path[1..], depth + 1));
+                    if let Some(r) = self.data.get(&target.def.id, id) {
+                        if self.visible(&target, &r) {
+                            push(&mut out, self.record_path(&target, &r, &path[1..], depth + 1));
                         }
                     }
                 }
@@ -151,11 +160,9 @@ impl StoreResolver<'_> {
             return Resolved::Missing;
         }
         let mut out = Vec::new();
-        if let Ok(scan) = self.data.store.scan(&target.def.id, false) {
-            for r in scan.take(MAX_SCAN).flatten() {
-                if ids_of(r.data.get(field)).contains(&id) && self.visible(&target, &r.data) {
-                    push(&mut out, self.record_path(&target, &r.data, rest, depth + 1));
-                }
+        for r in self.data.scan(&target.def.id) {
+            if ids_of(r.get(field)).contains(&id) && self.visible(&target, &r) {
+                push(&mut out, self.record_path(&target, &r, rest, depth + 1));
             }
         }
         Resolved::Many(out)
@@ -171,11 +178,9 @@ impl Resolver for StoreResolver<'_> {
                     return Resolved::Missing;
                 };
                 let mut out = Vec::new();
-                if let Ok(scan) = self.data.store.scan(&target.def.id, false) {
-                    for r in scan.take(MAX_SCAN).flatten() {
-                        if self.visible(&target, &r.data) {
-                            push(&mut out, self.record_path(&target, &r.data, &ident.path, 0));
-                        }
+                for r in self.data.scan(&target.def.id) {
+                    if self.visible(&target, &r) {
+                        push(&mut out, self.record_path(&target, &r, &ident.path, 0));
                     }
                 }
                 Resolved::Many(out)

@@ -1,0 +1,128 @@
+//! A request's allowance of work (SPEC §7): how many records it may read
+//! (list candidates, relation and back-relation hops, `@collection`
+//! lookups, rule checks on related records) and how many records it may
+//! embed through `expand`. Filters, rules, expand, lists, realtime delivery
+//! and batch all draw from the one `Budget` their request carries in
+//! [`super::Data`], so no single request — however its filter, expand or
+//! relations are shaped — costs more than a bounded amount of work.
+//!
+//! A request carries its budget in its `RequestInfo` (batch sub-requests
+//! share their batch's); a realtime connection gets a fresh one per change.
+//!
+//! Running out does not stop evaluation at once (the evaluator is pure and
+//! answers booleans); every further lookup resolves to nothing and the
+//! request's owner turns [`Budget::check`] into a 400 that names what to
+//! narrow. Partial answers are never sent.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+use crate::error::ApiError;
+
+/// The limits a [`Budget`] starts from (settings `budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLimits {
+    /// Records a request may read.
+    pub records: u64,
+    /// Records a request may embed through `expand`.
+    pub expand: u64,
+}
+
+impl Default for BudgetLimits {
+    fn default() -> Self {
+        BudgetLimits {
+            records: 200_000,
+            expand: 5_000,
+        }
+    }
+}
+
+/// What ran out first (`exhausted`): nothing yet, records, expand.
+const FRESH: u8 = 0;
+const RECORDS: u8 = 1;
+const EXPAND: u8 = 2;
+
+/// One request's remaining allowance. Atomic counters (relaxed: they only
+/// count) so a request's `RequestInfo` can carry it and be cloned.
+#[derive(Debug)]
+pub struct Budget {
+    limits: BudgetLimits,
+    records: AtomicU64,
+    expand: AtomicU64,
+    exhausted: AtomicU8,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(BudgetLimits::default())
+    }
+}
+
+impl Budget {
+    pub fn new(limits: BudgetLimits) -> Budget {
+        Budget {
+            limits,
+            records: AtomicU64::new(limits.records),
+            expand: AtomicU64::new(limits.expand),
+            exhausted: AtomicU8::new(FRESH),
+        }
+    }
+
+    fn take(&self, counter: &AtomicU64, n: u64, what: u8) -> bool {
+        if self.exhausted.load(Relaxed) != FRESH {
+            return false;
+        }
+        let taken = counter
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(n))
+            .is_ok();
+        if !taken {
+            let _ = self.exhausted.compare_exchange(FRESH, what, Relaxed, Relaxed);
+        }
+        taken
+    }
+
+    /// Draws `n` record reads; false once the budget is spent (the caller
+    /// must then stop reading).
+    pub fn read(&self, n: u64) -> bool {
+        self.take(&self.records, n, RECORDS)
+    }
+
+    /// Draws one embedded record; false once the expand budget is spent.
+    pub fn embed(&self) -> bool {
+        self.take(&self.expand, 1, EXPAND)
+    }
+
+    /// Whether the budget ran out.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted.load(Relaxed) != FRESH
+    }
+
+    /// The 400 of a spent record budget.
+    pub fn exhausted_error(&self) -> ApiError {
+        match self.check() {
+            Err(e) => e,
+            Ok(()) => self.records_error(),
+        }
+    }
+
+    fn records_error(&self) -> ApiError {
+        ApiError::bad_request(format!(
+            "Budget exceeded: this request would read more than {} records. Narrow it: \
+             filter on indexed fields, use fewer relation or back-relation terms \
+             (x.y, x_via_y), or expand less.",
+            self.limits.records
+        ))
+    }
+
+    /// `Ok` while the budget holds; otherwise the 400 the request answers.
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self.exhausted.load(Relaxed) {
+            FRESH => Ok(()),
+            RECORDS => Err(self.records_error()),
+            _ => Err(ApiError::bad_request(format!(
+                "Budget exceeded: this request would expand more than {} records. Narrow it: \
+                 expand fewer or shallower relations, or lower perPage.",
+                self.limits.expand
+            ))),
+        }
+    }
+}
