@@ -184,6 +184,7 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
         "smtp",
         "rateLimits",
         "batch",
+        "budget",
         "realtime",
         "cors",
         "logs",

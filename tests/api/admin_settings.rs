@@ -652,3 +652,29 @@ async fn request_log_section_saves_and_refuses_bad_numbers() {
     r.assert_has("Must be a whole number from 1 to 10,000,000.");
     assert_eq!(app.get("/api/settings").await.body["logs"], logs);
 }
+
+#[actix_web::test]
+async fn budget_section_saves_and_refuses_bad_numbers() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    b.get("/_/settings").await.assert_has("Request budget");
+    let fields = |records: &'static str| {
+        [
+            ("budget.maxRecords", records),
+            ("budget.maxExpand", "300"),
+            ("budget.realtimeMaxRecords", "4000"),
+        ]
+    };
+    let r = b.post("/_/settings/budget", &fields("50000")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let budget = app.get("/api/settings").await.body["budget"].clone();
+    assert_eq!(
+        budget,
+        json!({"maxRecords": 50000, "maxExpand": 300, "realtimeMaxRecords": 4000})
+    );
+    for bad in ["0", "many", "-5"] {
+        let r = b.post("/_/settings/budget", &fields(bad)).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(app.get("/api/settings").await.body["budget"], budget);
+    }
+}

@@ -102,6 +102,9 @@ fn label(key: &str) -> String {
         "realtime.retentionHours" => "Retention hours",
         "realtime.retentionEvents" => "Retention events",
         "batch.maxRequests" => "Batch max requests",
+        "budget.maxRecords" => "Records read per request",
+        "budget.maxExpand" => "Records expanded per request",
+        "budget.realtimeMaxRecords" => "Records read per change",
         _ => "",
     };
     if !fixed.is_empty() {

@@ -289,6 +289,53 @@ impl BatchForm {
     }
 }
 
+// ---- Request budget ----------------------------------------------------------
+
+pub struct BudgetForm {
+    pub max_records: String,
+    pub max_expand: String,
+    pub realtime_max_records: String,
+}
+
+impl BudgetForm {
+    pub fn from_settings(s: &Settings) -> BudgetForm {
+        BudgetForm {
+            max_records: s.budget.max_records.to_string(),
+            max_expand: s.budget.max_expand.to_string(),
+            realtime_max_records: s.budget.realtime_max_records.to_string(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> BudgetForm {
+        BudgetForm {
+            max_records: f.text("budget.maxRecords").trim().to_owned(),
+            max_expand: f.text("budget.maxExpand").trim().to_owned(),
+            realtime_max_records: f.text("budget.realtimeMaxRecords").trim().to_owned(),
+        }
+    }
+
+    /// The ranges are the settings store's check.
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        let mut field = |key: &str, value: &str| {
+            number(
+                &mut errors,
+                key,
+                value,
+                1,
+                u64::MAX,
+                "Must be a whole number, at least 1.",
+            )
+        };
+        let records = field("budget.maxRecords", &self.max_records);
+        let expand = field("budget.maxExpand", &self.max_expand);
+        let realtime = field("budget.realtimeMaxRecords", &self.realtime_max_records);
+        errors.into_result(obj(json!({"budget": {
+            "maxRecords": records, "maxExpand": expand, "realtimeMaxRecords": realtime
+        }})))
+    }
+}
+
 // ---- Trusted proxy -----------------------------------------------------------
 
 pub struct ProxyForm {

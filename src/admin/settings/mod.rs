@@ -24,7 +24,7 @@ use super::view::{self, AdminError};
 use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
-use forms::{AppForm, BatchForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
+use forms::{AppForm, BatchForm, BudgetForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
 use limits::LimitsForm;
 use tokens::TokenForm;
 
@@ -38,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/cors", web::post().to(save_cors))
         .route("/settings/realtime", web::post().to(save_realtime))
         .route("/settings/batch", web::post().to(save_batch))
+        .route("/settings/budget", web::post().to(save_budget))
         .route("/settings/proxy", web::post().to(save_proxy))
         .route("/settings/logs", web::post().to(save_logs));
 }
@@ -56,6 +57,7 @@ struct SettingsPage {
     cors: CorsForm,
     realtime: RealtimeForm,
     batch: BatchForm,
+    budget: BudgetForm,
     proxy: ProxyForm,
     logs: LogsForm,
     errors: Errors,
@@ -92,6 +94,7 @@ impl SettingsPage {
             cors: CorsForm::from_settings(&s, &state.config.origins),
             realtime: RealtimeForm::from_settings(&s),
             batch: BatchForm::from_settings(&s),
+            budget: BudgetForm::from_settings(&s),
             proxy: ProxyForm::from_settings(&s),
             logs: LogsForm::from_settings(&s),
             errors: Errors::default(),
@@ -121,6 +124,7 @@ enum Section {
     Cors(CorsForm),
     Realtime(RealtimeForm),
     Batch(BatchForm),
+    Budget(BudgetForm),
     Proxy(ProxyForm),
     Logs(LogsForm),
 }
@@ -134,6 +138,7 @@ impl Section {
             Section::Cors(f) => f.patch(),
             Section::Realtime(f) => f.patch(),
             Section::Batch(f) => f.patch(),
+            Section::Budget(f) => f.patch(),
             Section::Proxy(f) => f.patch(),
             Section::Logs(f) => f.patch(),
         }
@@ -164,6 +169,7 @@ impl Section {
             Section::Cors(_) => "cors.origins",
             Section::Realtime(_) => "realtime",
             Section::Batch(_) => "batch",
+            Section::Budget(_) => "budget",
             Section::Proxy(_) => "trustedProxy.headers",
             Section::Logs(_) => "logs",
         }
@@ -178,6 +184,7 @@ impl Section {
             Section::Cors(f) => page.cors = f,
             Section::Realtime(f) => page.realtime = f,
             Section::Batch(f) => page.batch = f,
+            Section::Budget(f) => page.budget = f,
             Section::Proxy(f) => page.proxy = f,
             Section::Logs(f) => page.logs = f,
         }
@@ -227,6 +234,11 @@ async fn save_realtime(req: HttpRequest, form: AdminForm) -> Result<HttpResponse
 
 async fn save_batch(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
     let section = Section::Batch(BatchForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_budget(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Budget(BudgetForm::from_form(&form));
     save(&req, form.admin, section).await
 }
 

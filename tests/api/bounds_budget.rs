@@ -1,0 +1,224 @@
+//! Bounded cost (issue 12): every request draws on one budget of records
+//! read and records embedded, shared by filters, rules, expand, lists and
+//! realtime delivery; over it the request gets a 400 naming what to narrow,
+//! and heavy work never occupies the HTTP workers.
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::attack::enc;
+use crate::helpers::{spawn_app, TestApp};
+use crate::realtime::Ws;
+
+/// `n` public records in `nodes`, each linking to every one of them: any
+/// relation path of depth d touches n^d records.
+async fn mesh(app: &TestApp, n: usize) -> Vec<String> {
+    app.create_collection(json!({
+        "name": "nodes", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "schema": {"type": "object", "properties": {
+            "title": {"type": "string"},
+            "links": {"type": "array", "items": {"type": "string"}, "x-relation": {"collection": "nodes"}}
+        }}
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = app
+            .post("/api/collections/nodes/records", json!({"title": format!("n{i}")}))
+            .await;
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let r = app
+            .patch(&format!("/api/collections/nodes/records/{id}"), json!({"links": ids}))
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    ids
+}
+
+fn is_budget_error(status: u16, body: &Value) -> bool {
+    status == 400
+        && body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Budget exceeded"))
+}
+
+#[actix_web::test]
+async fn bound_budget_relation_filters_and_expand_get_a_400() {
+    let app = spawn_app().await;
+    mesh(&app, 10).await;
+    let r = app
+        .patch("/api/settings", json!({"budget": {"maxRecords": 20000}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // 10^5 records through relations: over the budget of 20,000.
+    let deep = "links.links.links.links.links.title = 'nope'";
+    for token in [None, Some(app.token.as_str())] {
+        let r = app
+            .call(
+                awc::http::Method::GET,
+                &format!("/api/collections/nodes/records?filter={}", enc(deep)),
+                None,
+                token,
+            )
+            .await;
+        assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+    }
+    // Expand 10^6 records: over the expand budget (5,000), for lists and views.
+    let ex = "links.links.links.links.links.links";
+    let r = app
+        .guest_get(&format!("/api/collections/nodes/records?expand={ex}"))
+        .await;
+    assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("expand"));
+    let one = app.guest_get("/api/collections/nodes/records?perPage=1").await.body["items"][0]["id"].clone();
+    let r = app
+        .guest_get(&format!(
+            "/api/collections/nodes/records/{}?expand={ex}",
+            one.as_str().unwrap()
+        ))
+        .await;
+    assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+    // Shallow work stays well within the budget.
+    let r = app
+        .guest_get(&format!(
+            "/api/collections/nodes/records?expand=links&filter={}",
+            enc("links.title ?= 'n3'")
+        ))
+        .await;
+    assert_eq!(
+        (r.status, r.body["totalItems"].as_i64()),
+        (200, Some(10)),
+        "{:?}",
+        r.body
+    );
+    // The budget is a setting.
+    let r = app
+        .patch("/api/settings", json!({"budget": {"maxRecords": 100, "maxExpand": 10}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app.guest_get("/api/collections/nodes/records?expand=links").await;
+    assert!(is_budget_error(r.status, &r.body), "{:?}", r.body);
+    let r = app
+        .guest_get(&format!(
+            "/api/collections/nodes/records?filter={}",
+            enc("links.title ?= 'n3'")
+        ))
+        .await;
+    assert!(is_budget_error(r.status, &r.body), "{:?}", r.body);
+    for bad in [json!({"maxRecords": 0}), json!({"maxExpand": -1}), json!({"nope": 1})] {
+        let r = app.patch("/api/settings", json!({"budget": bad})).await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+    }
+}
+
+#[actix_web::test]
+async fn bound_budget_back_relation_scans_never_stall_health() {
+    let app = spawn_app().await;
+    app.create_collection(json!({
+        "name": "posts", "listRule": "", "schema": {"type": "object", "properties": {"t": {"type": "string"}}}
+    }))
+    .await;
+    app.create_collection(json!({
+        "name": "comments", "listRule": "",
+        "schema": {"type": "object", "properties": {
+            "post": {"type": "string", "x-relation": {"collection": "posts"}}, "text": {"type": "string"}
+        }}
+    }))
+    .await;
+    let p = app.post("/api/collections/posts/records", json!({"t": "x"})).await.body["id"].clone();
+    for i in 0..50 {
+        app.post("/api/collections/posts/records", json!({"t": format!("p{i}")}))
+            .await;
+    }
+    let batch: Vec<Value> = (0..100)
+        .map(|i| json!({"method": "POST", "url": "/api/collections/comments/records", "body": {"post": p, "text": format!("c{i}")}}))
+        .collect();
+    for _ in 0..10 {
+        let r = app.post("/api/batch", json!({"requests": batch})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // Each term scans every comment for every post: 51 × 1000 × 100 terms.
+    let term = "comments_via_post.text ?= 'zz'";
+    let filter = vec![term; 100].join(" || ");
+    let url = format!("/api/collections/posts/records?filter={}", enc(&filter));
+    let attacks = join_all((0..4).map(|_| app.call(awc::http::Method::GET, &url, None, None)));
+    let health = async {
+        let r = app.guest_get("/api/health").await;
+        assert_eq!(r.status, 200);
+    };
+    // Health is answered while the attacks run (they are off the HTTP
+    // workers); each attack ends in a budget 400, never a 5xx.
+    let (answers, ()) = futures_util::future::join(attacks, health).await;
+    for r in answers {
+        assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+    }
+}
+
+#[actix_web::test]
+async fn bound_budget_realtime_subscriptions_are_dropped_not_served() {
+    let app = spawn_app().await;
+    let ids = mesh(&app, 12).await;
+    let (mut ws, _) = Ws::open(&app, None).await;
+    // Plenty of subscriptions whose filters walk 12^4 records per event.
+    let heavy = "links.links.links.links.title = 'nope'";
+    for i in 0..50 {
+        let ok = ws
+            .subscribe(json!({"type": "subscribe", "id": format!("s{i}"), "topic": "nodes/*", "filter": heavy}))
+            .await;
+        assert_eq!(ok["type"], "subscribed", "{ok}");
+    }
+    let plain = ws
+        .subscribe(json!({"type": "subscribe", "id": "plain", "topic": "nodes/*"}))
+        .await;
+    assert_eq!(plain["type"], "subscribed");
+    let r = app
+        .patch(
+            &format!("/api/collections/nodes/records/{}", ids[0]),
+            json!({"title": "changed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.guest_get("/api/health").await.status, 200);
+    // The change costs this connection one budget: the subscription that ran
+    // out gets an error, the ones after it a resync; all are dropped.
+    let mut errors = 0;
+    let mut resyncs = 0;
+    let mut plain_events = 0;
+    ws.send(json!({"type": "ping"})).await;
+    loop {
+        let f = ws.recv().await;
+        match f["type"].as_str() {
+            Some("pong") => break,
+            Some("error") => {
+                assert!(f["message"].as_str().unwrap().starts_with("Budget exceeded"), "{f}");
+                errors += 1;
+            }
+            Some("resync") => resyncs += 1,
+            Some("event") => plain_events += 1,
+            _ => panic!("unexpected frame {f}"),
+        }
+    }
+    assert_eq!(errors, 1);
+    assert_eq!(errors + resyncs + plain_events, 51, "every subscription answered once");
+    // A second change: the dropped subscriptions cost nothing any more.
+    app.patch(
+        &format!("/api/collections/nodes/records/{}", ids[1]),
+        json!({"title": "again"}),
+    )
+    .await;
+    ws.send(json!({"type": "ping"})).await;
+    let mut frames = Vec::new();
+    loop {
+        let f = ws.recv().await;
+        if f["type"] == "pong" {
+            break;
+        }
+        frames.push(f);
+    }
+    assert!(
+        frames.iter().all(|f| f["type"] == "event" && f["sub"] == "plain"),
+        "{frames:?}"
+    );
+}
