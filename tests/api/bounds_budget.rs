@@ -222,3 +222,79 @@ async fn bound_budget_realtime_subscriptions_are_dropped_not_served() {
         "{frames:?}"
     );
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// The expand attack of the issue (a mesh of relations expanded six levels
+/// deep, 10^6 records per item) against the real binary: every answer is a
+/// budget 400 and the server's memory stays within a bound the budget sets.
+#[actix_web::test]
+async fn bound_budget_expand_attack_keeps_memory_bounded() {
+    use crate::helpers::{client, read, SU_EMAIL, SU_PASSWORD};
+    use crate::persistence::{basalt, login, start_binary};
+    let tmp = tempfile::tempdir().unwrap();
+    let status = basalt()
+        .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (server, base) = start_binary(tmp.path());
+    let token = login(&base).await;
+    let c = client();
+    let call = |method: awc::http::Method, path: String, body: Value| {
+        let req = c
+            .request(method, format!("{base}{path}"))
+            .insert_header(("Authorization", token.clone()));
+        async move { read(req.send_json(&body).await.expect("request")).await }
+    };
+    let r = call(
+        awc::http::Method::POST,
+        "/api/collections".into(),
+        json!({"name": "nodes", "listRule": "", "viewRule": "", "schema": {"type": "object", "properties": {
+            "title": {"type": "string", "maxLength": 2000},
+            "links": {"type": "array", "items": {"type": "string"}, "x-relation": {"collection": "nodes"}}}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let body = json!({"title": format!("{i}{}", "x".repeat(1000))});
+        let r = call(awc::http::Method::POST, "/api/collections/nodes/records".into(), body).await;
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let path = format!("/api/collections/nodes/records/{id}");
+        assert_eq!(call(awc::http::Method::PATCH, path, json!({"links": ids})).await.status, 200);
+    }
+    let before = rss_kib(server.id());
+    let url = format!("{base}/api/collections/nodes/records?perPage=100&expand=links.links.links.links.links.links");
+    for _ in 0..5 {
+        let answers = join_all((0..4).map(|_| {
+            let url = url.clone();
+            let c = client();
+            async move { read(c.get(url).send().await.expect("attack")).await }
+        }))
+        .await;
+        for r in answers {
+            assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+        }
+    }
+    let after = rss_kib(server.id());
+    // Each attack embeds at most 5,000 records of ~1 KB: a few MB each, four
+    // at a time. Without the budget this grew by hundreds of MB.
+    assert!(
+        after.saturating_sub(before) < 96 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    drop(server);
+}

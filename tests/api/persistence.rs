@@ -59,12 +59,12 @@ async fn data_survives_restart() {
     );
 }
 
-fn basalt() -> Command {
+pub(crate) fn basalt() -> Command {
     Command::new(env!("CARGO_BIN_EXE_basalt"))
 }
 
 /// A server process that is killed when the test ends, even by a panic.
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl std::ops::Deref for Server {
     type Target = Child;
@@ -88,7 +88,7 @@ impl Drop for Server {
 
 /// Starts the real binary and returns it with its base URL (read from its
 /// first line of output).
-fn start_binary(dir: &Path) -> (Server, String) {
+pub(crate) fn start_binary(dir: &Path) -> (Server, String) {
     let mut child = basalt()
         .args(["serve", "--http", "127.0.0.1:0", "--dir"])
         .arg(dir)
@@ -109,7 +109,7 @@ fn start_binary(dir: &Path) -> (Server, String) {
     (Server(child), url)
 }
 
-async fn login(base: &str) -> String {
+pub(crate) async fn login(base: &str) -> String {
     let res = client()
         .post(format!("{base}/api/collections/_superusers/auth-with-password"))
         .send_json(&json!({"identity": SU_EMAIL, "password": SU_PASSWORD}))
