@@ -283,7 +283,9 @@ impl ClientSort {
         let mut through_relations = false;
         for k in &keys {
             let needs = check_path(registry, coll, &k.path, superuser, 0).map_err(|r| refusal("sort", r))?;
-            through_relations |= needs.hops;
+            // Hops, and emails that are not public: resolved per record as
+            // the caller sees them, or the order would leak them.
+            through_relations |= needs.hops || needs.per_record;
         }
         Ok(ClientSort {
             keys,
@@ -307,7 +309,8 @@ impl ClientSort {
         self
     }
 
-    /// Whether a key leaves the record: no index serves such a sort.
+    /// Whether a key is resolved per record (leaves the record, or is a
+    /// guarded email): no index serves such a sort.
     pub fn through_relations(&self) -> bool {
         self.through_relations
     }

@@ -436,3 +436,33 @@ async fn attack_records_of_deleted_owners_stay_private() {
     assert_eq!(delete.status, 404);
     assert_eq!(w.app.get(&path).await.body["text"], "dear diary");
 }
+
+/// Sorting users by `email` must not order them by addresses the caller
+/// cannot see (an oracle for hidden emails).
+#[actix_web::test]
+async fn attack_sort_by_hidden_email_reveals_nothing() {
+    let w = world().await;
+    w.app
+        .patch("/api/collections/users", json!({"listRule": "", "viewRule": ""}))
+        .await;
+    let (_, _) = super::user(&w.app, "aaaa@example.com", "A").await;
+    let (_, _) = super::user(&w.app, "zzzz@example.com", "Z").await;
+    let ids = |body: &Value| -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let asc = answer(&w.app, "/api/collections/users/records?sort=email", None).await;
+    let desc = answer(&w.app, "/api/collections/users/records?sort=-email", None).await;
+    assert_eq!(asc.0, 200, "{}", asc.1);
+    // No email is public: both orders are the id order, one reversed.
+    let mut by_id = ids(&asc.1);
+    by_id.sort();
+    assert_eq!(ids(&asc.1), by_id);
+    let mut reversed = ids(&desc.1);
+    reversed.reverse();
+    assert_eq!(reversed, by_id);
+}
