@@ -340,9 +340,19 @@ impl Conn {
             return Ok(false);
         }
         sub.last_seq = since;
+        if !self.replay_since(&mut sub).await? {
+            return Ok(false);
+        }
+        self.subs.push(sub);
+        Ok(true)
+    }
+
+    /// Replays the retained log after `sub.last_seq` to a subscription being
+    /// set up, advancing `last_seq`; `Ok(false)` when the connection is gone.
+    /// The log is read in chunks on the blocking pool and rendered like
+    /// live changes, so a long replay never holds an HTTP worker.
+    async fn replay_since(&mut self, sub: &mut Sub) -> Result<bool, ApiError> {
         loop {
-            // The log is read in chunks on the blocking pool, and rendered
-            // like live changes, so a long replay never holds an HTTP worker.
             let (state, after) = (self.state.clone(), sub.last_seq);
             let chunk = web::block(move || {
                 state
@@ -358,13 +368,12 @@ impl Conn {
             }
             for change in chunk {
                 let seq = change.seq;
-                if change.collection_id == sub.spec.topic.collection_id && !self.replay(&sub, Arc::new(change)).await? {
+                if change.collection_id == sub.spec.topic.collection_id && !self.replay(sub, Arc::new(change)).await? {
                     return Ok(false);
                 }
                 sub.last_seq = seq;
             }
         }
-        self.subs.push(sub);
         Ok(true)
     }
 

@@ -274,7 +274,10 @@ async fn bound_budget_expand_attack_keeps_memory_bounded() {
     }
     for id in &ids {
         let path = format!("/api/collections/nodes/records/{id}");
-        assert_eq!(call(awc::http::Method::PATCH, path, json!({"links": ids})).await.status, 200);
+        assert_eq!(
+            call(awc::http::Method::PATCH, path, json!({"links": ids})).await.status,
+            200
+        );
     }
     let before = rss_kib(server.id());
     let url = format!("{base}/api/collections/nodes/records?perPage=100&expand=links.links.links.links.links.links");
