@@ -133,7 +133,7 @@ pub fn expand_records(
             let visible: Vec<Value> = related
                 .into_iter()
                 .filter(|r| can_view(data, &target, r, req, &request))
-                .take_while(|_| data.budget.embed())
+                .take_while(|r| data.budget.embed(rules::json_size(r)))
                 .collect();
             let mut out: Vec<Value> = visible.iter().map(|r| export(&target, r, &viewer)).collect();
             if !sub.is_empty() {

@@ -23,8 +23,10 @@ use crate::error::ApiError;
 pub struct BudgetLimits {
     /// Records a request may read.
     pub records: u64,
-    /// Records a request may embed through `expand`.
+    /// Records a request may embed through `expand`...
     pub expand: u64,
+    /// ...and their size in bytes (as JSON, estimated).
+    pub expand_bytes: u64,
 }
 
 impl Default for BudgetLimits {
@@ -32,6 +34,7 @@ impl Default for BudgetLimits {
         BudgetLimits {
             records: 200_000,
             expand: 5_000,
+            expand_bytes: 64 << 20,
         }
     }
 }
@@ -48,6 +51,7 @@ pub struct Budget {
     limits: BudgetLimits,
     records: AtomicU64,
     expand: AtomicU64,
+    expand_bytes: AtomicU64,
     exhausted: AtomicU8,
 }
 
@@ -63,6 +67,7 @@ impl Budget {
             limits,
             records: AtomicU64::new(limits.records),
             expand: AtomicU64::new(limits.expand),
+            expand_bytes: AtomicU64::new(limits.expand_bytes),
             exhausted: AtomicU8::new(FRESH),
         }
     }
@@ -86,9 +91,10 @@ impl Budget {
         self.take(&self.records, n, RECORDS)
     }
 
-    /// Draws one embedded record; false once the expand budget is spent.
-    pub fn embed(&self) -> bool {
-        self.take(&self.expand, 1, EXPAND)
+    /// Draws one embedded record of about `bytes`; false once the expand
+    /// budget is spent.
+    pub fn embed(&self, bytes: u64) -> bool {
+        self.take(&self.expand, 1, EXPAND) && self.take(&self.expand_bytes, bytes, EXPAND)
     }
 
     /// Whether the budget ran out.
@@ -119,10 +125,37 @@ impl Budget {
             FRESH => Ok(()),
             RECORDS => Err(self.records_error()),
             _ => Err(ApiError::bad_request(format!(
-                "Budget exceeded: this request would expand more than {} records. Narrow it: \
-                 expand fewer or shallower relations, or lower perPage.",
-                self.limits.expand
+                "Budget exceeded: this request would expand more than {} records or {} bytes. \
+                 Narrow it: expand fewer or shallower relations, or lower perPage.",
+                self.limits.expand, self.limits.expand_bytes
             ))),
         }
     }
+}
+
+/// About how many bytes `v` takes as JSON (strings and keys by length,
+/// other scalars a few bytes): what an embedded record adds to an answer,
+/// without serialising it. Iterative, so deep documents cannot overflow.
+pub fn json_size(v: &serde_json::Value) -> u64 {
+    use serde_json::Value;
+    let mut total = 0u64;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += match v {
+            Value::String(s) => s.len() as u64 + 2,
+            Value::Array(items) => {
+                stack.extend(items);
+                2 + items.len() as u64
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    total += k.len() as u64 + 4;
+                    stack.push(item);
+                }
+                2
+            }
+            _ => 8,
+        };
+    }
+    total
 }

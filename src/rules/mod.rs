@@ -10,7 +10,7 @@ mod client;
 mod context;
 mod resolver;
 
-pub use budget::{Budget, BudgetLimits};
+pub use budget::{json_size, Budget, BudgetLimits};
 pub use client::{ClientFilter, ClientSort};
 pub use context::{Caller, RequestInfo, SUPERUSERS};
 pub(crate) use resolver::ids_of;
