@@ -159,7 +159,7 @@ pub struct BudgetSettings {
     pub max_records: u64,
     pub max_expand: u64,
     /// Bytes (as JSON) one request may embed through expand.
-    pub max_expand_bytes: u64,
+    pub max_output_bytes: u64,
     /// Records one change may cost one realtime connection to deliver.
     pub realtime_max_records: u64,
 }
@@ -170,7 +170,7 @@ impl Default for BudgetSettings {
         BudgetSettings {
             max_records: d.records,
             max_expand: d.expand,
-            max_expand_bytes: d.expand_bytes,
+            max_output_bytes: d.output_bytes,
             realtime_max_records: 20_000,
         }
     }
@@ -181,7 +181,7 @@ impl BudgetSettings {
         crate::rules::BudgetLimits {
             records: self.max_records,
             expand: self.max_expand,
-            expand_bytes: self.max_expand_bytes,
+            output_bytes: self.max_output_bytes,
         }
     }
 
@@ -192,7 +192,7 @@ impl BudgetSettings {
         crate::rules::BudgetLimits {
             records: self.realtime_max_records,
             expand: self.max_expand,
-            expand_bytes: (self.max_expand_bytes / 16).max(1),
+            output_bytes: (self.max_output_bytes / 16).max(1),
         }
     }
 
@@ -200,7 +200,7 @@ impl BudgetSettings {
         for (key, v, max) in [
             ("budget.maxRecords", self.max_records, 100_000_000),
             ("budget.maxExpand", self.max_expand, 1_000_000),
-            ("budget.maxExpandBytes", self.max_expand_bytes, 1 << 34),
+            ("budget.maxOutputBytes", self.max_output_bytes, 1 << 34),
             ("budget.realtimeMaxRecords", self.realtime_max_records, 100_000_000),
         ] {
             if !(1..=max).contains(&v) {

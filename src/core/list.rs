@@ -465,6 +465,9 @@ impl<'a> Query<'a> {
                 if let Some(item) = spliced {
                     seen += 1;
                     if seen as usize > offset {
+                        if !self.req.budget.output(item.get().len() as u64) {
+                            break;
+                        }
                         found.raw_items.push(item);
                         found.page.push(Value::Null);
                         last_key = Some(key);
@@ -478,6 +481,9 @@ impl<'a> Query<'a> {
             }
             seen += 1;
             if seen as usize > offset {
+                if !self.req.budget.output(rules::json_size(&rec)) {
+                    break;
+                }
                 found.page.push(rec);
                 last_key = Some(key);
             }
@@ -540,9 +546,17 @@ impl<'a> Query<'a> {
             }
         }
         self.sort.sort(self.data(), self.coll, &mut all, &self.request);
+        let total = Some(all.len() as u64);
+        let budget = &self.req.budget;
+        let page = all
+            .into_iter()
+            .skip(self.offset())
+            .take(self.params.per_page)
+            .take_while(|rec| budget.output(rules::json_size(rec)))
+            .collect();
         Ok(Found {
-            total: Some(all.len() as u64),
-            page: all.into_iter().skip(self.offset()).take(self.params.per_page).collect(),
+            total,
+            page,
             ..Found::default()
         })
     }

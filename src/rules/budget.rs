@@ -23,10 +23,11 @@ use crate::error::ApiError;
 pub struct BudgetLimits {
     /// Records a request may read.
     pub records: u64,
-    /// Records a request may embed through `expand`...
+    /// Records a request may embed through `expand`.
     pub expand: u64,
-    /// ...and their size in bytes (as JSON, estimated).
-    pub expand_bytes: u64,
+    /// Bytes (as JSON, estimated) its answer may carry: the records it
+    /// returns and the ones it embeds.
+    pub output_bytes: u64,
 }
 
 impl Default for BudgetLimits {
@@ -34,7 +35,7 @@ impl Default for BudgetLimits {
         BudgetLimits {
             records: 200_000,
             expand: 5_000,
-            expand_bytes: 64 << 20,
+            output_bytes: 64 << 20,
         }
     }
 }
@@ -43,6 +44,7 @@ impl Default for BudgetLimits {
 const FRESH: u8 = 0;
 const RECORDS: u8 = 1;
 const EXPAND: u8 = 2;
+const OUTPUT: u8 = 3;
 
 /// One request's remaining allowance. Atomic counters (relaxed: they only
 /// count) so a request's `RequestInfo` can carry it and be cloned.
@@ -51,7 +53,7 @@ pub struct Budget {
     limits: BudgetLimits,
     records: AtomicU64,
     expand: AtomicU64,
-    expand_bytes: AtomicU64,
+    output_bytes: AtomicU64,
     exhausted: AtomicU8,
 }
 
@@ -67,7 +69,7 @@ impl Budget {
             limits,
             records: AtomicU64::new(limits.records),
             expand: AtomicU64::new(limits.expand),
-            expand_bytes: AtomicU64::new(limits.expand_bytes),
+            output_bytes: AtomicU64::new(limits.output_bytes),
             exhausted: AtomicU8::new(FRESH),
         }
     }
@@ -94,7 +96,12 @@ impl Budget {
     /// Draws one embedded record of about `bytes`; false once the expand
     /// budget is spent.
     pub fn embed(&self, bytes: u64) -> bool {
-        self.take(&self.expand, 1, EXPAND) && self.take(&self.expand_bytes, bytes, EXPAND)
+        self.take(&self.expand, 1, EXPAND) && self.output(bytes)
+    }
+
+    /// Draws `bytes` of answer; false once the answer would be too large.
+    pub fn output(&self, bytes: u64) -> bool {
+        self.take(&self.output_bytes, bytes, OUTPUT)
     }
 
     /// Whether the budget ran out.
@@ -124,10 +131,15 @@ impl Budget {
         match self.exhausted.load(Relaxed) {
             FRESH => Ok(()),
             RECORDS => Err(self.records_error()),
+            EXPAND => Err(ApiError::bad_request(format!(
+                "Budget exceeded: this request would expand more than {} records. Narrow it: \
+                 expand fewer or shallower relations, or lower perPage.",
+                self.limits.expand
+            ))),
             _ => Err(ApiError::bad_request(format!(
-                "Budget exceeded: this request would expand more than {} records or {} bytes. \
-                 Narrow it: expand fewer or shallower relations, or lower perPage.",
-                self.limits.expand, self.limits.expand_bytes
+                "Budget exceeded: this answer would be larger than {} bytes. Narrow it: \
+                 lower perPage, pick fewer fields, or expand less.",
+                self.limits.output_bytes
             ))),
         }
     }

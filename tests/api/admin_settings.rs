@@ -662,7 +662,7 @@ async fn budget_section_saves_and_refuses_bad_numbers() {
         [
             ("budget.maxRecords", records),
             ("budget.maxExpand", "300"),
-            ("budget.maxExpandBytes", "1000000"),
+            ("budget.maxOutputBytes", "1000000"),
             ("budget.realtimeMaxRecords", "4000"),
         ]
     };
@@ -671,7 +671,7 @@ async fn budget_section_saves_and_refuses_bad_numbers() {
     let budget = app.get("/api/settings").await.body["budget"].clone();
     assert_eq!(
         budget,
-        json!({"maxRecords": 50000, "maxExpand": 300, "maxExpandBytes": 1000000, "realtimeMaxRecords": 4000})
+        json!({"maxRecords": 50000, "maxExpand": 300, "maxOutputBytes": 1000000, "realtimeMaxRecords": 4000})
     );
     for bad in ["0", "many", "-5"] {
         let r = b.post("/_/settings/budget", &fields(bad)).await;

@@ -111,13 +111,30 @@ async fn bound_budget_relation_filters_and_expand_get_a_400() {
     let r = app
         .patch(
             "/api/settings",
-            json!({"budget": {"maxRecords": 20000, "maxExpand": 5000, "maxExpandBytes": 500}}),
+            json!({"budget": {"maxRecords": 20000, "maxExpand": 5000, "maxOutputBytes": 500}}),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = app.guest_get("/api/collections/nodes/records?perPage=1&expand=links").await;
+    let r = app
+        .guest_get("/api/collections/nodes/records?perPage=1&expand=links")
+        .await;
     assert!(is_budget_error(r.status, &r.body), "{:?}", r.body);
-    assert!(r.body["message"].as_str().unwrap().contains("500 bytes"), "{:?}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().contains("500 bytes"),
+        "{:?}",
+        r.body
+    );
+    // ... and a plain page of records is an answer too.
+    let r = app.guest_get("/api/collections/nodes/records").await;
+    assert!(is_budget_error(r.status, &r.body), "{:?}", r.body);
+    let r = app
+        .guest_get("/api/collections/nodes/records?perPage=3&fields=id")
+        .await;
+    assert!(
+        is_budget_error(r.status, &r.body),
+        "the budget counts records before trimming: {:?}",
+        r.body
+    );
     for bad in [json!({"maxRecords": 0}), json!({"maxExpand": -1}), json!({"nope": 1})] {
         let r = app.patch("/api/settings", json!({"budget": bad})).await;
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);

@@ -104,7 +104,7 @@ fn label(key: &str) -> String {
         "batch.maxRequests" => "Batch max requests",
         "budget.maxRecords" => "Records read per request",
         "budget.maxExpand" => "Records expanded per request",
-        "budget.maxExpandBytes" => "Bytes expanded per request",
+        "budget.maxOutputBytes" => "Bytes per answer",
         "budget.realtimeMaxRecords" => "Records read per change",
         _ => "",
     };

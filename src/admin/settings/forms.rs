@@ -294,7 +294,7 @@ impl BatchForm {
 pub struct BudgetForm {
     pub max_records: String,
     pub max_expand: String,
-    pub max_expand_bytes: String,
+    pub max_output_bytes: String,
     pub realtime_max_records: String,
 }
 
@@ -303,7 +303,7 @@ impl BudgetForm {
         BudgetForm {
             max_records: s.budget.max_records.to_string(),
             max_expand: s.budget.max_expand.to_string(),
-            max_expand_bytes: s.budget.max_expand_bytes.to_string(),
+            max_output_bytes: s.budget.max_output_bytes.to_string(),
             realtime_max_records: s.budget.realtime_max_records.to_string(),
         }
     }
@@ -312,7 +312,7 @@ impl BudgetForm {
         BudgetForm {
             max_records: f.text("budget.maxRecords").trim().to_owned(),
             max_expand: f.text("budget.maxExpand").trim().to_owned(),
-            max_expand_bytes: f.text("budget.maxExpandBytes").trim().to_owned(),
+            max_output_bytes: f.text("budget.maxOutputBytes").trim().to_owned(),
             realtime_max_records: f.text("budget.realtimeMaxRecords").trim().to_owned(),
         }
     }
@@ -332,10 +332,10 @@ impl BudgetForm {
         };
         let records = field("budget.maxRecords", &self.max_records);
         let expand = field("budget.maxExpand", &self.max_expand);
-        let expand_bytes = field("budget.maxExpandBytes", &self.max_expand_bytes);
+        let output_bytes = field("budget.maxOutputBytes", &self.max_output_bytes);
         let realtime = field("budget.realtimeMaxRecords", &self.realtime_max_records);
         errors.into_result(obj(json!({"budget": {
-            "maxRecords": records, "maxExpand": expand, "maxExpandBytes": expand_bytes,
+            "maxRecords": records, "maxExpand": expand, "maxOutputBytes": output_bytes,
             "realtimeMaxRecords": realtime
         }})))
     }
