@@ -4,7 +4,7 @@
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{spawn_app, start, TestApp, SU_EMAIL, SU_PASSWORD};
 
 const P53: i64 = 1 << 53;
 
@@ -284,4 +284,73 @@ async fn numbers_filters_and_sorts_are_exact_with_and_without_an_index() {
         ))
         .await;
     assert_eq!(r.body["totalItems"], 2, "{:?}", r.body);
+}
+
+/// Opens the sled database of a stopped server (its lock may trail the stop).
+async fn open_db(path: &std::path::Path) -> sled::Db {
+    for _ in 0..500 {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return db,
+            Err(_) => actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the database stayed locked");
+}
+
+#[actix_web::test]
+async fn numbers_old_format_index_keys_are_rebuilt_at_start() {
+    let app = spawn_app().await;
+    numbers_collection(&app, "old", json!([{"name": "by_n", "fields": ["n"]}])).await;
+    let cid = app.get("/api/collections/old").await.body["id"].as_str().unwrap_or_default().to_owned();
+    for (id, n) in [("a", P53), ("b", P53 + 1), ("c", 5)] {
+        let r = app.post("/api/collections/old/records", json!({"id": id, "n": n})).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // Turn the data dir into one the first key format wrote: every number
+    // as its f64 (so a and b share a value prefix), no `keyformat` in meta.
+    let (dir, tmp) = app.stop().await;
+    {
+        let db = open_db(&dir.join("db")).await;
+        let meta = db.open_tree("meta").expect("meta");
+        meta.remove("keyformat").expect("remove");
+        let prefix = format!("idx/{cid}/by_n-");
+        let name = db
+            .tree_names()
+            .into_iter()
+            .find(|n| n.starts_with(prefix.as_bytes()))
+            .expect("index tree");
+        let tree = db.open_tree(name).expect("tree");
+        tree.clear().expect("clear");
+        for (id, n) in [("a", P53), ("b", P53 + 1), ("c", 5)] {
+            let bits = (n as f64).to_bits() | (1 << 63);
+            let mut key = vec![0x04];
+            key.extend_from_slice(&bits.to_be_bytes());
+            key.push(0x05);
+            key.extend_from_slice(id.as_bytes());
+            key.extend_from_slice(&[0, 0]);
+            tree.insert(key, id.as_bytes()).expect("insert");
+        }
+        db.flush().expect("flush");
+    }
+    let mut app = start(&dir, tmp).await;
+    app.token = app.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
+    let mut built = false;
+    for _ in 0..5000 {
+        let c = app.get("/api/collections/old").await;
+        if c.body.get("indexStatus").is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty())) {
+            built = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(built, "the rebuild did not finish");
+    for (filter, expected) in [
+        ("n = 9007199254740993", vec!["b"]),
+        ("n = 9007199254740992", vec!["a"]),
+        ("n >= 5", vec!["c", "a", "b"]),
+    ] {
+        let (ids, plan) = query(&app, "old", filter, "n").await;
+        assert_eq!(ids, expected, "{filter} ({plan})");
+        assert!(plan.contains("index by_n"), "{filter}: {plan}");
+    }
 }
