@@ -301,9 +301,14 @@ async fn open_db(path: &std::path::Path) -> sled::Db {
 async fn numbers_old_format_index_keys_are_rebuilt_at_start() {
     let app = spawn_app().await;
     numbers_collection(&app, "old", json!([{"name": "by_n", "fields": ["n"]}])).await;
-    let cid = app.get("/api/collections/old").await.body["id"].as_str().unwrap_or_default().to_owned();
+    let cid = app.get("/api/collections/old").await.body["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     for (id, n) in [("a", P53), ("b", P53 + 1), ("c", 5)] {
-        let r = app.post("/api/collections/old/records", json!({"id": id, "n": n})).await;
+        let r = app
+            .post("/api/collections/old/records", json!({"id": id, "n": n}))
+            .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
     // Turn the data dir into one the first key format wrote: every number
@@ -337,7 +342,10 @@ async fn numbers_old_format_index_keys_are_rebuilt_at_start() {
     let mut built = false;
     for _ in 0..5000 {
         let c = app.get("/api/collections/old").await;
-        if c.body.get("indexStatus").is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty())) {
+        if c.body
+            .get("indexStatus")
+            .is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty()))
+        {
             built = true;
             break;
         }
