@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::core::{auth, Caller, RequestInfo};
 use crate::error::ApiError;
+use crate::schema::numbers;
 use crate::state::AppState;
 
 /// A JSON object body. An empty JSON body reads as `{}` (SDK calls such as
@@ -55,13 +56,20 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(413, format!("The request body is larger than the {limit}-byte limit."))
 }
 
-/// Parses a JSON body into an object, with clear messages.
+/// Parses a JSON body into an object, with clear messages. An integer
+/// literal outside the signed 64-bit range anywhere in it is refused (400,
+/// `data.<path>.code = validation_invalid_number`), whatever the endpoint:
+/// parsed, it would silently become another number.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Object(m)) => match numbers::out_of_range_integer(bytes) {
+            // No integer outside i64 is ever rounded into a float (SPEC §7).
+            Some(path) => Err(ApiError::field(&path, numbers::INVALID_NUMBER, numbers::OUT_OF_RANGE)),
+            None => Ok(m),
+        },
         Ok(other) => Err(ApiError::bad_request(format!(
             "The request body must be a JSON object, not {}.",
             match other {

@@ -291,7 +291,7 @@ pub async fn plan_update(
         &coll.rules.update,
         req,
         current,
-        &Value::Object(resolved_body(current, &body)),
+        &Value::Object(resolved_body(coll, current, &body)),
     )?;
     let draft = draft_update(coll, current, body, caller.is_superuser()).map_err(ApiError::validation)?;
     if let (Some(old), false) = (&draft.auth.old_password, caller.is_superuser()) {

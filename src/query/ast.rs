@@ -367,10 +367,18 @@ impl fmt::Display for Operand {
                 } else {
                     // serde_json's text keeps `2.0` and `-0.0` distinct from
                     // `2` and `0` (which `~` can observe), but may use an
-                    // exponent; fall back to Rust's exponent-free form then.
+                    // exponent; fall back to Rust's exponent-free form then,
+                    // kept a float with `.0` (`1e19` read back as an integer
+                    // would be another number to `~`).
                     let text = n.to_string();
                     if text.contains(['e', 'E']) {
-                        write!(f, "{}", n.as_f64().unwrap_or(0.0))
+                        let plain = n.as_f64().unwrap_or(0.0).to_string();
+                        f.write_str(&plain)?;
+                        if plain.contains('.') {
+                            Ok(())
+                        } else {
+                            f.write_str(".0")
+                        }
                     } else {
                         f.write_str(&text)
                     }

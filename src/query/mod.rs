@@ -38,8 +38,10 @@
 //!   are never equal: `views = '10'` is false when `views` is `10`, and
 //!   `views != '10'` is true. `>`, `>=`, `<`, `<=` across types (or on
 //!   bools/null) are false.
-//! * **Numbers** compare through `f64` (`1 = 1.0`, `-0 = 0`); integers
-//!   beyond 2^53 may compare equal to neighbours.
+//! * **Numbers** compare by exact value across integers and floats
+//!   (`1 = 1.0`, `-0 = 0`, `9007199254740993 > 9007199254740992.0`):
+//!   integer literals that fit `i64`/`u64` stay integers, so an integer
+//!   beyond 2^53 equals itself and not its neighbours.
 //! * **Blank values.** Missing, `null` and `''` are one "blank" value for
 //!   `=`/`!=`, like PocketBase: `note = null` and `note = ''` are both true
 //!   when `note` is absent, null or empty; `@request.auth.id != ''` is false
@@ -117,10 +119,11 @@ mod tests_prop;
 pub use ast::{Comparison, DateMacro, Expr, Identifier, Modifier, Op, Operand, Root};
 pub use datetime::format_datetime;
 pub use eval::{evaluate, Resolved, Resolver};
-pub use keys::{encode_key, encode_value, TAG_NUMBER, TAG_STRING};
+pub use keys::{encode_key, encode_value, legacy_key_needs_rebuild, TAG_NUMBER, TAG_STRING};
 pub use lexer::MAX_FILTER_CHARS;
 pub use parser::{parse_filter, MAX_COMPARISONS, MAX_DEPTH};
 pub use resolver::{walk, JsonResolver};
+pub(crate) use sort::EXACT_F64_LIMIT;
 pub use sort::{compare_json, compare_records, parse_sort, SortKey, MAX_SORT_CHARS, MAX_SORT_KEYS};
 
 use std::fmt;

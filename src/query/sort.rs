@@ -138,15 +138,58 @@ fn type_rank(v: &Value) -> u8 {
     }
 }
 
-/// Numeric comparison through `f64`, with `-0.0 == 0.0`.
+/// Magnitude from which not every integer is an `f64`: 2^53.
+pub(crate) const EXACT_F64_LIMIT: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON number as an exact point of one number line shared by integers
+/// and floats: `(base, offset)` where `base` is the largest `f64` not above
+/// the value and `offset` the (integer) distance from it, so the value is
+/// exactly `base + offset`. Floats, and integers below 2^53 in magnitude,
+/// are their own base (`offset` 0; `-0.0` becomes `0.0`). An integer beyond
+/// 2^53 lies at most one `f64` gap above its base: that gap is at most 2^11
+/// for anything up to 2^64 (`u64::MAX`), so `offset` fits a `u16`.
 ///
-/// Going through `f64` (rather than exact integer comparison) keeps this
-/// identical to the index key encoding, which stores numbers as `f64`.
-/// Integers beyond 2^53 may therefore compare equal to their neighbours.
+/// Pairs order lexicographically exactly like the values they stand for;
+/// this is the one definition both [`compare_numbers`] and the index key
+/// encoding (`keys.rs`) use, so the two cannot disagree.
+pub(crate) fn number_parts(n: &Number) -> (f64, u16) {
+    if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() < 1 << 53 {
+            return (i as f64, 0);
+        }
+        return integer_parts(i128::from(i));
+    }
+    if let Some(u) = n.as_u64() {
+        return integer_parts(i128::from(u));
+    }
+    // `+ 0.0` turns `-0.0` into `0.0`.
+    (n.as_f64().unwrap_or(0.0) + 0.0, 0)
+}
+
+fn integer_parts(v: i128) -> (f64, u16) {
+    // Round to nearest, then step down if that went above the value. Both
+    // conversions to `i128` are exact: the floats are integers of magnitude
+    // at most 2^64.
+    let mut base = v as f64;
+    if base as i128 > v {
+        base = base.next_down();
+    }
+    let offset = v - base as i128;
+    (base, u16::try_from(offset).unwrap_or(u16::MAX))
+}
+
+/// Exact numeric comparison, with `-0.0 == 0.0`: integers (`i64` and `u64`)
+/// compare as integers, an integer and a float by their exact values (so
+/// 2^53 + 1 is above the float 2^53, and equal to no float at all). Agrees
+/// with the index key encoding, which stores the same `(base, offset)`
+/// pairs ([`number_parts`]).
 pub(crate) fn compare_numbers(a: &Number, b: &Number) -> Ordering {
-    let x = a.as_f64().unwrap_or(0.0);
-    let y = b.as_f64().unwrap_or(0.0);
-    x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x.cmp(&y);
+    }
+    let (x, ox) = number_parts(a);
+    let (y, oy) = number_parts(b);
+    x.partial_cmp(&y).unwrap_or(Ordering::Equal).then(ox.cmp(&oy))
 }
 
 /// The total order on JSON values:

@@ -15,11 +15,48 @@ fn string_lit() -> impl Strategy<Value = String> {
     "[a-cA-CÉé'\" %\\\\/]{0,5}".prop_filter("no trailing backslash", |s| !s.ends_with('\\'))
 }
 
+/// Numbers where `f64` runs out of integers, as integers and as floats
+/// (2^53 as `i64` and as `f64` are one value; 2^53 + 1 is no `f64`).
+fn wide_number() -> impl Strategy<Value = Value> {
+    const P53: i64 = 1 << 53;
+    prop_oneof![
+        prop::sample::select(vec![
+            P53 - 1,
+            P53,
+            P53 + 1,
+            P53 + 2,
+            -P53 - 1,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX - 1
+        ])
+        .prop_map(Value::from),
+        prop::sample::select(vec![i64::MAX as u64 + 1, u64::MAX]).prop_map(Value::from),
+        prop::sample::select(vec![
+            P53 as f64,
+            (P53 + 2) as f64,
+            -(P53 as f64),
+            9.3e18,
+            9.223_372_036_854_776e18
+        ])
+        .prop_map(Value::from),
+    ]
+}
+
+/// A wide number's exact value (every one is an integer).
+fn exact(v: &Value) -> i128 {
+    v.as_i64()
+        .map(i128::from)
+        .or(v.as_u64().map(i128::from))
+        .unwrap_or_else(|| v.as_f64().unwrap_or(0.0) as i128)
+}
+
 fn literal() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-3i64..4).prop_map(Value::from),
+        wide_number(),
         (-12i32..12).prop_map(|n| Value::from(f64::from(n) / 4.0)),
         Just(Value::from(-0.0)),
         string_lit().prop_map(Value::String),
@@ -96,6 +133,7 @@ fn doc_scalar() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         (-3i64..4).prop_map(Value::from),
+        wide_number(),
         (-8i32..8).prop_map(|n| Value::from(f64::from(n) / 4.0)),
         "[a-cA-Cé' %]{0,3}".prop_map(Value::String),
     ]
@@ -158,6 +196,33 @@ proptest! {
             prop_assert_eq!(evaluate(&original, &r), evaluate(&reparsed, &r),
                             "filter {} on {}", text, d);
         }
+    }
+
+    #[test]
+    fn wide_number_comparisons_are_exact(a in wide_number(), lit in wide_number(),
+                                         op in prop::sample::select(vec!["=", "!=", ">", ">=", "<", "<="])) {
+        use std::cmp::Ordering::*;
+        let filter = Filter::from_expr(Expr::Cmp(Comparison {
+            left: Operand::Ident(Identifier { root: Root::Record, path: vec!["a".into()], modifier: None }),
+            op: match op { "=" => Op::Eq, "!=" => Op::Neq, ">" => Op::Gt, ">=" => Op::Gte, "<" => Op::Lt, _ => Op::Lte },
+            right: Operand::Literal(lit.clone()),
+        }));
+        let ord = exact(&a).cmp(&exact(&lit));
+        let expected = match op {
+            "=" => ord == Equal,
+            "!=" => ord != Equal,
+            ">" => ord == Greater,
+            ">=" => ord != Less,
+            "<" => ord == Less,
+            _ => ord != Greater,
+        };
+        let doc = json!({"id": "x", "a": a});
+        let req = json!({});
+        let r = JsonResolver { record: &doc, request: &req, now_millis: NOW };
+        prop_assert_eq!(evaluate(&filter, &r), expected, "{} on {}", filter, doc);
+        // And printed as text (what a client sends) it means the same.
+        let text = parse_filter(&filter.to_string()).unwrap_or_default();
+        prop_assert_eq!(evaluate(&text, &r), expected, "{} on {}", filter, doc);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
-use super::SchemaError;
+use super::{numbers, SchemaError};
 
 /// A field error as the API reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -75,10 +75,16 @@ pub fn compile(schema: &Value) -> Result<Validator, SchemaError> {
         ));
     }
     check_refs(schema, "#")?;
+    // Integer fields hold exact `i64`s only (see `numbers`): a marker keyword
+    // next to each `"type": "integer"`, in a copy (the stored schema, the
+    // dashboard and OpenAPI see the schema as written).
+    let mut marked = schema.clone();
+    numbers::mark_integer_subschemas(&mut marked);
     jsonschema::options()
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex())
-        .build(schema)
+        .with_keyword(numbers::INT64_KEYWORD, |_, _, _| Ok(Box::new(numbers::Int64)))
+        .build(&marked)
         .map_err(|e| invalid(format!("invalid JSON Schema: {e}")))
 }
 
@@ -177,6 +183,9 @@ fn describe(kind: &ValidationErrorKind) -> (String, String) {
         K::Enum { options } => ("validation_not_in_enum", format!("Must be one of {options}.")),
         K::Constant { expected_value } => ("validation_invalid_value", format!("Must be {expected_value}.")),
         K::UniqueItems => ("validation_duplicate_items", "Items must be unique.".to_owned()),
+        K::Custom { keyword, message } if keyword == numbers::INT64_KEYWORD => {
+            (numbers::INVALID_NUMBER, message.clone())
+        }
         K::MultipleOf { .. } => (
             "validation_invalid_value",
             "Must be a multiple of the allowed step.".to_owned(),
@@ -211,6 +220,34 @@ mod tests {
         assert_eq!(errs["tags.1"].code, "validation_invalid_type");
         assert_eq!(errs["n"].code, "validation_required");
         assert_eq!(errs["x"].code, "validation_unknown_field");
+    }
+
+    #[test]
+    fn integer_fields_hold_exact_i64s() {
+        let v = compile(&json!({
+            "type":"object",
+            "properties":{"n":{"type":"integer"},"f":{"type":"number"},"l":{"type":"array","items":{"$ref":"#/$defs/i"}}},
+            "$defs":{"i":{"type":"integer"}}
+        }))
+        .unwrap();
+        let p53 = 1i64 << 53;
+        for ok in [
+            json!({"n": i64::MAX, "l": [i64::MIN, p53 + 1]}),
+            json!({"n": 5.0, "f": 1.8446744073709552e19}),
+            json!({"f": u64::MAX}),
+        ] {
+            assert_eq!(validate(&v, &ok), Ok(()), "{ok}");
+        }
+        let errs = validate(&v, &json!({"n": i64::MAX as u64 + 1, "l": [1, 1e19]})).unwrap_err();
+        assert_eq!(errs["n"].code, "validation_invalid_number");
+        assert_eq!(errs["l.1"].code, "validation_invalid_number");
+        let errs = validate(&v, &json!({"n": p53 as f64})).unwrap_err();
+        assert_eq!(errs["n"].code, "validation_invalid_number");
+        // A fraction is still the type's error.
+        assert_eq!(
+            validate(&v, &json!({"n": 1.5})).unwrap_err()["n"].code,
+            "validation_invalid_type"
+        );
     }
 
     #[test]

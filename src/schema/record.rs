@@ -219,6 +219,7 @@ pub fn draft_create(
         AuthInput::default()
     };
     reject_modifiers(&body, &mut errors);
+    dedupe_relations(coll, &mut body);
     validate_user(coll, &body, &mut errors);
     if errors.is_empty() {
         Ok(Draft { id, doc: body, auth })
@@ -295,11 +296,38 @@ pub fn draft_update(
         AuthInput::default()
     };
     apply_fields(&mut doc, body, &mut errors);
+    dedupe_relations(coll, &mut doc);
     validate_user(coll, &doc, &mut errors);
     if errors.is_empty() {
         Ok(Draft { id, doc, auth })
     } else {
         Err(errors)
+    }
+}
+
+/// Relation arrays hold each id once, first occurrence first (PocketBase's
+/// `list.ToUniqueStringSlice` on every relation save): `[a, a, b, a]` is
+/// stored as `[a, b]`, and `links+: a` or `+links: a` never adds a second
+/// `a` (a prepended id already present moves to the front, as there).
+/// Applied to every create and update (REST, batch, dashboard all draft
+/// here), after the modifiers and before validation, so `maxItems` and
+/// `uniqueItems` judge the stored value. Single relations and non-string
+/// items (refused by the schema) are left alone.
+fn dedupe_relations(coll: &CompiledCollection, doc: &mut Map<String, Value>) {
+    for (name, rel) in &coll.relations {
+        if !rel.multiple {
+            continue;
+        }
+        if let Some(Value::Array(items)) = doc.get_mut(name) {
+            if items.len() < 2 {
+                continue;
+            }
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
+            items.retain(|item| match item {
+                Value::String(id) => seen.insert(id.clone()),
+                _ => true,
+            });
+        }
     }
 }
 
@@ -335,13 +363,15 @@ fn apply_fields(doc: &mut Map<String, Value>, body: Map<String, Value>, errors: 
 
 /// The body a rule sees as `@request.body` for a PATCH of `stored`: update
 /// modifiers (`credits+`, `+tags`, `roles-`) resolved into the final values
-/// of their fields, as PocketBase does, so `@request.body.credits:changed`
-/// and friends judge what will be written, not how it was spelled.
+/// of their fields (relation arrays deduplicated), as PocketBase does, so
+/// `@request.body.credits:changed` and friends judge what will be written,
+/// not how it was spelled.
 /// Auth helpers (`oldPassword`, `passwordConfirm`) stay as sent.
-pub fn resolved_body(stored: &Value, body: &Map<String, Value>) -> Map<String, Value> {
+pub fn resolved_body(coll: &CompiledCollection, stored: &Value, body: &Map<String, Value>) -> Map<String, Value> {
     let mut doc = stored.as_object().cloned().unwrap_or_default();
     let mut ignored = FieldErrors::new();
     let touched = apply_fields(&mut doc, body.clone(), &mut ignored);
+    dedupe_relations(coll, &mut doc);
     let mut out = Map::with_capacity(touched.len());
     for field in touched {
         let value = doc.get(&field).cloned().unwrap_or(Value::Null);

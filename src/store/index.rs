@@ -120,3 +120,145 @@ impl IndexDef {
 pub fn id_of_entry(_unique: bool, _key: &[u8], value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
 }
+
+/// The `meta` key holding the index key format of the data dir (u64 BE).
+const KEY_FORMAT_KEY: &str = "keyformat";
+/// The current index key format: 2 since integers beyond 2^53 are exact
+/// (keys of numbers of magnitude 2^53 or more gained an offset; see
+/// `query::keys`). Format 1 (no `keyformat` in `meta`) stored every number
+/// as one `f64`.
+pub const KEY_FORMAT: u64 = 2;
+
+/// Brings the index trees of a data dir written with key format 1 to the
+/// current format, before the writer starts. Only trees holding a key that
+/// changed (a number of magnitude 2^53 or more) need it, which is rare: each
+/// is emptied and gets an unfinished-build marker (`idxbuild/<collection
+/// id>/<index>`, as `core::indexing::marker` writes it), so the server
+/// rebuilds it in the background at start, with progress, like a new index
+/// (not used by the planner meanwhile). Every other key is byte-identical in
+/// both formats and stays. Crash-safe: the markers are durable before any
+/// tree is emptied, and the format is recorded last, so an interrupted run
+/// just runs again. Returns how many index trees were reset.
+pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usize, sled::Error> {
+    let current = meta
+        .get(KEY_FORMAT_KEY)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(1);
+    if current >= KEY_FORMAT {
+        return Ok(0);
+    }
+    let mut stale = Vec::new();
+    for name in db.tree_names() {
+        let Some((collection_id, index)) = parse_tree_name(&name) else {
+            continue;
+        };
+        let tree = db.open_tree(&name)?;
+        let mut rebuild = false;
+        for key in tree.iter().keys() {
+            if crate::query::legacy_key_needs_rebuild(&key?) {
+                rebuild = true;
+                break;
+            }
+        }
+        if rebuild {
+            stale.push((tree, collection_id, index));
+        }
+    }
+    for (_, collection_id, index) in &stale {
+        meta.insert(format!("idxbuild/{collection_id}/{index}"), b"1".as_slice())?;
+    }
+    db.flush()?;
+    for (tree, collection_id, index) in &stale {
+        tracing::info!(
+            collection = %collection_id,
+            index = %index,
+            "index keys of integers beyond 2^53 changed format: the index is rebuilt"
+        );
+        tree.clear()?;
+    }
+    meta.insert(KEY_FORMAT_KEY, KEY_FORMAT.to_be_bytes().as_slice())?;
+    db.flush()?;
+    Ok(stale.len())
+}
+
+/// `idx/<collection id>/<index name>-<8 hex digits>` (see [`IndexDef::tree`])
+/// → `(collection id, index name)`.
+fn parse_tree_name(name: &[u8]) -> Option<(String, String)> {
+    let name = std::str::from_utf8(name).ok()?;
+    let (collection_id, rest) = name.strip_prefix("idx/")?.split_once('/')?;
+    let (index, hash) = rest.rsplit_once('-')?;
+    (hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| (collection_id.to_owned(), index.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A first-format number component: `04` + the sign-flipped `f64`.
+    fn legacy_number(f: f64) -> Vec<u8> {
+        let bits = f.to_bits();
+        let flipped = if bits >> 63 == 1 { !bits } else { bits | (1 << 63) };
+        let mut out = vec![crate::query::TAG_NUMBER];
+        out.extend_from_slice(&flipped.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn migrates_only_trees_whose_keys_changed() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = db.open_tree("meta").unwrap_or_else(|e| panic!("{e}"));
+        let def = |name: &str| IndexDef {
+            name: name.into(),
+            unique: false,
+            fields: vec![IndexField {
+                path: vec!["n".into()],
+                desc: false,
+            }],
+            lowercase: false,
+        };
+        let (small, wide) = (def("by-small"), def("by_wide"));
+        let small_tree = db.open_tree(small.tree("c1")).unwrap_or_else(|e| panic!("{e}"));
+        let wide_tree = db.open_tree(wide.tree("c1")).unwrap_or_else(|e| panic!("{e}"));
+        // Format 1 wrote `42` as today; 2^60 as 9 bytes (now 11).
+        let (k42, _) = small.entry("r1", &json!({"n": 42}));
+        small_tree
+            .insert(&k42, b"r1".as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut old_wide = legacy_number(2f64.powi(60));
+        crate::query::encode_value(&mut old_wide, &json!("r2"), false);
+        wide_tree
+            .insert(&old_wide, b"r2".as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+        wide_tree
+            .insert(&k42, b"r1".as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+
+        assert_eq!(migrate_key_format(&db, &meta).ok(), Some(1));
+        assert_eq!(small_tree.len(), 1, "unchanged keys stay");
+        assert!(
+            wide_tree.is_empty(),
+            "a tree with changed keys is emptied for its rebuild"
+        );
+        assert!(meta.get("idxbuild/c1/by_wide").ok().flatten().is_some());
+        assert!(meta.get("idxbuild/c1/by-small").ok().flatten().is_none());
+        // Done once: a new-format wide key is not taken for an old one.
+        let (k_new, _) = wide.entry("r2", &json!({"n": 1u64 << 60}));
+        wide_tree
+            .insert(&k_new, b"r2".as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+        meta.remove("idxbuild/c1/by_wide").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(migrate_key_format(&db, &meta).ok(), Some(0));
+        assert_eq!(wide_tree.len(), 1);
+        assert_eq!(
+            parse_tree_name(b"idx/c1/a-b-0123abcd"),
+            Some(("c1".into(), "a-b".into()))
+        );
+        assert_eq!(parse_tree_name(b"rec/c1"), None);
+    }
+}

@@ -318,6 +318,7 @@ impl Store {
             .open()?;
         let meta = db.open_tree("meta")?;
         let changes = db.open_tree("changes")?;
+        index::migrate_key_format(&db, &meta)?;
         // The head seq is kept in meta (the change log may be trimmed), but
         // trust the log's last key if it is ahead (it is written in the same
         // transaction, so they agree unless meta was lost).

@@ -21,6 +21,7 @@ mod hardening;
 mod helpers;
 mod mail;
 mod mail_links;
+mod numbers;
 mod openapi;
 mod persistence;
 mod query;

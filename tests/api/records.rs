@@ -357,3 +357,58 @@ async fn unknown_collection_is_404() {
     }
     assert_eq!(app.post("/api/collections/nope/records", json!({})).await.status, 404);
 }
+
+#[actix_web::test]
+async fn relation_ids_are_deduplicated_on_save() {
+    let app = spawn_app().await;
+    app.create_collection(json!({
+        "name": "nodes", "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "schema": {"type": "object", "properties": {
+            "links": {"type": "array", "items": {"type": "string"}, "x-relation": {"collection": "nodes"}},
+            "parent": {"type": "string", "x-relation": {"collection": "nodes"}},
+            "plain": {"type": "array", "items": {"type": "string"}}
+        }}
+    }))
+    .await;
+    let path = "/api/collections/nodes/records";
+    for id in ["a", "b"] {
+        assert_eq!(app.post(path, json!({"id": id})).await.status, 200);
+    }
+    // As PocketBase: each id once, in first-seen order; other arrays untouched.
+    let r = app
+        .post(
+            path,
+            json!({"id": "c", "links": ["a", "a", "b", "a"], "parent": "a", "plain": ["x", "x"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!((&r.body["links"], &r.body["parent"]), (&json!(["a", "b"]), &json!("a")));
+    assert_eq!(r.body["plain"], json!(["x", "x"]));
+    let stored = app.get(&format!("{path}/c")).await;
+    assert_eq!(stored.body["links"], json!(["a", "b"]));
+    // A self-reference repeated: stored once.
+    let r = app.post(path, json!({"id": "s", "links": vec!["s"; 8]})).await;
+    assert_eq!(r.body["links"], json!(["s"]), "{:?}", r.body);
+    // Modifiers never add a duplicate; a prepended id moves to the front.
+    let r = app.patch(&format!("{path}/c"), json!({"links+": "a"})).await;
+    assert_eq!(r.body["links"], json!(["a", "b"]), "{:?}", r.body);
+    let r = app
+        .patch(&format!("{path}/c"), json!({"links+": ["b", "s", "s"]}))
+        .await;
+    assert_eq!(r.body["links"], json!(["a", "b", "s"]), "{:?}", r.body);
+    let r = app.patch(&format!("{path}/c"), json!({"+links": "s"})).await;
+    assert_eq!(r.body["links"], json!(["s", "a", "b"]), "{:?}", r.body);
+    let r = app
+        .patch(&format!("{path}/c"), json!({"links": ["b", "b"], "parent": "b"}))
+        .await;
+    assert_eq!((&r.body["links"], &r.body["parent"]), (&json!(["b"]), &json!("b")));
+    // Batch writes draft the same way.
+    let r = app
+        .post(
+            "/api/batch",
+            json!({"requests": [{"method": "POST", "url": path, "body": {"id": "d", "links": ["b", "a", "b"]}}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(app.get(&format!("{path}/d")).await.body["links"], json!(["b", "a"]));
+}

@@ -16,6 +16,7 @@ use crate::admin::view::{self, AdminError};
 use crate::admin::{Admin, AdminForm, Page};
 use crate::core::records;
 use crate::error::ApiError;
+use crate::schema::numbers;
 use crate::schema::record::is_system_field;
 use crate::schema::CompiledCollection;
 
@@ -160,7 +161,10 @@ fn refused(e: ApiError) -> Result<ApiError, AdminError> {
 /// The raw JSON editor's text as a body object.
 fn parse_raw(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Object(m)) => match numbers::out_of_range_integer(text.as_bytes()) {
+            Some(path) => Err(format!("{path}: {}", numbers::OUT_OF_RANGE)),
+            None => Ok(m),
+        },
         Ok(_) => Err("The record body must be a JSON object ({…}).".into()),
         Err(e) => Err(format!("Invalid JSON at line {}, column {}: {e}", e.line(), e.column())),
     }

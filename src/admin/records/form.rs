@@ -16,6 +16,7 @@ use serde_json::{Map, Number, Value};
 
 use super::{field_messages, properties};
 use crate::error::ApiError;
+use crate::schema::numbers;
 use crate::schema::record::{is_system_field, PASSWORD_MIN};
 use crate::schema::CompiledCollection;
 
@@ -172,20 +173,31 @@ impl Field {
             Parse::DateTime => Value::String(
                 from_local(text.trim()).ok_or("Enter a date and time such as 2024-05-01T13:45:00 (UTC).".to_owned())?,
             ),
-            Parse::Number => Value::Number(parse_number(text.trim()).ok_or("Must be a number.".to_owned())?),
+            Parse::Number => Value::Number(parse_number(text.trim())?),
             Parse::Integer => Value::from(
                 text.trim()
                     .parse::<i64>()
                     .map_err(|_| "Must be a whole number (an integer).".to_owned())?,
             ),
-            Parse::EnumJson | Parse::Json => serde_json::from_str(text).map_err(|e| {
-                format!(
-                    "Invalid JSON at line {}, column {}: {}",
-                    e.line(),
-                    e.column(),
-                    strip_position(&e.to_string())
-                )
-            })?,
+            Parse::EnumJson | Parse::Json => {
+                let v = serde_json::from_str(text).map_err(|e| {
+                    format!(
+                        "Invalid JSON at line {}, column {}: {}",
+                        e.line(),
+                        e.column(),
+                        strip_position(&e.to_string())
+                    )
+                })?;
+                if let Some(path) = numbers::out_of_range_integer(text.as_bytes()) {
+                    let at = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (at {path})")
+                    };
+                    return Err(format!("{}{at}", numbers::OUT_OF_RANGE));
+                }
+                v
+            }
             Parse::Bool => unreachable!("handled above"),
         };
         Ok(Some(v))
@@ -205,11 +217,20 @@ fn strip_position(msg: &str) -> &str {
     msg.rsplit_once(" at line ").map_or(msg, |(m, _)| m)
 }
 
-fn parse_number(s: &str) -> Option<Number> {
+/// A number field's text: an integer literal must fit `i64` (never rounded
+/// into a float); anything with a fraction or exponent is a float.
+fn parse_number(s: &str) -> Result<Number, String> {
     if let Ok(i) = s.parse::<i64>() {
-        return Some(Number::from(i));
+        return Ok(Number::from(i));
     }
-    s.parse::<f64>().ok().and_then(Number::from_f64)
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(numbers::OUT_OF_RANGE.to_owned());
+    }
+    s.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .ok_or_else(|| "Must be a number.".to_owned())
 }
 
 fn option_value(v: &Value, json: bool) -> String {
@@ -525,6 +546,18 @@ pub fn from_local(input: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn number_inputs_never_round_integers() {
+        assert_eq!(parse_number("9223372036854775807"), Ok(Number::from(i64::MAX)));
+        assert_eq!(parse_number("-9223372036854775808"), Ok(Number::from(i64::MIN)));
+        assert!(parse_number("18446744073709551616").is_err());
+        assert!(parse_number("-9223372036854775809").is_err());
+        assert!(parse_number("+9223372036854775808").is_err());
+        assert_eq!(parse_number("1.5e19").ok().and_then(|n| n.as_f64()), Some(1.5e19));
+        assert_eq!(parse_number("2.5").ok().and_then(|n| n.as_f64()), Some(2.5));
+        assert!(parse_number("abc").is_err());
+    }
 
     #[test]
     fn date_times_round_trip_through_utc() {
