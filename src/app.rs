@@ -11,7 +11,7 @@ use actix_web::{web, App as ActixApp, HttpServer};
 use crate::api::{self, middleware};
 use crate::auth::Tokens;
 use crate::config::Config;
-use crate::core::{bootstrap, SUPERUSERS};
+use crate::core::bootstrap;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 
@@ -52,15 +52,6 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
     })
 }
 
-/// Whether any superuser exists.
-pub fn has_superuser(state: &AppState) -> bool {
-    state
-        .registry
-        .get(SUPERUSERS)
-        .map(|c| state.store.count(&c.def.id) > 0)
-        .unwrap_or(false)
-}
-
 /// A bound, not yet awaited server.
 pub struct App {
     port: u16,
@@ -86,7 +77,7 @@ impl App {
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
-        if !has_superuser(&state) {
+        if !crate::core::auth::has_superuser(&state) {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }
         let data = web::Data::new(state.clone());
@@ -131,7 +122,7 @@ impl App {
 
     /// Whether any superuser exists (the CLI prints setup help if not).
     pub fn has_superuser(&self) -> bool {
-        has_superuser(&self.state)
+        crate::core::auth::has_superuser(&self.state)
     }
 
     /// The dashboard's one-time setup path (`/_/setup?token=…`) while no

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod api;
 /// Building and running the HTTP server.
 pub mod app;
+mod architecture;
 /// Passwords (argon2id) and tokens (JWT HS256).
 pub mod auth;
 /// Wall clock and the wire date format.

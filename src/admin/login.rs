@@ -145,7 +145,7 @@ fn login_form(req: &HttpRequest, status: StatusCode, next: &str, email: &str, er
 
 async fn login_page(req: HttpRequest, q: web::Query<NextQuery>) -> HttpResponse {
     let st = state(&req);
-    if st.setup_token.lock().unwrap_or_else(|e| e.into_inner()).is_some() && !crate::app::has_superuser(&st) {
+    if st.setup_token.lock().unwrap_or_else(|e| e.into_inner()).is_some() && !crate::core::auth::has_superuser(&st) {
         return login_form(
             &req,
             StatusCode::OK,
@@ -232,7 +232,7 @@ fn setup_form(req: &HttpRequest, status: StatusCode, token: &str, email: &str, e
 
 async fn setup_page(req: HttpRequest, q: web::Query<TokenQuery>) -> Result<HttpResponse, AdminError> {
     let st = state(&req);
-    if crate::app::has_superuser(&st) {
+    if crate::core::auth::has_superuser(&st) {
         return Ok(view::see_other("/_/login"));
     }
     if !setup_token_ok(&st, &q.token) {
@@ -249,7 +249,7 @@ async fn setup_submit(req: HttpRequest, form: web::Form<SetupForm>) -> Result<Ht
         return Err(AdminError::Csrf);
     }
     let st = state(&req);
-    if crate::app::has_superuser(&st) || !setup_token_ok(&st, &form.token) {
+    if crate::core::auth::has_superuser(&st) || !setup_token_ok(&st, &form.token) {
         return Err(AdminError::BadRequest(
             "This setup link has already been used or is not valid. Log in instead.".into(),
         ));

@@ -6,10 +6,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::extract::{require_superuser, JsonBody};
-use super::fields::FieldsTree;
 use super::middleware::client_ip;
 use crate::core::{self, Caller, RequestInfo};
 use crate::error::ApiError;
+use crate::schema::fields::FieldsTree;
 use crate::state::AppState;
 
 type Data = web::Data<AppState>;

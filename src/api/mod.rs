@@ -3,7 +3,6 @@
 pub mod backups;
 pub mod errors;
 pub mod extract;
-pub mod fields;
 mod handlers;
 pub mod logs;
 pub mod mail;

@@ -829,3 +829,13 @@ pub async fn with_otp(
     let token = issue_token(state, collection, &rec, true);
     Ok(auth_response(collection, rec, token))
 }
+
+/// Whether any superuser exists (the dashboard offers its setup link, the
+/// CLI prints it, until one does).
+pub fn has_superuser(state: &AppState) -> bool {
+    state
+        .registry
+        .get(super::SUPERUSERS)
+        .map(|c| state.store.count(&c.def.id) > 0)
+        .unwrap_or(false)
+}

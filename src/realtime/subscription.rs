@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::api::fields::FieldsTree;
 use crate::core::expand::{expand_records, ExpandTree};
 use crate::error::ApiError;
 use crate::rules::{self, Access, Budget, Caller, ClientFilter, RequestInfo};
+use crate::schema::fields::FieldsTree;
 use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;

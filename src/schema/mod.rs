@@ -3,6 +3,7 @@
 
 pub mod collection;
 pub mod compile;
+pub mod fields;
 pub mod numbers;
 pub mod record;
 mod registry;
