@@ -14,6 +14,7 @@ mod attack;
 mod auth;
 mod auth_flows;
 mod batch;
+mod bounds_storage;
 mod collections;
 mod errors;
 mod hardening;
