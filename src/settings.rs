@@ -155,9 +155,10 @@ pub const MAX_BYTES: u64 = 1 << 40;
 
 impl Default for RealtimeSettings {
     /// 128 MiB: about a quarter million changes of typical (~500-byte)
-    /// records, hours of busy traffic to resume from, while what sled keeps
-    /// on disk for it (measured ~2x the counted bytes while it churns, see
-    /// BENCHMARKS.md) stays a few hundred MB at most on a small VPS.
+    /// records, hours of busy traffic to resume from, while the data dir
+    /// stays well under a few hundred MB on a small VPS (measured: 390 MiB
+    /// of 200 KiB PATCHes left 156 MiB, at most 169 MiB seen; see
+    /// BENCHMARKS.md).
     fn default() -> Self {
         RealtimeSettings {
             retention_hours: 24,

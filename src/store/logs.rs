@@ -18,11 +18,18 @@
 //! [`BLOCK_BYTES`] bytes, one sled key each: one sled insert per entry cost
 //! ~8 µs of the drain thread's time (a third of a core at 40k requests/s,
 //! measured), which the request path paid for in throughput; a block costs
-//! one insert for dozens of entries. The byte limit keeps every sled page
-//! of the tree (up to 17 keys before it splits) under sled's blob threshold
-//! (a log message over a quarter segment, ~128 KiB, is written as a file of
-//! its own), so long entries never turn into blob files. Paths are stored
-//! cut to [`MAX_PATH`] bytes. Every entry still has its own [`LogKey`]
+//! one insert for dozens to hundreds of entries. The byte limit keeps every
+//! block well under sled's blob threshold (a log message over a quarter
+//! segment, ~128 KiB, is written to a file of its own with only a pointer
+//! in the log): blocks of 256 long entries (~540 KB) were each a blob file,
+//! and as they added almost nothing to the log, sled did not get to delete
+//! the replaced ones (193 MB of blob files after 100k 404s with 8 KB
+//! paths). Every block is written inline now; a consolidated leaf (up to
+//! 17 blocks) may still be a blob file, which sled deletes as the blocks
+//! move its log on (smaller blocks, keeping leaves inline too, were
+//! measured: the inline rewrites of whole leaves grew the data dir by
+//! ~15% under ordinary traffic). Paths are stored cut to [`MAX_PATH`]
+//! bytes. Every entry still has its own [`LogKey`]
 //! (`timestamp µs ++ sequence`), so readers page by entry; a block's tree
 //! key is the key of its first (oldest) entry, so blocks sort by time.
 //! Value: `2 ++ count u16 ++ count × (ts u64 ++ seq u32 ++ len u16 ++
@@ -63,9 +70,9 @@ const INSERT_BATCH: usize = 4096;
 pub const BLOCK: usize = 256;
 
 /// Most bytes in one stored block (unless one entry alone is larger; no
-/// entry is over ~900 bytes): 17 blocks, a full sled leaf, stay under its
-/// ~128 KiB blob threshold.
-pub const BLOCK_BYTES: usize = 6 * 1024;
+/// entry is over ~900 bytes): a quarter of sled's ~128 KiB blob threshold.
+/// Ordinary entries (~100 bytes) fill [`BLOCK`] first, as before the limit.
+pub const BLOCK_BYTES: usize = 32 * 1024;
 
 /// The request log's byte cap until the settings set one (the default of
 /// `logs.maxBytes`): 64 MiB holds the default 100,000 entries at their
