@@ -136,15 +136,34 @@ impl Default for BatchSettings {
 pub struct RealtimeSettings {
     /// Change-log retention: the last this-many hours...
     pub retention_hours: u32,
-    /// ...and at most this many events.
+    /// ...and at most this many events...
     pub retention_events: u64,
+    /// ...taking at most this many bytes (keys + stored JSON). Every change
+    /// keeps a copy of its record (replays carry the record as it was), so
+    /// without this a few clients rewriting large records fill the disk
+    /// long before the age or count limits apply.
+    pub max_bytes: u64,
 }
 
+/// The smallest byte budget accepted for the change log and the request
+/// log (1 MiB: below that a single large record would not fit).
+pub const MIN_BYTES: u64 = 1024 * 1024;
+
+/// The largest byte budget accepted (1 TiB): a number no disk it runs on
+/// would be asked to hold, not a limit of the store.
+pub const MAX_BYTES: u64 = 1 << 40;
+
 impl Default for RealtimeSettings {
+    /// 128 MiB: about a quarter million changes of typical (~500-byte)
+    /// records, hours of busy traffic to resume from, while the data dir
+    /// stays well under a few hundred MB on a small VPS (measured: 390 MiB
+    /// of 200 KiB PATCHes left 156 MiB, at most 169 MiB seen; see
+    /// BENCHMARKS.md).
     fn default() -> Self {
         RealtimeSettings {
             retention_hours: 24,
             retention_events: 1_000_000,
+            max_bytes: crate::store::DEFAULT_CHANGE_BUDGET,
         }
     }
 }
@@ -227,14 +246,17 @@ pub struct CorsSettings {
 }
 
 /// The request log shown on the dashboard's Logs page: every request's
-/// method, path, status, duration, ip and caller, kept for `maxDays` days
-/// and at most `maxEntries` entries (whichever is reached first).
+/// method, path, status, duration, ip and caller, kept for `maxDays` days,
+/// at most `maxEntries` entries and `maxBytes` bytes (whichever is reached
+/// first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct LogsSettings {
     pub enabled: bool,
     pub max_days: u32,
     pub max_entries: u64,
+    /// ...and at most this many bytes (whichever limit is reached first).
+    pub max_bytes: u64,
     /// Keep the client's address (PocketBase's `logIP`); off for privacy.
     #[serde(rename = "logIP")]
     pub log_ip: bool,
@@ -252,6 +274,7 @@ impl Default for LogsSettings {
             enabled: true,
             max_days: 7,
             max_entries: 100_000,
+            max_bytes: crate::store::logs::DEFAULT_MAX_BYTES,
             log_ip: true,
             log_auth_id: true,
             min_level: 0,
@@ -266,6 +289,7 @@ impl LogsSettings {
             enabled: self.enabled,
             max_age_us: u64::from(self.max_days) * 24 * 3600 * 1_000_000,
             max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
             log_ip: self.log_ip,
             log_auth: self.log_auth_id,
         }
@@ -403,6 +427,7 @@ impl SettingsStore {
             None => Settings::default(),
         };
         store.logs().set_limits(settings.logs.limits());
+        store.set_change_budget(settings.realtime.max_bytes);
         Ok(SettingsStore {
             current: Arc::new(RwLock::new(Arc::new(settings))),
         })
@@ -437,6 +462,7 @@ impl SettingsStore {
             }])
             .await?;
         store.logs().set_limits(next.logs.limits());
+        store.set_change_budget(next.realtime.max_bytes);
         let next = Arc::new(next);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         Ok(next)
@@ -490,6 +516,21 @@ impl Settings {
                 "realtime.retentionEvents",
                 "validation_invalid_value",
                 "Must be at least 1.",
+            ));
+        }
+        let bytes_message = "Must be a number of bytes from 1048576 (1 MiB) to 1099511627776 (1 TiB).";
+        if !(MIN_BYTES..=MAX_BYTES).contains(&self.realtime.max_bytes) {
+            return Err(ApiError::field(
+                "realtime.maxBytes",
+                "validation_invalid_value",
+                bytes_message,
+            ));
+        }
+        if !(MIN_BYTES..=MAX_BYTES).contains(&self.logs.max_bytes) {
+            return Err(ApiError::field(
+                "logs.maxBytes",
+                "validation_invalid_value",
+                bytes_message,
             ));
         }
         if !(1..=3650).contains(&self.logs.max_days) {

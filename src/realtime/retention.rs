@@ -2,6 +2,12 @@
 //! `retentionEvents` events (settings), trimming in the background through
 //! the writer in bounded batches, so trimming never blocks client writes
 //! for long. A `since` older than what is retained gets `resync`.
+//!
+//! The byte budget (`maxBytes`) is the writer's own: it keeps the log's
+//! byte total and trims the oldest entries in every group that ends over
+//! it (see `store::writer`), so the log never grows past it between two
+//! runs of this task. Runs here only catch up after the budget was
+//! lowered while nothing was written.
 
 use std::time::Duration;
 
@@ -26,11 +32,13 @@ pub fn trim_point(store: &Store, settings: &SettingsStore) -> Option<u64> {
     .filter(|p| store.first_change_seq().is_some_and(|f| f <= *p))
 }
 
-/// Trims up to the retention point once; returns how many entries went.
+/// Trims up to the retention point (and under the byte budget) once;
+/// returns how many entries went.
 pub async fn trim_once(store: &Store, settings: &SettingsStore) -> u64 {
-    let Some(up_to) = trim_point(store, settings) else {
+    let up_to = trim_point(store, settings).unwrap_or(0);
+    if up_to == 0 && store.change_log_bytes() <= store.change_budget() {
         return 0;
-    };
+    }
     let mut total = 0;
     loop {
         match store.write(vec![WriteOp::TrimChanges { up_to }]).await {

@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 /// The first bytes of every backup file.
 pub const MAGIC: &[u8; 14] = b"BASALT-BACKUP\n";
 const VERSION: u32 = 1;
-/// Trees not backed up.
-const SKIP: &[&str] = &["logs"];
+/// Trees not backed up (the request log; the writer's filler, empty).
+const SKIP: &[&str] = &["logs", super::writer::PAD_TREE];
 /// Largest key or value accepted when reading (sled's own limit is far
 /// above any Basalt record; this only stops a corrupt length early).
 const MAX_ITEM: u32 = 256 * 1024 * 1024;

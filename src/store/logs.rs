@@ -1,5 +1,5 @@
 //! The request log: one entry per HTTP request, kept in the `logs` tree of
-//! the same sled database, bounded by age and by count.
+//! the same sled database, bounded by age, by count and by bytes.
 //!
 //! The request path pays for one `try_send` into a bounded channel and
 //! nothing else: when the channel is full the entry is dropped and counted
@@ -14,20 +14,33 @@
 //! sender then never has to wake a sleeping thread, except the first one
 //! after a quiet period.
 //!
-//! Entries are stored in **blocks** of up to [`BLOCK`] entries, one sled
-//! key each: one sled insert per entry cost ~8 µs of the drain thread's
-//! time (a third of a core at 40k requests/s, measured), which the request
-//! path paid for in throughput; a block costs one insert for hundreds of
-//! entries. Every entry still has its own [`LogKey`]
+//! Entries are stored in **blocks** of up to [`BLOCK`] entries and
+//! [`BLOCK_BYTES`] bytes, one sled key each: one sled insert per entry cost
+//! ~8 µs of the drain thread's time (a third of a core at 40k requests/s,
+//! measured), which the request path paid for in throughput; a block costs
+//! one insert for dozens to hundreds of entries. The byte limit keeps every
+//! block well under sled's blob threshold (a log message over a quarter
+//! segment, ~128 KiB, is written to a file of its own with only a pointer
+//! in the log): blocks of 256 long entries (~540 KB) were each a blob file,
+//! and as they added almost nothing to the log, sled did not get to delete
+//! the replaced ones (193 MB of blob files after 100k 404s with 8 KB
+//! paths). Every block is written inline now; a consolidated leaf (up to
+//! 17 blocks) may still be a blob file, which sled deletes as the blocks
+//! move its log on (smaller blocks, keeping leaves inline too, were
+//! measured: the inline rewrites of whole leaves grew the data dir by
+//! ~15% under ordinary traffic). Paths are stored cut to [`MAX_PATH`]
+//! bytes. Every entry still has its own [`LogKey`]
 //! (`timestamp µs ++ sequence`), so readers page by entry; a block's tree
 //! key is the key of its first (oldest) entry, so blocks sort by time.
 //! Value: `2 ++ count u16 ++ count × (ts u64 ++ seq u32 ++ len u16 ++
 //! entry)`, each entry in a small binary encoding (see [`encode`]).
 //!
-//! Retention (at most `max_entries` entries, none older than `max_age`) is
-//! applied by the same thread after each batch: whole blocks go, and the
-//! oldest block left is cut down to the entries still wanted, at most
-//! [`TRIM_BATCH`] entries per round, so no single sled batch is ever large.
+//! Retention (at most `max_entries` entries and `max_bytes` bytes of keys
+//! and values, none older than `max_age`) is applied by the same thread
+//! after each batch: whole blocks go, and the oldest block left is cut down
+//! to the entries still wanted, at most [`TRIM_BATCH`] entries per round, so
+//! no single sled batch is ever large. The tree is over its byte cap by at
+//! most one drain's entries, and only until the trim that follows it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -53,9 +66,18 @@ const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Most entries taken from the queue before they are written.
 const INSERT_BATCH: usize = 4096;
 
-/// Most entries in one stored block (a ~30 KB value at most: well below
-/// sled's blob threshold, so blocks stay inline in its pages).
+/// Most entries in one stored block.
 pub const BLOCK: usize = 256;
+
+/// Most bytes in one stored block (unless one entry alone is larger; no
+/// entry is over ~900 bytes): a quarter of sled's ~128 KiB blob threshold.
+/// Ordinary entries (~100 bytes) fill [`BLOCK`] first, as before the limit.
+pub const BLOCK_BYTES: usize = 32 * 1024;
+
+/// The request log's byte cap until the settings set one (the default of
+/// `logs.maxBytes`): 64 MiB holds the default 100,000 entries at their
+/// usual ~100-300 bytes, so it binds only when entries are abnormally long.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most entries removed by one retention round (one sled batch).
 pub const TRIM_BATCH: usize = 4096;
@@ -64,8 +86,13 @@ pub const TRIM_BATCH: usize = 4096;
 /// limit is caught up within a few polls without starving new entries.
 const TRIM_ROUNDS: usize = 8;
 
-/// Longest path kept (bytes); longer ones are cut at a character boundary.
-const MAX_PATH: usize = 2048;
+/// Longest path kept (bytes); longer ones are cut at a character boundary
+/// and end with [`CUT`]. Enough for any route and id; what is longer is
+/// noise (or an attempt to fill the disk) and its start says what it was.
+pub const MAX_PATH: usize = 512;
+
+/// What a cut path ends with.
+pub const CUT: &str = "…";
 
 /// Longest auth label kept (bytes).
 const MAX_AUTH: usize = 256;
@@ -131,6 +158,8 @@ pub struct LogLimits {
     pub enabled: bool,
     pub max_age_us: u64,
     pub max_entries: u64,
+    /// Keys + values of the `logs` tree.
+    pub max_bytes: u64,
     /// Keep the client's address (else stored empty).
     pub log_ip: bool,
     /// Keep the caller's label (else stored empty).
@@ -143,6 +172,7 @@ impl Default for LogLimits {
             enabled: true,
             max_age_us: 7 * 24 * 3600 * 1_000_000,
             max_entries: 100_000,
+            max_bytes: DEFAULT_MAX_BYTES,
             log_ip: true,
             log_auth: true,
         }
@@ -170,11 +200,14 @@ struct Shared {
     enabled: AtomicBool,
     max_age_us: AtomicU64,
     max_entries: AtomicU64,
+    max_bytes: AtomicU64,
     dropped: AtomicU64,
     log_ip: AtomicBool,
     log_auth: AtomicBool,
     /// Entries in the tree (counted once at open, then kept by the thread).
     stored: AtomicU64,
+    /// Bytes (keys + values) in the tree, kept the same way.
+    bytes: AtomicU64,
 }
 
 /// Cheap-clone handle to the request log.
@@ -190,10 +223,11 @@ impl RequestLog {
     /// Opens the `logs` tree and starts the drain thread.
     pub(super) fn open(db: &sled::Db) -> Result<RequestLog, StoreError> {
         let tree = db.open_tree("logs")?;
-        let mut stored = 0u64;
+        let (mut stored, mut bytes) = (0u64, 0u64);
         for kv in tree.iter() {
             let (k, v) = kv?;
             stored += LogKey::from_bytes(&k).map_or(0, |key| decode_block(key, &v).len() as u64);
+            bytes += (k.len() + v.len()) as u64;
         }
         let next_seq = match tree.last()? {
             Some((k, v)) => LogKey::from_bytes(&k)
@@ -206,10 +240,12 @@ impl RequestLog {
             enabled: AtomicBool::new(limits.enabled),
             max_age_us: AtomicU64::new(limits.max_age_us),
             max_entries: AtomicU64::new(limits.max_entries),
+            max_bytes: AtomicU64::new(limits.max_bytes),
             dropped: AtomicU64::new(0),
             log_ip: AtomicBool::new(limits.log_ip),
             log_auth: AtomicBool::new(limits.log_auth),
             stored: AtomicU64::new(stored),
+            bytes: AtomicU64::new(bytes),
         });
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let drain = Drain {
@@ -260,6 +296,7 @@ impl RequestLog {
         self.shared
             .max_entries
             .store(limits.max_entries.max(1), Ordering::Relaxed);
+        self.shared.max_bytes.store(limits.max_bytes.max(1), Ordering::Relaxed);
     }
 
     /// Waits until every entry queued before this call is in the tree and
@@ -296,6 +333,24 @@ impl RequestLog {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes (keys + values) the stored entries take.
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+
+    /// `(entries, bytes)` counted block by block (walks the whole tree: for
+    /// checks and tests; [`RequestLog::len`] and [`RequestLog::bytes`] are
+    /// the kept totals).
+    pub fn recount(&self) -> Result<(u64, u64), StoreError> {
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            entries += LogKey::from_bytes(&k).map_or(0, |key| decode_block(key, &v).len() as u64);
+            bytes += (k.len() + v.len()) as u64;
+        }
+        Ok((entries, bytes))
     }
 
     /// Entries dropped because the queue was full, since start.
@@ -435,25 +490,36 @@ impl Drain {
             self.seq = self.seq.wrapping_add(1);
             keyed.push((key, e));
         }
-        for chunk in keyed.chunks(BLOCK) {
-            batch.insert(&chunk[0].0.to_bytes(), encode_block(chunk));
+        let mut bytes = 0u64;
+        let mut rest = keyed.as_slice();
+        while !rest.is_empty() {
+            let (block, after) = rest.split_at(block_len(rest));
+            let value = encode_block(block);
+            bytes += (12 + value.len()) as u64;
+            batch.insert(&block[0].0.to_bytes(), value);
+            rest = after;
         }
         match self.tree.apply_batch(batch) {
             Ok(()) => {
                 self.shared.stored.fetch_add(n, Ordering::Relaxed);
+                self.shared.bytes.fetch_add(bytes, Ordering::Relaxed);
             }
             Err(e) => tracing::warn!(error = %e, entries = n, "request log write failed; entries lost"),
         }
     }
 
     /// Removes up to [`TRIM_BATCH`] of the oldest entries that are over the
-    /// count limit or older than the age limit; returns how many went.
+    /// count or byte limit or older than the age limit; returns how many
+    /// went.
     fn trim_round(&mut self) -> usize {
         let stored = self.shared.stored.load(Ordering::Relaxed);
         let mut over = stored.saturating_sub(self.shared.max_entries.load(Ordering::Relaxed));
+        let mut over_bytes =
+            (self.shared.bytes.load(Ordering::Relaxed)).saturating_sub(self.shared.max_bytes.load(Ordering::Relaxed));
         let cutoff = now_micros().saturating_sub(self.shared.max_age_us.load(Ordering::Relaxed));
         let mut batch = sled::Batch::default();
         let mut n = 0usize;
+        let mut freed = 0u64;
         let mut touched = false;
         for kv in self.tree.iter() {
             let Ok((k, v)) = kv else { break };
@@ -461,39 +527,57 @@ impl Drain {
                 .map(|key| decode_block(key, &v))
                 .unwrap_or_default();
             // The oldest entries of this block that must go: those over the
-            // count, and those too old (entries are in time order).
+            // count, those too old (entries are in time order), and enough
+            // to free the bytes over the cap.
             let old = entries.iter().take_while(|(key, _)| key.ts_us < cutoff).count();
-            let drop = (over.min(entries.len() as u64) as usize).max(old);
+            let mut by_bytes = 0;
+            let mut estimate = 0u64;
+            while estimate < over_bytes && by_bytes < entries.len() {
+                estimate += (14 + encoded_len(&entries[by_bytes].1)) as u64;
+                by_bytes += 1;
+            }
+            let drop = (over.min(entries.len() as u64) as usize).max(old).max(by_bytes);
             if drop == 0 && !entries.is_empty() {
                 break;
             }
             if n + drop > TRIM_BATCH && n > 0 {
                 break;
             }
-            batch.remove(k);
+            batch.remove(k.as_ref());
             touched = true;
+            let mut gone = (k.len() + v.len()) as u64;
             if drop < entries.len() {
                 // Keep the newer part, re-keyed by its oldest entry.
                 let rest = &entries[drop..];
-                batch.insert(&rest[0].0.to_bytes(), encode_block(rest));
+                let value = encode_block(rest);
+                gone = gone.saturating_sub((12 + value.len()) as u64);
+                batch.insert(&rest[0].0.to_bytes(), value);
                 n += drop;
+                freed += gone;
                 break;
             }
             n += drop;
+            freed += gone;
             over = over.saturating_sub(drop as u64);
+            over_bytes = over_bytes.saturating_sub(gone);
         }
         if !touched {
             return 0;
         }
         match self.tree.apply_batch(batch) {
             Ok(()) => {
+                let less = |by: u64| move |s: u64| Some(s.saturating_sub(by));
                 let _ = self
                     .shared
                     .stored
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                        Some(s.saturating_sub(n as u64))
-                    });
-                n
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(n as u64));
+                let _ = self
+                    .shared
+                    .bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, less(freed));
+                // A round that only cut bytes off an unreadable block still
+                // made progress.
+                n.max(usize::from(freed > 0))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "request log trim failed; retried later");
@@ -515,6 +599,15 @@ fn clip(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `s`, or its first bytes up to a character boundary followed by [`CUT`]
+/// when it is longer than `max` bytes (`max` counts the marker too).
+fn clip_marked(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    format!("{}{CUT}", clip(s, max - CUT.len())).into()
+}
+
 /// Version byte of the value encoding.
 const V1: u8 = 1;
 
@@ -522,12 +615,8 @@ const V1: u8 = 1;
 /// ip, auth]`, all big-endian: smaller than JSON (no field names, no
 /// quoting) and decoded without a parser.
 pub fn encode(e: &LogEntry) -> Vec<u8> {
-    let fields = [
-        clip(&e.method, 32),
-        clip(&e.path, MAX_PATH),
-        clip(&e.ip, 64),
-        clip(&e.auth, MAX_AUTH),
-    ];
+    let path = clip_marked(&e.path, MAX_PATH);
+    let fields = [clip(&e.method, 32), &path, clip(&e.ip, 64), clip(&e.auth, MAX_AUTH)];
     let mut out = Vec::with_capacity(11 + 8 + fields.iter().map(|f| f.len()).sum::<usize>());
     out.push(V1);
     out.extend_from_slice(&e.status.to_be_bytes());
@@ -537,6 +626,31 @@ pub fn encode(e: &LogEntry) -> Vec<u8> {
         out.extend_from_slice(f.as_bytes());
     }
     out
+}
+
+/// `encode(e).len()`, without encoding.
+fn encoded_len(e: &LogEntry) -> usize {
+    let path = if e.path.len() <= MAX_PATH {
+        e.path.len()
+    } else {
+        clip(&e.path, MAX_PATH - CUT.len()).len() + CUT.len()
+    };
+    11 + 8 + path + clip(&e.method, 32).len() + clip(&e.ip, 64).len() + clip(&e.auth, MAX_AUTH).len()
+}
+
+/// How many of `entries` (at least one) go into the next block: at most
+/// [`BLOCK`] of them and, past the first, [`BLOCK_BYTES`] bytes.
+fn block_len(entries: &[(LogKey, LogEntry)]) -> usize {
+    let mut bytes = 3;
+    let mut n = 0;
+    for (_, e) in entries.iter().take(BLOCK) {
+        bytes += 14 + encoded_len(e);
+        if n > 0 && bytes > BLOCK_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n.max(1).min(entries.len())
 }
 
 /// The inverse of [`encode`]; `None` for anything else.
@@ -663,7 +777,49 @@ mod tests {
         let mut e = entry(1);
         e.path = format!("/{}", "é".repeat(MAX_PATH));
         let back = decode(1, &encode(&e)).expect("decodes");
-        assert!(back.path.len() <= MAX_PATH && back.path.starts_with("/é"));
+        assert!(back.path.len() <= MAX_PATH && back.path.starts_with("/é") && back.path.ends_with(CUT));
+        // Exactly at the limit: kept whole, no marker.
+        e.path = "x".repeat(MAX_PATH);
+        assert_eq!(decode(1, &encode(&e)).expect("decodes").path, e.path);
+        e.path.push('y');
+        let cut = decode(1, &encode(&e)).expect("decodes").path;
+        assert_eq!((cut.len(), cut.ends_with(CUT)), (MAX_PATH, true));
+    }
+
+    #[test]
+    fn sizes_are_known_without_encoding_and_blocks_stay_small() {
+        let mut e = entry(1);
+        for path in ["/", "/api/héllo", &"é".repeat(300), &"a".repeat(9000)] {
+            e.path = path.to_owned();
+            e.auth = "x".repeat(path.len() % 700);
+            assert_eq!(encoded_len(&e), encode(&e).len(), "{}", path.len());
+        }
+        let keyed = |path: &str, n: usize| -> Vec<(LogKey, LogEntry)> {
+            (0..n)
+                .map(|i| {
+                    let mut e = entry(i as u64);
+                    e.path = path.to_owned();
+                    (
+                        LogKey {
+                            ts_us: i as u64,
+                            seq: 0,
+                        },
+                        e,
+                    )
+                })
+                .collect()
+        };
+        // Short entries: up to BLOCK of them; long ones: up to BLOCK_BYTES.
+        let short = keyed("/a", 1000);
+        assert_eq!(
+            block_len(&short),
+            BLOCK.min(BLOCK_BYTES / (14 + encoded_len(&short[0].1)))
+        );
+        let long = keyed(&"a".repeat(8192), 100);
+        let n = block_len(&long);
+        assert!(n >= 1 && encode_block(&long[..n]).len() <= BLOCK_BYTES, "{n}");
+        assert!(encode_block(&long[..n + 1]).len() > BLOCK_BYTES);
+        assert_eq!(block_len(&long[..1]), 1);
     }
 
     #[test]
@@ -707,6 +863,24 @@ mod tests {
         assert_eq!(log.len(), 3);
         let kept: Vec<u64> = log.newest_first(0).map(|r| r.expect("read").1.ts_us).collect();
         assert_eq!(kept, vec![now + 9, now + 8, now + 7]);
+
+        // By bytes: long paths are cut, and the oldest go past the cap.
+        log.set_limits(LogLimits {
+            max_bytes: 64 * 1024,
+            ..LogLimits::default()
+        });
+        for i in 0..1000 {
+            let mut e = entry(now + 100 + i);
+            e.path = format!("/{i}/{}", "a".repeat(8000));
+            log.record(e);
+        }
+        rt.block_on(log.flush());
+        let (entries, bytes) = log.recount().expect("recount");
+        assert_eq!((entries, bytes), (log.len(), log.bytes()));
+        assert!(bytes <= 64 * 1024 && bytes > 60 * 1024, "{bytes}");
+        let newest: Vec<LogEntry> = log.newest_first(0).map(|r| r.expect("read").1).collect();
+        assert_eq!(newest.len() as u64, entries);
+        assert!(newest[0].path.starts_with("/999/") && newest[0].path.len() <= MAX_PATH);
         log.stop();
     }
 }

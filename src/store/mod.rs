@@ -12,7 +12,10 @@
 //!   `rev` is the `seq` of the record's last write (used for optimistic
 //!   concurrency on updates).
 //! - `idx/<collection id>/<index name>`: see [`index`].
-//! - `changes`: `seq (u64 BE)` → [`Change`] JSON.
+//! - `changes`: `seq (u64 BE)` → [`Change`] JSON, bounded by age, count
+//!   and bytes: `meta` `changes/bytes` holds the bytes it takes (keys +
+//!   values), kept by the writer in the same transactions, and the writer
+//!   trims the oldest entries in every group that ends over the budget.
 //! - `logs`: the request log, written by its own thread (see [`logs`]).
 //!
 //! Reads go straight to sled (lock-free, never wait for writes). Every write
@@ -27,6 +30,7 @@ mod writer;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,6 +51,13 @@ pub const PRIMARY_INDEX: &str = "_id";
 /// stays bounded and clients learn to back off.
 const WRITE_QUEUE: usize = 8192;
 
+/// The change log's byte budget until the settings set one (the default
+/// of `realtime.maxBytes`).
+pub const DEFAULT_CHANGE_BUDGET: u64 = 128 * 1024 * 1024;
+
+/// The `meta` key of the change log's byte total.
+pub(crate) const CHANGE_BYTES_KEY: &[u8] = b"changes/bytes";
+
 /// How many changes the realtime hub buffers for slow subscribers before they
 /// lag (they then resync from the change log).
 const HUB_CAPACITY: usize = 16_384;
@@ -60,6 +71,11 @@ pub enum StoreError {
     Io(String),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// A change-log replay found its next entry trimmed away (retention ran
+    /// while it was reading): the reader must resync instead of going on
+    /// with a gap.
+    #[error("the change log was trimmed past seq {0} during the replay")]
+    Trimmed(u64),
 }
 
 impl From<sled::Error> for StoreError {
@@ -266,11 +282,20 @@ struct Shared {
     jobs: SyncSender<Job>,
     writer: Mutex<Option<JoinHandle<()>>>,
     hub: broadcast::Sender<Arc<Change>>,
+    /// The change log's byte budget and committed byte total, shared with
+    /// the writer (which enforces the one and keeps the other).
+    change_log: Arc<ChangeLogBytes>,
     /// The request log (its own tree and thread; not part of transactions).
     logs: logs::RequestLog,
     /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
     /// process gets a clear message instead of sled's internal error.
     _lock: File,
+}
+
+/// The change log's size and budget, in bytes (keys + values).
+pub(crate) struct ChangeLogBytes {
+    pub(crate) budget: AtomicU64,
+    pub(crate) total: AtomicU64,
 }
 
 pub(crate) fn records_tree(collection_id: &str) -> String {
@@ -328,10 +353,35 @@ impl Store {
                 head = head.max(u64::from_be_bytes(b));
             }
         }
+        // The log's byte total is kept in meta; a data dir from before it
+        // was kept is counted once here (the writer stores it with its next
+        // group).
+        let bytes = match meta.get(CHANGE_BYTES_KEY)? {
+            Some(v) => read_u64(Some(v)),
+            None => {
+                let mut n = 0u64;
+                for kv in changes.iter() {
+                    let (k, v) = kv?;
+                    n += (k.len() + v.len()) as u64;
+                }
+                n
+            }
+        };
+        let change_log = Arc::new(ChangeLogBytes {
+            budget: AtomicU64::new(DEFAULT_CHANGE_BUDGET),
+            total: AtomicU64::new(bytes),
+        });
         let logs = logs::RequestLog::open(&db)?;
         let (hub, _) = broadcast::channel(HUB_CAPACITY);
         let (jobs, rx) = mpsc::sync_channel(WRITE_QUEUE);
-        let writer = Writer::new(db.clone(), meta.clone(), changes.clone(), head, hub.clone());
+        let writer = Writer::new(
+            db.clone(),
+            meta.clone(),
+            changes.clone(),
+            head,
+            hub.clone(),
+            change_log.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
             .spawn(move || writer.run(rx))?;
@@ -343,6 +393,7 @@ impl Store {
                 jobs,
                 writer: Mutex::new(Some(handle)),
                 hub,
+                change_log,
                 logs,
                 _lock: lock,
             }),
@@ -576,15 +627,30 @@ impl Store {
         Ok(tree.get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Changes with `seq > after`, oldest first.
+    /// Changes with `seq > after`, oldest first, without a gap: seqs are
+    /// consecutive, so when the next one is missing (trimmed before or
+    /// while this reads) the iterator yields [`StoreError::Trimmed`] and
+    /// ends, and the reader must resync.
     pub fn changes_since(&self, after: u64) -> impl Iterator<Item = Result<Change, StoreError>> + Send {
-        self.shared
-            .changes
-            .range((after.saturating_add(1)).to_be_bytes()..)
-            .map(|kv| {
-                let (_, v) = kv?;
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
-            })
+        let mut next = after.saturating_add(1);
+        let mut done = false;
+        self.shared.changes.range(next.to_be_bytes()..).map_while(move |kv| {
+            if done {
+                return None;
+            }
+            let item = kv.map_err(StoreError::from).and_then(|(k, v)| {
+                let seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if seq != next {
+                    return Err(StoreError::Trimmed(next));
+                }
+                serde_json::from_slice::<Change>(&v).map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
+            });
+            match &item {
+                Ok(_) => next += 1,
+                Err(_) => done = true,
+            }
+            Some(item)
+        })
     }
 
     /// The newest retained changes (newest first) for which `keep` holds,
@@ -617,16 +683,49 @@ impl Store {
     /// The seq of the last change committed before `ts` (ms), scanning from
     /// the oldest (used by retention; stops at the first newer entry).
     pub fn last_change_before(&self, ts: i64) -> Option<u64> {
+        /// Only the commit time: the record is skipped, not built.
+        #[derive(Deserialize)]
+        struct Stamp {
+            ts: i64,
+        }
         let mut last = None;
         for kv in self.shared.changes.iter() {
             let (k, v) = kv.ok()?;
-            let change: Change = serde_json::from_slice(&v).ok()?;
+            let change: Stamp = serde_json::from_slice(&v).ok()?;
             if change.ts >= ts {
                 break;
             }
             last = k.as_ref().try_into().ok().map(u64::from_be_bytes);
         }
         last
+    }
+
+    /// Sets the change log's byte budget: the writer trims the oldest
+    /// entries in every group that ends over it.
+    pub fn set_change_budget(&self, bytes: u64) {
+        self.shared.change_log.budget.store(bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// The change log's byte budget.
+    pub fn change_budget(&self) -> u64 {
+        self.shared.change_log.budget.load(Ordering::Relaxed)
+    }
+
+    /// The bytes (keys + values) the retained change log takes, as of the
+    /// last commit.
+    pub fn change_log_bytes(&self) -> u64 {
+        self.shared.change_log.total.load(Ordering::Relaxed)
+    }
+
+    /// The change log's bytes counted entry by entry (walks the whole log:
+    /// for checks and tests; [`Store::change_log_bytes`] is the kept total).
+    pub fn recount_change_log_bytes(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for kv in self.shared.changes.iter() {
+            let (k, v) = kv?;
+            n += (k.len() + v.len()) as u64;
+        }
+        Ok(n)
     }
 
     /// Approximate bytes on disk (for the dashboard and benchmarks).

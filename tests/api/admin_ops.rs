@@ -268,7 +268,8 @@ async fn retention_keeps_at_most_max_entries_and_logging_can_be_switched_off() {
     let r = app.get("/api/settings").await;
     assert_eq!(
         r.body["logs"],
-        json!({"enabled": true, "maxDays": 7, "maxEntries": 100000, "logIP": true, "logAuthId": true, "minLevel": 0}),
+        json!({"enabled": true, "maxDays": 7, "maxEntries": 100000, "maxBytes": 64 * 1024 * 1024,
+               "logIP": true, "logAuthId": true, "minLevel": 0}),
         "{:?}",
         r.body
     );
@@ -276,6 +277,7 @@ async fn retention_keeps_at_most_max_entries_and_logging_can_be_switched_off() {
         (json!({"logs": {"maxEntries": 0}}), "logs.maxEntries"),
         (json!({"logs": {"maxDays": 0}}), "logs.maxDays"),
         (json!({"logs": {"maxDays": 4000}}), "logs.maxDays"),
+        (json!({"logs": {"maxBytes": 1000}}), "logs.maxBytes"),
     ] {
         let r = app.patch("/api/settings", patch).await;
         assert_eq!(r.status, 400, "{:?}", r.body);

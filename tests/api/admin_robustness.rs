@@ -110,6 +110,8 @@ async fn bad_input_on_every_dashboard_route_is_never_a_server_error() {
         "/_/settings/cors".to_owned(),
         "/_/settings/realtime".to_owned(),
         "/_/settings/batch".to_owned(),
+        "/_/settings/logs".to_owned(),
+        "/_/settings/proxy".to_owned(),
         "/_/live/token".to_owned(),
     ];
     for path in &posts {
@@ -219,6 +221,18 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
     patches.push(json!({"rateLimits": {"rules": [{"label": "x".repeat(10_000), "maxRequests": 1, "duration": 1}]}}));
     patches.push(json!({"trustedProxy": {"headers": vec!["X-A"; 50]}}));
     patches.push(json!({"cors": {"origins": ["*", "https://a.example"]}}));
+    // The byte caps: below 1 MiB, past 1 TiB, fractions, sizes as text.
+    for section in ["realtime", "logs"] {
+        for bad in [
+            json!(0),
+            json!(1_048_575),
+            json!((1u64 << 40) + 1),
+            json!(2.5e6),
+            json!("128 MiB"),
+        ] {
+            patches.push(json!({ section: {"maxBytes": bad} }));
+        }
+    }
     let mut refused = 0;
     for p in &patches {
         let r = app.patch("/api/settings", p.clone()).await;

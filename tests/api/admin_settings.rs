@@ -491,12 +491,19 @@ async fn realtime_and_batch_sections_save_and_refuse_bad_numbers() {
     save(
         &mut b,
         "/_/settings/realtime",
-        &[("realtime.retentionHours", "48"), ("realtime.retentionEvents", "5000")],
+        &[
+            ("realtime.retentionHours", "48"),
+            ("realtime.retentionEvents", "5000"),
+            ("realtime.maxBytes", "256 MiB"),
+        ],
     )
     .await;
     save(&mut b, "/_/settings/batch", &[("batch.maxRequests", "20")]).await;
     let s = settings(&app).await;
-    assert_eq!(s["realtime"], json!({"retentionHours": 48, "retentionEvents": 5000}));
+    assert_eq!(
+        s["realtime"],
+        json!({"retentionHours": 48, "retentionEvents": 5000, "maxBytes": 256 * 1024 * 1024})
+    );
     assert_eq!(
         (s["batch"]["enabled"].clone(), s["batch"]["maxRequests"].clone()),
         (json!(false), json!(20))
@@ -505,7 +512,11 @@ async fn realtime_and_batch_sections_save_and_refuse_bad_numbers() {
     refused(
         &mut b,
         "/_/settings/realtime",
-        &[("realtime.retentionHours", "-1"), ("realtime.retentionEvents", "5000")],
+        &[
+            ("realtime.retentionHours", "-1"),
+            ("realtime.retentionEvents", "5000"),
+            ("realtime.maxBytes", "256 MiB"),
+        ],
         "realtime-retentionHours",
         "Must be a whole number of hours (0 or more).",
     )
@@ -513,7 +524,11 @@ async fn realtime_and_batch_sections_save_and_refuse_bad_numbers() {
     refused(
         &mut b,
         "/_/settings/realtime",
-        &[("realtime.retentionHours", "1"), ("realtime.retentionEvents", "0")],
+        &[
+            ("realtime.retentionHours", "1"),
+            ("realtime.retentionEvents", "0"),
+            ("realtime.maxBytes", "256 MiB"),
+        ],
         "realtime-retentionEvents",
         "Must be a whole number, at least 1.",
     )
@@ -632,6 +647,7 @@ async fn request_log_section_saves_and_refuses_bad_numbers() {
                 ("logs.enabled", "on"),
                 ("logs.maxDays", "3"),
                 ("logs.maxEntries", "500"),
+                ("logs.maxBytes", "32 MiB"),
                 ("logs.logAuthId", "on"),
             ],
         )
@@ -640,7 +656,8 @@ async fn request_log_section_saves_and_refuses_bad_numbers() {
     let logs = app.get("/api/settings").await.body["logs"].clone();
     assert_eq!(
         logs,
-        json!({"enabled": true, "maxDays": 3, "maxEntries": 500, "logIP": false, "logAuthId": true, "minLevel": 0})
+        json!({"enabled": true, "maxDays": 3, "maxEntries": 500, "maxBytes": 32 * 1024 * 1024,
+               "logIP": false, "logAuthId": true, "minLevel": 0})
     );
     let r = b
         .post(

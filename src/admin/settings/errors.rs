@@ -101,6 +101,10 @@ fn label(key: &str) -> String {
         "cors.origins" => "CORS origins",
         "realtime.retentionHours" => "Retention hours",
         "realtime.retentionEvents" => "Retention events",
+        "realtime.maxBytes" => "Change log size",
+        "logs.maxDays" => "Request log days",
+        "logs.maxEntries" => "Request log entries",
+        "logs.maxBytes" => "Request log size",
         "batch.maxRequests" => "Batch max requests",
         "budget.maxRecords" => "Records read per request",
         "budget.maxExpand" => "Records expanded per request",
@@ -155,6 +159,83 @@ pub(super) fn number(errors: &mut Errors, key: &str, text: &str, min: u64, max: 
     }
 }
 
+/// A size typed into a form: a whole number of bytes, or a number with a
+/// unit (`128 MiB`, `1.5 GiB`, `500 KB`; KB/MB/GB are powers of 1000,
+/// KiB/MiB/GiB of 1024). `None` for anything else or past `u64`.
+pub(super) fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        "tb" => 1_000_000_000_000,
+        "tib" | "t" => 1 << 40,
+        _ => return None,
+    };
+    let (whole, frac) = match num.split_once('.') {
+        Some((_, "")) => return None,
+        Some(parts) => parts,
+        None => (num, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > 6 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let mut bytes = whole.checked_mul(scale)?;
+    if !frac.is_empty() {
+        // Up to six decimals, exactly: `frac / 10^len * scale`.
+        let f: u64 = frac.parse().ok()?;
+        let den = 10u64.pow(frac.len() as u32);
+        let part = u128::from(f) * u128::from(scale) / u128::from(den);
+        bytes = bytes.checked_add(u64::try_from(part).ok()?)?;
+    }
+    Some(bytes)
+}
+
+/// A byte count as the size forms show it: in the largest binary unit that
+/// divides it (`128 MiB`), else in bytes.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, scale) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
+            return format!("{} {unit}", bytes / scale);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A byte count for reading (one decimal): `3.2 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    for (unit, scale) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= scale {
+            return format!("{:.1} {unit}", bytes as f64 / scale as f64);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// Parses a size field, or records `message`.
+pub(super) fn size(errors: &mut Errors, key: &str, text: &str, message: &str) -> u64 {
+    match parse_size(text) {
+        Some(n) => n,
+        None => {
+            errors.add(key, message);
+            0
+        }
+    }
+}
+
 /// One-line text: no line breaks or other control characters (they would
 /// end up in mail headers).
 pub(super) fn one_line(errors: &mut Errors, key: &str, text: &str) {
@@ -172,5 +253,46 @@ pub(super) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units_and_format_back() {
+        for (text, bytes) in [
+            ("134217728", 134_217_728),
+            ("128 MiB", 128 << 20),
+            ("128mib", 128 << 20),
+            (" 2 M ", 2 << 20),
+            ("1.5 GiB", 3 << 29),
+            ("500 KB", 500_000),
+            ("0.5 KiB", 512),
+            ("1 TiB", 1 << 40),
+            ("7 B", 7),
+        ] {
+            assert_eq!(parse_size(text), Some(bytes), "{text}");
+        }
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1e9",
+            "1.2.3",
+            "12 parsecs",
+            "1.",
+            "99999999999999999999",
+            "20000000 TiB",
+            "1.1234567 MiB",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert_eq!(format_size(128 << 20), "128 MiB");
+        assert_eq!(format_size(3 << 29), "1536 MiB");
+        assert_eq!(format_size(1000), "1000");
+        assert_eq!(parse_size(&format_size(1_048_577)), Some(1_048_577));
+        assert_eq!(human_size(3_355_443), "3.2 MiB");
     }
 }

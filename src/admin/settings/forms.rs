@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::errors::{checked, number, obj, one_line, Errors};
+use super::errors::{checked, format_size, human_size, number, obj, one_line, size, Errors};
 use crate::admin::AdminForm;
 use crate::settings::Settings;
 
@@ -210,24 +210,51 @@ fn flag_entries(flag: &str) -> Vec<&str> {
 
 // ---- Realtime and batch ----------------------------------------------------
 
+/// What a size field accepts, for its hint and its error.
+const SIZE_HINT: &str = "e.g. 128 MiB, 2 GiB or a number of bytes; 1 MiB to 1 TiB";
+const SIZE_MESSAGE: &str = "Must be a size such as 128 MiB, 1.5 GiB or a number of bytes.";
+
+/// What a log holds now, for the hint under its size field.
+pub struct Usage {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Usage {
+    pub fn text(&self, what: &str) -> String {
+        format!("Now {} in {} {what}.", human_size(self.bytes), self.entries)
+    }
+}
+
 pub struct RealtimeForm {
     pub retention_hours: String,
     pub retention_events: String,
+    pub max_bytes: String,
+    /// The change log now (shown as a hint).
+    pub usage: String,
 }
 
 impl RealtimeForm {
-    pub fn from_settings(s: &Settings) -> RealtimeForm {
+    pub fn from_settings(s: &Settings, usage: &Usage) -> RealtimeForm {
         RealtimeForm {
             retention_hours: s.realtime.retention_hours.to_string(),
             retention_events: s.realtime.retention_events.to_string(),
+            max_bytes: format_size(s.realtime.max_bytes),
+            usage: usage.text("events"),
         }
     }
 
-    pub fn from_form(f: &AdminForm) -> RealtimeForm {
+    pub fn from_form(f: &AdminForm, usage: &Usage) -> RealtimeForm {
         RealtimeForm {
             retention_hours: f.text("realtime.retentionHours").trim().to_owned(),
             retention_events: f.text("realtime.retentionEvents").trim().to_owned(),
+            max_bytes: f.text("realtime.maxBytes").trim().to_owned(),
+            usage: usage.text("events"),
         }
+    }
+
+    pub fn size_hint(&self) -> String {
+        format!("{SIZE_HINT}. {}", self.usage)
     }
 
     pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
@@ -248,9 +275,11 @@ impl RealtimeForm {
             u64::MAX,
             "Must be a whole number, at least 1.",
         );
-        errors.into_result(obj(
-            json!({"realtime": {"retentionHours": hours, "retentionEvents": events}}),
-        ))
+        // The range is the settings store's check.
+        let bytes = size(&mut errors, "realtime.maxBytes", &self.max_bytes, SIZE_MESSAGE);
+        errors.into_result(obj(json!({"realtime": {
+            "retentionHours": hours, "retentionEvents": events, "maxBytes": bytes,
+        }})))
     }
 }
 
@@ -379,29 +408,40 @@ pub struct LogsForm {
     pub enabled: bool,
     pub max_days: String,
     pub max_entries: String,
+    pub max_bytes: String,
     pub log_ip: bool,
     pub log_auth_id: bool,
+    /// The request log now (shown as a hint).
+    pub usage: String,
 }
 
 impl LogsForm {
-    pub fn from_settings(s: &Settings) -> LogsForm {
+    pub fn from_settings(s: &Settings, usage: &Usage) -> LogsForm {
         LogsForm {
             enabled: s.logs.enabled,
             max_days: s.logs.max_days.to_string(),
             max_entries: s.logs.max_entries.to_string(),
+            max_bytes: format_size(s.logs.max_bytes),
             log_ip: s.logs.log_ip,
             log_auth_id: s.logs.log_auth_id,
+            usage: usage.text("entries"),
         }
     }
 
-    pub fn from_form(f: &AdminForm) -> LogsForm {
+    pub fn from_form(f: &AdminForm, usage: &Usage) -> LogsForm {
         LogsForm {
             enabled: checked(f, "logs.enabled"),
             max_days: f.text("logs.maxDays").trim().to_owned(),
             max_entries: f.text("logs.maxEntries").trim().to_owned(),
+            max_bytes: f.text("logs.maxBytes").trim().to_owned(),
             log_ip: checked(f, "logs.logIP"),
             log_auth_id: checked(f, "logs.logAuthId"),
+            usage: usage.text("entries"),
         }
+    }
+
+    pub fn size_hint(&self) -> String {
+        format!("{SIZE_HINT}. {}", self.usage)
     }
 
     /// The ranges are the settings store's checks.
@@ -423,8 +463,9 @@ impl LogsForm {
             u64::MAX,
             "Must be a whole number from 1 to 10,000,000.",
         );
+        let bytes = size(&mut errors, "logs.maxBytes", &self.max_bytes, SIZE_MESSAGE);
         errors.into_result(obj(json!({"logs": {
-            "enabled": self.enabled, "maxDays": days, "maxEntries": entries,
+            "enabled": self.enabled, "maxDays": days, "maxEntries": entries, "maxBytes": bytes,
             "logIP": self.log_ip, "logAuthId": self.log_auth_id,
         }})))
     }

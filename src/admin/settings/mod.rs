@@ -24,7 +24,9 @@ use super::view::{self, AdminError};
 use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
-use forms::{AppForm, BatchForm, BudgetForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
+use forms::{
+    AppForm, BatchForm, BudgetForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm, Usage,
+};
 use limits::LimitsForm;
 use tokens::TokenForm;
 
@@ -92,11 +94,11 @@ impl SettingsPage {
             limits: LimitsForm::from_settings(&s),
             tokens,
             cors: CorsForm::from_settings(&s, &state.config.origins),
-            realtime: RealtimeForm::from_settings(&s),
+            realtime: RealtimeForm::from_settings(&s, &change_log(admin)),
             batch: BatchForm::from_settings(&s),
             budget: BudgetForm::from_settings(&s),
             proxy: ProxyForm::from_settings(&s),
-            logs: LogsForm::from_settings(&s),
+            logs: LogsForm::from_settings(&s, &request_log(admin)),
             errors: Errors::default(),
         }
     }
@@ -105,6 +107,28 @@ impl SettingsPage {
     fn failed(mut self, req: &HttpRequest, errors: Errors) -> HttpResponse {
         self.errors = errors;
         view::render_status(req, StatusCode::BAD_REQUEST, &self)
+    }
+}
+
+/// What the change log holds now.
+fn change_log(admin: &Admin) -> Usage {
+    let store = &admin.state.store;
+    let entries = match store.first_change_seq() {
+        Some(first) => store.head_seq().saturating_sub(first) + 1,
+        None => 0,
+    };
+    Usage {
+        bytes: store.change_log_bytes(),
+        entries,
+    }
+}
+
+/// What the request log holds now.
+fn request_log(admin: &Admin) -> Usage {
+    let log = admin.state.store.logs();
+    Usage {
+        bytes: log.bytes(),
+        entries: log.len(),
     }
 }
 
@@ -228,7 +252,7 @@ async fn save_cors(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, Ad
 }
 
 async fn save_realtime(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
-    let section = Section::Realtime(RealtimeForm::from_form(&form));
+    let section = Section::Realtime(RealtimeForm::from_form(&form, &change_log(&form.admin)));
     save(&req, form.admin, section).await
 }
 
@@ -310,6 +334,6 @@ async fn save_proxy(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, A
 }
 
 async fn save_logs(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
-    let section = Section::Logs(LogsForm::from_form(&form));
+    let section = Section::Logs(LogsForm::from_form(&form, &request_log(&form.admin)));
     save(&req, form.admin, section).await
 }
