@@ -47,6 +47,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         settings,
         index_builds: Default::default(),
         rate_limiter: Default::default(),
+        caps: Default::default(),
         setup_token: Default::default(),
     })
 }
@@ -58,6 +59,61 @@ pub fn has_superuser(state: &AppState) -> bool {
         .get(SUPERUSERS)
         .map(|c| state.store.count(&c.def.id) > 0)
         .unwrap_or(false)
+}
+
+/// Descriptors kept free for what is not a client connection: the store's
+/// files, backups, the outbox, SMTP connections, the listener.
+const RESERVED_FDS: u64 = 256;
+
+/// The total connection cap: `wanted`, lowered to what the open-file limit
+/// allows once raised to its hard maximum (as Go does at start; the usual
+/// soft limit of 1,024 would otherwise make `accept` fail with EMFILE long
+/// before any cap, which leaves the server unreachable).
+fn connection_cap(wanted: usize) -> usize {
+    let wanted = wanted.max(1);
+    let Some(limit) = raise_fd_limit() else { return wanted };
+    let room = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    if room < wanted {
+        tracing::warn!(
+            wanted,
+            allowed = room,
+            open_file_limit = limit,
+            "the open-file limit allows fewer connections than --max-connections; raise `ulimit -n`"
+        );
+    }
+    wanted.min(room)
+}
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit
+/// in effect (None if it cannot be read, or is unlimited).
+#[cfg(unix)]
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by
+    // reference, which lives for the call.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() -> Option<u64> {
+    None
 }
 
 /// A bound, not yet awaited server.
@@ -81,7 +137,12 @@ impl App {
                 source,
             })?
             .port();
-        let workers = config.workers;
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let max_connections = connection_cap(config.max_connections);
+        let header_timeout = std::time::Duration::from_secs(config.header_timeout);
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
@@ -89,11 +150,15 @@ impl App {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }
         let data = web::Data::new(state.clone());
-        let mut server = HttpServer::new(move || {
+        let (settings, caps) = (state.settings.clone(), state.caps.clone());
+        let server = HttpServer::new(move || {
             ActixApp::new()
                 .app_data(data.clone())
                 // Innermost: a 429 still gets the security and CORS headers.
                 .wrap(from_fn(api::ratelimit::limit))
+                // Connections per client address behind a proxy, body read
+                // deadline (see `api::bounds`).
+                .wrap(from_fn(api::bounds::guard))
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::cors))
                 .wrap(from_fn(middleware::log_request))
@@ -106,10 +171,18 @@ impl App {
         // races clients (Node's fetch) that reuse a socket after ~4 s.
         .keep_alive(std::time::Duration::from_secs(120))
         // Signals are handled below, so realtime streams close first.
-        .disable_signals();
-        if workers > 0 {
-            server = server.workers(workers);
-        }
+        .disable_signals()
+        .workers(workers)
+        // actix counts per worker; the accept loop pauses when all are full.
+        .max_connections(max_connections.div_ceil(workers))
+        // Headers: a slow-loris sending them byte by byte gets 408.
+        .client_request_timeout(header_timeout)
+        // After an answer to a body left unread (408, 413, a bad boundary),
+        // the unread rest is read and dropped this long before the
+        // connection closes, so the client gets the answer, not a reset.
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        // Per-address connection cap, counted as each connection is accepted.
+        .on_connect(move |io, ext| api::bounds::on_connect(&settings, &caps, io, ext));
         let server = server
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?

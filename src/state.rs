@@ -32,6 +32,8 @@ pub struct AppState {
     pub index_builds: crate::core::indexing::IndexBuilds,
     /// Request and login rate limits (rules from `settings`).
     pub rate_limiter: crate::ratelimit::RateLimiter,
+    /// Open connections per client address (caps from `settings.limits`).
+    pub caps: crate::caps::Caps,
     /// The one-time dashboard setup token, while no superuser exists (see
     /// `admin::login`): printed at start as a link, consumed on use.
     pub setup_token: Arc<std::sync::Mutex<Option<String>>>,

@@ -17,7 +17,8 @@ use crate::state::AppState;
 /// A JSON object body. An empty JSON body reads as `{}` (SDK calls such as
 /// `create()` with no data send none); anything else must be a JSON object
 /// sent as `application/json` (or `multipart/form-data` with an
-/// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes.
+/// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes
+/// and `limits.bodyTimeout` seconds (408 past it, see `api::bounds`).
 /// An empty multipart body, or one without parts, is a 400; so is a
 /// multipart boundary longer than RFC 2046's 70 characters, before any of
 /// the body is read.
@@ -107,8 +108,10 @@ impl FromRequest for JsonBody {
             };
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}.")))?;
+                let chunk = chunk.map_err(|e| {
+                    super::bounds::body_timeout(&e)
+                        .unwrap_or_else(|| ApiError::bad_request(format!("Failed to read the request body: {e}.")))
+                })?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large(limit));
                 }

@@ -1,0 +1,247 @@
+//! What one client may hold on the connection level: HTTP connections and
+//! realtime streams per client address (`limits.connectionsPerAddress`,
+//! `limits.realtimePerAddress`, counted by [`crate::caps`]) and the time a
+//! request body may take to arrive (`limits.bodyTimeout`). The total
+//! connection cap and the header read timeout are actix's, set when the
+//! server binds (`--max-connections`, `--header-timeout`, see `app`).
+//!
+//! **Connections per address.** Without a trusted proxy, [`on_connect`]
+//! counts each accepted connection under its peer address and closes one
+//! over the cap at once (a `shutdown` of the fresh socket: no request is
+//! read, no task lingers, the descriptor is freed as soon as actix sees the
+//! end). Behind a trusted proxy every connection comes from the proxy, so
+//! the count waits for the request: [`guard`] charges the connection to the
+//! client address the proxy's header names (again whenever a later request
+//! on it names another one) and answers 429 with `Connection: close` over
+//! the cap. Either way the count is given back when the connection ends
+//! (the lease lives in the connection's data).
+//!
+//! **Body read timeout.** [`guard`] wraps the body of every request that
+//! has one in a deadline counted from the end of its headers; a body not
+//! complete by then fails with an error the extractors answer as 408
+//! ([`body_timeout`]). actix then closes the connection: a body left
+//! unread always closes it after the answer (after a short linger, so the
+//! client reads the answer). To keep that true for chunked bodies too,
+//! which actix would otherwise drain for as long as the client trickles, an
+//! unfinished body is kept alive until the answer is sent.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::{header, ConnectionType};
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, ResponseError};
+use futures_util::Stream;
+
+use crate::caps::{Caps, Lease};
+use crate::error::ApiError;
+use crate::settings::SettingsStore;
+use crate::state::AppState;
+
+/// A connection's slot in the per-address count, in its connection data.
+#[derive(Default)]
+pub struct ConnSlot {
+    /// The address it counts for (none yet behind a proxy).
+    lease: RefCell<Option<Lease>>,
+    /// Over the cap when accepted: closed, answered 429 if a request came.
+    refused: Cell<bool>,
+}
+
+impl ConnSlot {
+    /// Charges the connection to `ip` (keeping its slot if it already
+    /// counts there); false when `ip` is at its cap.
+    fn charge(&self, caps: &Caps, ip: IpAddr, cap: u32) -> bool {
+        if self.refused.get() {
+            return false;
+        }
+        let mut lease = self.lease.borrow_mut();
+        if lease.as_ref().is_some_and(|l| l.is_for(ip)) {
+            return true;
+        }
+        // Give the old address's slot back before taking one.
+        *lease = None;
+        *lease = caps.http.try_acquire(ip, cap);
+        lease.is_some()
+    }
+}
+
+/// actix's `on_connect` hook: counts the new connection under its peer
+/// address, or closes it at once when that address is at its cap. Behind a
+/// trusted proxy it only leaves an empty slot for [`guard`] to fill.
+pub fn on_connect(settings: &SettingsStore, caps: &Caps, io: &dyn Any, ext: &mut Extensions) {
+    let slot = ConnSlot::default();
+    if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let s = settings.get();
+        if s.trusted_proxy.headers.is_empty() {
+            if let Ok(peer) = stream.peer_addr() {
+                match caps.http.try_acquire(peer.ip(), s.limits.connections_per_address) {
+                    Some(lease) => *slot.lease.borrow_mut() = Some(lease),
+                    None => {
+                        slot.refused.set(true);
+                        tracing::debug!(ip = %peer.ip(), "connection refused: too many from this address");
+                        // Ends the connection before a byte is read; actix
+                        // sees end-of-stream and drops it.
+                        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+                    }
+                }
+            }
+        }
+    }
+    ext.insert(slot);
+}
+
+fn too_many_connections() -> ApiError {
+    ApiError::new(429, "Too many connections from your address.")
+}
+
+/// The request-side bounds: charges the connection to the client address
+/// behind a trusted proxy (429 and close over the cap), and puts the body
+/// under the read deadline.
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let settings = state.settings.get();
+    if let Some(slot) = req.conn_data::<ConnSlot>() {
+        let ip = super::middleware::client_ip(req.request()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        if !slot.charge(&state.caps, ip, settings.limits.connections_per_address) {
+            let mut res = too_many_connections().error_response();
+            res.head_mut().set_connection_type(ConnectionType::Close);
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    let keeper = has_body(req.request()).then(|| {
+        let keeper = Rc::new(RefCell::new(None));
+        let (_, payload) = req.parts_mut();
+        let timed = TimedBody {
+            inner: Some(payload.take()),
+            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(settings.limits.body_timeout.into()))),
+            secs: settings.limits.body_timeout,
+            finished: false,
+            keeper: keeper.clone(),
+        };
+        *payload = Payload::Stream {
+            payload: Box::pin(timed),
+        };
+        keeper
+    });
+    drop(settings);
+    let mut res = next.call(req).await?;
+    if let Some(unread) = keeper.and_then(|k| k.borrow_mut().take()) {
+        // Alive until the answer is sent, so actix closes the connection
+        // instead of draining the rest (see the module docs).
+        res.response_mut().extensions_mut().insert(UnreadBody(unread));
+    }
+    Ok(res.map_into_left_body())
+}
+
+/// Whether a request has a body to read (not a WebSocket upgrade, whose
+/// "body" is the connection's frames for as long as it lives).
+fn has_body(req: &HttpRequest) -> bool {
+    if req.head().upgrade() {
+        return false;
+    }
+    let headers = req.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// An unread request body, kept until its answer is sent.
+struct UnreadBody(#[allow(dead_code)] Payload);
+
+/// The error a body past its deadline ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0} seconds")]
+struct BodyTimedOut(u32);
+
+/// A request body with a deadline for the whole of it.
+struct TimedBody {
+    inner: Option<Payload>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    secs: u32,
+    /// Read to its end (or failed): nothing to keep.
+    finished: bool,
+    /// Where an unfinished body goes when dropped.
+    keeper: Rc<RefCell<Option<Payload>>>,
+}
+
+impl Stream for TimedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_next(cx) {
+            Poll::Ready(item) => {
+                if !matches!(item, Some(Ok(_))) {
+                    this.finished = true;
+                }
+                return Poll::Ready(item);
+            }
+            Poll::Pending => {}
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            // Not `finished`: the rest stays unread, so the connection closes.
+            let err = io::Error::new(io::ErrorKind::TimedOut, BodyTimedOut(this.secs));
+            let inner = this.inner.take();
+            *this.keeper.borrow_mut() = inner;
+            return Poll::Ready(Some(Err(PayloadError::Io(err))));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Some(inner) = self.inner.take() {
+                *self.keeper.borrow_mut() = Some(inner);
+            }
+        }
+    }
+}
+
+/// The answer to a body that missed its deadline: 408 in the error shape.
+pub fn body_timeout(e: &PayloadError) -> Option<ApiError> {
+    let PayloadError::Io(io) = e else { return None };
+    let timed_out = io.get_ref()?.downcast_ref::<BodyTimedOut>()?;
+    Some(ApiError::new(
+        408,
+        format!("The request body did not arrive within {} seconds.", timed_out.0),
+    ))
+}
+
+/// A realtime stream's slot under `limits.realtimePerAddress`, for the
+/// client address of `req`; 429 when that address is at its cap. The
+/// stream's task holds the lease until it ends.
+pub fn realtime_lease(req: &HttpRequest, state: &AppState) -> Result<Lease, ApiError> {
+    let ip = super::middleware::client_ip(req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let cap = state.settings.get().limits.realtime_per_address;
+    state
+        .caps
+        .realtime
+        .try_acquire(ip, cap)
+        .ok_or_else(|| ApiError::new(429, "Too many realtime connections from your address."))
+}
