@@ -124,7 +124,7 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: Config) -> Result<App, BuildError> {
+    pub async fn build(mut config: Config) -> Result<App, BuildError> {
         let addr = config.http.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Bind {
             addr: addr.clone(),
@@ -142,6 +142,8 @@ impl App {
             n => n,
         };
         let max_connections = connection_cap(config.max_connections);
+        // What is in effect, for the dashboard.
+        config.max_connections = max_connections;
         let header_timeout = std::time::Duration::from_secs(config.header_timeout);
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;

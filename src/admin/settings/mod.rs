@@ -24,7 +24,7 @@ use super::view::{self, AdminError};
 use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
-use forms::{AppForm, BatchForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
+use forms::{AppForm, BatchForm, CapsForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm};
 use limits::LimitsForm;
 use tokens::TokenForm;
 
@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/realtime", web::post().to(save_realtime))
         .route("/settings/batch", web::post().to(save_batch))
         .route("/settings/proxy", web::post().to(save_proxy))
+        .route("/settings/server-limits", web::post().to(save_caps))
         .route("/settings/logs", web::post().to(save_logs));
 }
 
@@ -58,6 +59,11 @@ struct SettingsPage {
     batch: BatchForm,
     proxy: ProxyForm,
     logs: LogsForm,
+    caps: CapsForm,
+    /// Set when the server started (`--max-connections`, after the
+    /// open-file limit; `--header-timeout`), shown read-only.
+    max_connections: usize,
+    header_timeout: u64,
     errors: Errors,
 }
 
@@ -94,6 +100,9 @@ impl SettingsPage {
             batch: BatchForm::from_settings(&s),
             proxy: ProxyForm::from_settings(&s),
             logs: LogsForm::from_settings(&s),
+            caps: CapsForm::from_settings(&s),
+            max_connections: state.config.max_connections,
+            header_timeout: state.config.header_timeout,
             errors: Errors::default(),
         }
     }
@@ -123,6 +132,7 @@ enum Section {
     Batch(BatchForm),
     Proxy(ProxyForm),
     Logs(LogsForm),
+    Caps(CapsForm),
 }
 
 impl Section {
@@ -136,6 +146,7 @@ impl Section {
             Section::Batch(f) => f.patch(),
             Section::Proxy(f) => f.patch(),
             Section::Logs(f) => f.patch(),
+            Section::Caps(f) => f.patch(),
         }
     }
 
@@ -166,6 +177,7 @@ impl Section {
             Section::Batch(_) => "batch",
             Section::Proxy(_) => "trustedProxy.headers",
             Section::Logs(_) => "logs",
+            Section::Caps(_) => "limits",
         }
     }
 
@@ -180,6 +192,7 @@ impl Section {
             Section::Batch(f) => page.batch = f,
             Section::Proxy(f) => page.proxy = f,
             Section::Logs(f) => page.logs = f,
+            Section::Caps(f) => page.caps = f,
         }
     }
 }
@@ -299,5 +312,10 @@ async fn save_proxy(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, A
 
 async fn save_logs(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
     let section = Section::Logs(LogsForm::from_form(&form));
+    save(&req, form.admin, section).await
+}
+
+async fn save_caps(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Caps(CapsForm::from_form(&form));
     save(&req, form.admin, section).await
 }
