@@ -20,10 +20,10 @@
 //! has one in a deadline counted from the end of its headers; a body not
 //! complete by then fails with an error the extractors answer as 408
 //! ([`body_timeout`]). actix then closes the connection: a body left
-//! unread always closes it after the answer (after a short linger, so the
-//! client reads the answer). To keep that true for chunked bodies too,
-//! which actix would otherwise drain for as long as the client trickles, an
-//! unfinished body is kept alive until the answer is sent.
+//! unread closes it after the answer (after a short linger, so the client
+//! reads the answer). To keep that true for chunked bodies too, which
+//! actix drains instead for as long as the client trickles when the body
+//! was dropped, an unfinished body is kept alive until the answer is sent.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::{header, ConnectionType};
@@ -110,7 +110,7 @@ fn too_many_connections() -> ApiError {
 /// under the read deadline.
 pub async fn guard(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
@@ -129,7 +129,9 @@ pub async fn guard(
         let (_, payload) = req.parts_mut();
         let timed = TimedBody {
             inner: Some(payload.take()),
-            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(settings.limits.body_timeout.into()))),
+            deadline: Box::pin(tokio::time::sleep(Duration::from_secs(
+                settings.limits.body_timeout.into(),
+            ))),
             secs: settings.limits.body_timeout,
             finished: false,
             keeper: keeper.clone(),
@@ -140,13 +142,20 @@ pub async fn guard(
         keeper
     });
     drop(settings);
-    let mut res = next.call(req).await?;
-    if let Some(unread) = keeper.and_then(|k| k.borrow_mut().take()) {
-        // Alive until the answer is sent, so actix closes the connection
-        // instead of draining the rest (see the module docs).
-        res.response_mut().extensions_mut().insert(UnreadBody(unread));
+    let res = next.call(req).await?;
+    match keeper.and_then(|k| k.borrow_mut().take()) {
+        // Alive until the answer's body is sent, so actix closes the
+        // connection instead of draining the rest (see the module docs).
+        Some(unread) => Ok(res
+            .map_body(|_, body| {
+                BoxBody::new(WithUnreadBody {
+                    body: body.boxed(),
+                    _unread: unread,
+                })
+            })
+            .map_into_right_body()),
+        None => Ok(res.map_into_left_body()),
     }
-    Ok(res.map_into_left_body())
 }
 
 /// Whether a request has a body to read (not a WebSocket upgrade, whose
@@ -163,8 +172,26 @@ fn has_body(req: &HttpRequest) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// An unread request body, kept until its answer is sent.
-struct UnreadBody(#[allow(dead_code)] Payload);
+/// An answer's body that keeps its request's unread body alive until it has
+/// been sent: actix decides between closing and draining when the answer's
+/// body ends, and drains (for as long as the client sends) when the request
+/// body is gone by then.
+struct WithUnreadBody {
+    body: BoxBody,
+    _unread: Payload,
+}
+
+impl MessageBody for WithUnreadBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
 
 /// The error a body past its deadline ends with.
 #[derive(Debug, thiserror::Error)]

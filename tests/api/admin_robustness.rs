@@ -110,6 +110,7 @@ async fn bad_input_on_every_dashboard_route_is_never_a_server_error() {
         "/_/settings/cors".to_owned(),
         "/_/settings/realtime".to_owned(),
         "/_/settings/batch".to_owned(),
+        "/_/settings/server-limits".to_owned(),
         "/_/live/token".to_owned(),
     ];
     for path in &posts {
@@ -188,6 +189,7 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
         "cors",
         "logs",
         "trustedProxy",
+        "limits",
     ];
     let junk = [
         json!(null),
@@ -218,6 +220,24 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
     patches.push(json!({"rateLimits": {"rules": [{"label": "x".repeat(10_000), "maxRequests": 1, "duration": 1}]}}));
     patches.push(json!({"trustedProxy": {"headers": vec!["X-A"; 50]}}));
     patches.push(json!({"cors": {"origins": ["*", "https://a.example"]}}));
+    // Caps that would lock clients out (or never end a body) are refused.
+    for (field, bad) in [
+        ("connectionsPerAddress", 0),
+        ("connectionsPerAddress", 15),
+        ("realtimePerAddress", 0),
+        ("bodyTimeout", 0),
+        ("bodyTimeout", 3601),
+        ("mailsPerAddress", 0),
+        ("mailWindow", 0),
+        ("mailWindow", 86_401),
+    ] {
+        let r = app.patch("/api/settings", json!({"limits": {field: bad}})).await;
+        assert_eq!(r.status, 400, "limits.{field} = {bad}: {:?}", r.body);
+        assert_eq!(
+            r.field_code(&format!("limits.{field}")),
+            Some("validation_invalid_value")
+        );
+    }
     let mut refused = 0;
     for p in &patches {
         let r = app.patch("/api/settings", p.clone()).await;

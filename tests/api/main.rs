@@ -14,6 +14,7 @@ mod attack;
 mod auth;
 mod auth_flows;
 mod batch;
+mod bounds_server;
 mod collections;
 mod errors;
 mod hardening;
