@@ -108,7 +108,10 @@ fn raise_fd_limit() -> Option<u64> {
             }
         }
     }
-    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+    // `rlim_t` is not u64 on every unix.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = lim.rlim_cur as u64;
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
 }
 
 #[cfg(not(unix))]

@@ -104,7 +104,9 @@ mod tests {
         let counts = AddressCounts::default();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let held: Vec<_> = (0..3).map(|_| counts.try_acquire(a, 3).expect("under the cap")).collect();
+        let held: Vec<_> = (0..3)
+            .map(|_| counts.try_acquire(a, 3).expect("under the cap"))
+            .collect();
         assert!(counts.try_acquire(a, 3).is_none(), "over the cap");
         assert!(counts.try_acquire(b, 3).is_some(), "another address is not affected");
         assert_eq!(counts.count(a), 3);

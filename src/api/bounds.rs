@@ -195,7 +195,7 @@ impl MessageBody for WithUnreadBody {
 
 /// The error a body past its deadline ends with.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive within {0} seconds")]
+#[error("the request body did not arrive within the {0}-second limit")]
 struct BodyTimedOut(u32);
 
 /// A request body with a deadline for the whole of it.
@@ -256,7 +256,10 @@ pub fn body_timeout(e: &PayloadError) -> Option<ApiError> {
     let timed_out = io.get_ref()?.downcast_ref::<BodyTimedOut>()?;
     Some(ApiError::new(
         408,
-        format!("The request body did not arrive within {} seconds.", timed_out.0),
+        format!(
+            "The request body did not arrive within the {}-second limit.",
+            timed_out.0
+        ),
     ))
 }
 

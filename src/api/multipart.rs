@@ -150,9 +150,7 @@ mod tests {
     use super::*;
 
     fn run(body: &'static [u8]) -> Result<Map<String, Value>, ApiError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(parse_bytes(Bytes::from_static(body), "XX", 1024))
     }
 
@@ -190,9 +188,15 @@ mod tests {
     #[test]
     fn boundaries_follow_rfc_2046() {
         assert_eq!(boundary("multipart/form-data; boundary=\"XX\"").unwrap(), "XX");
-        assert_eq!(boundary("multipart/form-data; charset=utf-8; BOUNDARY=a'b(c)").unwrap(), "a'b(c)");
+        assert_eq!(
+            boundary("multipart/form-data; charset=utf-8; BOUNDARY=a'b(c)").unwrap(),
+            "a'b(c)"
+        );
         let seventy = "b".repeat(70);
-        assert_eq!(boundary(&format!("multipart/form-data; boundary={seventy}")).unwrap(), seventy);
+        assert_eq!(
+            boundary(&format!("multipart/form-data; boundary={seventy}")).unwrap(),
+            seventy
+        );
         for bad in [
             "multipart/form-data".to_owned(),
             "multipart/form-data; boundary=".to_owned(),

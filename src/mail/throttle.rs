@@ -107,11 +107,23 @@ mod tests {
         for i in 0..3 {
             assert!(t.admit_at(MailKind::PasswordReset, "Ann@Example.com", 3, w, at(i)));
         }
-        assert!(!t.admit_at(MailKind::PasswordReset, "ann@example.com ", 3, w, at(10)), "same mailbox");
-        assert!(t.admit_at(MailKind::Verification, "ann@example.com", 3, w, at(10)), "other kind");
-        assert!(t.admit_at(MailKind::PasswordReset, "bob@example.com", 3, w, at(10)), "other address");
+        assert!(
+            !t.admit_at(MailKind::PasswordReset, "ann@example.com ", 3, w, at(10)),
+            "same mailbox"
+        );
+        assert!(
+            t.admit_at(MailKind::Verification, "ann@example.com", 3, w, at(10)),
+            "other kind"
+        );
+        assert!(
+            t.admit_at(MailKind::PasswordReset, "bob@example.com", 3, w, at(10)),
+            "other address"
+        );
         assert!(!t.admit_at(MailKind::PasswordReset, "ann@example.com", 3, w, at(599)));
-        assert!(t.admit_at(MailKind::PasswordReset, "ann@example.com", 3, w, at(600)), "the first left the window");
+        assert!(
+            t.admit_at(MailKind::PasswordReset, "ann@example.com", 3, w, at(600)),
+            "the first left the window"
+        );
         assert!(!t.admit_at(MailKind::PasswordReset, "ann@example.com", 3, w, at(600)));
     }
 
