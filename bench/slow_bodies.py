@@ -81,7 +81,7 @@ async def main():
     ap.add_argument("--from", dest="sources", default="127.0.0.3", help="comma-separated source addresses")
     ap.add_argument("--probe", default="127.0.0.2")
     ap.add_argument("--seconds", type=float, default=40)
-    ap.add_argument("--path", default="/api/collections/users/auth-with-password")
+    ap.add_argument("--path", default="/api/collections/users/records")
     a = ap.parse_args()
     sources = a.sources.split(",")
     stats = dict(connect_failed=0, answered_408=0, answered_other=0, closed_without_answer=0, still_open=0)
