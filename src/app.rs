@@ -65,13 +65,19 @@ pub fn has_superuser(state: &AppState) -> bool {
 /// files, backups, the outbox, SMTP connections, the listener.
 const RESERVED_FDS: u64 = 256;
 
-/// The total connection cap: `wanted`, lowered to what the open-file limit
-/// allows once raised to its hard maximum (as Go does at start; the usual
-/// soft limit of 1,024 would otherwise make `accept` fail with EMFILE long
-/// before any cap, which leaves the server unreachable).
-fn connection_cap(wanted: usize) -> usize {
+/// The total connection cap and the connection watchdogs' descriptors:
+/// `wanted` connections, lowered to what the open-file limit allows once
+/// raised to its hard maximum (as Go does at start; the usual soft limit
+/// of 1,024 would otherwise make `accept` fail with EMFILE long before any
+/// cap, which leaves the server unreachable). Each watchdog holds a
+/// duplicate of its connection's socket; they get what the connections
+/// leave (connections past that run without one), so a duplicate never
+/// takes a descriptor a connection needs.
+fn fd_budget(wanted: usize) -> (usize, usize) {
     let wanted = wanted.max(1);
-    let Some(limit) = raise_fd_limit() else { return wanted };
+    let Some(limit) = raise_fd_limit() else {
+        return (wanted, wanted);
+    };
     let room = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
     if room < wanted {
         tracing::warn!(
@@ -81,7 +87,17 @@ fn connection_cap(wanted: usize) -> usize {
             "the open-file limit allows fewer connections than --max-connections; raise `ulimit -n`"
         );
     }
-    wanted.min(room)
+    let connections = wanted.min(room);
+    let watchdogs = (room - connections).min(connections);
+    if watchdogs < connections {
+        tracing::info!(
+            connections,
+            watched = watchdogs,
+            open_file_limit = limit,
+            "the open-file limit leaves no room for a slow-header watchdog on every connection; raise `ulimit -n`"
+        );
+    }
+    (connections, watchdogs)
 }
 
 /// Raises the soft open-file limit to the hard one; returns the soft limit
@@ -144,10 +160,14 @@ impl App {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let max_connections = connection_cap(config.max_connections);
+        let (max_connections, watchdogs) = fd_budget(config.max_connections);
         // What is in effect, for the dashboard.
         config.max_connections = max_connections;
         let header_timeout = std::time::Duration::from_secs(config.header_timeout);
+        let keep_alive = std::time::Duration::from_secs(config.keep_alive);
+        // A connection with nothing in flight for longer than this is
+        // sending its next request's headers too slowly (`api::bounds::watch`).
+        let watchdogs = api::bounds::Watchdogs::new(keep_alive + header_timeout, watchdogs);
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
@@ -172,9 +192,7 @@ impl App {
                 .default_service(web::to(api::errors::not_found))
         })
         .shutdown_timeout(30)
-        // PocketBase keeps idle connections for minutes; actix's 5 s default
-        // races clients (Node's fetch) that reuse a socket after ~4 s.
-        .keep_alive(std::time::Duration::from_secs(120))
+        .keep_alive(keep_alive)
         // Signals are handled below, so realtime streams close first.
         .disable_signals()
         .workers(workers)
@@ -186,8 +204,9 @@ impl App {
         // the unread rest is read and dropped this long before the
         // connection closes, so the client gets the answer, not a reset.
         .client_disconnect_timeout(std::time::Duration::from_secs(1))
-        // Per-address connection cap, counted as each connection is accepted.
-        .on_connect(move |io, ext| api::bounds::on_connect(&settings, &caps, io, ext));
+        // Per-address connection cap, counted as each connection is
+        // accepted; the watchdog for slow headers after the first request.
+        .on_connect(move |io, ext| api::bounds::on_connect(&settings, &caps, &watchdogs, io, ext));
         let server = server
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?

@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default of `--header-timeout` in seconds: headers are a few hundred
 /// bytes; 10 s leaves room for a slow mobile link's retransmissions.
 pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
+/// Default of `--keep-alive` in seconds. PocketBase keeps idle connections
+/// for minutes; actix's 5 s default races clients (Node's fetch) that reuse
+/// a socket after ~4 s.
+pub const DEFAULT_KEEP_ALIVE: u64 = 120;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +40,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers (408 after).
     pub header_timeout: u64,
+    /// Seconds an idle connection stays open for the next request.
+    pub keep_alive: u64,
 }
 
 impl Config {
@@ -49,6 +55,7 @@ impl Config {
             workers: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }

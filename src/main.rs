@@ -52,6 +52,11 @@ enum Command {
         /// Seconds a client has to send a request's headers (408 after).
         #[arg(long, env = "BASALT_HEADER_TIMEOUT", default_value_t = basalt::config::DEFAULT_HEADER_TIMEOUT)]
         header_timeout: u64,
+        /// Seconds an idle connection stays open for the next request. A
+        /// connection with nothing in flight for this plus --header-timeout
+        /// (its next request's headers too slow) is closed.
+        #[arg(long, env = "BASALT_KEEP_ALIVE", default_value_t = basalt::config::DEFAULT_KEEP_ALIVE)]
+        keep_alive: u64,
     },
     /// Manage dashboard superusers (works while the server is stopped).
     Superuser {
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
                 workers,
                 max_connections,
                 header_timeout,
+                keep_alive,
             } => {
                 serve(Config {
                     http,
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
                     workers,
                     max_connections,
                     header_timeout,
+                    keep_alive,
                 })
                 .await
             }

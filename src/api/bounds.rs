@@ -1,9 +1,11 @@
 //! What one client may hold on the connection level: HTTP connections and
 //! realtime streams per client address (`limits.connectionsPerAddress`,
-//! `limits.realtimePerAddress`, counted by [`crate::caps`]) and the time a
-//! request body may take to arrive (`limits.bodyTimeout`). The total
-//! connection cap and the header read timeout are actix's, set when the
-//! server binds (`--max-connections`, `--header-timeout`, see `app`).
+//! `limits.realtimePerAddress`, counted by [`crate::caps`]), the time a
+//! request body may take to arrive (`limits.bodyTimeout`), and the time a
+//! connection may spend sending a later request's headers ([`watch`]). The
+//! total connection cap, the keep-alive and the first request's header
+//! timeout are actix's, set when the server binds (`--max-connections`,
+//! `--keep-alive`, `--header-timeout`, see `app`).
 //!
 //! **Connections per address.** Without a trusted proxy, [`on_connect`]
 //! counts each accepted connection under its peer address and closes one
@@ -32,8 +34,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Extensions, Payload, ServiceRequest, ServiceResponse};
@@ -49,16 +53,33 @@ use crate::error::ApiError;
 use crate::settings::SettingsStore;
 use crate::state::AppState;
 
-/// A connection's slot in the per-address count, in its connection data.
-#[derive(Default)]
+/// What the server knows of one connection, in its connection data (as
+/// `Rc<ConnSlot>`; the watchdog holds a `Weak`).
 pub struct ConnSlot {
     /// The address it counts for (none yet behind a proxy).
     lease: RefCell<Option<Lease>>,
     /// Over the cap when accepted: closed, answered 429 if a request came.
     refused: Cell<bool>,
+    /// Requests taken in whose answers are not sent yet.
+    busy: Cell<u32>,
+    /// When the last answer was sent (or the connection accepted).
+    idle_since: Cell<Instant>,
+    /// A second handle on the socket (a duplicated descriptor, closed with
+    /// the slot), so the watchdog can end the connection.
+    socket: Option<WatchedSocket>,
 }
 
 impl ConnSlot {
+    fn new(socket: Option<WatchedSocket>) -> ConnSlot {
+        ConnSlot {
+            lease: RefCell::new(None),
+            refused: Cell::new(false),
+            busy: Cell::new(0),
+            idle_since: Cell::new(Instant::now()),
+            socket,
+        }
+    }
+
     /// Charges the connection to `ip` (keeping its slot if it already
     /// counts there); false when `ip` is at its cap.
     fn charge(&self, caps: &Caps, ip: IpAddr, cap: u32) -> bool {
@@ -76,29 +97,140 @@ impl ConnSlot {
     }
 }
 
-/// actix's `on_connect` hook: counts the new connection under its peer
-/// address, or closes it at once when that address is at its cap. Behind a
-/// trusted proxy it only leaves an empty slot for [`guard`] to fill.
-pub fn on_connect(settings: &SettingsStore, caps: &Caps, io: &dyn Any, ext: &mut Extensions) {
-    let slot = ConnSlot::default();
-    if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        let s = settings.get();
-        if s.trusted_proxy.headers.is_empty() {
-            if let Ok(peer) = stream.peer_addr() {
-                match caps.http.try_acquire(peer.ip(), s.limits.connections_per_address) {
-                    Some(lease) => *slot.lease.borrow_mut() = Some(lease),
-                    None => {
-                        slot.refused.set(true);
-                        tracing::debug!(ip = %peer.ip(), "connection refused: too many from this address");
-                        // Ends the connection before a byte is read; actix
-                        // sees end-of-stream and drops it.
-                        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
-                    }
-                }
+/// A request in flight on a connection; dropped when its answer is sent.
+struct Busy(Rc<ConnSlot>);
+
+impl Busy {
+    fn start(slot: Rc<ConnSlot>) -> Busy {
+        slot.busy.set(slot.busy.get() + 1);
+        Busy(slot)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let n = self.0.busy.get().saturating_sub(1);
+        self.0.busy.set(n);
+        if n == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
+    }
+}
+
+/// The connection watchdogs' settings and their share of descriptors.
+#[derive(Clone)]
+pub struct Watchdogs {
+    /// Nothing in flight for this long ends a connection.
+    idle_limit: Duration,
+    /// Most duplicated sockets held at once (`app`'s descriptor budget).
+    budget: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl Watchdogs {
+    pub fn new(idle_limit: Duration, budget: usize) -> Watchdogs {
+        Watchdogs {
+            idle_limit,
+            budget,
+            live: Default::default(),
+        }
+    }
+
+    /// A duplicate of `stream`'s socket, if the budget allows one.
+    fn dup(&self, stream: &actix_web::rt::net::TcpStream) -> Option<WatchedSocket> {
+        if self.live.fetch_add(1, Ordering::Relaxed) >= self.budget {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        match socket2::SockRef::from(stream).try_clone() {
+            Ok(socket) => Some(WatchedSocket {
+                socket,
+                live: self.live.clone(),
+            }),
+            Err(_) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                None
             }
         }
     }
+}
+
+/// A watchdog's duplicate of its connection's socket, counted in its budget.
+struct WatchedSocket {
+    socket: socket2::Socket,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for WatchedSocket {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// actix's `on_connect` hook: counts the new connection under its peer
+/// address, or closes it at once when that address is at its cap (behind a
+/// trusted proxy it leaves the slot empty for [`guard`] to fill), and puts
+/// it under its [`watch`]dog (budget permitting).
+pub fn on_connect(settings: &SettingsStore, caps: &Caps, dogs: &Watchdogs, io: &dyn Any, ext: &mut Extensions) {
+    let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        ext.insert(Rc::new(ConnSlot::new(None)));
+        return;
+    };
+    let s = settings.get();
+    let peer = stream.peer_addr().ok().filter(|_| s.trusted_proxy.headers.is_empty());
+    let lease = peer.map(|peer| caps.http.try_acquire(peer.ip(), s.limits.connections_per_address));
+    if let (Some(peer), Some(None)) = (peer, &lease) {
+        tracing::debug!(ip = %peer.ip(), "connection refused: too many from this address");
+        // Ends the connection before a byte is read; actix sees
+        // end-of-stream and drops it.
+        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+        let slot = ConnSlot::new(None);
+        slot.refused.set(true);
+        ext.insert(Rc::new(slot));
+        return;
+    }
+    let slot = Rc::new(ConnSlot::new(dogs.dup(stream)));
+    *slot.lease.borrow_mut() = lease.flatten();
+    if slot.socket.is_some() {
+        watch(&slot, dogs.idle_limit);
+    }
     ext.insert(slot);
+}
+
+/// The watchdog of one connection: ends it when no request is in flight
+/// and none has come for `limit` (`--keep-alive` + `--header-timeout`).
+///
+/// actix's header timeout covers a connection's first request only, and
+/// its keep-alive timer stops at the first byte of the next one: after one
+/// quick request, a client could send the next request's headers a byte a
+/// minute and hold the connection forever. Idle connections are closed by
+/// actix after the keep-alive; so a connection with nothing in flight for
+/// longer than keep-alive + header timeout is one whose headers are too
+/// slow. A streaming answer (WebSocket, SSE, a large download) keeps its
+/// connection busy for as long as it streams.
+fn watch(slot: &Rc<ConnSlot>, limit: Duration) {
+    let weak = Rc::downgrade(slot);
+    actix_web::rt::spawn(async move {
+        loop {
+            let wait = {
+                let Some(slot) = weak.upgrade() else { return };
+                if slot.busy.get() > 0 {
+                    limit
+                } else {
+                    let idle = slot.idle_since.get().elapsed();
+                    if idle >= limit {
+                        tracing::debug!(?limit, "closing a connection whose request headers are too slow");
+                        if let Some(watched) = &slot.socket {
+                            let _ = watched.socket.shutdown(std::net::Shutdown::Both);
+                        }
+                        return;
+                    }
+                    limit - idle
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    });
 }
 
 fn too_many_connections() -> ApiError {
@@ -116,7 +248,8 @@ pub async fn guard(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let settings = state.settings.get();
-    if let Some(slot) = req.conn_data::<ConnSlot>() {
+    let slot = req.conn_data::<Rc<ConnSlot>>().cloned();
+    if let Some(slot) = &slot {
         let ip = super::middleware::client_ip(req.request()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if !slot.charge(&state.caps, ip, settings.limits.connections_per_address) {
             let mut res = too_many_connections().error_response();
@@ -124,6 +257,7 @@ pub async fn guard(
             return Ok(req.into_response(res).map_into_right_body());
         }
     }
+    let busy = slot.map(Busy::start);
     let keeper = has_body(req.request()).then(|| {
         let keeper = Rc::new(RefCell::new(None));
         let (_, payload) = req.parts_mut();
@@ -143,20 +277,32 @@ pub async fn guard(
     });
     drop(settings);
     let res = next.call(req).await?;
-    match keeper.and_then(|k| k.borrow_mut().take()) {
-        // Alive until the answer's body is sent, so actix closes the
-        // connection instead of draining the rest (see the module docs).
-        Some(unread) => Ok(res
-            .map_body(|_, body| {
-                BoxBody::new(WithUnreadBody {
-                    body: body.boxed(),
-                    _unread: unread,
-                })
-            })
-            .map_into_right_body()),
-        None => Ok(res.map_into_left_body()),
+    let unread = keeper.and_then(|k| k.borrow_mut().take());
+    // A small answer is sent at once (it fits the socket's buffer): the
+    // connection counts as idle from now on. A larger or streaming one
+    // keeps it busy until its body has been sent.
+    let small = match res.response().body().size() {
+        BodySize::None => true,
+        BodySize::Sized(n) => n <= SMALL_ANSWER,
+        BodySize::Stream => false,
+    };
+    let busy = busy.filter(|_| !small);
+    if unread.is_none() && busy.is_none() {
+        return Ok(res.map_into_left_body());
     }
+    Ok(res
+        .map_body(|_, body| {
+            BoxBody::new(HeldBody {
+                body: body.boxed(),
+                _unread: unread,
+                _busy: busy,
+            })
+        })
+        .map_into_right_body())
 }
+
+/// Answers up to this size count as sent as soon as they are ready.
+const SMALL_ANSWER: u64 = 64 * 1024;
 
 /// Whether a request has a body to read (not a WebSocket upgrade, whose
 /// "body" is the connection's frames for as long as it lives).
@@ -172,16 +318,17 @@ fn has_body(req: &HttpRequest) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// An answer's body that keeps its request's unread body alive until it has
-/// been sent: actix decides between closing and draining when the answer's
-/// body ends, and drains (for as long as the client sends) when the request
-/// body is gone by then.
-struct WithUnreadBody {
+/// An answer's body holding what must live until it has been sent: its
+/// request's unread body (actix decides between closing and draining when
+/// the answer's body ends, and drains, for as long as the client sends, when
+/// the request body is gone by then), and the connection's busy mark.
+struct HeldBody {
     body: BoxBody,
-    _unread: Payload,
+    _unread: Option<Payload>,
+    _busy: Option<Busy>,
 }
 
-impl MessageBody for WithUnreadBody {
+impl MessageBody for HeldBody {
     type Error = Box<dyn std::error::Error>;
 
     fn size(&self) -> BodySize {

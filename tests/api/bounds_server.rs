@@ -338,6 +338,88 @@ async fn cap_realtime_streams_per_address() {
     assert!(checks > 0);
 }
 
+/// A masked client text frame (RFC 6455 §5.3; the mask is all zeros).
+fn ws_text(text: &str) -> Vec<u8> {
+    assert!(text.len() < 126);
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(text.as_bytes());
+    frame
+}
+
+#[actix_web::test]
+async fn cap_slow_headers_after_a_first_request_are_closed() {
+    // actix times out only a connection's first request head; a short
+    // keep-alive and header timeout make the watchdog's limit 2 s here.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut config = basalt::Config::for_dir(tmp.path());
+    config.workers = 2;
+    config.keep_alive = 1;
+    config.header_timeout = 1;
+    let app = crate::helpers::build_when_unlocked(config).await;
+    let port = app.port();
+    let handle = app.handle();
+    let realtime = app.state().realtime.clone();
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+
+    let done = Rc::new(Cell::new(false));
+    let health = watch_health(port, done.clone());
+    // A realtime stream: its connection is busy for as long as it lives.
+    let (mut ws, status) = ws_from(port, "127.0.0.7").await;
+    assert_eq!(status, Some(101));
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut s = connect_from(port, "127.0.0.7").await;
+        assert_eq!(get_on(&mut s, "/api/health", "").await.map(|r| r.0), Some(200));
+        slow.push(actix_web::rt::spawn(async move {
+            let (mut r, mut w) = s.into_split();
+            let trickle = actix_web::rt::spawn(async move {
+                for b in b"GET /api/health HTTP/1.1\r\nHost: basalt\r\nX-Slow: "
+                    .iter()
+                    .chain([b'a'; 4096].iter())
+                {
+                    if w.write_all(&[*b]).await.is_err() {
+                        break;
+                    }
+                    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+                }
+                w
+            });
+            let closed = closed_by_server(&mut r).await;
+            trickle.abort();
+            closed
+        }));
+    }
+    for s in slow {
+        assert!(
+            s.await.expect("slow client"),
+            "a connection dribbling its second request's headers is closed"
+        );
+    }
+    // The WebSocket outlived the limit and still answers.
+    ws.write_all(&ws_text(r#"{"type":"ping"}"#)).await.expect("send ping");
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    let pong = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = ws.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the WebSocket was closed");
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("\"pong\"") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(pong.is_ok(), "pong on the long-lived WebSocket");
+    done.set(true);
+    let (checks, _) = health.await.expect("health watcher");
+    assert!(checks > 0);
+    realtime.close();
+    drop(ws);
+    handle.stop(true).await;
+    let _ = server.await;
+}
+
 fn multipart_body(boundary: &str, title: &str) -> Vec<u8> {
     format!("--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n--{boundary}--\r\n")
         .into_bytes()

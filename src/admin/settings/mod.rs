@@ -61,9 +61,10 @@ struct SettingsPage {
     logs: LogsForm,
     caps: CapsForm,
     /// Set when the server started (`--max-connections`, after the
-    /// open-file limit; `--header-timeout`), shown read-only.
+    /// open-file limit; `--header-timeout`, `--keep-alive`), shown read-only.
     max_connections: usize,
     header_timeout: u64,
+    keep_alive: u64,
     errors: Errors,
 }
 
@@ -103,6 +104,7 @@ impl SettingsPage {
             caps: CapsForm::from_settings(&s),
             max_connections: state.config.max_connections,
             header_timeout: state.config.header_timeout,
+            keep_alive: state.config.keep_alive,
             errors: Errors::default(),
         }
     }

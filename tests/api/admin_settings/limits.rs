@@ -19,6 +19,7 @@ async fn server_limits_section_shows_saves_and_refuses_bad_numbers() {
     page.assert_has(r#"name="limits.bodyTimeout" id="f-limits-bodyTimeout" value="30""#);
     page.assert_has("<code>--max-connections</code>");
     page.assert_has("<strong>10 s</strong>");
+    page.assert_has("<strong>120 s</strong> (<code>--keep-alive</code>)");
 
     save(
         &mut b,
