@@ -134,8 +134,19 @@ basalt_prepare() {
     "${cmd[@]}" >"$1/superuser.log" 2>&1 || { cat "$1/superuser.log" >&2; die "basalt superuser upsert failed"; }
 }
 basalt_start() {
-    start_bg "$1/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$2" --dir "$1/data"
+    # Every subscriber connects from 127.0.0.1: lift the total connection
+    # cap here and the per-address caps in basalt_tune.
+    start_bg "$1/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$2" --dir "$1/data" \
+        --max-connections 1000000
 }
+# basalt_tune BASE TOKEN: the per-address caps (256 connections, 64 realtime
+# streams by default) would refuse a load generator on one address.
+basalt_tune() {
+    local body='{"limits":{"connectionsPerAddress":1000000,"realtimePerAddress":1000000}}'
+    record_cmd python3 "$BENCH_DIR/benchlib.py" request PATCH "$1/api/settings" "$body" '$TOKEN'
+    bl request PATCH "$1/api/settings" "$body" "$2" >/dev/null || die "PATCH /api/settings (limits) failed"
+}
+pocketbase_tune() { :; }
 basalt_collection_body() {
     cat <<JSON
 {"name":"$COLLECTION","type":"base","listRule":"","viewRule":"","createRule":"","updateRule":"","deleteRule":"",
@@ -220,6 +231,7 @@ scenario() {
     wait_health "$base" "$pid" "$dir/server.log" 30
     token=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD")
     bl post-json "$base/api/collections" "$("${kind}_collection_body")" "$token" >/dev/null
+    "${kind}_tune" "$base" "$token"
 
     local -a cmd=("$LOAD_BIN" --url "$base" --protocol "$proto" --subscribers "$subs"
         --rate "$rate" --seconds "$RT_SECONDS" --collection "$COLLECTION"

@@ -47,9 +47,84 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         settings,
         index_builds: Default::default(),
         rate_limiter: Default::default(),
+        caps: Default::default(),
         setup_token: Default::default(),
         work: Default::default(),
     })
+}
+
+/// Descriptors kept free for what is not a client connection: the store's
+/// files, backups, the outbox, SMTP connections, the listener.
+const RESERVED_FDS: u64 = 256;
+
+/// The total connection cap and the connection watchdogs' descriptors:
+/// `wanted` connections, lowered to what the open-file limit allows once
+/// raised to its hard maximum (as Go does at start; the usual soft limit
+/// of 1,024 would otherwise make `accept` fail with EMFILE long before any
+/// cap, which leaves the server unreachable). Each watchdog holds a
+/// duplicate of its connection's socket; they get what the connections
+/// leave (connections past that run without one), so a duplicate never
+/// takes a descriptor a connection needs.
+fn fd_budget(wanted: usize) -> (usize, usize) {
+    let wanted = wanted.max(1);
+    let Some(limit) = raise_fd_limit() else {
+        return (wanted, wanted);
+    };
+    let room = usize::try_from(limit.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    if room < wanted {
+        tracing::warn!(
+            wanted,
+            allowed = room,
+            open_file_limit = limit,
+            "the open-file limit allows fewer connections than --max-connections; raise `ulimit -n`"
+        );
+    }
+    let connections = wanted.min(room);
+    let watchdogs = (room - connections).min(connections);
+    if watchdogs < connections {
+        tracing::info!(
+            connections,
+            watched = watchdogs,
+            open_file_limit = limit,
+            "the open-file limit leaves no room for a slow-header watchdog on every connection; raise `ulimit -n`"
+        );
+    }
+    (connections, watchdogs)
+}
+
+/// Raises the soft open-file limit to the hard one; returns the soft limit
+/// in effect (None if it cannot be read, or is unlimited).
+#[cfg(unix)]
+fn raise_fd_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by
+    // reference, which lives for the call.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    // `rlim_t` is not u64 on every unix.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = lim.rlim_cur as u64;
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() -> Option<u64> {
+    None
 }
 
 /// A bound, not yet awaited server.
@@ -60,7 +135,7 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: Config) -> Result<App, BuildError> {
+    pub async fn build(mut config: Config) -> Result<App, BuildError> {
         let addr = config.http.clone();
         let listener = TcpListener::bind(&addr).map_err(|source| BuildError::Bind {
             addr: addr.clone(),
@@ -73,7 +148,18 @@ impl App {
                 source,
             })?
             .port();
-        let workers = config.workers;
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let (max_connections, watchdogs) = fd_budget(config.max_connections);
+        // What is in effect, for the dashboard.
+        config.max_connections = max_connections;
+        let header_timeout = std::time::Duration::from_secs(config.header_timeout);
+        let keep_alive = std::time::Duration::from_secs(config.keep_alive);
+        // A connection with nothing in flight for longer than this is
+        // sending its next request's headers too slowly (`api::bounds::watch`).
+        let watchdogs = api::bounds::Watchdogs::new(keep_alive + header_timeout, watchdogs);
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
@@ -81,11 +167,15 @@ impl App {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }
         let data = web::Data::new(state.clone());
-        let mut server = HttpServer::new(move || {
+        let (settings, caps) = (state.settings.clone(), state.caps.clone());
+        let server = HttpServer::new(move || {
             ActixApp::new()
                 .app_data(data.clone())
                 // Innermost: a 429 still gets the security and CORS headers.
                 .wrap(from_fn(api::ratelimit::limit))
+                // Connections per client address behind a proxy, body read
+                // deadline (see `api::bounds`).
+                .wrap(from_fn(api::bounds::guard))
                 .wrap(from_fn(middleware::security_headers))
                 .wrap(from_fn(middleware::cors))
                 .wrap(from_fn(middleware::log_request))
@@ -94,14 +184,21 @@ impl App {
                 .default_service(web::to(api::errors::not_found))
         })
         .shutdown_timeout(30)
-        // PocketBase keeps idle connections for minutes; actix's 5 s default
-        // races clients (Node's fetch) that reuse a socket after ~4 s.
-        .keep_alive(std::time::Duration::from_secs(120))
+        .keep_alive(keep_alive)
         // Signals are handled below, so realtime streams close first.
-        .disable_signals();
-        if workers > 0 {
-            server = server.workers(workers);
-        }
+        .disable_signals()
+        .workers(workers)
+        // actix counts per worker; the accept loop pauses when all are full.
+        .max_connections(max_connections.div_ceil(workers))
+        // Headers: a slow-loris sending them byte by byte gets 408.
+        .client_request_timeout(header_timeout)
+        // After an answer to a body left unread (408, 413, a bad boundary),
+        // the unread rest is read and dropped this long before the
+        // connection closes, so the client gets the answer, not a reset.
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
+        // Per-address connection cap, counted as each connection is
+        // accepted; the watchdog for slow headers after the first request.
+        .on_connect(move |io, ext| api::bounds::on_connect(&settings, &caps, &watchdogs, io, ext));
         let server = server
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?

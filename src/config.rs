@@ -10,6 +10,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Default of `--max-connections`: room for many clients (an idle
+/// connection costs a socket and a few KiB), small enough that a flood of
+/// connections is refused before memory or file descriptors run out.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default of `--header-timeout` in seconds: headers are a few hundred
+/// bytes; 10 s leaves room for a slow mobile link's retransmissions.
+pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
+/// Default of `--keep-alive` in seconds. PocketBase keeps idle connections
+/// for minutes; actix's 5 s default races clients (Node's fetch) that reuse
+/// a socket after ~4 s.
+pub const DEFAULT_KEEP_ALIVE: u64 = 120;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (tests).
@@ -22,6 +34,14 @@ pub struct Config {
     pub max_body: usize,
     /// HTTP worker threads (0 = one per CPU core).
     pub workers: usize,
+    /// Open connections the server holds at most, all addresses together
+    /// (more wait in the listen backlog until one closes). Lowered at start
+    /// to what the open-file limit allows.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (408 after).
+    pub header_timeout: u64,
+    /// Seconds an idle connection stays open for the next request.
+    pub keep_alive: u64,
 }
 
 impl Config {
@@ -33,6 +53,9 @@ impl Config {
             origins: "*".into(),
             max_body: 1024 * 1024,
             workers: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod app;
 mod architecture;
 /// Passwords (argon2id) and tokens (JWT HS256).
 pub mod auth;
+/// Per-address caps on open connections (HTTP, realtime).
+pub mod caps;
 /// Wall clock and the wire date format.
 pub mod clock;
 /// Server configuration.

@@ -44,6 +44,19 @@ enum Command {
         /// HTTP worker threads (0 = one per CPU core).
         #[arg(long, env = "BASALT_WORKERS", default_value_t = 0)]
         workers: usize,
+        /// Open connections held at most, all clients together (more wait in
+        /// the listen backlog). Lowered at start to what the open-file limit
+        /// allows. Per-address caps are settings (`limits`).
+        #[arg(long, env = "BASALT_MAX_CONNECTIONS", default_value_t = basalt::config::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers (408 after).
+        #[arg(long, env = "BASALT_HEADER_TIMEOUT", default_value_t = basalt::config::DEFAULT_HEADER_TIMEOUT)]
+        header_timeout: u64,
+        /// Seconds an idle connection stays open for the next request. A
+        /// connection with nothing in flight for this plus --header-timeout
+        /// (its next request's headers too slow) is closed.
+        #[arg(long, env = "BASALT_KEEP_ALIVE", default_value_t = basalt::config::DEFAULT_KEEP_ALIVE)]
+        keep_alive: u64,
     },
     /// Manage dashboard superusers (works while the server is stopped).
     Superuser {
@@ -112,6 +125,9 @@ fn main() -> ExitCode {
                 origins,
                 max_body,
                 workers,
+                max_connections,
+                header_timeout,
+                keep_alive,
             } => {
                 serve(Config {
                     http,
@@ -119,6 +135,9 @@ fn main() -> ExitCode {
                     origins,
                     max_body,
                     workers,
+                    max_connections,
+                    header_timeout,
+                    keep_alive,
                 })
                 .await
             }

@@ -155,8 +155,9 @@ fn path_matches(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'))
 }
 
-/// The bucket key of a peer address (IPv6 by /64, mapped IPv4 as IPv4).
-fn ip_key(ip: IpAddr) -> IpAddr {
+/// The bucket key of a peer address (IPv6 by /64, mapped IPv4 as IPv4);
+/// the connection caps (`caps`) key on it too.
+pub fn ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
         v4 => v4,

@@ -373,6 +373,66 @@ fn parse_ip(s: &str) -> Option<std::net::IpAddr> {
     s.strip_prefix('[')?.split(']').next()?.parse().ok()
 }
 
+/// Resource caps that keep one client from tying the server up, with safe
+/// defaults; a change applies to the next connection, request or mail (no
+/// restart). What actix needs when it binds (total connections, header
+/// read timeout) are command-line flags instead (`--max-connections`,
+/// `--header-timeout`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Open HTTP connections per client address (IPv6 by /64). Browsers
+    /// open at most 6 per host; many users behind one NAT or proxy share
+    /// an address, hence the headroom. At least 16, so an admin cannot
+    /// lock the dashboard out.
+    pub connections_per_address: u32,
+    /// Open realtime connections (WebSocket and SSE) per client address.
+    pub realtime_per_address: u32,
+    /// Seconds a request body may take to arrive, counted from the end of
+    /// its headers; a slower one gets 408 and its connection is closed.
+    pub body_timeout: u32,
+    /// Auth mails of one kind (verification, password reset, email change,
+    /// one-time code) sent to one address…
+    pub mails_per_address: u32,
+    /// …per this many seconds. Requests over it are answered as if the mail
+    /// was sent (no account enumeration), and send nothing.
+    pub mail_window: u32,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            connections_per_address: 256,
+            realtime_per_address: 64,
+            body_timeout: 30,
+            mails_per_address: 3,
+            mail_window: 600,
+        }
+    }
+}
+
+impl LimitsSettings {
+    fn validate(&self) -> Result<(), ApiError> {
+        let checks: [(&str, u32, std::ops::RangeInclusive<u32>); 5] = [
+            ("connectionsPerAddress", self.connections_per_address, 16..=1_000_000),
+            ("realtimePerAddress", self.realtime_per_address, 1..=1_000_000),
+            ("bodyTimeout", self.body_timeout, 1..=3600),
+            ("mailsPerAddress", self.mails_per_address, 1..=1000),
+            ("mailWindow", self.mail_window, 1..=86_400),
+        ];
+        for (name, value, range) in checks {
+            if !range.contains(&value) {
+                return Err(ApiError::field(
+                    &format!("limits.{name}"),
+                    "validation_invalid_value",
+                    &format!("Must be {}..{}.", range.start(), range.end()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// All settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -386,6 +446,7 @@ pub struct Settings {
     pub logs: LogsSettings,
     pub trusted_proxy: TrustedProxySettings,
     pub budget: BudgetSettings,
+    pub limits: LimitsSettings,
 }
 
 impl Settings {
@@ -474,6 +535,7 @@ impl Settings {
         self.cors.validate()?;
         self.trusted_proxy.validate()?;
         self.budget.validate()?;
+        self.limits.validate()?;
         if self.smtp.enabled && (self.smtp.host.is_empty() || self.smtp.port == 0) {
             return Err(ApiError::field(
                 "smtp.host",

@@ -34,6 +34,8 @@ pub struct AppState {
     pub rate_limiter: crate::ratelimit::RateLimiter,
     /// Slots for work that may read many records (see `core::work`).
     pub work: crate::core::work::WorkSlots,
+    /// Open connections per client address (caps from `settings.limits`).
+    pub caps: crate::caps::Caps,
     /// The one-time dashboard setup token, while no superuser exists (see
     /// `admin::login`): printed at start as a link, consumed on use.
     pub setup_token: Arc<std::sync::Mutex<Option<String>>>,

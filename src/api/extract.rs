@@ -18,8 +18,11 @@ use crate::state::AppState;
 /// A JSON object body. An empty JSON body reads as `{}` (SDK calls such as
 /// `create()` with no data send none); anything else must be a JSON object
 /// sent as `application/json` (or `multipart/form-data` with an
-/// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes.
-/// An empty multipart body, or one without parts, is a 400.
+/// `@jsonPayload` part, as the SDKs send batches), within `--max-body` bytes
+/// and `limits.bodyTimeout` seconds (408 past it, see `api::bounds`).
+/// An empty multipart body, or one without parts, is a 400; so is a
+/// multipart boundary longer than RFC 2046's 70 characters, before any of
+/// the body is read.
 pub struct JsonBody(pub Map<String, Value>);
 
 /// How a body is encoded.
@@ -27,6 +30,9 @@ enum BodyKind {
     Json,
     /// `multipart/form-data` with this boundary.
     Multipart(String),
+    /// `multipart/form-data` without a boundary or with one RFC 2046 does
+    /// not allow (e.g. longer than 70 characters).
+    BadMultipart(ApiError),
 }
 
 fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
@@ -39,9 +45,7 @@ fn body_kind(req: &HttpRequest) -> Result<BodyKind, ApiError> {
             if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
                 Ok(BodyKind::Json)
             } else if mime == "multipart/form-data" {
-                super::multipart::boundary(raw)
-                    .map(BodyKind::Multipart)
-                    .ok_or_else(|| ApiError::bad_request("multipart/form-data needs a boundary."))
+                Ok(super::multipart::boundary(raw).map_or_else(BodyKind::BadMultipart, BodyKind::Multipart))
             } else {
                 Err(ApiError::new(
                     415,
@@ -104,10 +108,18 @@ impl FromRequest for JsonBody {
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large(limit));
             }
+            let content_type = match content_type {
+                // A boundary the parser must not search with: refused
+                // before the body is read.
+                Ok(BodyKind::BadMultipart(e)) => return Err(e),
+                other => other,
+            };
             let mut body = web::BytesMut::new();
             while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}.")))?;
+                let chunk = chunk.map_err(|e| {
+                    super::bounds::body_timeout(&e)
+                        .unwrap_or_else(|| ApiError::bad_request(format!("Failed to read the request body: {e}.")))
+                })?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large(limit));
                 }
@@ -121,7 +133,10 @@ impl FromRequest for JsonBody {
             }
             match content_type? {
                 BodyKind::Json => parse_object(&body).map(JsonBody),
-                BodyKind::Multipart(boundary) => super::multipart::parse(&body, &boundary).map(JsonBody),
+                BodyKind::Multipart(boundary) => super::multipart::parse_bytes(body.freeze(), &boundary, limit)
+                    .await
+                    .map(JsonBody),
+                BodyKind::BadMultipart(e) => Err(e),
             }
         })
     }

@@ -1,6 +1,7 @@
 //! The HTTP API: routes, extractors, error rendering, request logging.
 
 pub mod backups;
+pub mod bounds;
 pub mod errors;
 pub mod extract;
 mod handlers;

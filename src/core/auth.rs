@@ -20,6 +20,7 @@ use crate::auth::{password, Claims, Tokens};
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::mail::templates;
+use crate::mail::throttle::MailKind;
 use crate::ratelimit::LoginAttempt;
 use crate::schema::collection::AuthOptions;
 use crate::schema::record::{export, is_valid_email};
@@ -426,6 +427,8 @@ struct MailFlow {
     template: fn(&crate::settings::MetaSettings, &str, &str) -> crate::mail::Mail,
     /// Accounts that get no mail (already verified, for verification).
     skip: fn(&Value) -> bool,
+    /// Its per-recipient throttle.
+    mail: MailKind,
 }
 
 const VERIFICATION: MailFlow = MailFlow {
@@ -434,6 +437,7 @@ const VERIFICATION: MailFlow = MailFlow {
     duration: |o| o.verification_token_duration,
     template: templates::verification,
     skip: |rec| rec.get("verified").and_then(Value::as_bool) == Some(true),
+    mail: MailKind::Verification,
 };
 
 const PASSWORD_RESET: MailFlow = MailFlow {
@@ -442,10 +446,13 @@ const PASSWORD_RESET: MailFlow = MailFlow {
     duration: |o| o.password_reset_token_duration,
     template: templates::password_reset,
     skip: |_| false,
+    mail: MailKind::PasswordReset,
 };
 
 /// Answers at once; in the background, finds the account, issues the flow's
-/// token for its address and mails it.
+/// token for its address and mails it, unless that address got the
+/// throttle's share of these mails lately (`Mailer::admit`; the answer is
+/// the same either way).
 fn mail_token(
     flow: MailFlow,
     state: &AppState,
@@ -463,6 +470,9 @@ fn mail_token(
             return Ok(());
         }
         let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !state.mailer.admit(flow.mail, &to) {
+            return Ok(());
+        }
         let d = (flow.duration)(&options(&collection));
         let token = issue(&state, &collection, &rec, flow.kind, d, (Some(to.clone()), None), false);
         send(&state, (flow.template)(&state.settings.get().meta, &to, &token)).await
@@ -621,7 +631,8 @@ pub async fn confirm_password_reset(
 }
 
 /// `request-email-change {newEmail}` (authenticated) → 204; mails a
-/// confirmation link to the new address.
+/// confirmation link to the new address, unless it got the throttle's
+/// share of these mails lately (then 204 and no mail, as for a sent one).
 pub async fn request_email_change(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
@@ -647,6 +658,9 @@ pub async fn request_email_change(
             "validation_not_unique",
             "The email is invalid or already in use.",
         ));
+    }
+    if !state.mailer.admit(MailKind::EmailChange, &new_email) {
+        return Ok(());
     }
     let old = record.get("email").and_then(Value::as_str).map(str::to_owned);
     let d = options(collection).email_change_token_duration;
@@ -738,7 +752,9 @@ fn code_mac(state: &AppState, otp_id: &str, code: &str) -> String {
 }
 
 /// `request-otp {email}` → `{otpId}`. An unknown address gets an `otpId`
-/// too (that never works), so the answer does not reveal accounts.
+/// too (that never works), so the answer does not reveal accounts; so does
+/// an address that got the throttle's share of codes lately (no mail: the
+/// code of an earlier mail still works with the `otpId` it came with).
 pub async fn request_otp(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
@@ -758,6 +774,10 @@ pub async fn request_otp(
         let Some(rec) = find_by_email(&state2, &collection2, &email)? else {
             return Ok(());
         };
+        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if !state2.mailer.admit(MailKind::Otp, &to) {
+            return Ok(());
+        }
         let len = opts.otp.length.clamp(4, 16);
         let code: String = {
             let mut rng = rand::thread_rng();
@@ -777,7 +797,6 @@ pub async fn request_otp(
                 value: Some(serde_json::to_vec(&entry).expect("serialize otp")),
             }])
             .await?;
-        let to = rec.get("email").and_then(Value::as_str).unwrap_or_default().to_owned();
         send(&state2, templates::otp(&state2.settings.get().meta, &to, &code)).await
     });
     Ok(json!({"otpId": otp_id}))

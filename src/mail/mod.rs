@@ -8,8 +8,10 @@
 
 pub mod smtp;
 pub mod templates;
+pub mod throttle;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::settings::SettingsStore;
 
@@ -36,6 +38,8 @@ pub struct Mailer {
     outbox: PathBuf,
     settings: SettingsStore,
     smtp: smtp::SmtpClient,
+    /// Auth mails per recipient (`limits.mailsPerAddress`).
+    throttle: Arc<throttle::RecipientThrottle>,
 }
 
 impl Mailer {
@@ -44,7 +48,23 @@ impl Mailer {
             outbox: data_dir.join("outbox"),
             settings,
             smtp: smtp::SmtpClient::default(),
+            throttle: Default::default(),
         }
+    }
+
+    /// Whether an auth mail of `kind` may go to `to` now, under the
+    /// per-recipient throttle of the settings (`limits.mailsPerAddress`
+    /// per `limits.mailWindow`); counted if so. The auth flows ask before
+    /// they issue a token; test mails from superusers are not throttled.
+    pub fn admit(&self, kind: throttle::MailKind, to: &str) -> bool {
+        let settings = self.settings.get();
+        let limits = &settings.limits;
+        let window = std::time::Duration::from_secs(limits.mail_window.into());
+        let ok = self.throttle.admit(kind, to, limits.mails_per_address, window);
+        if !ok {
+            tracing::info!(%to, ?kind, "auth mail not sent: too many to this address lately");
+        }
+        ok
     }
 
     /// Where dev mails go.

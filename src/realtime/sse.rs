@@ -89,8 +89,11 @@ fn sse_frame(id: &str, event: &str, data: &str) -> Bytes {
     Bytes::from(format!("id:{id}\nevent:{event}\ndata:{data}\n\n"))
 }
 
-/// `GET /api/realtime`.
-pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /api/realtime`. At most `limits.realtimePerAddress` realtime
+/// streams per client address (429 over it): the stream's task holds its
+/// slot until it ends.
+pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let lease = crate::api::bounds::realtime_lease(&req, &state)?;
     let state = state.get_ref().clone();
     let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
     let client = Arc::new(Client {
@@ -107,6 +110,7 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
     let clients = state.realtime.sse.clone();
     let mut closing = state.realtime.closing();
     actix_web::rt::spawn(async move {
+        let _lease = lease;
         loop {
             let change = tokio::select! {
                 c = rx.recv() => c,
@@ -163,11 +167,11 @@ pub async fn connect(state: web::Data<AppState>) -> HttpResponse {
     let body = futures_util::stream::unfold(out, |mut out| async move {
         out.recv().await.map(|b| (Ok::<Bytes, actix_web::Error>(b), out))
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }
 
 /// Splits `posts/*?options={...}` into the topic and its options. Rules are

@@ -89,12 +89,15 @@ enum Frame {
     Ping,
 }
 
-/// Upgrades the request and spawns the connection task.
+/// Upgrades the request and spawns the connection task. At most
+/// `limits.realtimePerAddress` realtime streams per client address (429
+/// over it): the task holds its slot until it ends.
 pub async fn handle(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let lease = crate::api::bounds::realtime_lease(&req, &state)?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let token = req
         .headers()
@@ -106,6 +109,7 @@ pub async fn handle(
     let rx = state.store.subscribe();
     let state = state.get_ref().clone();
     actix_web::rt::spawn(async move {
+        let _lease = lease;
         let mut who = Subscriber::guest();
         who.set(&state, token);
         let mut conn = Conn {

@@ -112,6 +112,7 @@ async fn bad_input_on_every_dashboard_route_is_never_a_server_error() {
         "/_/settings/batch".to_owned(),
         "/_/settings/logs".to_owned(),
         "/_/settings/proxy".to_owned(),
+        "/_/settings/server-limits".to_owned(),
         "/_/live/token".to_owned(),
     ];
     for path in &posts {
@@ -191,6 +192,7 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
         "cors",
         "logs",
         "trustedProxy",
+        "limits",
     ];
     let junk = [
         json!(null),
@@ -232,6 +234,24 @@ async fn settings_api_refuses_every_bad_value_with_a_4xx() {
         ] {
             patches.push(json!({ section: {"maxBytes": bad} }));
         }
+    }
+    // Caps that would lock clients out (or never end a body) are refused.
+    for (field, bad) in [
+        ("connectionsPerAddress", 0),
+        ("connectionsPerAddress", 15),
+        ("realtimePerAddress", 0),
+        ("bodyTimeout", 0),
+        ("bodyTimeout", 3601),
+        ("mailsPerAddress", 0),
+        ("mailWindow", 0),
+        ("mailWindow", 86_401),
+    ] {
+        let r = app.patch("/api/settings", json!({"limits": {field: bad}})).await;
+        assert_eq!(r.status, 400, "limits.{field} = {bad}: {:?}", r.body);
+        assert_eq!(
+            r.field_code(&format!("limits.{field}")),
+            Some("validation_invalid_value")
+        );
     }
     let mut refused = 0;
     for p in &patches {

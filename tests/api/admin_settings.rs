@@ -3,6 +3,7 @@
 //! CORS as a runtime setting is tested in `admin_settings/cors.rs`.
 
 mod cors;
+mod limits;
 
 use serde_json::{json, Value};
 
@@ -10,14 +11,14 @@ use super::admin_support::{Browser, Html};
 use super::helpers::{spawn_app, TestApp};
 
 /// Posts a settings form and asserts the 303 back to the page.
-async fn save(b: &mut Browser, path: &str, fields: &[(&str, &str)]) {
+pub(super) async fn save(b: &mut Browser, path: &str, fields: &[(&str, &str)]) {
     let r = b.post(path, fields).await;
     assert_eq!((r.status, r.location()), (303, "/_/settings"), "{path}: {}", r.body);
 }
 
 /// Posts a settings form and asserts the page came back with 400 and
 /// `message` next to the field `id` (`f-<id>` input, `e-<id>` message).
-async fn refused(b: &mut Browser, path: &str, fields: &[(&str, &str)], id: &str, message: &str) -> Html {
+pub(super) async fn refused(b: &mut Browser, path: &str, fields: &[(&str, &str)], id: &str, message: &str) -> Html {
     let r = b.post(path, fields).await;
     assert_eq!(r.status, 400, "{path} {fields:?}: {}", r.body);
     r.assert_has(&format!("id=\"e-{id}\">{message}"));
@@ -26,7 +27,7 @@ async fn refused(b: &mut Browser, path: &str, fields: &[(&str, &str)], id: &str,
     r
 }
 
-async fn settings(app: &TestApp) -> Value {
+pub(super) async fn settings(app: &TestApp) -> Value {
     let r = app.get("/api/settings").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     r.body

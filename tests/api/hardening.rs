@@ -199,6 +199,12 @@ async fn hard_otp_is_invalidated_after_five_wrong_codes() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    // Four codes to one mailbox: more than the per-recipient mail throttle
+    // sends by default (3 per 10 minutes; its own test is in bounds_server).
+    let r = app
+        .patch("/api/settings", json!({"limits": {"mailsPerAddress": 10}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let body = json!({"email": "eli@example.com", "password": "password-1", "passwordConfirm": "password-1"});
     assert_eq!(sign_up(&app, "users", body).await.status, 200);
     let request = || {

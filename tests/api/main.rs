@@ -15,6 +15,7 @@ mod auth;
 mod auth_flows;
 mod batch;
 mod bounds_budget;
+mod bounds_server;
 mod bounds_storage;
 mod collections;
 mod errors;

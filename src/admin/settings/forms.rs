@@ -470,3 +470,72 @@ impl LogsForm {
         }})))
     }
 }
+
+/// The resource caps (`limits`): connections and realtime streams per
+/// address, the body read timeout, auth mails per recipient. The ranges
+/// are the settings store's checks.
+pub struct CapsForm {
+    pub connections_per_address: String,
+    pub realtime_per_address: String,
+    pub body_timeout: String,
+    pub mails_per_address: String,
+    pub mail_window: String,
+}
+
+impl CapsForm {
+    pub fn from_settings(s: &Settings) -> CapsForm {
+        let l = &s.limits;
+        CapsForm {
+            connections_per_address: l.connections_per_address.to_string(),
+            realtime_per_address: l.realtime_per_address.to_string(),
+            body_timeout: l.body_timeout.to_string(),
+            mails_per_address: l.mails_per_address.to_string(),
+            mail_window: l.mail_window.to_string(),
+        }
+    }
+
+    pub fn from_form(f: &AdminForm) -> CapsForm {
+        let text = |k: &str| f.text(k).trim().to_owned();
+        CapsForm {
+            connections_per_address: text("limits.connectionsPerAddress"),
+            realtime_per_address: text("limits.realtimePerAddress"),
+            body_timeout: text("limits.bodyTimeout"),
+            mails_per_address: text("limits.mailsPerAddress"),
+            mail_window: text("limits.mailWindow"),
+        }
+    }
+
+    pub fn patch(&self) -> Result<Map<String, Value>, Errors> {
+        let mut errors = Errors::default();
+        let mut n = |key: &str, text: &str, message: &str| number(&mut errors, key, text, 0, u32::MAX.into(), message);
+        let connections = n(
+            "limits.connectionsPerAddress",
+            &self.connections_per_address,
+            "Must be a whole number from 16 to 1,000,000.",
+        );
+        let realtime = n(
+            "limits.realtimePerAddress",
+            &self.realtime_per_address,
+            "Must be a whole number from 1 to 1,000,000.",
+        );
+        let body = n(
+            "limits.bodyTimeout",
+            &self.body_timeout,
+            "Must be a whole number of seconds from 1 to 3600.",
+        );
+        let mails = n(
+            "limits.mailsPerAddress",
+            &self.mails_per_address,
+            "Must be a whole number from 1 to 1000.",
+        );
+        let window = n(
+            "limits.mailWindow",
+            &self.mail_window,
+            "Must be a whole number of seconds from 1 to 86400.",
+        );
+        errors.into_result(obj(json!({"limits": {
+            "connectionsPerAddress": connections, "realtimePerAddress": realtime,
+            "bodyTimeout": body, "mailsPerAddress": mails, "mailWindow": window,
+        }})))
+    }
+}

@@ -25,7 +25,8 @@ use super::{Admin, AdminForm, Page};
 use crate::schema::CollectionType;
 use errors::Errors;
 use forms::{
-    AppForm, BatchForm, BudgetForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm, Usage,
+    AppForm, BatchForm, BudgetForm, CapsForm, CorsForm, LogsForm, MailForm, ProxyForm, RealtimeForm, TestMailForm,
+    Usage,
 };
 use limits::LimitsForm;
 use tokens::TokenForm;
@@ -42,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/batch", web::post().to(save_batch))
         .route("/settings/budget", web::post().to(save_budget))
         .route("/settings/proxy", web::post().to(save_proxy))
+        .route("/settings/server-limits", web::post().to(save_caps))
         .route("/settings/logs", web::post().to(save_logs));
 }
 
@@ -62,6 +64,12 @@ struct SettingsPage {
     budget: BudgetForm,
     proxy: ProxyForm,
     logs: LogsForm,
+    caps: CapsForm,
+    /// Set when the server started (`--max-connections`, after the
+    /// open-file limit; `--header-timeout`, `--keep-alive`), shown read-only.
+    max_connections: usize,
+    header_timeout: u64,
+    keep_alive: u64,
     errors: Errors,
 }
 
@@ -99,6 +107,10 @@ impl SettingsPage {
             budget: BudgetForm::from_settings(&s),
             proxy: ProxyForm::from_settings(&s),
             logs: LogsForm::from_settings(&s, &request_log(admin)),
+            caps: CapsForm::from_settings(&s),
+            max_connections: state.config.max_connections,
+            header_timeout: state.config.header_timeout,
+            keep_alive: state.config.keep_alive,
             errors: Errors::default(),
         }
     }
@@ -151,6 +163,7 @@ enum Section {
     Budget(BudgetForm),
     Proxy(ProxyForm),
     Logs(LogsForm),
+    Caps(CapsForm),
 }
 
 impl Section {
@@ -165,6 +178,7 @@ impl Section {
             Section::Budget(f) => f.patch(),
             Section::Proxy(f) => f.patch(),
             Section::Logs(f) => f.patch(),
+            Section::Caps(f) => f.patch(),
         }
     }
 
@@ -196,6 +210,7 @@ impl Section {
             Section::Budget(_) => "budget",
             Section::Proxy(_) => "trustedProxy.headers",
             Section::Logs(_) => "logs",
+            Section::Caps(_) => "limits",
         }
     }
 
@@ -211,6 +226,7 @@ impl Section {
             Section::Budget(f) => page.budget = f,
             Section::Proxy(f) => page.proxy = f,
             Section::Logs(f) => page.logs = f,
+            Section::Caps(f) => page.caps = f,
         }
     }
 }
@@ -335,5 +351,10 @@ async fn save_proxy(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, A
 
 async fn save_logs(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
     let section = Section::Logs(LogsForm::from_form(&form, &request_log(&form.admin)));
+    save(&req, form.admin, section).await
+}
+
+async fn save_caps(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let section = Section::Caps(CapsForm::from_form(&form));
     save(&req, form.admin, section).await
 }
