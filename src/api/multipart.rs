@@ -29,6 +29,7 @@ use futures_util::Stream;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
+use crate::schema::numbers;
 
 /// Longest boundary RFC 2046 allows (§5.1.1: `1*70 bchars`).
 pub const MAX_BOUNDARY: usize = 70;
@@ -126,7 +127,11 @@ where
         let text = std::str::from_utf8(&content).map_err(|_| malformed("a field is not UTF-8"))?;
         if name == "@jsonPayload" {
             match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => out.extend(m),
+                Ok(Value::Object(m)) => match numbers::out_of_range_integer(text.as_bytes()) {
+                    // As for JSON bodies: no integer outside i64 becomes a float.
+                    Some(path) => return Err(ApiError::field(&path, numbers::INVALID_NUMBER, numbers::OUT_OF_RANGE)),
+                    None => out.extend(m),
+                },
                 Ok(_) => return Err(ApiError::bad_request("@jsonPayload must be a JSON object.")),
                 Err(e) => return Err(ApiError::bad_request(format!("Malformed @jsonPayload: {e}."))),
             }

@@ -362,3 +362,25 @@ async fn numbers_old_format_index_keys_are_rebuilt_at_start() {
         assert!(plan.contains("index by_n"), "{filter}: {plan}");
     }
 }
+
+#[actix_web::test]
+async fn numbers_outside_i64_are_refused_in_multipart_payloads_too() {
+    let app = spawn_app().await;
+    app.create_collection(json!({
+        "name": "free", "createRule": "", "listRule": "",
+        "schema": {"type": "object"}
+    }))
+    .await;
+    let body = "--XX\r\nContent-Disposition: form-data; name=\"@jsonPayload\"\r\n\r\n{\"n\": 18446744073709551616}\r\n--XX--\r\n";
+    let r = app
+        .raw(
+            awc::http::Method::POST,
+            "/api/collections/free/records",
+            "multipart/form-data; boundary=XX",
+            body.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.field_code("n"), Some("validation_invalid_number"));
+    assert_eq!(app.get("/api/collections/free/records").await.body["totalItems"], 0);
+}
