@@ -157,7 +157,7 @@ impl Default for RealtimeSettings {
     /// 128 MiB: about a quarter million changes of typical (~500-byte)
     /// records, hours of busy traffic to resume from, while the data dir
     /// stays well under a few hundred MB on a small VPS (measured: 390 MiB
-    /// of 200 KiB PATCHes left 156 MiB, at most 169 MiB seen; see
+    /// of 200 KiB PATCHes left 158 MiB, at most 168 MiB seen; see
     /// BENCHMARKS.md).
     fn default() -> Self {
         RealtimeSettings {

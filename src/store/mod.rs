@@ -767,6 +767,84 @@ mod tests {
     }
 
     #[test]
+    fn the_change_log_keeps_its_byte_budget_and_its_total_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = Arc::new(CollectionSpec {
+            id: "c".into(),
+            name: "c".into(),
+            indexes: Vec::new(),
+        });
+        let budget = 64 * 1024;
+        let write = |store: &Store, i: usize| {
+            let data = json!({"id": "r", "text": format!("{i:04}{}", "x".repeat(10_000))});
+            let expect = if i == 0 { Expect::Absent } else { Expect::Any };
+            store
+                .write_blocking(vec![WriteOp::PutRecord {
+                    collection_id: "c".into(),
+                    id: "r".into(),
+                    data,
+                    expect,
+                }])
+                .unwrap();
+        };
+        let total = {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .write_blocking(vec![WriteOp::PutCollection {
+                    spec: spec.clone(),
+                    def: json!({"id": "c"}),
+                }])
+                .unwrap();
+            store.set_change_budget(budget);
+            for i in 0..40 {
+                write(&store, i);
+                let total = store.change_log_bytes();
+                assert_eq!(total, store.recount_change_log_bytes().unwrap(), "write {i}");
+                // One write per group here: at most the budget plus it.
+                assert!(total <= budget + 10_200, "write {i}: {total}");
+            }
+            // The oldest went, the newest are consecutive and whole.
+            let first = store.first_change_seq().unwrap();
+            assert!(first > 30, "{first}");
+            let kept: Vec<Change> = store.changes_since(first - 1).map(Result::unwrap).collect();
+            assert_eq!(kept.last().unwrap().seq, store.head_seq());
+            assert!(kept.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+            assert!(matches!(
+                store.changes_since(first - 2).next(),
+                Some(Err(StoreError::Trimmed(_)))
+            ));
+            // A lowered budget: the next group (here a trim job) catches up.
+            store.set_change_budget(25_000);
+            store.write_blocking(vec![WriteOp::TrimChanges { up_to: 0 }]).unwrap();
+            assert!(store.change_log_bytes() <= 25_000);
+            let total = store.change_log_bytes();
+            store.shutdown();
+            total
+        };
+        // sled lets go of the dir when its last background job does, which
+        // can trail the drop a little on a loaded machine (bounded wait).
+        let reopen = || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match Store::open(dir.path()) {
+                    Ok(store) => return store,
+                    Err(e) if std::time::Instant::now() > deadline => panic!("reopen: {e}"),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        };
+        // Kept in meta: the same after a restart, and recounted if missing.
+        let store = reopen();
+        assert_eq!(store.change_log_bytes(), total);
+        store.shared.meta.remove(CHANGE_BYTES_KEY).unwrap();
+        store.shutdown();
+        drop(store);
+        let store = reopen();
+        assert_eq!(store.change_log_bytes(), total);
+        store.shutdown();
+    }
+
+    #[test]
     fn require_absent_sees_the_store_the_job_and_concurrent_jobs() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

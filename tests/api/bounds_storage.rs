@@ -384,7 +384,12 @@ async fn bound_dashboard_shows_and_edits_the_caps() {
     let page = b.get("/_/settings").await;
     page.assert_has(r#"name="realtime.maxBytes" id="f-realtime-maxBytes" value="128 MiB""#);
     page.assert_has(r#"name="logs.maxBytes" id="f-logs-maxBytes" value="64 MiB""#);
-    page.assert_has(" events.</span>");
+    // What each log holds now, under its size field.
+    let store = &app.state.store;
+    let events = store.head_seq() + 1 - store.first_change_seq().unwrap_or(store.head_seq() + 1);
+    let word = if events == 1 { "event" } else { "events" };
+    page.assert_has(&format!(" in {events} {word}.</span>"));
+    page.assert_has("1 TiB. Now ");
     let r = b
         .post(
             "/_/settings/realtime",

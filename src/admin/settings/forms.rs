@@ -221,7 +221,9 @@ pub struct Usage {
 }
 
 impl Usage {
-    pub fn text(&self, what: &str) -> String {
+    /// `Now 3.2 MiB in 1200 events.`
+    pub fn text(&self, one: &str, many: &str) -> String {
+        let what = if self.entries == 1 { one } else { many };
         format!("Now {} in {} {what}.", human_size(self.bytes), self.entries)
     }
 }
@@ -240,7 +242,7 @@ impl RealtimeForm {
             retention_hours: s.realtime.retention_hours.to_string(),
             retention_events: s.realtime.retention_events.to_string(),
             max_bytes: format_size(s.realtime.max_bytes),
-            usage: usage.text("events"),
+            usage: usage.text("event", "events"),
         }
     }
 
@@ -249,7 +251,7 @@ impl RealtimeForm {
             retention_hours: f.text("realtime.retentionHours").trim().to_owned(),
             retention_events: f.text("realtime.retentionEvents").trim().to_owned(),
             max_bytes: f.text("realtime.maxBytes").trim().to_owned(),
-            usage: usage.text("events"),
+            usage: usage.text("event", "events"),
         }
     }
 
@@ -424,7 +426,7 @@ impl LogsForm {
             max_bytes: format_size(s.logs.max_bytes),
             log_ip: s.logs.log_ip,
             log_auth_id: s.logs.log_auth_id,
-            usage: usage.text("entries"),
+            usage: usage.text("entry", "entries"),
         }
     }
 
@@ -436,7 +438,7 @@ impl LogsForm {
             max_bytes: f.text("logs.maxBytes").trim().to_owned(),
             log_ip: checked(f, "logs.logIP"),
             log_auth_id: checked(f, "logs.logAuthId"),
-            usage: usage.text("entries"),
+            usage: usage.text("entry", "entries"),
         }
     }
 
