@@ -58,6 +58,15 @@ struct Sub {
     last_seq: u64,
 }
 
+/// How a `since` replay ended.
+enum Replay {
+    Done,
+    /// The connection is gone.
+    Gone,
+    /// Retention trimmed the log while it was read.
+    Trimmed,
+}
+
 struct Conn {
     state: AppState,
     session: Session,
@@ -344,18 +353,20 @@ impl Conn {
             return Ok(false);
         }
         sub.last_seq = since;
-        if !self.replay_since(&mut sub).await? {
-            return Ok(false);
+        match self.replay_since(&mut sub).await? {
+            Replay::Done => self.subs.push(sub),
+            Replay::Gone => return Ok(false),
+            // Trimmed while it was read: the client refetches and resubscribes.
+            Replay::Trimmed => return Ok(self.send(json!({"type": "resync", "sub": id})).await),
         }
-        self.subs.push(sub);
         Ok(true)
     }
 
     /// Replays the retained log after `sub.last_seq` to a subscription being
-    /// set up, advancing `last_seq`; `Ok(false)` when the connection is gone.
-    /// The log is read in chunks on the blocking pool and rendered like
-    /// live changes, so a long replay never holds an HTTP worker.
-    async fn replay_since(&mut self, sub: &mut Sub) -> Result<bool, ApiError> {
+    /// set up, advancing `last_seq`. The log is read in chunks on the
+    /// blocking pool and rendered like live changes, so a long replay never
+    /// holds an HTTP worker.
+    async fn replay_since(&mut self, sub: &mut Sub) -> Result<Replay, ApiError> {
         loop {
             let (state, after) = (self.state.clone(), sub.last_seq);
             let chunk = web::block(move || {
@@ -366,19 +377,24 @@ impl Conn {
                     .collect::<Result<Vec<Change>, _>>()
             })
             .await
-            .map_err(|_| ApiError::internal("replay failed"))??;
+            .map_err(|_| ApiError::internal("replay failed"))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(crate::store::StoreError::Trimmed(_)) => return Ok(Replay::Trimmed),
+                Err(e) => return Err(e.into()),
+            };
             if chunk.is_empty() {
                 break;
             }
             for change in chunk {
                 let seq = change.seq;
                 if change.collection_id == sub.spec.topic.collection_id && !self.replay(sub, Arc::new(change)).await? {
-                    return Ok(false);
+                    return Ok(Replay::Gone);
                 }
                 sub.last_seq = seq;
             }
         }
-        Ok(true)
+        Ok(Replay::Done)
     }
 
     /// Offers one live change to every subscription (skipping those that
