@@ -575,6 +575,15 @@ impl<'a> Query<'a> {
         Ok(n)
     }
 
+    /// Walks the index or scans and sorts, then shapes the answer.
+    fn run(self) -> Result<ListResult, ApiError> {
+        let found = match self.plan.index {
+            Some(ix) if self.plan.sorted => self.walk_index(ix)?,
+            _ => self.scan_and_sort()?,
+        };
+        self.shape(found)
+    }
+
     /// The answer: items exported for the caller (and expanded), totals, plan.
     fn shape(self, found: Found) -> Result<ListResult, ApiError> {
         // Nothing partial: a spent budget fails the whole list.
@@ -616,8 +625,12 @@ pub async fn list_async(
     params: ListParams,
     req: RequestInfo,
 ) -> Result<ListResult, ApiError> {
-    if Query::prepare(state, &coll, &params, &req)?.cheap() {
-        return list(state, &coll, &params, &req);
+    {
+        // Prepared once: a cheap list (the common case) runs right here.
+        let q = Query::prepare(state, &coll, &params, &req)?;
+        if q.cheap() {
+            return q.run();
+        }
     }
     let state2 = state.clone();
     state.work.run(move || list(&state2, &coll, &params, &req)).await?
@@ -631,10 +644,5 @@ pub fn list(
     params: &ListParams,
     req: &RequestInfo,
 ) -> Result<ListResult, ApiError> {
-    let q = Query::prepare(state, coll, params, req)?;
-    let found = match q.plan.index {
-        Some(ix) if q.plan.sorted => q.walk_index(ix)?,
-        _ => q.scan_and_sort()?,
-    };
-    q.shape(found)
+    Query::prepare(state, coll, params, req)?.run()
 }
