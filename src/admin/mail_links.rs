@@ -29,31 +29,17 @@ use crate::schema::record::PASSWORD_MIN;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/auth/confirm-verification/{token}")
-            .route(
-                web::get().to(|req: HttpRequest, t: web::Path<String>| show(req, t.into_inner(), Flow::Verification)),
-            )
-            .route(web::post().to(|req: HttpRequest, t: web::Path<String>, f: Fields| {
-                submit(req, t.into_inner(), Flow::Verification, f)
-            })),
-    )
-    .service(
-        web::resource("/auth/confirm-password-reset/{token}")
-            .route(
-                web::get().to(|req: HttpRequest, t: web::Path<String>| show(req, t.into_inner(), Flow::PasswordReset)),
-            )
-            .route(web::post().to(|req: HttpRequest, t: web::Path<String>, f: Fields| {
-                submit(req, t.into_inner(), Flow::PasswordReset, f)
-            })),
-    )
-    .service(
-        web::resource("/auth/confirm-email-change/{token}")
-            .route(web::get().to(|req: HttpRequest, t: web::Path<String>| show(req, t.into_inner(), Flow::EmailChange)))
-            .route(web::post().to(|req: HttpRequest, t: web::Path<String>, f: Fields| {
-                submit(req, t.into_inner(), Flow::EmailChange, f)
-            })),
-    );
+    for flow in [Flow::Verification, Flow::PasswordReset, Flow::EmailChange] {
+        cfg.service(
+            web::resource(format!("/auth/{}/{{token}}", flow.op()))
+                .route(web::get().to(move |req: HttpRequest, t: web::Path<String>| show(req, t.into_inner(), flow)))
+                .route(
+                    web::post().to(move |req: HttpRequest, t: web::Path<String>, f: Fields| {
+                        submit(req, t.into_inner(), flow, f)
+                    }),
+                ),
+        );
+    }
 }
 
 /// A posted form, or why it could not be read.

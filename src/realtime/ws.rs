@@ -453,7 +453,7 @@ impl Conn {
     }
 
     fn over_budget(&self) -> ApiError {
-        crate::rules::Budget::new(self.state.settings.get().budget.realtime_limits()).exhausted_error()
+        self.state.settings.get().budget.realtime_limits().records_error()
     }
 
     /// Sends what one subscription gets: (connection alive, subscription kept).

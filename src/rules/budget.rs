@@ -30,6 +30,19 @@ pub struct BudgetLimits {
     pub output_bytes: u64,
 }
 
+impl BudgetLimits {
+    /// The 400 of a spent record budget (also what a realtime subscription
+    /// that ran over gets).
+    pub fn records_error(&self) -> ApiError {
+        ApiError::bad_request(format!(
+            "Budget exceeded: this request would read more than {} records. Narrow it: \
+             filter on indexed fields, use fewer relation or back-relation terms \
+             (x.y, x_via_y), or expand less.",
+            self.records
+        ))
+    }
+}
+
 impl Default for BudgetLimits {
     fn default() -> Self {
         BudgetLimits {
@@ -109,21 +122,8 @@ impl Budget {
         self.exhausted.load(Relaxed) != FRESH
     }
 
-    /// The 400 of a spent record budget.
-    pub fn exhausted_error(&self) -> ApiError {
-        match self.check() {
-            Err(e) => e,
-            Ok(()) => self.records_error(),
-        }
-    }
-
     fn records_error(&self) -> ApiError {
-        ApiError::bad_request(format!(
-            "Budget exceeded: this request would read more than {} records. Narrow it: \
-             filter on indexed fields, use fewer relation or back-relation terms \
-             (x.y, x_via_y), or expand less.",
-            self.limits.records
-        ))
+        self.limits.records_error()
     }
 
     /// `Ok` while the budget holds; otherwise the 400 the request answers.

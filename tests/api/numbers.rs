@@ -4,21 +4,9 @@
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, start, TestApp, SU_EMAIL, SU_PASSWORD};
+use crate::helpers::{enc, spawn_app, start, TestApp, SU_EMAIL, SU_PASSWORD};
 
 const P53: i64 = 1 << 53;
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 async fn numbers_collection(app: &TestApp, name: &str, indexes: Value) {
     app.create_collection(json!({
