@@ -170,7 +170,7 @@ impl Default for RealtimeSettings {
 
 /// How much work one request may do (SPEC §7; see `rules::Budget`):
 /// records read (lists, filters and rules through relations, expand) and
-/// records embedded by `expand`; realtime delivery has its own, per event
+/// records embedded by `expand`, answer bytes and seconds; realtime delivery has its own, per event
 /// and connection. Over it, a request gets a 400 naming what to narrow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -181,6 +181,9 @@ pub struct BudgetSettings {
     pub max_output_bytes: u64,
     /// Records one change may cost one realtime connection to deliver.
     pub realtime_max_records: u64,
+    /// Seconds one request (or one change's delivery to one realtime
+    /// connection) may run, waiting for a work slot included.
+    pub max_seconds: u64,
 }
 
 impl Default for BudgetSettings {
@@ -191,6 +194,7 @@ impl Default for BudgetSettings {
             max_expand: d.expand,
             max_output_bytes: d.output_bytes,
             realtime_max_records: 20_000,
+            max_seconds: d.time.as_secs(),
         }
     }
 }
@@ -201,6 +205,7 @@ impl BudgetSettings {
             records: self.max_records,
             expand: self.max_expand,
             output_bytes: self.max_output_bytes,
+            time: std::time::Duration::from_secs(self.max_seconds),
         }
     }
 
@@ -212,6 +217,7 @@ impl BudgetSettings {
             records: self.realtime_max_records,
             expand: self.max_expand,
             output_bytes: (self.max_output_bytes / 16).max(1),
+            time: std::time::Duration::from_secs(self.max_seconds),
         }
     }
 
@@ -221,6 +227,7 @@ impl BudgetSettings {
             ("budget.maxExpand", self.max_expand, 1_000_000),
             ("budget.maxOutputBytes", self.max_output_bytes, 1 << 34),
             ("budget.realtimeMaxRecords", self.realtime_max_records, 100_000_000),
+            ("budget.maxSeconds", self.max_seconds, 3_600),
         ] {
             if !(1..=max).contains(&v) {
                 return Err(ApiError::field(

@@ -141,6 +141,37 @@ async fn bound_budget_relation_filters_and_expand_get_a_400() {
     }
 }
 
+/// The budget's clock: a request whose records would take far longer to
+/// read than its seconds allow stops at the deadline with the time 400
+/// (30^5 reads per candidate, under a 100M-record budget that no machine
+/// reads in one second), and the server answers on.
+#[actix_web::test]
+async fn bound_budget_time_stops_a_long_request() {
+    let app = spawn_app().await;
+    mesh(&app, 30).await;
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"budget": {"maxRecords": 100_000_000, "maxSeconds": 1}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["budget"]["maxSeconds"], 1);
+    let deep = "links.links.links.links.links.title = 'nope'";
+    let r = app
+        .guest_get(&format!("/api/collections/nodes/records?filter={}", enc(deep)))
+        .await;
+    assert!(is_budget_error(r.status, &r.body), "{} {:?}", r.status, r.body);
+    let msg = r.body["message"].as_str().unwrap();
+    assert!(msg.contains("longer than 1 s"), "{msg}");
+    assert_eq!(app.guest_get("/api/health").await.status, 200);
+    for bad in [0, 3601] {
+        let r = app.patch("/api/settings", json!({"budget": {"maxSeconds": bad}})).await;
+        assert_eq!(r.status, 400, "{bad}: {:?}", r.body);
+        assert!(r.body["data"]["budget.maxSeconds"].is_object(), "{:?}", r.body);
+    }
+}
+
 #[actix_web::test]
 async fn bound_budget_back_relation_scans_never_stall_health() {
     let app = spawn_app().await;

@@ -110,6 +110,7 @@ fn label(key: &str) -> String {
         "budget.maxExpand" => "Records expanded per request",
         "budget.maxOutputBytes" => "Bytes per answer",
         "budget.realtimeMaxRecords" => "Records read per change",
+        "budget.maxSeconds" => "Seconds per request",
         _ => "",
     };
     if !fixed.is_empty() {

@@ -327,6 +327,7 @@ pub struct BudgetForm {
     pub max_expand: String,
     pub max_output_bytes: String,
     pub realtime_max_records: String,
+    pub max_seconds: String,
 }
 
 impl BudgetForm {
@@ -336,6 +337,7 @@ impl BudgetForm {
             max_expand: s.budget.max_expand.to_string(),
             max_output_bytes: s.budget.max_output_bytes.to_string(),
             realtime_max_records: s.budget.realtime_max_records.to_string(),
+            max_seconds: s.budget.max_seconds.to_string(),
         }
     }
 
@@ -345,6 +347,7 @@ impl BudgetForm {
             max_expand: f.text("budget.maxExpand").trim().to_owned(),
             max_output_bytes: f.text("budget.maxOutputBytes").trim().to_owned(),
             realtime_max_records: f.text("budget.realtimeMaxRecords").trim().to_owned(),
+            max_seconds: f.text("budget.maxSeconds").trim().to_owned(),
         }
     }
 
@@ -365,9 +368,10 @@ impl BudgetForm {
         let expand = field("budget.maxExpand", &self.max_expand);
         let output_bytes = field("budget.maxOutputBytes", &self.max_output_bytes);
         let realtime = field("budget.realtimeMaxRecords", &self.realtime_max_records);
+        let seconds = field("budget.maxSeconds", &self.max_seconds);
         errors.into_result(obj(json!({"budget": {
             "maxRecords": records, "maxExpand": expand, "maxOutputBytes": output_bytes,
-            "realtimeMaxRecords": realtime
+            "realtimeMaxRecords": realtime, "maxSeconds": seconds
         }})))
     }
 }
