@@ -162,6 +162,7 @@ impl App {
         // A connection with nothing in flight for longer than this is
         // sending its next request's headers too slowly (`api::bounds::watch`).
         let watchdogs = api::bounds::Watchdogs::new(keep_alive + header_timeout, watchdogs);
+        let dir = config.dir.clone();
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
@@ -205,7 +206,7 @@ impl App {
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?
             .run();
-        let control = crate::control::Listener::start(&state, &state.config.dir);
+        let control = crate::control::Listener::start(&state, &dir);
         let app = App {
             port,
             server,

@@ -494,3 +494,33 @@ fn version_as_pocketbase_prints_it() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected, "{args:?}");
     }
 }
+
+/// A command through the socket is written like an API write: realtime
+/// subscribers see it.
+#[actix_web::test]
+async fn realtime_sees_what_the_cli_writes() {
+    let app = crate::helpers::spawn_app().await;
+    let (mut ws, _) = crate::realtime::Ws::open(&app, Some(&app.token)).await;
+    let ok = ws
+        .subscribe(json!({"type": "subscribe", "id": "su", "topic": "_superusers/*"}))
+        .await;
+    assert_eq!(ok["type"], "subscribed", "{ok}");
+    let dir = app.dir.clone();
+    // Off this thread: the in-process server answers the socket on it.
+    let (code, out, err) = actix_web::rt::task::spawn_blocking(move || {
+        cli(&dir, &["superuser", "create", "live@example.com", "a password"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let event = ws.recv().await;
+    assert_eq!(
+        (
+            event["sub"].as_str(),
+            event["action"].as_str(),
+            event["record"]["email"].as_str()
+        ),
+        (Some("su"), Some("create"), Some("live@example.com")),
+        "{event}"
+    );
+}
