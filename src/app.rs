@@ -132,6 +132,8 @@ pub struct App {
     port: u16,
     server: Server,
     state: AppState,
+    /// The control socket in the data dir (`crate::control`).
+    control: Option<crate::control::Listener>,
 }
 
 impl App {
@@ -160,6 +162,7 @@ impl App {
         // A connection with nothing in flight for longer than this is
         // sending its next request's headers too slowly (`api::bounds::watch`).
         let watchdogs = api::bounds::Watchdogs::new(keep_alive + header_timeout, watchdogs);
+        let dir = config.dir.clone();
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
@@ -203,7 +206,13 @@ impl App {
             .listen(listener)
             .map_err(|source| BuildError::Bind { addr, source })?
             .run();
-        let app = App { port, server, state };
+        let control = crate::control::Listener::start(&state, &dir);
+        let app = App {
+            port,
+            server,
+            state,
+            control,
+        };
         app.stop_on_signals();
         Ok(app)
     }
@@ -240,12 +249,17 @@ impl App {
     fn stop_on_signals(&self) {
         let handle = self.server.handle();
         let realtime = self.state.realtime.clone();
+        // Registered now, not when the task first runs: a SIGTERM right
+        // after the start line must stop gracefully too.
+        #[cfg(unix)]
+        let signals = {
+            use tokio::signal::unix::{signal, SignalKind};
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        };
         actix_web::rt::spawn(async move {
             #[cfg(unix)]
             {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-                else {
+                let (Ok(mut term), Ok(mut int)) = signals else {
                     tracing::warn!("could not install signal handlers; stop with SIGKILL");
                     return;
                 };
@@ -275,6 +289,9 @@ impl App {
     /// finishes in-flight requests, then drains the writer and flushes.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(control) = self.control {
+            control.stop().await;
+        }
         let store = self.state.store.clone();
         // The final flush blocks on fsync: keep it off the async worker.
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

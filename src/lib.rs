@@ -17,6 +17,9 @@ pub mod caps;
 pub mod clock;
 /// Server configuration.
 pub mod config;
+/// The operator's commands and the control socket the CLI reaches a
+/// running server through.
+pub mod control;
 /// Operations shared by REST, batch, dashboard and CLI.
 pub mod core;
 /// The one client-facing error type.

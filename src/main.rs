@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use basalt::config::LogFormat;
+use basalt::control;
+use basalt::store::StoreError;
 use basalt::{App, Config};
 use clap::{Parser, Subcommand};
 
@@ -13,31 +15,118 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `basalt --version` prints this after the name, as `pocketbase --version`
+/// prints `pocketbase version X`.
+const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"));
+
 #[derive(Parser)]
-#[command(name = "basalt", version, about = "Self-hosted Backend-as-a-Service in one binary")]
+#[command(
+    name = "basalt",
+    version = VERSION,
+    disable_version_flag = true,
+    about = "Self-hosted Backend-as-a-Service in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log line format.
     #[arg(long, global = true, env = "BASALT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Data directory (created on first start). Accepted before or after
+    /// the command, as PocketBase's `--dir`.
+    #[arg(long, global = true, env = "BASALT_DIR", default_value = "./basalt_data")]
+    dir: PathBuf,
+    /// Print the version.
+    #[arg(short = 'v', long = "version", short_alias = 'V', action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    #[command(flatten)]
+    pocketbase: PocketBaseFlags,
+}
+
+/// PocketBase's global flags that have no meaning in Basalt: accepted, so
+/// a PocketBase command line or service file works unchanged, and each
+/// named in one note line. (`--https` and domain arguments ask for TLS,
+/// which is refused instead: ignoring them would serve plain HTTP where
+/// the operator expects TLS.)
+#[derive(clap::Args, Default)]
+#[command(next_help_heading = "PocketBase flags (accepted and ignored)")]
+struct PocketBaseFlags {
+    #[arg(long = "automigrate", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    automigrate: Option<String>,
+    #[arg(long = "migrationsDir", global = true, value_name = "DIR")]
+    migrations_dir: Option<String>,
+    #[arg(long = "hooksDir", global = true, value_name = "DIR")]
+    hooks_dir: Option<String>,
+    #[arg(long = "hooksWatch", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    hooks_watch: Option<String>,
+    #[arg(long = "hooksPool", global = true, value_name = "N")]
+    hooks_pool: Option<String>,
+    #[arg(long = "publicDir", global = true, value_name = "DIR")]
+    public_dir: Option<String>,
+    #[arg(long = "indexFallback", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    index_fallback: Option<String>,
+    #[arg(long = "queryTimeout", global = true, value_name = "SECONDS")]
+    query_timeout: Option<String>,
+    #[arg(long = "encryptionEnv", global = true, value_name = "VAR")]
+    encryption_env: Option<String>,
+    #[arg(long = "dev", global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    dev: Option<String>,
+}
+
+impl PocketBaseFlags {
+    /// One line per flag given: what Basalt does instead.
+    fn notes(&self) -> Vec<String> {
+        let no_migrations = "Basalt has no migration files: collections live in the data dir (manage them with the API or the dashboard)";
+        let no_hooks = "Basalt runs no JavaScript hooks";
+        let no_public = "Basalt serves no static files (serve them from a reverse proxy)";
+        let given = [
+            ("--automigrate", self.automigrate.is_some(), no_migrations),
+            ("--migrationsDir", self.migrations_dir.is_some(), no_migrations),
+            ("--hooksDir", self.hooks_dir.is_some(), no_hooks),
+            ("--hooksWatch", self.hooks_watch.is_some(), no_hooks),
+            ("--hooksPool", self.hooks_pool.is_some(), no_hooks),
+            ("--publicDir", self.public_dir.is_some(), no_public),
+            ("--indexFallback", self.index_fallback.is_some(), no_public),
+            (
+                "--queryTimeout",
+                self.query_timeout.is_some(),
+                "queries are bounded by the read budget (settings `budget`), not by a timeout",
+            ),
+            (
+                "--encryptionEnv",
+                self.encryption_env.is_some(),
+                "the settings are NOT encrypted at rest (keep the data dir private)",
+            ),
+            ("--dev", self.dev.is_some(), "for verbose logs set RUST_LOG=debug"),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, set, _)| *set)
+            .map(|(flag, _, why)| format!("note: ignoring PocketBase's {flag}: {why}"))
+            .collect()
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
     Serve {
+        /// Domain names for automatic TLS, as `pocketbase serve example.com`:
+        /// not built yet (refused with a message).
+        #[arg(value_name = "DOMAIN")]
+        domains: Vec<String>,
         /// Address to listen on.
         #[arg(long, env = "BASALT_HTTP", default_value = "127.0.0.1:8090")]
         http: String,
-        /// Data directory (created on first start).
-        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
-        dir: PathBuf,
-        /// Allowed CORS origins: '*' or a comma-separated list. Once origins are
-        /// saved in the settings (dashboard, or `cors.origins` in PATCH
-        /// /api/settings), the saved list wins over this flag.
-        #[arg(long, env = "BASALT_ORIGINS", default_value = "*")]
-        origins: String,
+        /// PocketBase's HTTPS address: TLS is not built yet (refused with a message).
+        #[arg(long, value_name = "ADDR")]
+        https: Option<String>,
+        /// Allowed CORS origins: '*' or a list (comma-separated, or the flag
+        /// repeated as PocketBase takes it). Once origins are saved in the
+        /// settings (dashboard, or `cors.origins` in PATCH /api/settings),
+        /// the saved list wins over this flag.
+        #[arg(long, env = "BASALT_ORIGINS", value_delimiter = ',', default_value = "*")]
+        origins: Vec<String>,
         /// Largest accepted JSON request body, in bytes.
         #[arg(long, env = "BASALT_MAX_BODY", default_value_t = 1024 * 1024)]
         max_body: usize,
@@ -58,7 +147,9 @@ enum Command {
         #[arg(long, env = "BASALT_KEEP_ALIVE", default_value_t = basalt::config::DEFAULT_KEEP_ALIVE)]
         keep_alive: u64,
     },
-    /// Manage dashboard superusers (works while the server is stopped).
+    /// Manage superusers, as PocketBase's `superuser` commands. They work
+    /// while the server runs on the data dir too (through its control
+    /// socket, `<dir>/.basalt.sock`).
     Superuser {
         #[command(subcommand)]
         action: SuperuserAction,
@@ -69,34 +160,66 @@ enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// Print the version (as --version).
+    Version,
 }
 
 #[derive(Subcommand)]
 enum BackupAction {
     /// Write a consistent snapshot of a stopped server's data dir to FILE.
-    Create {
-        file: PathBuf,
-        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
-        dir: PathBuf,
-    },
+    Create { file: PathBuf },
     /// Restore FILE into a new, empty data dir (then start the server on it).
-    Restore {
-        file: PathBuf,
-        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
-        dir: PathBuf,
+    Restore { file: PathBuf },
+}
+
+/// PocketBase's `superuser` commands; arguments are checked by the command
+/// itself, with PocketBase's messages.
+#[derive(Subcommand)]
+enum SuperuserAction {
+    /// Creates a new superuser.
+    Create {
+        #[arg(value_name = "EMAIL PASSWORD")]
+        args: Vec<String>,
+    },
+    /// Creates, or updates if email exists, a single superuser.
+    Upsert {
+        #[arg(value_name = "EMAIL PASSWORD")]
+        args: Vec<String>,
+    },
+    /// Changes the password of a single superuser.
+    Update {
+        #[arg(value_name = "EMAIL PASSWORD")]
+        args: Vec<String>,
+    },
+    /// Deletes an existing superuser.
+    Delete {
+        #[arg(value_name = "EMAIL")]
+        args: Vec<String>,
+    },
+    /// Creates a new OTP for the specified superuser (the `_superusers`
+    /// collection must have OTP enabled).
+    Otp {
+        #[arg(value_name = "EMAIL")]
+        args: Vec<String>,
+    },
+    /// PocketBase's superuser IP allow-list: not in Basalt (refused).
+    Ips {
+        #[arg(value_name = "IP")]
+        args: Vec<String>,
     },
 }
 
-#[derive(Subcommand)]
-enum SuperuserAction {
-    /// Create a superuser, or set the password of an existing one.
-    Upsert {
-        email: String,
-        password: String,
-        /// Data directory.
-        #[arg(long, env = "BASALT_DIR", default_value = "./basalt_data")]
-        dir: PathBuf,
-    },
+impl SuperuserAction {
+    fn split(self) -> (&'static str, Vec<String>) {
+        match self {
+            SuperuserAction::Create { args } => ("create", args),
+            SuperuserAction::Upsert { args } => ("upsert", args),
+            SuperuserAction::Update { args } => ("update", args),
+            SuperuserAction::Delete { args } => ("delete", args),
+            SuperuserAction::Otp { args } => ("otp", args),
+            SuperuserAction::Ips { args } => ("ips", args),
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -117,11 +240,16 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    for note in cli.pocketbase.notes() {
+        eprintln!("{note}");
+    }
+    let dir = cli.dir;
     actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve {
+                domains,
                 http,
-                dir,
+                https,
                 origins,
                 max_body,
                 workers,
@@ -129,10 +257,14 @@ fn main() -> ExitCode {
                 header_timeout,
                 keep_alive,
             } => {
+                if let Some(refusal) = tls_refusal(&domains, https.as_deref()) {
+                    eprintln!("error: {refusal}");
+                    return ExitCode::FAILURE;
+                }
                 serve(Config {
                     http,
                     dir,
-                    origins,
+                    origins: origins.join(","),
                     max_body,
                     workers,
                     max_connections,
@@ -141,14 +273,19 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Superuser {
-                action: SuperuserAction::Upsert { email, password, dir },
-            } => upsert(Config::for_dir(dir), &email, &password).await,
+            Command::Superuser { action } => {
+                let (name, args) = action.split();
+                superuser(dir, name, &args).await
+            }
+            Command::Version => {
+                println!("basalt {VERSION}");
+                ExitCode::SUCCESS
+            }
             Command::Backup {
-                action: BackupAction::Create { file, dir },
+                action: BackupAction::Create { file },
             } => backup_create(&dir, &file).await,
             Command::Backup {
-                action: BackupAction::Restore { file, dir },
+                action: BackupAction::Restore { file },
             } => match basalt::store::backup::restore(&file, &dir) {
                 Ok(info) => {
                     println!(
@@ -168,6 +305,20 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// `serve example.com` (PocketBase: certificates from Let's Encrypt) and
+/// `--https`: not built yet. Refused, so nobody serves plain HTTP
+/// believing it is TLS.
+fn tls_refusal(domains: &[String], https: Option<&str>) -> Option<String> {
+    let what = match (domains, https) {
+        ([], None) => return None,
+        ([], Some(addr)) => format!("--https={addr}"),
+        (names, _) => format!("certificates for {}", names.join(", ")),
+    };
+    Some(format!(
+        "automatic TLS ({what}) is not built into Basalt yet; serve plain HTTP with --http=127.0.0.1:8090 behind a TLS-terminating reverse proxy (Caddy, nginx)"
+    ))
 }
 
 async fn serve(config: Config) -> ExitCode {
@@ -230,43 +381,42 @@ async fn backup_create(dir: &std::path::Path, file: &std::path::Path) -> ExitCod
     }
 }
 
-async fn upsert(config: Config, email: &str, password: &str) -> ExitCode {
-    let state = match basalt::app::open_state(config).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+/// `basalt superuser ACTION ARGS…`: on the data dir itself when no server
+/// holds it, else through the running server's control socket. Prints
+/// PocketBase's lines; exit code 1 on any error.
+async fn superuser(dir: PathBuf, action: &str, args: &[String]) -> ExitCode {
+    let fail = |message: &str| {
+        eprintln!("{message}");
+        ExitCode::FAILURE
     };
-    let result = basalt::core::records::upsert_superuser(&state, email, password).await;
-    let store = state.store.clone();
-    let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
-    match result {
-        Ok(_) => {
-            println!("Superuser {email} saved.");
+    if action == "ips" {
+        return fail("superuser ips: Basalt has no superuser IP allow-list (restrict /api/collections/_superusers/* at a reverse proxy instead)");
+    }
+    let cmd = match control::Command::from_args(action, args) {
+        Ok(cmd) => cmd,
+        Err(e) => return fail(&e),
+    };
+    let answer = match basalt::app::open_state(Config::for_dir(&dir)).await {
+        Ok(state) => {
+            let result = control::execute(&state, cmd).await;
+            let store = state.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+            match result {
+                Ok(outcome) => control::Answer::Ok(outcome),
+                Err(e) => control::Answer::Error(e),
+            }
+        }
+        Err(StoreError::Locked(_)) => match control::send(&dir, &cmd).await {
+            Ok(answer) => answer,
+            Err(e) => return fail(&format!("{} is in use by a running server, and {e}", dir.display())),
+        },
+        Err(e) => return fail(&format!("error: {e}")),
+    };
+    match answer {
+        control::Answer::Ok(outcome) => {
+            println!("{}", outcome.message());
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            let details: Vec<String> = e
-                .data
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}: {}",
-                        v.get("message").and_then(|m| m.as_str()).unwrap_or("invalid")
-                    )
-                })
-                .collect();
-            eprintln!(
-                "error: {}{}",
-                e.message,
-                if details.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", details.join("; "))
-                }
-            );
-            ExitCode::FAILURE
-        }
+        control::Answer::Error(e) => fail(&e),
     }
 }

@@ -584,3 +584,63 @@ pub async fn upsert_superuser(state: &AppState, email: &str, password_plain: &st
         }
     }
 }
+
+/// The `_superusers` collection and a root caller for writing it: the CLI
+/// acts as the operator, above every rule (the last-superuser guard still
+/// holds).
+fn superusers_as_root(state: &AppState, method: &str) -> Result<(Arc<CompiledCollection>, RequestInfo), ApiError> {
+    let coll = state
+        .registry
+        .get(SUPERUSERS)
+        .ok_or_else(|| ApiError::internal("missing _superusers collection"))?;
+    let caller = Caller::Auth {
+        collection: coll.clone(),
+        record: Value::Null,
+        refreshable: false,
+    };
+    Ok((coll, RequestInfo::internal(caller, method, "default")))
+}
+
+/// The id of the superuser with `email` (case-insensitive, as the unique
+/// email index compares), if there is one.
+pub fn find_superuser(state: &AppState, email: &str) -> Result<Option<String>, ApiError> {
+    let (coll, _) = superusers_as_root(state, "GET")?;
+    let index = coll
+        .spec
+        .indexes
+        .iter()
+        .find(|i| i.name == "_sys_email")
+        .ok_or_else(|| ApiError::internal("missing email index"))?;
+    Ok(state
+        .store
+        .unique_lookup(&coll.def.id, index, &[&Value::String(email.into())])?)
+}
+
+/// Creates a superuser (the `superuser create` command). An address that is
+/// taken is refused by the unique email index, in the same write, so two
+/// concurrent creates cannot both succeed.
+pub async fn create_superuser(state: &AppState, email: &str, password_plain: &str) -> Result<RawJson, ApiError> {
+    let (coll, root) = superusers_as_root(state, "POST")?;
+    let mut body = Map::new();
+    body.insert("email".into(), Value::String(email.into()));
+    body.insert("password".into(), Value::String(password_plain.into()));
+    body.insert("passwordConfirm".into(), Value::String(password_plain.into()));
+    body.insert("verified".into(), Value::Bool(true));
+    create(state, &coll, body, "", &root).await
+}
+
+/// Sets the password of the superuser `id` (the `superuser update` command).
+pub async fn set_superuser_password(state: &AppState, id: &str, password_plain: &str) -> Result<RawJson, ApiError> {
+    let (coll, root) = superusers_as_root(state, "PATCH")?;
+    let mut body = Map::new();
+    body.insert("password".into(), Value::String(password_plain.into()));
+    body.insert("passwordConfirm".into(), Value::String(password_plain.into()));
+    update(state, &coll, id, body, "", &root).await
+}
+
+/// Deletes the superuser `id` (the `superuser delete` command); the last
+/// one is kept, as the API keeps it.
+pub async fn delete_superuser(state: &AppState, id: &str) -> Result<(), ApiError> {
+    let (coll, root) = superusers_as_root(state, "DELETE")?;
+    delete(state, &coll, id, &root).await
+}

@@ -17,6 +17,7 @@ mod batch;
 mod bounds_budget;
 mod bounds_server;
 mod bounds_storage;
+mod cli;
 mod collections;
 mod errors;
 mod hardening;
