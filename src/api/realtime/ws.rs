@@ -24,8 +24,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use std::sync::Arc;
 
-use super::subscription::{parse_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::error::ApiError;
+use crate::realtime::subscription::{parse_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::rules::Caller;
 use crate::state::AppState;
 use crate::store::Change;
@@ -108,11 +108,7 @@ pub async fn handle(
 ) -> Result<HttpResponse, actix_web::Error> {
     let lease = crate::api::bounds::realtime_lease(&req, &state)?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let token = super::authorization(&req);
     // Subscribe to changes before anything else, so a later `since` replay
     // hands over to live changes without a gap.
     let rx = state.store.subscribe();
@@ -419,9 +415,8 @@ impl Conn {
             return true;
         }
         let specs = due.iter().map(|&i| self.subs[i].spec.clone()).collect();
-        let deliveries = (self.state.realtime)
-            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
-            .await;
+        let deliveries =
+            crate::realtime::render(&self.state, specs, &self.who.req, &self.who.request, change.clone()).await;
         let ids: Vec<String> = due.iter().map(|&i| self.subs[i].id.clone()).collect();
         let mut dropped = Vec::new();
         for (id, delivery) in ids.into_iter().zip(deliveries) {
@@ -442,9 +437,8 @@ impl Conn {
     /// checks ran over the budget.
     async fn replay(&mut self, sub: &Sub, change: Arc<Change>) -> Result<bool, ApiError> {
         let specs = vec![sub.spec.clone()];
-        let mut out = (self.state.realtime)
-            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
-            .await;
+        let mut out =
+            crate::realtime::render(&self.state, specs, &self.who.req, &self.who.request, change.clone()).await;
         match out.pop() {
             Some(Delivery::Send(record)) => Ok(self.session.text(event_frame(&sub.id, &change, &record)).await.is_ok()),
             Some(Delivery::OverBudget | Delivery::Resync) => Err(self.over_budget()),
