@@ -26,7 +26,7 @@ use crate::schema::collection::AuthOptions;
 use crate::schema::record::{export, is_valid_email};
 use crate::schema::{CollectionType, CompiledCollection};
 use crate::state::AppState;
-use crate::store::{Expect, WriteOp};
+use crate::store::{meta, Expect, WriteOp};
 
 /// Resolves an `Authorization` header value (`TOKEN` or `Bearer TOKEN`).
 /// Any problem with the token makes the caller a guest, as in PocketBase;
@@ -793,7 +793,7 @@ pub async fn request_otp(
         state2
             .store
             .write(vec![WriteOp::PutMeta {
-                key: format!("otp/{id2}"),
+                key: meta::otp(&id2),
                 value: Some(serde_json::to_vec(&entry).expect("serialize otp")),
             }])
             .await?;
@@ -816,7 +816,7 @@ pub async fn with_otp(
     let otp_id = required_string(body, "otpId")?;
     let code = required_string(body, "password")?;
     let fail = || ApiError::bad_request("Invalid or expired one-time password.");
-    let key = format!("otp/{otp_id}");
+    let key = meta::otp(otp_id);
     // One check at a time per OTP: concurrent guesses cannot share a count.
     let _turn = state.record_lock("otp", otp_id).lock().await;
     let mut entry: OtpEntry = match state.store.meta_get(&key)? {

@@ -23,7 +23,7 @@ const CHUNK: usize = 1000;
 
 /// The `meta` key marking an unfinished build.
 pub fn marker(collection_id: &str, index: &str) -> String {
-    format!("idxbuild/{collection_id}/{index}")
+    crate::store::meta::index_build(collection_id, index)
 }
 
 /// Marks a build as started (so the planner ignores the index at once).

@@ -7,9 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::WriteOp;
-
-const META_PREFIX: &str = "adminsess/";
+use crate::store::{meta, WriteOp};
 
 /// What the server keeps per session.
 #[derive(Serialize, Deserialize)]
@@ -31,7 +29,7 @@ pub async fn save(state: &AppState, id: &str, session: &Session, now: i64) -> Re
         key: meta_key(id),
         value: Some(serde_json::to_vec(session).expect("session serializes")),
     }];
-    for key in state.store.meta_keys(META_PREFIX).unwrap_or_default() {
+    for key in state.store.meta_keys(meta::ADMIN_SESSION_PREFIX).unwrap_or_default() {
         let expired = state
             .store
             .meta_get(&key)
@@ -69,5 +67,5 @@ pub async fn end(state: &AppState, id: &str) {
 fn meta_key(cookie_value: &str) -> String {
     let digest = Sha256::digest(cookie_value.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{META_PREFIX}{hex}")
+    meta::admin_session(&hex)
 }

@@ -236,29 +236,12 @@ fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<Ss
     })
 }
 
-/// Percent-decoding (the SDK URL-encodes the options JSON).
+/// Form-style percent-decoding (`+` is a space), as the SDK URL-encodes
+/// the options JSON; invalid escapes stay as they are.
 fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `POST /api/realtime {clientId, subscriptions}`: replaces the client's

@@ -122,7 +122,6 @@ pub fn id_of_entry(_unique: bool, _key: &[u8], value: &[u8]) -> String {
 }
 
 /// The `meta` key holding the index key format of the data dir (u64 BE).
-const KEY_FORMAT_KEY: &str = "keyformat";
 /// The current index key format: 2 since integers beyond 2^53 are exact
 /// (keys of numbers of magnitude 2^53 or more gained an offset; see
 /// `query::keys`). Format 1 (no `keyformat` in `meta`) stored every number
@@ -141,7 +140,7 @@ pub const KEY_FORMAT: u64 = 2;
 /// just runs again. Returns how many index trees were reset.
 pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usize, sled::Error> {
     let current = meta
-        .get(KEY_FORMAT_KEY)?
+        .get(super::meta::KEY_FORMAT)?
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
         .unwrap_or(1);
     if current >= KEY_FORMAT {
@@ -165,7 +164,7 @@ pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usi
         }
     }
     for (_, collection_id, index) in &stale {
-        meta.insert(format!("idxbuild/{collection_id}/{index}"), b"1".as_slice())?;
+        meta.insert(super::meta::index_build(collection_id, index), b"1".as_slice())?;
     }
     db.flush()?;
     for (tree, collection_id, index) in &stale {
@@ -176,7 +175,7 @@ pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usi
         );
         tree.clear()?;
     }
-    meta.insert(KEY_FORMAT_KEY, KEY_FORMAT.to_be_bytes().as_slice())?;
+    meta.insert(super::meta::KEY_FORMAT, KEY_FORMAT.to_be_bytes().as_slice())?;
     db.flush()?;
     Ok(stale.len())
 }

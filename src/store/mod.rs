@@ -25,6 +25,7 @@
 pub mod backup;
 pub mod index;
 pub mod logs;
+pub mod meta;
 mod writer;
 
 use std::fs::File;
@@ -54,9 +55,6 @@ const WRITE_QUEUE: usize = 8192;
 /// The change log's byte budget until the settings set one (the default
 /// of `realtime.maxBytes`).
 pub const DEFAULT_CHANGE_BUDGET: u64 = 128 * 1024 * 1024;
-
-/// The `meta` key of the change log's byte total.
-pub(crate) const CHANGE_BYTES_KEY: &[u8] = b"changes/bytes";
 
 /// How many changes the realtime hub buffers for slow subscribers before they
 /// lag (they then resync from the change log).
@@ -347,7 +345,7 @@ impl Store {
         // The head seq is kept in meta (the change log may be trimmed), but
         // trust the log's last key if it is ahead (it is written in the same
         // transaction, so they agree unless meta was lost).
-        let mut head = read_u64(meta.get("seq")?);
+        let mut head = read_u64(meta.get(meta::SEQ)?);
         if let Some((k, _)) = changes.last()? {
             if let Ok(b) = k.as_ref().try_into() {
                 head = head.max(u64::from_be_bytes(b));
@@ -356,7 +354,7 @@ impl Store {
         // The log's byte total is kept in meta; a data dir from before it
         // was kept is counted once here (the writer stores it with its next
         // group).
-        let bytes = match meta.get(CHANGE_BYTES_KEY)? {
+        let bytes = match meta.get(meta::CHANGE_BYTES)? {
             Some(v) => read_u64(Some(v)),
             None => {
                 let mut n = 0u64;
@@ -480,7 +478,7 @@ impl Store {
 
     /// The seq of the newest committed change.
     pub fn head_seq(&self) -> u64 {
-        read_u64(self.shared.meta.get("seq").ok().flatten())
+        read_u64(self.shared.meta.get(meta::SEQ).ok().flatten())
     }
 
     /// Reads a `meta` key.
@@ -512,7 +510,7 @@ impl Store {
     /// All collection definitions as stored.
     pub fn collections(&self) -> Result<Vec<Value>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.shared.meta.scan_prefix("coll/") {
+        for kv in self.shared.meta.scan_prefix(meta::COLLECTION_PREFIX) {
             let (_, v) = kv?;
             out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?);
         }
@@ -521,7 +519,7 @@ impl Store {
 
     /// The number of records in a collection (kept by the writer, O(1)).
     pub fn count(&self, collection_id: &str) -> u64 {
-        read_u64(self.shared.meta.get(format!("count/{collection_id}")).ok().flatten())
+        read_u64(self.shared.meta.get(meta::count(collection_id)).ok().flatten())
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
@@ -836,7 +834,7 @@ mod tests {
         // Kept in meta: the same after a restart, and recounted if missing.
         let store = reopen();
         assert_eq!(store.change_log_bytes(), total);
-        store.shared.meta.remove(CHANGE_BYTES_KEY).unwrap();
+        store.shared.meta.remove(meta::CHANGE_BYTES).unwrap();
         store.shutdown();
         drop(store);
         let store = reopen();
