@@ -11,6 +11,7 @@ pub mod indexing;
 pub mod list;
 pub mod records;
 pub mod references;
+pub mod replan;
 pub mod sessions;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};

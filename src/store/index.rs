@@ -116,12 +116,6 @@ impl IndexDef {
     }
 }
 
-/// The record id an index entry points to.
-pub fn id_of_entry(_unique: bool, _key: &[u8], value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
-}
-
-/// The `meta` key holding the index key format of the data dir (u64 BE).
 /// The current index key format: 2 since integers beyond 2^53 are exact
 /// (keys of numbers of magnitude 2^53 or more gained an offset; see
 /// `query::keys`). Format 1 (no `keyformat` in `meta`) stored every number
@@ -132,7 +126,7 @@ pub const KEY_FORMAT: u64 = 2;
 /// current format, before the writer starts. Only trees holding a key that
 /// changed (a number of magnitude 2^53 or more) need it, which is rare: each
 /// is emptied and gets an unfinished-build marker (`idxbuild/<collection
-/// id>/<index>`, as `core::indexing::marker` writes it), so the server
+/// id>/<index>`, `meta::index_build`), so the server
 /// rebuilds it in the background at start, with progress, like a new index
 /// (not used by the planner meanwhile). Every other key is byte-identical in
 /// both formats and stays. Crash-safe: the markers are durable before any

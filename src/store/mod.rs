@@ -424,16 +424,6 @@ impl Store {
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Like [`Store::write`] for callers outside an async runtime (CLI).
-    pub fn write_blocking(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.shared
-            .jobs
-            .send(Job::Write { ops, reply })
-            .map_err(|_| WriteError::ShuttingDown)?;
-        rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
-    }
-
     /// Writes a consistent snapshot to `path` (see [`backup`]): taken by the
     /// writer between two commit groups, so it holds every write committed
     /// before this call and none after; writes wait meanwhile.
@@ -548,27 +538,6 @@ impl Store {
         let tree = self.tree(&records_tree(collection_id))?;
         let map = |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
             Ok((_, v)) => decode_record(&v),
-            Err(e) => Err(StoreError::from(e)),
-        };
-        Ok(if reverse {
-            Box::new(tree.iter().rev().map(map))
-        } else {
-            Box::new(tree.iter().map(map))
-        })
-    }
-
-    /// Iterates record ids through an index, in key order (or reverse).
-    /// `from` (inclusive) and `to` (exclusive) bound the raw index key.
-    pub fn index_ids(
-        &self,
-        collection_id: &str,
-        index: &IndexDef,
-        reverse: bool,
-    ) -> Result<Box<dyn Iterator<Item = Result<String, StoreError>> + Send>, StoreError> {
-        let tree = self.tree(&index.tree(collection_id))?;
-        let unique = index.unique;
-        let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
-            Ok((k, v)) => Ok(index::id_of_entry(unique, &k, &v)),
             Err(e) => Err(StoreError::from(e)),
         };
         Ok(if reverse {
@@ -747,6 +716,18 @@ fn restrict_permissions(path: &Path, mode: u32) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    impl Store {
+        /// [`Store::write`] from a plain test thread.
+        fn write_blocking(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
+            let (reply, rx) = oneshot::channel();
+            self.shared
+                .jobs
+                .send(Job::Write { ops, reply })
+                .map_err(|_| WriteError::ShuttingDown)?;
+            rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
+        }
+    }
 
     fn put(collection: &str, id: &str) -> WriteOp {
         WriteOp::PutRecord {
