@@ -170,10 +170,12 @@ impl App {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }
         let data = web::Data::new(state.clone());
+        let sse_clients = web::Data::new(crate::realtime::sse::SseClients::default());
         let (settings, caps) = (state.settings.clone(), state.caps.clone());
         let server = HttpServer::new(move || {
             ActixApp::new()
                 .app_data(data.clone())
+                .app_data(sse_clients.clone())
                 // Innermost: a 429 still gets the security and CORS headers.
                 .wrap(from_fn(api::ratelimit::limit))
                 // Connections per client address behind a proxy, body read

@@ -1,7 +1,9 @@
 //! Guards ARCHITECTURE.md's import rules: the document lists which
 //! top-level modules each module may use, and this test reads that list and
 //! every `crate::…` path in each module's source, so the map cannot drift
-//! from the code unnoticed.
+//! from the code unnoticed. Every top-level module must have a rule, and the
+//! imports actually used must form no cycle between top-level modules (a
+//! cycle would let a change anywhere on it reach everything else on it).
 
 #[cfg(test)]
 mod tests {
@@ -94,6 +96,75 @@ mod tests {
         }
     }
 
+    /// Each top-level module (a `src/<name>/` folder or `src/<name>.rs`)
+    /// and the other top-level modules its files name. The crate root, the
+    /// binary and this test are not modules of the map.
+    fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+        let mut graph = BTreeMap::new();
+        for entry in std::fs::read_dir(src).expect("read src").flatten() {
+            let path = entry.path();
+            let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if ["lib", "main", "architecture"].contains(&name.as_str()) {
+                continue;
+            }
+            let mut files = Vec::new();
+            if path.is_dir() {
+                sources(&path, &mut files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(std::fs::read_to_string(&path).expect("read source"));
+            } else {
+                continue;
+            }
+            let mut used: BTreeSet<String> = files.iter().flat_map(|f| imports(f)).collect();
+            used.remove(&name);
+            graph.entry(name).or_insert_with(BTreeSet::new).extend(used);
+        }
+        graph
+    }
+
+    /// One cycle in `graph` (its modules in order, the first repeated at
+    /// the end), if there is any.
+    fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+        // 0 = unvisited, 1 = on the current path, 2 = done.
+        fn visit(
+            node: &str,
+            graph: &BTreeMap<String, BTreeSet<String>>,
+            mark: &mut BTreeMap<String, u8>,
+            path: &mut Vec<String>,
+        ) -> Option<Vec<String>> {
+            mark.insert(node.to_owned(), 1);
+            path.push(node.to_owned());
+            for next in graph.get(node).into_iter().flatten() {
+                match mark.get(next.as_str()).copied().unwrap_or(0) {
+                    1 => {
+                        let from = path.iter().position(|m| m == next).unwrap_or(0);
+                        let mut cycle = path[from..].to_vec();
+                        cycle.push(next.clone());
+                        return Some(cycle);
+                    }
+                    0 => {
+                        if let Some(c) = visit(next, graph, mark, path) {
+                            return Some(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            path.pop();
+            mark.insert(node.to_owned(), 2);
+            None
+        }
+        let mut mark = BTreeMap::new();
+        for node in graph.keys() {
+            if mark.get(node.as_str()).copied().unwrap_or(0) == 0 {
+                if let Some(c) = visit(node, graph, &mut mark, &mut Vec::new()) {
+                    return Some(c);
+                }
+            }
+        }
+        None
+    }
+
     #[test]
     fn architecture_import_rules_hold() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -101,27 +172,53 @@ mod tests {
         let (allowed, leaves) = rules(&doc);
         assert!(allowed.len() >= 8, "the rules were read: {allowed:?}");
         assert!(leaves.contains("error"), "leaves were read: {leaves:?}");
+        let graph = module_graph(&root.join("src"));
+        assert!(
+            graph.contains_key("core") && graph.contains_key("query"),
+            "modules were read: {graph:?}"
+        );
         let mut violations = Vec::new();
-        for (module, ok) in &allowed {
-            let mut files = Vec::new();
-            let dir = root.join("src").join(module);
-            if dir.is_dir() {
-                sources(&dir, &mut files);
-            }
-            if let Ok(single) = std::fs::read_to_string(root.join("src").join(format!("{module}.rs"))) {
-                files.push(single);
-            }
-            assert!(!files.is_empty(), "module {module} has no source");
-            let used: BTreeSet<String> = files.iter().flat_map(|f| imports(f)).collect();
+        for (module, used) in &graph {
+            let Some(ok) = allowed.get(module) else {
+                violations.push(format!("{module} has no rule"));
+                continue;
+            };
             for u in used {
-                if u != *module && !ok.contains(&u) && !leaves.contains(&u) {
+                if !ok.contains(u) && !leaves.contains(u) {
                     violations.push(format!("{module} → {u}"));
                 }
+            }
+        }
+        for module in allowed.keys() {
+            if !graph.contains_key(module) {
+                violations.push(format!("rule for {module}, which has no source"));
             }
         }
         assert!(
             violations.is_empty(),
             "imports not allowed by ARCHITECTURE.md: {violations:?}"
+        );
+        assert_eq!(find_cycle(&graph), None, "an import cycle between top-level modules");
+    }
+
+    #[test]
+    fn architecture_cycle_finder_finds_cycles() {
+        let graph = |edges: &[(&str, &str)]| {
+            let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (a, b) in edges {
+                g.entry((*a).to_owned()).or_default().insert((*b).to_owned());
+                g.entry((*b).to_owned()).or_default();
+            }
+            g
+        };
+        assert_eq!(find_cycle(&graph(&[("a", "b"), ("b", "c"), ("a", "c")])), None);
+        assert_eq!(
+            find_cycle(&graph(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
+            Some(["a", "b", "c", "a"].map(String::from).to_vec())
+        );
+        assert_eq!(
+            find_cycle(&graph(&[("x", "y"), ("y", "z"), ("z", "y")])),
+            Some(["y", "z", "y"].map(String::from).to_vec())
         );
     }
 

@@ -1,10 +1,24 @@
 //! The one error type every request path returns, rendered as the contract's
-//! `{"status","message","data"}` (see `api::errors` for the HTTP side).
+//! `{"status","message","data"}` (see `api::errors` for the HTTP side), and
+//! the per-field errors it carries. Below every module but `store` (whose
+//! errors it maps): a module's own error type maps itself into `ApiError`
+//! (e.g. `schema::SchemaError`).
+
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::schema::{FieldErrors, SchemaError};
 use crate::store::{StoreError, WriteError};
+
+/// A field error as the API reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FieldError {
+    pub code: String,
+    pub message: String,
+}
+
+/// Field path → error; `""` holds root-level problems.
+pub type FieldErrors = BTreeMap<String, FieldError>;
 
 /// An error a client sees. `data` holds per-field errors keyed by field path.
 #[derive(Debug, Clone)]
@@ -60,7 +74,7 @@ impl ApiError {
         let mut errors = FieldErrors::new();
         errors.insert(
             field.to_owned(),
-            crate::schema::FieldError {
+            FieldError {
                 code: code.to_owned(),
                 message: message.to_owned(),
             },
@@ -72,14 +86,6 @@ impl ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.message)
-    }
-}
-
-impl From<SchemaError> for ApiError {
-    fn from(e: SchemaError) -> Self {
-        match e {
-            SchemaError::Invalid { field, code, message } => ApiError::field(&field, &code, &message),
-        }
     }
 }
 
@@ -112,7 +118,7 @@ impl From<WriteError> for ApiError {
                 for f in fields {
                     errors.insert(
                         f,
-                        crate::schema::FieldError {
+                        FieldError {
                             code: "validation_not_unique".into(),
                             message: "Value must be unique.".into(),
                         },

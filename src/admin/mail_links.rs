@@ -334,6 +334,67 @@ fn rate_limit(req: &HttpRequest, st: &AppState, collection: Option<&str>, flow: 
     )
 }
 
+/// Uses the token through the API's confirm function for `flow`, with the
+/// form's fields as that endpoint's body.
+async fn confirm(
+    st: &AppState,
+    flow: Flow,
+    t: &MailedToken,
+    token: &str,
+    fields: &[(String, String)],
+) -> Result<(), ApiError> {
+    let field = |name: &str| last(fields, name);
+    let mut body = Map::new();
+    body.insert("token".into(), Value::String(token.to_owned()));
+    match flow {
+        Flow::Verification => auth::confirm_verification(st, &t.collection, &body).await,
+        Flow::PasswordReset => {
+            for name in ["password", "passwordConfirm"] {
+                body.insert(name.into(), Value::String(field(name).to_owned()));
+            }
+            auth::confirm_password_reset(st, &t.collection, &body).await
+        }
+        Flow::EmailChange => {
+            body.insert("password".into(), Value::String(field("password").to_owned()));
+            auth::confirm_email_change(st, &t.collection, &body).await
+        }
+    }
+}
+
+/// The last value of form field `name`, or `""`.
+fn last<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
+    fields
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+/// The page after a confirmed link.
+fn done(req: &HttpRequest, flow: Flow, t: &MailedToken) -> HttpResponse {
+    let (title, text) = match flow {
+        Flow::Verification => (
+            "Email verified",
+            "Your email is verified. You can close this page.".to_owned(),
+        ),
+        Flow::PasswordReset => (
+            "Password changed",
+            "Your password has been changed: log in with the new one. You can close this page.".to_owned(),
+        ),
+        Flow::EmailChange => (
+            "Email changed",
+            format!(
+                "Your email address is now {}: use it to log in. You can close this page.",
+                t.claims.new_email.as_deref().unwrap_or_default()
+            ),
+        ),
+    };
+    message(req, StatusCode::OK, title, true, &text, "")
+}
+
+/// A mail-link form post: form and CSRF checks, the token, the rate limit,
+/// then the confirm and its page.
 async fn submit(req: HttpRequest, token: String, flow: Flow, fields: Fields) -> HttpResponse {
     let Ok(fields) = fields else {
         return message(
@@ -345,14 +406,7 @@ async fn submit(req: HttpRequest, token: String, flow: Flow, fields: Fields) -> 
             "Go back, reload the page and try again.",
         );
     };
-    let field = |name: &str| {
-        fields
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default()
-    };
+    let field = |name: &str| last(&fields, name);
     if session::check_origin(&req).is_err() || !login::pre_cookie_ok(&req, field("_csrf")) {
         return message(
             &req,
@@ -383,42 +437,8 @@ async fn submit(req: HttpRequest, token: String, flow: Flow, fields: Fields) -> 
         Ok(t) => t,
         Err(u) => return u.page(&req, flow),
     };
-    let mut body = Map::new();
-    body.insert("token".into(), Value::String(token.clone()));
-    let done = match flow {
-        Flow::Verification => auth::confirm_verification(&st, &t.collection, &body).await,
-        Flow::PasswordReset => {
-            for name in ["password", "passwordConfirm"] {
-                body.insert(name.into(), Value::String(field(name).to_owned()));
-            }
-            auth::confirm_password_reset(&st, &t.collection, &body).await
-        }
-        Flow::EmailChange => {
-            body.insert("password".into(), Value::String(field("password").to_owned()));
-            auth::confirm_email_change(&st, &t.collection, &body).await
-        }
-    };
-    match done {
-        Ok(()) => {
-            let (title, text) = match flow {
-                Flow::Verification => (
-                    "Email verified",
-                    "Your email is verified. You can close this page.".to_owned(),
-                ),
-                Flow::PasswordReset => (
-                    "Password changed",
-                    "Your password has been changed: log in with the new one. You can close this page.".to_owned(),
-                ),
-                Flow::EmailChange => (
-                    "Email changed",
-                    format!(
-                        "Your email address is now {}: use it to log in. You can close this page.",
-                        t.claims.new_email.as_deref().unwrap_or_default()
-                    ),
-                ),
-            };
-            message(&req, StatusCode::OK, title, true, &text, "")
-        }
+    match confirm(&st, flow, &t, &token, &fields).await {
+        Ok(()) => done(&req, flow, &t),
         // Spent meanwhile (a second tab, a double click).
         Err(e) if e.data.contains_key("token") => invalid_link(&req, flow),
         Err(e) if (400..500).contains(&e.status) => form(

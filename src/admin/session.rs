@@ -2,9 +2,9 @@
 //!
 //! A session is an opaque random id in an HttpOnly, SameSite=Strict cookie
 //! (Secure when the request came over TLS, directly or as a proxy says).
-//! The server keeps, in `meta` under `adminsess/<sha256(id)>`, the
-//! superuser's id, the `tokenKey` it had at login, a CSRF token and the
-//! expiry: logout deletes the entry, and changing the superuser's password
+//! The server keeps (`core::sessions`, in `meta` under
+//! `adminsess/<sha256(id)>`) the superuser's id, the `tokenKey` it had at
+//! login, a CSRF token and the expiry: logout deletes the entry, and changing the superuser's password
 //! (which rotates `tokenKey`) ends every session of that superuser. Only a
 //! hash of the id is stored, so a copy of the data dir holds no usable
 //! session.
@@ -22,16 +22,14 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, HttpRequest};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::view::AdminError;
 use crate::clock::now_millis;
+use crate::core::sessions::{self, Session};
 use crate::core::{Caller, RequestInfo, SUPERUSERS};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
-use crate::store::WriteOp;
 
 /// The session cookie.
 pub const COOKIE: &str = "basalt_admin";
@@ -39,17 +37,6 @@ pub const COOKIE: &str = "basalt_admin";
 pub const PRE_COOKIE: &str = "basalt_login_csrf";
 /// Sessions last this long (seconds), then the superuser logs in again.
 pub const SESSION_SECONDS: i64 = 7 * 24 * 3600;
-const META_PREFIX: &str = "adminsess/";
-
-/// What the server keeps per session.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    su: String,
-    key: String,
-    csrf: String,
-    exp: i64,
-}
-
 /// A logged-in superuser (extractor). GET/HEAD only need the cookie; any
 /// other method must also carry the CSRF token in the `X-CSRF-Token` header
 /// (form posts use [`AdminForm`], which also accepts the `_csrf` field).
@@ -87,8 +74,7 @@ impl Admin {
     fn load(req: &HttpRequest) -> Option<Admin> {
         let state = req.app_data::<web::Data<AppState>>()?.get_ref().clone();
         let cookie = req.cookie(COOKIE)?;
-        let raw = state.store.meta_get(&meta_key(cookie.value())).ok()??;
-        let stored: Stored = serde_json::from_slice(&raw).ok()?;
+        let stored = sessions::load(&state, cookie.value())?;
         if stored.exp <= now_millis() / 1000 {
             return None;
         }
@@ -233,12 +219,6 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn meta_key(cookie_value: &str) -> String {
-    let digest = Sha256::digest(cookie_value.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{META_PREFIX}{hex}")
-}
-
 /// Whether the browser reached us over TLS (directly or per the proxy's
 /// `X-Forwarded-Proto`/`Forwarded`): then cookies get `Secure`.
 fn over_tls(req: &HttpRequest) -> bool {
@@ -266,7 +246,7 @@ pub fn removal<'a>(req: &HttpRequest, name: &'a str) -> Cookie<'a> {
 pub async fn start(state: &AppState, req: &HttpRequest, record: &Value) -> Result<Cookie<'static>, AdminError> {
     let id = random_token();
     let now = now_millis() / 1000;
-    let stored = Stored {
+    let stored = Session {
         su: record.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
         key: record
             .get("tokenKey")
@@ -276,35 +256,15 @@ pub async fn start(state: &AppState, req: &HttpRequest, record: &Value) -> Resul
         csrf: random_token(),
         exp: now + SESSION_SECONDS,
     };
-    let mut ops = vec![WriteOp::PutMeta {
-        key: meta_key(&id),
-        value: Some(serde_json::to_vec(&stored).expect("session serializes")),
-    }];
-    for key in state.store.meta_keys(META_PREFIX).unwrap_or_default() {
-        let expired = state
-            .store
-            .meta_get(&key)
-            .ok()
-            .flatten()
-            .and_then(|raw| serde_json::from_slice::<Stored>(&raw).ok())
-            .is_none_or(|s| s.exp <= now);
-        if expired {
-            ops.push(WriteOp::PutMeta { key, value: None });
-        }
-    }
-    state.store.write(ops).await.map_err(|e| AdminError::Api(e.into()))?;
+    sessions::save(state, &id, &stored, now)
+        .await
+        .map_err(AdminError::Api)?;
     Ok(cookie(req, COOKIE, id, SESSION_SECONDS).into_owned())
 }
 
 /// Ends the request's session (logout).
 pub async fn end(state: &AppState, req: &HttpRequest) {
     if let Some(c) = req.cookie(COOKIE) {
-        let _ = state
-            .store
-            .write(vec![WriteOp::PutMeta {
-                key: meta_key(c.value()),
-                value: None,
-            }])
-            .await;
+        sessions::end(state, c.value()).await;
     }
 }

@@ -11,6 +11,7 @@ pub mod middleware;
 pub mod multipart;
 pub mod openapi;
 pub mod ratelimit;
+pub mod realtime;
 
 use actix_web::web;
 
@@ -57,10 +58,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(post("/api/files/token").to(h::file_token))
         .service(
             resource("/api/realtime", "GET, POST")
-                .route(web::get().to(crate::realtime::sse::connect))
-                .route(web::post().to(crate::realtime::sse::set_subscriptions)),
+                .route(web::get().to(realtime::sse::connect))
+                .route(web::post().to(realtime::sse::set_subscriptions)),
         )
-        .service(resource("/api/realtime/ws", "GET").route(web::get().to(crate::realtime::ws::handle)))
+        .service(resource("/api/realtime/ws", "GET").route(web::get().to(realtime::ws::handle)))
         .service(resource("/api/batch", "POST").route(web::post().to(h::batch)))
         .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::handler)))
         .service(

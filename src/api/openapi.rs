@@ -128,7 +128,8 @@ fn usable(rule: &Option<String>, caller: &Caller) -> bool {
     caller.is_superuser() || rule.is_some()
 }
 
-/// Builds the document for `caller`.
+/// Builds the document for `caller`: the shared parts, then each
+/// collection the caller may use at all (its schemas and paths).
 pub fn document(state: &AppState, caller: &Caller) -> Value {
     let mut schemas = Map::new();
     schemas.insert(
@@ -144,149 +145,15 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         "/api/health".into(),
         json!({"get": {"operationId": "health", "summary": "Health check", "responses": responses("200", json!({"type": "object"}))}}),
     );
-    let su = caller.is_superuser();
     for c in state.registry.all() {
-        let name = &c.def.name;
-        let rules = [
-            &c.def.list_rule,
-            &c.def.create_rule,
-            &c.def.view_rule,
-            &c.def.update_rule,
-            &c.def.delete_rule,
-        ];
-        // Logins: the superusers' is the dashboard's business, not an
-        // operation of anyone else's API; `authRule: null` disables logins.
-        let login = c.def.kind == CollectionType::Auth && (su || (name != SUPERUSERS && c.def.auth_rule.is_some()));
-        if !login && !rules.iter().any(|r| usable(r, caller)) {
+        let ops = Operations::of(&c, caller);
+        if !ops.login && !ops.any {
             continue;
         }
-        let user = component(name, "Fields");
-        let record = component(name, "Record");
-        let list = component(name, "List");
-        let mut fields_schema = c.def.schema.clone();
-        rebase_refs(&mut fields_schema, &user);
-        if let Some(obj) = fields_schema.as_object_mut() {
-            obj.remove("$schema");
-            obj.remove("$id");
-        }
-        schemas.insert(user.clone(), fields_schema);
-        let mut props = system_properties(&c);
-        if let Some(p) = c.def.schema.get("properties").and_then(Value::as_object) {
-            for (k, v) in p {
-                if c.hidden.contains(k) && !caller.is_superuser() {
-                    continue;
-                }
-                let mut v = v.clone();
-                rebase_refs(&mut v, &user);
-                props.insert(k.clone(), v);
-            }
-        }
-        schemas.insert(record.clone(), json!({"type": "object", "properties": props}));
-        schemas.insert(
-            list.clone(),
-            json!({"type": "object", "properties": {
-                "page": {"type": "integer"}, "perPage": {"type": "integer"},
-                "totalItems": {"type": "integer"}, "totalPages": {"type": "integer"},
-                "nextCursor": {"type": "string"},
-                "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{record}")}}}}),
-        );
-        let record_ref = json!({"$ref": format!("#/components/schemas/{record}")});
-        let mut create_body = json!({"$ref": format!("#/components/schemas/{user}")});
-        if c.def.kind == CollectionType::Auth {
-            create_body = json!({"allOf": [create_body, {"type": "object", "properties": {
-                "email": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"},
-                "emailVisibility": {"type": "boolean"}}}]});
-        }
-        let tag = json!([name]);
-        let base = format!("/api/collections/{name}/records");
-        let mut coll_ops = Map::new();
-        let mut one_ops = Map::new();
-        let read_params = query_params(&[("expand", "string"), ("fields", "string")]);
-        if usable(&c.def.list_rule, caller) {
-            let mut params = query_params(&[
-                ("page", "integer"),
-                ("perPage", "integer"),
-                ("sort", "string"),
-                ("filter", "string"),
-                ("skipTotal", "boolean"),
-                ("cursor", "string"),
-            ]);
-            params.extend(read_params.clone());
-            coll_ops.insert(
-                "get".into(),
-                json!({"operationId": format!("list_{name}"), "tags": tag, "summary": format!("List {name} records"),
-                       "description": who(&c.def.list_rule, su),
-                       "parameters": params,
-                       "responses": responses("200", json!({"$ref": format!("#/components/schemas/{list}")}))}),
-            );
-        }
-        if usable(&c.def.create_rule, caller) {
-            coll_ops.insert(
-                "post".into(),
-                json!({"operationId": format!("create_{name}"), "tags": tag, "summary": format!("Create a {name} record"),
-                       "description": who(&c.def.create_rule, su),
-                       "parameters": read_params,
-                       // An empty body is read as `{}` (as the SDKs send for no data).
-                       "requestBody": {"required": false, "content": {"application/json": {"schema": create_body}}},
-                       "responses": responses("200", record_ref.clone())}),
-            );
-        }
-        let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
-        let mut with_id = vec![id_param.clone()];
-        with_id.extend(read_params.clone());
-        if usable(&c.def.view_rule, caller) {
-            one_ops.insert(
-                "get".into(),
-                json!({"operationId": format!("view_{name}"), "tags": tag, "parameters": with_id,
-                       "description": who(&c.def.view_rule, su),
-                       "responses": responses("200", record_ref.clone())}),
-            );
-        }
-        if usable(&c.def.update_rule, caller) {
-            one_ops.insert(
-                "patch".into(),
-                json!({"operationId": format!("update_{name}"), "tags": tag, "parameters": with_id,
-                       "description": who(&c.def.update_rule, su),
-                       "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
-                       "responses": responses("200", record_ref.clone())}),
-            );
-        }
-        if usable(&c.def.delete_rule, caller) {
-            one_ops.insert(
-                "delete".into(),
-                json!({"operationId": format!("delete_{name}"), "tags": tag, "parameters": [id_param],
-                       "description": who(&c.def.delete_rule, su),
-                       "responses": responses("204", Value::Null)}),
-            );
-        }
-        if !coll_ops.is_empty() {
-            paths.insert(base.clone(), Value::Object(coll_ops));
-        }
-        if !one_ops.is_empty() {
-            paths.insert(format!("{base}/{{id}}"), Value::Object(one_ops));
-        }
-        if login {
-            paths.insert(
-                format!("/api/collections/{name}/auth-with-password"),
-                json!({"post": {"operationId": format!("auth_{name}"), "tags": tag,
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
-                        "properties": {"identity": {"type": "string"}, "password": {"type": "string"}},
-                        "required": ["identity", "password"]}}}},
-                    "responses": responses("200", json!({"type": "object", "properties": {
-                        "token": {"type": "string"}, "record": record_ref}}))}}),
-            );
-        }
+        collection_schemas(&c, caller, &mut schemas);
+        collection_paths(&c, caller, &ops, &mut paths);
     }
-    paths.insert(
-        "/api/batch".into(),
-        json!({"post": {"operationId": "batch", "summary": "Several record writes, all or nothing",
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
-                "properties": {"requests": {"type": "array", "items": {"type": "object", "properties": {
-                    "method": {"type": "string"}, "url": {"type": "string"}, "body": {"type": "object"}}}}},
-                "required": ["requests"]}}}},
-            "responses": responses("200", json!({"type": "array", "items": {"type": "object", "properties": {
-                "status": {"type": "integer"}, "body": {}}}}))}}),
-    );
+    paths.insert("/api/batch".into(), batch_path());
     let meta = &state.settings.get().meta;
     json!({
         "openapi": "3.1.0",
@@ -302,6 +169,194 @@ pub fn document(state: &AppState, caller: &Caller) -> Value {
         },
         "paths": paths,
     })
+}
+
+/// What of a collection's API a caller may use.
+struct Operations {
+    /// Logins: the superusers' is the dashboard's business, not an
+    /// operation of anyone else's API; `authRule: null` disables logins.
+    login: bool,
+    /// Any record operation.
+    any: bool,
+}
+
+impl Operations {
+    fn of(c: &CompiledCollection, caller: &Caller) -> Operations {
+        let d = &c.def;
+        let rules = [
+            &d.list_rule,
+            &d.create_rule,
+            &d.view_rule,
+            &d.update_rule,
+            &d.delete_rule,
+        ];
+        Operations {
+            login: d.kind == CollectionType::Auth
+                && (caller.is_superuser() || (d.name != SUPERUSERS && d.auth_rule.is_some())),
+            any: rules.iter().any(|r| usable(r, caller)),
+        }
+    }
+}
+
+/// A collection's component schemas: its fields as written (`…Fields`), a
+/// record as read (`…Record`, hidden fields only for superusers) and a
+/// list page (`…List`).
+fn collection_schemas(c: &CompiledCollection, caller: &Caller, schemas: &mut Map<String, Value>) {
+    let name = &c.def.name;
+    let (user, record, list) = (
+        component(name, "Fields"),
+        component(name, "Record"),
+        component(name, "List"),
+    );
+    let mut fields_schema = c.def.schema.clone();
+    rebase_refs(&mut fields_schema, &user);
+    if let Some(obj) = fields_schema.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("$id");
+    }
+    schemas.insert(user.clone(), fields_schema);
+    let mut props = system_properties(c);
+    if let Some(p) = c.def.schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in p {
+            if c.hidden.contains(k) && !caller.is_superuser() {
+                continue;
+            }
+            let mut v = v.clone();
+            rebase_refs(&mut v, &user);
+            props.insert(k.clone(), v);
+        }
+    }
+    schemas.insert(record.clone(), json!({"type": "object", "properties": props}));
+    schemas.insert(
+        list,
+        json!({"type": "object", "properties": {
+            "page": {"type": "integer"}, "perPage": {"type": "integer"},
+            "totalItems": {"type": "integer"}, "totalPages": {"type": "integer"},
+            "nextCursor": {"type": "string"},
+            "items": {"type": "array", "items": {"$ref": format!("#/components/schemas/{record}")}}}}),
+    );
+}
+
+/// A collection's paths: `…/records` (list, create), `…/records/{id}`
+/// (view, update, delete) and its login, each only as far as `caller` may
+/// use them.
+fn collection_paths(c: &CompiledCollection, caller: &Caller, ops: &Operations, paths: &mut Map<String, Value>) {
+    let name = &c.def.name;
+    let record_ref = json!({"$ref": format!("#/components/schemas/{}", component(name, "Record"))});
+    let base = format!("/api/collections/{name}/records");
+    let coll_ops = collection_ops(c, caller, &record_ref);
+    if !coll_ops.is_empty() {
+        paths.insert(base.clone(), Value::Object(coll_ops));
+    }
+    let one_ops = record_ops(c, caller, &record_ref);
+    if !one_ops.is_empty() {
+        paths.insert(format!("{base}/{{id}}"), Value::Object(one_ops));
+    }
+    if ops.login {
+        paths.insert(
+            format!("/api/collections/{name}/auth-with-password"),
+            json!({"post": {"operationId": format!("auth_{name}"), "tags": [name],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"identity": {"type": "string"}, "password": {"type": "string"}},
+                    "required": ["identity", "password"]}}}},
+                "responses": responses("200", json!({"type": "object", "properties": {
+                    "token": {"type": "string"}, "record": record_ref}}))}}),
+        );
+    }
+}
+
+fn read_params() -> Vec<Value> {
+    query_params(&[("expand", "string"), ("fields", "string")])
+}
+
+/// `GET` (list) and `POST` (create) of `…/records`.
+fn collection_ops(c: &CompiledCollection, caller: &Caller, record_ref: &Value) -> Map<String, Value> {
+    let (name, su) = (&c.def.name, caller.is_superuser());
+    let tag = json!([name]);
+    let mut ops = Map::new();
+    if usable(&c.def.list_rule, caller) {
+        let mut params = query_params(&[
+            ("page", "integer"),
+            ("perPage", "integer"),
+            ("sort", "string"),
+            ("filter", "string"),
+            ("skipTotal", "boolean"),
+            ("cursor", "string"),
+        ]);
+        params.extend(read_params());
+        ops.insert(
+            "get".into(),
+            json!({"operationId": format!("list_{name}"), "tags": tag, "summary": format!("List {name} records"),
+                   "description": who(&c.def.list_rule, su),
+                   "parameters": params,
+                   "responses": responses("200", json!({"$ref": format!("#/components/schemas/{}", component(name, "List"))}))}),
+        );
+    }
+    if usable(&c.def.create_rule, caller) {
+        let mut create_body = json!({"$ref": format!("#/components/schemas/{}", component(name, "Fields"))});
+        if c.def.kind == CollectionType::Auth {
+            create_body = json!({"allOf": [create_body, {"type": "object", "properties": {
+                "email": {"type": "string"}, "password": {"type": "string"}, "passwordConfirm": {"type": "string"},
+                "emailVisibility": {"type": "boolean"}}}]});
+        }
+        ops.insert(
+            "post".into(),
+            json!({"operationId": format!("create_{name}"), "tags": tag, "summary": format!("Create a {name} record"),
+                   "description": who(&c.def.create_rule, su),
+                   "parameters": read_params(),
+                   // An empty body is read as `{}` (as the SDKs send for no data).
+                   "requestBody": {"required": false, "content": {"application/json": {"schema": create_body}}},
+                   "responses": responses("200", record_ref.clone())}),
+        );
+    }
+    ops
+}
+
+/// `GET` (view), `PATCH` (update) and `DELETE` of `…/records/{id}`.
+fn record_ops(c: &CompiledCollection, caller: &Caller, record_ref: &Value) -> Map<String, Value> {
+    let (name, su) = (&c.def.name, caller.is_superuser());
+    let tag = json!([name]);
+    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let mut with_id = vec![id_param.clone()];
+    with_id.extend(read_params());
+    let mut ops = Map::new();
+    if usable(&c.def.view_rule, caller) {
+        ops.insert(
+            "get".into(),
+            json!({"operationId": format!("view_{name}"), "tags": tag, "parameters": with_id,
+                   "description": who(&c.def.view_rule, su),
+                   "responses": responses("200", record_ref.clone())}),
+        );
+    }
+    if usable(&c.def.update_rule, caller) {
+        ops.insert(
+            "patch".into(),
+            json!({"operationId": format!("update_{name}"), "tags": tag, "parameters": with_id,
+                   "description": who(&c.def.update_rule, su),
+                   "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+                   "responses": responses("200", record_ref.clone())}),
+        );
+    }
+    if usable(&c.def.delete_rule, caller) {
+        ops.insert(
+            "delete".into(),
+            json!({"operationId": format!("delete_{name}"), "tags": tag, "parameters": [id_param],
+                   "description": who(&c.def.delete_rule, su),
+                   "responses": responses("204", Value::Null)}),
+        );
+    }
+    ops
+}
+
+/// `POST /api/batch`.
+fn batch_path() -> Value {
+    json!({"post": {"operationId": "batch", "summary": "Several record writes, all or nothing",
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+            "properties": {"requests": {"type": "array", "items": {"type": "object", "properties": {
+                "method": {"type": "string"}, "url": {"type": "string"}, "body": {"type": "object"}}}}},
+            "required": ["requests"]}}}},
+        "responses": responses("200", json!({"type": "array", "items": {"type": "object", "properties": {
+            "status": {"type": "integer"}, "body": {}}}}))}})
 }
 
 /// `GET /api/openapi.json`.

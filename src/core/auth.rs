@@ -26,14 +26,21 @@ use crate::schema::collection::AuthOptions;
 use crate::schema::record::{export, is_valid_email};
 use crate::schema::{CollectionType, CompiledCollection};
 use crate::state::AppState;
-use crate::store::{Expect, WriteOp};
+use crate::store::{meta, Expect, WriteOp};
 
 /// Resolves an `Authorization` header value (`TOKEN` or `Bearer TOKEN`).
 /// Any problem with the token makes the caller a guest, as in PocketBase;
 /// routes that need auth then answer 401.
 pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
+    resolve_until(state, header).0
+}
+
+/// [`resolve`], with the token's expiry (its `exp`, seconds since the
+/// epoch) for an authenticated caller: realtime connections outlive their
+/// token and turn into guests when it expires.
+pub fn resolve_until(state: &AppState, header: Option<&str>) -> (Caller, Option<i64>) {
     let Some(raw) = header else {
-        return Caller::Guest;
+        return (Caller::Guest, None);
     };
     let token = raw
         .strip_prefix("Bearer ")
@@ -41,12 +48,15 @@ pub fn resolve(state: &AppState, header: Option<&str>) -> Caller {
         .unwrap_or(raw)
         .trim();
     match verify_token(state, token, TokenKind::Auth) {
-        Some((collection, record, claims)) => Caller::Auth {
-            collection,
-            record,
-            refreshable: claims.refreshable,
-        },
-        None => Caller::Guest,
+        Some((collection, record, claims)) => {
+            let caller = Caller::Auth {
+                collection,
+                record,
+                refreshable: claims.refreshable,
+            };
+            (caller, Some(claims.exp))
+        }
+        None => (Caller::Guest, None),
     }
 }
 
@@ -496,26 +506,21 @@ async fn rewrite<F>(state: &AppState, collection: &CompiledCollection, id: &str,
 where
     F: Fn(&mut Map<String, Value>),
 {
-    for _ in 0..8 {
+    let plan = async || {
         let stored = state.store.get(&collection.def.id, id)?.ok_or_else(ApiError::missing)?;
         let mut data = stored.data.as_object().cloned().unwrap_or_default();
         change(&mut data);
         data.insert("updated".into(), Value::String(crate::clock::now_string()));
-        let r = state
-            .store
-            .write(vec![WriteOp::PutRecord {
-                collection_id: collection.def.id.clone(),
-                id: id.to_owned(),
-                data: Value::Object(data),
-                expect: Expect::Rev(stored.rev),
-            }])
-            .await;
-        match r {
-            Err(crate::store::WriteError::Conflict) => continue,
-            other => return other.map(|_| ()).map_err(Into::into),
-        }
-    }
-    Err(crate::store::WriteError::Conflict.into())
+        let op = WriteOp::PutRecord {
+            collection_id: collection.def.id.clone(),
+            id: id.to_owned(),
+            data: Value::Object(data),
+            expect: Expect::Rev(stored.rev),
+        };
+        Ok((vec![op], ()))
+    };
+    super::replan::write(state, super::replan::Replan::OnConflict, plan).await?;
+    Ok(())
 }
 
 fn invalid_token(field: &str) -> ApiError {
@@ -793,7 +798,7 @@ pub async fn request_otp(
         state2
             .store
             .write(vec![WriteOp::PutMeta {
-                key: format!("otp/{id2}"),
+                key: meta::otp(&id2),
                 value: Some(serde_json::to_vec(&entry).expect("serialize otp")),
             }])
             .await?;
@@ -816,7 +821,7 @@ pub async fn with_otp(
     let otp_id = required_string(body, "otpId")?;
     let code = required_string(body, "password")?;
     let fail = || ApiError::bad_request("Invalid or expired one-time password.");
-    let key = format!("otp/{otp_id}");
+    let key = meta::otp(otp_id);
     // One check at a time per OTP: concurrent guesses cannot share a count.
     let _turn = state.record_lock("otp", otp_id).lock().await;
     let mut entry: OtpEntry = match state.store.meta_get(&key)? {

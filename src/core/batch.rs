@@ -52,9 +52,7 @@ fn route(method: &str, url: &str) -> Result<(String, Kind, HashMap<String, Strin
         return Err(ApiError::bad_request("The request URL is too long."));
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let params: HashMap<String, String> = actix_web::web::Query::<HashMap<String, String>>::from_query(query)
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
+    let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let rest = path
         .strip_prefix("/api/collections/")
         .ok_or_else(|| ApiError::bad_request(format!("Unsupported batch URL '{path}'.")))?;
@@ -73,21 +71,38 @@ fn route(method: &str, url: &str) -> Result<(String, Kind, HashMap<String, Strin
     Ok((parts[0].to_owned(), kind, params))
 }
 
-/// Runs a batch; returns `[{status, body}]`.
+/// Runs a batch; returns `[{status, body}]`: checks the request list, plans
+/// every request in order against the overlay, adds what the deletes do to
+/// the records pointing at them, commits it all as one job, and answers.
 pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) -> Result<Value, ApiError> {
+    let requests = requests(state, &body)?;
+    let mut batch = Batch {
+        state,
+        req,
+        overlay: HashMap::new(),
+        ops: Vec::with_capacity(requests.len()),
+        planned: Vec::with_capacity(requests.len()),
+        guards: Vec::new(),
+    };
+    for (i, r) in requests.iter().enumerate() {
+        batch.plan(r).await.map_err(|e| failed(i, e))?;
+    }
+    batch.reference_effects()?;
+    batch.commit().await
+}
+
+/// The `requests` array, if batches are enabled and it has an allowed length.
+fn requests<'b>(state: &AppState, body: &'b Map<String, Value>) -> Result<&'b Vec<Value>, ApiError> {
     let settings = state.settings.get();
     if !settings.batch.enabled {
         return Err(ApiError::forbidden("Batch requests are not allowed."));
     }
-    let requests = match body.get("requests") {
-        Some(Value::Array(r)) => r,
-        _ => {
-            return Err(ApiError::field(
-                "requests",
-                "validation_required",
-                "Missing the requests array.",
-            ))
-        }
+    let Some(Value::Array(requests)) = body.get("requests") else {
+        return Err(ApiError::field(
+            "requests",
+            "validation_required",
+            "Missing the requests array.",
+        ));
     };
     if requests.is_empty() || requests.len() > settings.batch.max_requests as usize {
         return Err(ApiError::field(
@@ -96,135 +111,163 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
             &format!("A batch holds 1 to {} requests.", settings.batch.max_requests),
         ));
     }
-    // (collection id, record id) → the record as earlier sub-requests left it
-    // (`None` = deleted), plus whether it exists in the store already.
-    let mut overlay: HashMap<(String, String), Option<Value>> = HashMap::new();
-    let mut ops = Vec::with_capacity(requests.len());
-    let mut planned = Vec::with_capacity(requests.len());
-    // Checks the writer makes after all the writes (auth ids unique across
-    // auth collections); appended last, so answers still match requests.
-    let mut guards = Vec::new();
-    for (i, r) in requests.iter().enumerate() {
-        let step = async {
-            let method = r.get("method").and_then(Value::as_str).unwrap_or_default();
-            let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
-            let (name, kind, params) = route(method, url)?;
-            let coll = state.registry.get(&name).ok_or_else(ApiError::missing)?;
-            let body = match r.get("body") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err(ApiError::bad_request("A request body must be a JSON object.")),
-            };
-            let current = |id: &str| -> Result<Option<Value>, ApiError> {
-                match overlay.get(&(coll.def.id.clone(), id.to_owned())) {
-                    Some(v) => Ok(v.clone()),
-                    None => Ok(state.store.get(&coll.def.id, id)?.map(|r| r.data)),
-                }
-            };
-            let kind = match kind {
-                Kind::Upsert => {
-                    let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
-                    if !id.is_empty() && current(id)?.is_some() {
-                        Kind::Update(id.to_owned())
-                    } else {
-                        Kind::Create
-                    }
-                }
-                k => k,
-            };
-            let expand = params.get("expand").cloned().unwrap_or_default();
-            let (op, status, id, data) = match kind {
-                Kind::Create => {
-                    let data = plan_create(state, &coll, body, req).await?;
-                    check_relations(state, &coll, &data, &|c, id| {
-                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
-                    })?;
-                    let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    if current(&id)?.is_some() {
-                        return Err(ApiError::field(
-                            "id",
-                            "validation_not_unique",
-                            "The id is already taken.",
-                        ));
-                    }
-                    guards.extend(auth_id_guard(state, &coll, &id, &|c, id| {
-                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
-                    })?);
-                    (
-                        WriteOp::PutRecord {
-                            collection_id: coll.def.id.clone(),
-                            id: id.clone(),
-                            data: data.clone(),
-                            expect: Expect::Absent,
-                        },
-                        200,
-                        id,
-                        Some(data),
-                    )
-                }
-                Kind::Update(id) => {
-                    let cur = current(&id)?.ok_or_else(ApiError::missing)?;
-                    let data = plan_update(state, &coll, &cur, body, req).await?;
-                    check_relations(state, &coll, &data, &|c, id| {
-                        overlay.get(&(c.to_owned(), id.to_owned())).map(Option::is_some)
-                    })?;
-                    (
-                        WriteOp::PutRecord {
-                            collection_id: coll.def.id.clone(),
-                            id: id.clone(),
-                            data: data.clone(),
-                            expect: Expect::Any,
-                        },
-                        200,
-                        id,
-                        Some(data),
-                    )
-                }
-                Kind::Delete(id) => {
-                    let cur = current(&id)?.ok_or_else(ApiError::missing)?;
-                    check_delete(state, &coll, &cur, req)?;
-                    (
-                        WriteOp::DeleteRecord {
-                            collection_id: coll.def.id.clone(),
-                            id: id.clone(),
-                            expect: Expect::Any,
-                        },
-                        204,
-                        id,
-                        None,
-                    )
-                }
-                Kind::Upsert => unreachable!("resolved above"),
-            };
-            Ok::<_, ApiError>((
-                op,
-                Planned {
-                    coll: coll.clone(),
-                    expand,
-                    status,
-                },
-                (coll.def.id.clone(), id),
-                data,
-            ))
+    Ok(requests)
+}
+
+/// A batch being planned.
+struct Batch<'a> {
+    state: &'a AppState,
+    req: &'a RequestInfo,
+    /// (collection id, record id) → the record as earlier sub-requests left
+    /// it (`None` = deleted).
+    overlay: HashMap<(String, String), Option<Value>>,
+    /// The requests' own ops, one per request (their results are the answers).
+    ops: Vec<WriteOp>,
+    planned: Vec<Planned>,
+    /// Checks the writer makes after all the writes (auth ids unique across
+    /// auth collections); appended last, so answers still match requests.
+    guards: Vec<WriteOp>,
+}
+
+/// One request's planned write: its op and the record it leaves (`None`
+/// for a delete).
+struct Step {
+    op: WriteOp,
+    status: u16,
+    id: String,
+    data: Option<Value>,
+}
+
+impl Batch<'_> {
+    /// Plans one sub-request against the overlay and records its write.
+    async fn plan(&mut self, r: &Value) -> Result<(), ApiError> {
+        let method = r.get("method").and_then(Value::as_str).unwrap_or_default();
+        let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
+        let (name, kind, params) = route(method, url)?;
+        let coll = self.state.registry.get(&name).ok_or_else(ApiError::missing)?;
+        let body = match r.get("body") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(ApiError::bad_request("A request body must be a JSON object.")),
         };
-        match step.await {
-            Ok((op, p, key, data)) => {
-                overlay.insert(key, data);
-                ops.push(op);
-                planned.push(p);
+        let kind = match kind {
+            Kind::Upsert => {
+                let id = body.get("id").and_then(Value::as_str).unwrap_or_default();
+                if !id.is_empty() && self.current(&coll, id)?.is_some() {
+                    Kind::Update(id.to_owned())
+                } else {
+                    Kind::Create
+                }
             }
-            Err(e) => return Err(failed(i, e)),
+            k => k,
+        };
+        let step = match kind {
+            Kind::Create => self.create(&coll, body).await?,
+            Kind::Update(id) => self.update(&coll, id, body).await?,
+            Kind::Delete(id) => self.delete(&coll, id)?,
+            Kind::Upsert => unreachable!("resolved above"),
+        };
+        self.overlay.insert((coll.def.id.clone(), step.id), step.data);
+        self.ops.push(step.op);
+        self.planned.push(Planned {
+            expand: params.get("expand").cloned().unwrap_or_default(),
+            coll,
+            status: step.status,
+        });
+        Ok(())
+    }
+
+    /// A record as earlier sub-requests left it, else as stored.
+    fn current(&self, coll: &CompiledCollection, id: &str) -> Result<Option<Value>, ApiError> {
+        match self.overlay.get(&(coll.def.id.clone(), id.to_owned())) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.state.store.get(&coll.def.id, id)?.map(|r| r.data)),
         }
     }
-    // Deletes also update (or cascade to) the records pointing at what they
-    // delete, seen as this batch leaves them; appended after the requests'
-    // own ops, whose results are the answers.
-    let roots: Vec<(String, String)> = overlay
-        .iter()
-        .filter(|(_, v)| v.is_none())
-        .map(|(k, _)| k.clone())
-        .collect();
-    if !roots.is_empty() {
+
+    /// Whether the overlay knows a record: `Some(exists)`, else `None`.
+    fn pending(&self, cid: &str, id: &str) -> Option<bool> {
+        self.overlay.get(&(cid.to_owned(), id.to_owned())).map(Option::is_some)
+    }
+
+    async fn create(&mut self, coll: &Arc<CompiledCollection>, body: Map<String, Value>) -> Result<Step, ApiError> {
+        let (state, req) = (self.state, self.req);
+        let data = plan_create(state, coll, body, req).await?;
+        check_relations(state, coll, &data, &|c, id| self.pending(c, id))?;
+        let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if self.current(coll, &id)?.is_some() {
+            return Err(ApiError::field(
+                "id",
+                "validation_not_unique",
+                "The id is already taken.",
+            ));
+        }
+        let guard = auth_id_guard(state, coll, &id, &|c, id| self.pending(c, id))?;
+        self.guards.extend(guard);
+        Ok(Step {
+            op: WriteOp::PutRecord {
+                collection_id: coll.def.id.clone(),
+                id: id.clone(),
+                data: data.clone(),
+                expect: Expect::Absent,
+            },
+            status: 200,
+            id,
+            data: Some(data),
+        })
+    }
+
+    async fn update(
+        &mut self,
+        coll: &Arc<CompiledCollection>,
+        id: String,
+        body: Map<String, Value>,
+    ) -> Result<Step, ApiError> {
+        let cur = self.current(coll, &id)?.ok_or_else(ApiError::missing)?;
+        let data = plan_update(self.state, coll, &cur, body, self.req).await?;
+        check_relations(self.state, coll, &data, &|c, id| self.pending(c, id))?;
+        Ok(Step {
+            op: WriteOp::PutRecord {
+                collection_id: coll.def.id.clone(),
+                id: id.clone(),
+                data: data.clone(),
+                expect: Expect::Any,
+            },
+            status: 200,
+            id,
+            data: Some(data),
+        })
+    }
+
+    fn delete(&mut self, coll: &Arc<CompiledCollection>, id: String) -> Result<Step, ApiError> {
+        let cur = self.current(coll, &id)?.ok_or_else(ApiError::missing)?;
+        check_delete(self.state, coll, &cur, self.req)?;
+        Ok(Step {
+            op: WriteOp::DeleteRecord {
+                collection_id: coll.def.id.clone(),
+                id: id.clone(),
+                expect: Expect::Any,
+            },
+            status: 204,
+            id,
+            data: None,
+        })
+    }
+
+    /// Deletes also update (or cascade to) the records pointing at what they
+    /// delete, seen as this batch leaves them; appended after the requests'
+    /// own ops, whose results are the answers.
+    fn reference_effects(&mut self) -> Result<(), ApiError> {
+        let roots: Vec<(String, String)> = self
+            .overlay
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let (state, overlay) = (self.state, &self.overlay);
         let current = |cid: &str, rid: &str| -> Result<super::references::Current, ApiError> {
             match overlay.get(&(cid.to_owned(), rid.to_owned())) {
                 Some(v) => Ok(v.clone().map(|d| (d, Expect::Any))),
@@ -239,28 +282,33 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
                 .collect()
         };
         // A refusal is reported on the first delete request.
-        let first_delete = planned.iter().position(|p| p.status == 204).unwrap_or(0);
+        let first_delete = self.planned.iter().position(|p| p.status == 204).unwrap_or(0);
         let effects =
             super::references::on_delete(state, &roots, &current, &pending).map_err(|e| failed(first_delete, e))?;
-        ops.extend(effects);
+        self.ops.extend(effects);
+        Ok(())
     }
-    ops.extend(guards);
-    let results = state.store.write(ops).await.map_err(|e| {
-        let e = ApiError::from(e);
-        let mut out = ApiError::new(e.status.max(400), "Batch transaction failed.");
-        out.data.insert(
-            "requests".into(),
-            json!({"": {"code": "batch_request_failed", "message": e.message, "response": e.data}}),
-        );
-        out
-    })?;
-    let mut out = Vec::with_capacity(results.len());
-    for (result, p) in results.into_iter().zip(planned) {
-        let body = match result {
-            Committed::Record { data, .. } => answer(state, &p.coll, data, &p.expand, req)?,
-            _ => Value::Null,
-        };
-        out.push(json!({"status": p.status, "body": body}));
+
+    /// Writes everything as one job and answers each request.
+    async fn commit(mut self) -> Result<Value, ApiError> {
+        self.ops.append(&mut self.guards);
+        let results = self.state.store.write(self.ops).await.map_err(|e| {
+            let e = ApiError::from(e);
+            let mut out = ApiError::new(e.status.max(400), "Batch transaction failed.");
+            out.data.insert(
+                "requests".into(),
+                json!({"": {"code": "batch_request_failed", "message": e.message, "response": e.data}}),
+            );
+            out
+        })?;
+        let mut out = Vec::with_capacity(results.len());
+        for (result, p) in results.into_iter().zip(self.planned) {
+            let body = match result {
+                Committed::Record { data, .. } => answer(self.state, &p.coll, data, &p.expand, self.req)?,
+                _ => Value::Null,
+            };
+            out.push(json!({"status": p.status, "body": body}));
+        }
+        Ok(Value::Array(out))
     }
-    Ok(Value::Array(out))
 }

@@ -8,16 +8,16 @@ use serde_json::{json, Value};
 use crate::clock::now_string;
 use crate::ids;
 use crate::schema::{Collection, CompiledCollection, Registry};
-use crate::store::{Store, StoreError, WriteOp};
+use crate::store::{meta, Store, StoreError, WriteOp};
 
 /// Loads (creating on first start) the per-install token signing secret.
 pub fn secret(store: &Store) -> Result<Vec<u8>, StoreError> {
-    if let Some(s) = store.meta_get("secret")? {
+    if let Some(s) = store.meta_get(meta::SECRET)? {
         return Ok(s);
     }
     let mut fresh = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut fresh);
-    store.meta_init("secret", &fresh)
+    store.meta_init(meta::SECRET, &fresh)
 }
 
 fn default_collections() -> Vec<Collection> {
@@ -49,7 +49,7 @@ fn default_collections() -> Vec<Collection> {
 /// Loads every collection into a registry; on the very first start, creates
 /// `_superusers` and `users` (a `users` deleted later is not recreated).
 pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
-    if store.meta_get("bootstrapped")?.is_none() {
+    if store.meta_get(meta::BOOTSTRAPPED)?.is_none() {
         let mut ops = Vec::new();
         for c in default_collections() {
             let def = serde_json::to_value(&c).expect("serialize collection");
@@ -60,7 +60,7 @@ pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
             });
         }
         ops.push(WriteOp::PutMeta {
-            key: "bootstrapped".into(),
+            key: meta::BOOTSTRAPPED.into(),
             value: Some(b"1".to_vec()),
         });
         store.write(ops).await.map_err(|e| StoreError::Io(e.to_string()))?;

@@ -11,13 +11,9 @@
 //! A build interrupted by a restart resumes from the start (entries are
 //! idempotent) thanks to a marker in `meta`.
 
-use std::collections::HashMap;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
-use crate::state::AppState;
+use crate::state::{AppState, BuildStatus};
 use crate::store::index::IndexField;
 use crate::store::{IndexDef, WriteError, WriteOp, PRIMARY_INDEX};
 
@@ -25,54 +21,9 @@ use crate::store::{IndexDef, WriteError, WriteOp, PRIMARY_INDEX};
 /// not to delay other writers' groups.
 const CHUNK: usize = 1000;
 
-/// Progress of one index build.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct BuildStatus {
-    /// `building` or `failed`.
-    pub state: &'static str,
-    pub done: u64,
-    pub total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Builds in progress (or failed), by `(collection id, index name)`. An
-/// index absent from here is ready. A std mutex: held for map operations only.
-#[derive(Clone, Default)]
-pub struct IndexBuilds {
-    inner: Arc<Mutex<HashMap<(String, String), BuildStatus>>>,
-}
-
-impl IndexBuilds {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), BuildStatus>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_ready(&self, collection_id: &str, index: &str) -> bool {
-        !self.lock().contains_key(&(collection_id.to_owned(), index.to_owned()))
-    }
-
-    /// Statuses of a collection's unfinished builds, by index name.
-    pub fn of(&self, collection_id: &str) -> HashMap<String, BuildStatus> {
-        self.lock()
-            .iter()
-            .filter(|((c, _), _)| c == collection_id)
-            .map(|((_, n), s)| (n.clone(), s.clone()))
-            .collect()
-    }
-
-    fn set(&self, collection_id: &str, index: &str, status: Option<BuildStatus>) {
-        let key = (collection_id.to_owned(), index.to_owned());
-        match status {
-            Some(s) => self.lock().insert(key, s),
-            None => self.lock().remove(&key),
-        };
-    }
-}
-
 /// The `meta` key marking an unfinished build.
 pub fn marker(collection_id: &str, index: &str) -> String {
-    format!("idxbuild/{collection_id}/{index}")
+    crate::store::meta::index_build(collection_id, index)
 }
 
 /// Marks a build as started (so the planner ignores the index at once).

@@ -11,7 +11,8 @@ pub mod indexing;
 pub mod list;
 pub mod records;
 pub mod references;
-pub mod work;
+pub mod replan;
+pub mod sessions;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::expand::{expand_records, ExpandTree};
+use super::replan::{self, Replan};
 use super::{Caller, RequestInfo, SUPERUSERS};
 use crate::auth::password;
 use crate::clock::now_string;
@@ -17,7 +18,7 @@ use crate::schema::record::{
 };
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
-use crate::store::{Committed, Expect, WriteError, WriteOp};
+use crate::store::{Committed, Expect, WriteOp};
 
 /// A JSON answer, possibly spliced from stored bytes.
 pub type RawJson = Box<serde_json::value::RawValue>;
@@ -360,9 +361,6 @@ pub async fn create(
     committed_answer(state, coll, results, &tree, req)
 }
 
-/// How often an update is re-planned when the record changed underneath it.
-const UPDATE_ATTEMPTS: usize = 8;
-
 /// Updates a record (merge + modifiers); the updateRule is checked on the stored record.
 pub async fn update(
     state: &AppState,
@@ -397,7 +395,7 @@ pub async fn update_unsetting(
     // Updates of one record through this server queue here; the revision
     // check below then only retries against other writers (batch, auth flows).
     let _turn = state.record_lock(&coll.def.id, id).lock().await;
-    for _ in 0..UPDATE_ATTEMPTS {
+    let plan = async || {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
         let mut current = stored.data;
         if let Some(doc) = current.as_object_mut() {
@@ -409,21 +407,16 @@ pub async fn update_unsetting(
         }
         let data = plan_update(state, coll, &current, body.clone(), req).await?;
         check_relations(state, coll, &data, &|_, _| None)?;
-        let result = state
-            .store
-            .write(vec![WriteOp::PutRecord {
-                collection_id: coll.def.id.clone(),
-                id: id.to_owned(),
-                data,
-                expect: Expect::Rev(stored.rev),
-            }])
-            .await;
-        match result {
-            Err(WriteError::Conflict) => continue,
-            other => return committed_answer(state, coll, other?, &tree, req),
-        }
-    }
-    Err(WriteError::Conflict.into())
+        let op = WriteOp::PutRecord {
+            collection_id: coll.def.id.clone(),
+            id: id.to_owned(),
+            data,
+            expect: Expect::Rev(stored.rev),
+        };
+        Ok((vec![op], ()))
+    };
+    let (results, ()) = replan::write(state, Replan::OnConflict, plan).await?;
+    committed_answer(state, coll, results, &tree, req)
 }
 
 /// Deletes a record; the deleteRule is checked on the stored record.
@@ -436,7 +429,8 @@ pub async fn delete(
     if rules::access(&coll.rules.delete, &req.caller) == Access::Locked {
         return Err(locked());
     }
-    for _ in 0..UPDATE_ATTEMPTS {
+    // A pointing record changed meanwhile: plan again.
+    let plan = async || {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
         check_delete(state, coll, &stored.data, req)?;
         let mut ops = vec![WriteOp::DeleteRecord {
@@ -449,16 +443,10 @@ pub async fn delete(
             state,
             &[(coll.def.id.clone(), id.to_owned())],
         )?);
-        match state.store.write(ops).await {
-            // A pointing record changed meanwhile: plan again.
-            Err(WriteError::Conflict) => continue,
-            other => {
-                other?;
-                return Ok(());
-            }
-        }
-    }
-    Err(WriteError::Conflict.into())
+        Ok((ops, ()))
+    };
+    replan::write(state, Replan::OnConflict, plan).await?;
+    Ok(())
 }
 
 /// What [`delete_many`] did.
@@ -482,7 +470,7 @@ pub async fn delete_many(
     ids: &[String],
     req: &RequestInfo,
 ) -> Result<DeleteOutcome, ApiError> {
-    for _ in 0..UPDATE_ATTEMPTS {
+    let plan = async || {
         let mut out = DeleteOutcome::default();
         let mut ops = Vec::with_capacity(ids.len());
         let superusers = coll.def.name == SUPERUSERS;
@@ -531,21 +519,12 @@ pub async fn delete_many(
                 super::references::on_delete_in_store(state, &roots)?
             }
         };
-        if ops.is_empty() {
-            return Ok(out);
-        }
-        let n = ops.len();
+        out.deleted = ops.len();
         ops.extend(effects);
-        match state.store.write(ops).await {
-            Ok(_) => {
-                out.deleted = n;
-                return Ok(out);
-            }
-            Err(WriteError::Conflict | WriteError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(WriteError::Conflict.into())
+        Ok((ops, out))
+    };
+    let (_, out) = replan::write(state, Replan::OnConflictOrGone, plan).await?;
+    Ok(out)
 }
 
 /// Creates or updates a superuser by email (the `superuser upsert` command).

@@ -40,16 +40,43 @@ pub type Current = Option<(Value, Expect)>;
 ///
 /// `current` gives a record's version (the store's, or a pending one);
 /// `pending` lists records that exist only in the caller's pending job,
-/// so they are searched too.
+/// so they are searched too. Deleted records are walked one at a time,
+/// each pointing record cascading, losing its reference or refusing.
 pub fn on_delete(
     state: &AppState,
     roots: &[(String, String)],
     current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
     pending: &dyn Fn(&str) -> Vec<String>,
 ) -> Result<Vec<WriteOp>, ApiError> {
-    // Every relation field of every collection: (its collection, field,
-    // target collection id).
-    let pointing: Vec<(Arc<CompiledCollection>, String, String)> = state
+    let pointing = relation_fields(state);
+    if pointing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut walk = Walk {
+        deleted: roots.iter().cloned().collect(),
+        cascaded: Vec::new(),
+        edits: HashMap::new(),
+        work: roots.to_vec(),
+    };
+    while let Some((target_cid, target_id)) = walk.work.pop() {
+        for (coll, field, _) in pointing.iter().filter(|(_, _, target)| *target == target_cid) {
+            let rel = &coll.relations[field];
+            let mut ids = referencing(state, coll, field, rel.multiple, &target_id)?;
+            ids.extend(pending(&coll.def.id));
+            ids.sort();
+            ids.dedup();
+            for rid in ids {
+                walk.visit(coll, field, rid, &target_id, current)?;
+            }
+        }
+    }
+    Ok(walk.into_ops())
+}
+
+/// Every relation field of every collection: (its collection, field,
+/// target collection id).
+fn relation_fields(state: &AppState) -> Vec<(Arc<CompiledCollection>, String, String)> {
+    state
         .registry
         .all()
         .into_iter()
@@ -61,77 +88,88 @@ pub fn on_delete(
                 .collect();
             fields.into_iter().map(move |(f, target)| (c.clone(), f, target))
         })
-        .collect();
-    if pointing.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut deleted: HashSet<(String, String)> = roots.iter().cloned().collect();
-    let mut cascaded: Vec<(String, String, Expect)> = Vec::new();
-    let mut edits: HashMap<(String, String), (Value, Expect)> = HashMap::new();
-    let mut work: Vec<(String, String)> = roots.to_vec();
-    while let Some((target_cid, target_id)) = work.pop() {
-        for (coll, field, target) in &pointing {
-            if *target != target_cid {
-                continue;
-            }
-            let rel = &coll.relations[field];
-            let mut ids = referencing(state, coll, field, rel.multiple, &target_id)?;
-            ids.extend(pending(&coll.def.id));
-            ids.sort();
-            ids.dedup();
-            for rid in ids {
-                let k = (coll.def.id.clone(), rid.clone());
-                if deleted.contains(&k) {
-                    continue;
-                }
-                let version = match edits.get(&k) {
-                    Some(v) => Some(v.clone()),
-                    None => current(&coll.def.id, &rid)?,
-                };
-                let Some((mut data, expect)) = version else { continue };
-                if !ids_of(data.get(field)).contains(&target_id.as_str()) {
-                    continue;
-                }
-                if rel.cascade_delete {
-                    edits.remove(&k);
-                    deleted.insert(k.clone());
-                    cascaded.push((k.0.clone(), k.1.clone(), expect));
-                    work.push(k);
-                    continue;
-                }
-                let was_valid = is_valid(coll, &data);
-                drop_reference(&mut data, field, &target_id);
-                if was_valid && !is_valid(coll, &data) {
-                    return Err(ApiError::bad_request(format!(
-                        "The record cannot be deleted: record '{rid}' of '{}' needs it in its required relation '{field}'. Delete or change that record first.",
-                        coll.def.name
-                    )));
-                }
-                edits.insert(k, (data, expect));
-            }
+        .collect()
+}
+
+/// The walk over deleted records and what it decided so far.
+struct Walk {
+    deleted: HashSet<(String, String)>,
+    /// Records deleted by a cascade, with the revision they must still have.
+    cascaded: Vec<(String, String, Expect)>,
+    /// Records that lose a reference: their new data.
+    edits: HashMap<(String, String), (Value, Expect)>,
+    /// Deleted records whose pointing records are still to be visited.
+    work: Vec<(String, String)>,
+}
+
+impl Walk {
+    /// Record `rid` of `coll` may point at `target_id` through `field`:
+    /// cascades the delete to it, or drops the reference, or refuses.
+    fn visit(
+        &mut self,
+        coll: &CompiledCollection,
+        field: &str,
+        rid: String,
+        target_id: &str,
+        current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
+    ) -> Result<(), ApiError> {
+        let k = (coll.def.id.clone(), rid);
+        if self.deleted.contains(&k) {
+            return Ok(());
         }
-    }
-    let now = now_string();
-    let mut ops = Vec::with_capacity(cascaded.len() + edits.len());
-    for (collection_id, id, expect) in cascaded {
-        ops.push(WriteOp::DeleteRecord {
-            collection_id,
-            id,
-            expect,
-        });
-    }
-    for ((collection_id, id), (mut data, expect)) in edits {
-        if let Some(o) = data.as_object_mut() {
-            o.insert("updated".into(), Value::String(now.clone()));
+        let version = match self.edits.get(&k) {
+            Some(v) => Some(v.clone()),
+            None => current(&coll.def.id, &k.1)?,
+        };
+        let Some((mut data, expect)) = version else {
+            return Ok(());
+        };
+        if !ids_of(data.get(field)).contains(&target_id) {
+            return Ok(());
         }
-        ops.push(WriteOp::PutRecord {
-            collection_id,
-            id,
-            data,
-            expect,
-        });
+        if coll.relations[field].cascade_delete {
+            self.edits.remove(&k);
+            self.deleted.insert(k.clone());
+            self.cascaded.push((k.0.clone(), k.1.clone(), expect));
+            self.work.push(k);
+            return Ok(());
+        }
+        let was_valid = is_valid(coll, &data);
+        drop_reference(&mut data, field, target_id);
+        if was_valid && !is_valid(coll, &data) {
+            return Err(ApiError::bad_request(format!(
+                "The record cannot be deleted: record '{}' of '{}' needs it in its required relation '{field}'. Delete or change that record first.",
+                k.1, coll.def.name
+            )));
+        }
+        self.edits.insert(k, (data, expect));
+        Ok(())
     }
-    Ok(ops)
+
+    /// The cascaded deletes, then the edited records (their `updated` moved).
+    fn into_ops(self) -> Vec<WriteOp> {
+        let now = now_string();
+        let mut ops = Vec::with_capacity(self.cascaded.len() + self.edits.len());
+        for (collection_id, id, expect) in self.cascaded {
+            ops.push(WriteOp::DeleteRecord {
+                collection_id,
+                id,
+                expect,
+            });
+        }
+        for ((collection_id, id), (mut data, expect)) in self.edits {
+            if let Some(o) = data.as_object_mut() {
+                o.insert("updated".into(), Value::String(now.clone()));
+            }
+            ops.push(WriteOp::PutRecord {
+                collection_id,
+                id,
+                data,
+                expect,
+            });
+        }
+        ops
+    }
 }
 
 /// [`on_delete`] against the store as committed (no pending job).

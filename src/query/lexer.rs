@@ -142,44 +142,13 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
                 TokenKind::Str(content)
             }
             c if is_op_char(c) => {
-                while i < chars.len() && is_op_char(chars[i]) {
-                    i += 1;
-                }
-                let sym = text_of(i);
-                match Op::from_symbol(&sym) {
-                    Some(op) => TokenKind::Op(op),
-                    None if sym == "!" => {
-                        return Err(err(
-                            start,
-                            "unexpected '!': there is no NOT operator (expected '!=' or '!~')",
-                        ))
-                    }
-                    None => {
-                        return Err(err(
-                            start,
-                            format!(
-                                "unknown operator '{sym}' (expected one of = != > >= < <= ~ !~ \
-                                 or an any-of form such as ?= ?~)"
-                            ),
-                        ))
-                    }
-                }
+                let (op, end) = lex_op(&chars, i)?;
+                i = end;
+                TokenKind::Op(op)
             }
             c if c.is_ascii_digit() || (c == '-' && next.is_some_and(|n| n.is_ascii_digit())) => {
-                i += 1;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '.' | '_')) {
-                    i += 1;
-                }
-                let text = text_of(i);
-                if !is_valid_number(&text) {
-                    return Err(err(
-                        start,
-                        format!(
-                            "invalid number '{text}' (expected digits with an optional sign and \
-                             decimal part; exponents are not supported)"
-                        ),
-                    ));
-                }
+                let (text, end) = lex_number(&chars, i)?;
+                i = end;
                 TokenKind::Number(text)
             }
             c if is_ident_start(c) => {
@@ -208,6 +177,50 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
         text: String::new(),
     });
     Ok(tokens)
+}
+
+/// Reads the longest run of operator characters from `chars[start]` and
+/// looks it up; returns the operator and the index just past it.
+fn lex_op(chars: &[char], start: usize) -> Result<(Op, usize), QueryError> {
+    let mut end = start;
+    while end < chars.len() && is_op_char(chars[end]) {
+        end += 1;
+    }
+    let sym: String = chars[start..end].iter().collect();
+    match Op::from_symbol(&sym) {
+        Some(op) => Ok((op, end)),
+        None if sym == "!" => Err(err(
+            start,
+            "unexpected '!': there is no NOT operator (expected '!=' or '!~')",
+        )),
+        None => Err(err(
+            start,
+            format!(
+                "unknown operator '{sym}' (expected one of = != > >= < <= ~ !~ \
+                 or an any-of form such as ?= ?~)"
+            ),
+        )),
+    }
+}
+
+/// Reads a number starting at `chars[start]` (a digit, or `-` before one);
+/// returns its text and the index just past it.
+fn lex_number(chars: &[char], start: usize) -> Result<(String, usize), QueryError> {
+    let mut end = start + 1;
+    while end < chars.len() && (chars[end].is_alphanumeric() || matches!(chars[end], '.' | '_')) {
+        end += 1;
+    }
+    let text: String = chars[start..end].iter().collect();
+    if !is_valid_number(&text) {
+        return Err(err(
+            start,
+            format!(
+                "invalid number '{text}' (expected digits with an optional sign and \
+                 decimal part; exponents are not supported)"
+            ),
+        ));
+    }
+    Ok((text, end))
 }
 
 /// Reads a quoted string starting at the opening quote `chars[start]`.

@@ -197,7 +197,9 @@ struct Candidate {
     sorted: bool,
 }
 
-/// Plans a list query. `filter` should already include the rule (`rule && filter`).
+/// Plans a list query. `filter` should already include the rule (`rule && filter`):
+/// the usable terms are picked out, every index is scored as a candidate,
+/// and the best one (or a full scan) becomes the plan.
 pub fn plan(
     filter: &Filter,
     sort: &[SortKey],
@@ -213,96 +215,124 @@ pub fn plan(
         .collect();
     let mut best: Option<(u32, Candidate)> = None;
     for (ix, index) in indexes.iter().enumerate() {
-        let mut eq = Vec::new();
-        let mut used = Vec::new();
-        let mut pos = 0;
-        while pos < index.fields.len() {
-            let path = &index.fields[pos].0;
-            match terms.iter().find(|(_, t)| t.op == Op::Eq && t.path == &path[..]) {
-                Some((i, t)) => {
-                    eq.push(t.value.clone());
-                    used.push(*i);
-                    // Any other equality on the same path is also enforced only
-                    // if identical; leave duplicates to the re-check.
-                    pos += 1;
-                }
-                None => break,
-            }
-        }
-        let mut range = None;
-        if let Some((path, false)) = index.fields.get(pos) {
-            for (i, t) in terms.iter().filter(|(_, t)| t.op != Op::Eq && t.path == &path[..]) {
-                if add_bound(&mut range, t) {
-                    used.push(*i);
-                }
-            }
-        }
-        // Sort keys fixed by equality don't constrain the order.
-        let fixed = &index.fields[..eq.len()];
-        let wanted: Vec<&SortKey> = sort
-            .iter()
-            .filter(|k| !fixed.iter().any(|(p, _)| *p == k.path))
-            .collect();
-        let rest = &index.fields[eq.len()..];
-        let (sorted, reverse) = if wanted.is_empty() {
-            (true, false)
-        } else if wanted.len() == rest.len() && wanted.iter().zip(rest).all(|(k, (p, _))| k.path == *p) {
-            let same = wanted.iter().zip(rest).all(|(k, (_, d))| k.desc == *d);
-            let opposite = wanted.iter().zip(rest).all(|(k, (_, d))| k.desc != *d);
-            if same {
-                (true, false)
-            } else if opposite {
-                (true, true)
-            } else {
-                (false, false)
-            }
-        } else {
-            (false, false)
-        };
-        let narrow = eq.len() as u32 * 4 + u32::from(range.is_some()) * 2;
-        let score = narrow * 2 + u32::from(sorted && !sort.is_empty());
-        if narrow == 0 && (!sorted || sort.is_empty()) {
+        let Some((score, c)) = candidate(ix, index, &terms, sort) else {
             continue;
-        }
+        };
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
-            best = Some((
-                score,
-                Candidate {
-                    index: ix,
-                    eq,
-                    range,
-                    used,
-                    reverse,
-                    sorted,
-                },
-            ));
+            best = Some((score, c));
         }
     }
     let Some((_, c)) = best else {
-        let explain = format!(
-            "full scan{}{}",
-            if filter.is_empty() {
-                ""
-            } else {
-                ", filter checked on every record"
-            },
-            if sort.is_empty() { "" } else { ", sorted in memory" }
-        );
-        return Plan {
-            index: None,
-            eq: Vec::new(),
-            range: None,
-            reverse: false,
-            sorted: sort.is_empty(),
-            exact: filter.is_empty(),
-            explain,
-        };
+        return full_scan(filter, sort);
     };
     let mut used = c.used.clone();
     used.sort_unstable();
     used.dedup();
     let exact = used.len() == exprs.len();
-    let index = &indexes[c.index];
+    let explain = explain(&indexes[c.index], &c, exact);
+    Plan {
+        index: Some(c.index),
+        eq: c.eq,
+        range: c.range,
+        reverse: c.reverse,
+        sorted: c.sorted,
+        exact,
+        explain,
+    }
+}
+
+/// What index `ix` can do for `terms` and `sort`, with its score; `None`
+/// when it neither narrows nor orders.
+fn candidate(ix: usize, index: &IndexInfo, terms: &[(usize, Term)], sort: &[SortKey]) -> Option<(u32, Candidate)> {
+    let mut eq = Vec::new();
+    let mut used = Vec::new();
+    for (path, _) in &index.fields {
+        match terms.iter().find(|(_, t)| t.op == Op::Eq && t.path == &path[..]) {
+            Some((i, t)) => {
+                eq.push(t.value.clone());
+                used.push(*i);
+                // Any other equality on the same path is also enforced only
+                // if identical; leave duplicates to the re-check.
+            }
+            None => break,
+        }
+    }
+    let mut range = None;
+    if let Some((path, false)) = index.fields.get(eq.len()) {
+        for (i, t) in terms.iter().filter(|(_, t)| t.op != Op::Eq && t.path == &path[..]) {
+            if add_bound(&mut range, t) {
+                used.push(*i);
+            }
+        }
+    }
+    let (sorted, reverse) = walk_order(index, eq.len(), sort);
+    let narrow = eq.len() as u32 * 4 + u32::from(range.is_some()) * 2;
+    let score = narrow * 2 + u32::from(sorted && !sort.is_empty());
+    if narrow == 0 && (!sorted || sort.is_empty()) {
+        return None;
+    }
+    Some((
+        score,
+        Candidate {
+            index: ix,
+            eq,
+            range,
+            used,
+            reverse,
+            sorted,
+        },
+    ))
+}
+
+/// Whether walking `index` (its first `fixed` fields pinned by equality)
+/// yields `sort`'s order, and whether backwards: `(sorted, reverse)`.
+fn walk_order(index: &IndexInfo, fixed: usize, sort: &[SortKey]) -> (bool, bool) {
+    // Sort keys fixed by equality don't constrain the order.
+    let pinned = &index.fields[..fixed];
+    let wanted: Vec<&SortKey> = sort
+        .iter()
+        .filter(|k| !pinned.iter().any(|(p, _)| *p == k.path))
+        .collect();
+    let rest = &index.fields[fixed..];
+    if wanted.is_empty() {
+        return (true, false);
+    }
+    if wanted.len() != rest.len() || !wanted.iter().zip(rest).all(|(k, (p, _))| k.path == *p) {
+        return (false, false);
+    }
+    if wanted.iter().zip(rest).all(|(k, (_, d))| k.desc == *d) {
+        (true, false)
+    } else if wanted.iter().zip(rest).all(|(k, (_, d))| k.desc != *d) {
+        (true, true)
+    } else {
+        (false, false)
+    }
+}
+
+/// No index helps: every record is read.
+fn full_scan(filter: &Filter, sort: &[SortKey]) -> Plan {
+    let explain = format!(
+        "full scan{}{}",
+        if filter.is_empty() {
+            ""
+        } else {
+            ", filter checked on every record"
+        },
+        if sort.is_empty() { "" } else { ", sorted in memory" }
+    );
+    Plan {
+        index: None,
+        eq: Vec::new(),
+        range: None,
+        reverse: false,
+        sorted: sort.is_empty(),
+        exact: filter.is_empty(),
+        explain,
+    }
+}
+
+/// The `?explain=1` text of an index plan.
+fn explain(index: &IndexInfo, c: &Candidate, exact: bool) -> String {
     let mut explain = format!("index {}", index.name);
     if !c.eq.is_empty() {
         let eqs: Vec<String> = index
@@ -339,15 +369,7 @@ pub fn plan(
     } else {
         ", remaining filter checked per record"
     });
-    Plan {
-        index: Some(c.index),
-        eq: c.eq,
-        range: c.range,
-        reverse: c.reverse,
-        sorted: c.sorted,
-        exact,
-        explain,
-    }
+    explain
 }
 
 #[cfg(test)]

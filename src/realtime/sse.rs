@@ -1,5 +1,7 @@
 //! PocketBase's realtime protocol over Server-Sent Events, so the official
-//! SDKs' `subscribe()` works unchanged:
+//! SDKs' `subscribe()` works unchanged (the endpoints are
+//! `api::realtime::sse`; the clients, their subscriptions and the event
+//! pump are here):
 //!
 //! - `GET /api/realtime` opens the stream and sends `PB_CONNECT` with a
 //!   40-character `clientId` (also in the SSE `id:` field, where the JS SDK
@@ -19,14 +21,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::subscription::{resolve_topic, Delivery, Shape, SubSpec, Subscriber};
-use crate::api::extract::JsonBody;
 use crate::core::auth;
 use crate::error::ApiError;
 use crate::rules::Caller;
@@ -85,16 +84,23 @@ impl SseClients {
     }
 }
 
-fn sse_frame(id: &str, event: &str, data: &str) -> Bytes {
-    Bytes::from(format!("id:{id}\nevent:{event}\ndata:{data}\n\n"))
+fn sse_frame(id: &str, event: &str, data: &str) -> String {
+    format!("id:{id}\nevent:{event}\ndata:{data}\n\n")
 }
 
-/// `GET /api/realtime`. At most `limits.realtimePerAddress` realtime
-/// streams per client address (429 over it): the stream's task holds its
-/// slot until it ends.
-pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let lease = crate::api::bounds::realtime_lease(&req, &state)?;
-    let state = state.get_ref().clone();
+/// A newly connected SSE client: the frames to stream to it, and
+/// the task that feeds them (the caller spawns it and keeps the client's
+/// connection slot until it ends).
+pub struct Opened<P> {
+    pub frames: mpsc::Receiver<String>,
+    pub pump: P,
+}
+
+/// Registers a new client (`GET /api/realtime`): its `PB_CONNECT` frame is
+/// queued first, then every change its subscriptions see, until it
+/// disconnects, falls behind, idles for [`IDLE`] or the server stops.
+pub fn open(state: &AppState, clients: &SseClients) -> Opened<impl std::future::Future<Output = ()>> {
+    let state = state.clone();
     let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
     let client = Arc::new(Client {
         inner: Mutex::new(ClientState {
@@ -102,19 +108,40 @@ pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
             subs: Arc::new(Vec::new()),
         }),
     });
-    let mut rx = state.store.subscribe();
-    let (tx, out) = mpsc::channel::<Bytes>(QUEUE);
+    let rx = state.store.subscribe();
+    let (tx, frames) = mpsc::channel::<String>(QUEUE);
     let connect = json!({"clientId": client_id}).to_string();
     let _ = tx.try_send(sse_frame(&client_id, "PB_CONNECT", &connect));
-    state.realtime.sse.insert(client_id.clone(), client.clone());
-    let clients = state.realtime.sse.clone();
-    let mut closing = state.realtime.closing();
-    actix_web::rt::spawn(async move {
-        let _lease = lease;
+    clients.insert(client_id.clone(), client.clone());
+    let pump = Pump {
+        state,
+        clients: clients.clone(),
+        client_id,
+        client,
+        tx,
+    };
+    Opened {
+        frames,
+        pump: pump.run(rx),
+    }
+}
+
+/// One client's event loop.
+struct Pump {
+    state: AppState,
+    clients: SseClients,
+    client_id: String,
+    client: Arc<Client>,
+    tx: mpsc::Sender<String>,
+}
+
+impl Pump {
+    async fn run(self, mut rx: tokio::sync::broadcast::Receiver<Arc<crate::store::Change>>) {
+        let mut closing = self.state.realtime.closing();
         loop {
             let change = tokio::select! {
                 c = rx.recv() => c,
-                _ = tx.closed() => break,
+                _ = self.tx.closed() => break,
                 _ = closing.changed() => break,
                 _ = tokio::time::sleep(IDLE) => break,
             };
@@ -123,55 +150,49 @@ pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> Result<Htt
                 // Too slow: close; the SDK reconnects and resubscribes.
                 Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
             };
-            let (req, request, subs) = {
-                let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
-                // Token expired or own record changed: checked again first.
-                st.who.refresh(&state, Some(&change));
-                (st.who.req.clone(), st.who.request.clone(), st.subs.clone())
-            };
-            let due: Vec<(&str, Arc<SubSpec>)> = subs
-                .iter()
-                .filter_map(|s| Some((s.name.as_str(), s.spec.clone()?)))
-                .filter(|(_, spec)| spec.topic.collection_id == change.collection_id)
-                .collect();
-            if due.is_empty() {
-                continue;
-            }
-            let specs = due.iter().map(|(_, spec)| spec.clone()).collect();
-            let deliveries = state
-                .realtime
-                .render(&state, specs, &req, &request, change.clone())
-                .await;
-            for ((name, _), delivery) in due.iter().zip(deliveries) {
-                let record = match delivery {
-                    Delivery::Send(record) => record,
-                    Delivery::Skip => continue,
-                    // Over the connection's budget for this change (SSE has
-                    // no per-subscription error): closed, as a lagging client.
-                    Delivery::OverBudget | Delivery::Resync => {
-                        clients.remove(&client_id);
-                        return;
-                    }
-                };
-                let action = serde_json::to_string(&change.action).unwrap_or_default();
-                let data = format!("{{\"action\":{action},\"record\":{record}}}");
-                if tx.try_send(sse_frame(&client_id, name, &data)).is_err() {
-                    // Queue full (a slow reader) or closed: drop the client.
-                    clients.remove(&client_id);
-                    return;
-                }
+            if !self.deliver(&change).await {
+                break;
             }
         }
-        clients.remove(&client_id);
-    });
-    let body = futures_util::stream::unfold(out, |mut out| async move {
-        out.recv().await.map(|b| (Ok::<Bytes, actix_web::Error>(b), out))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        self.clients.remove(&self.client_id);
+    }
+
+    /// Sends one change to the subscriptions that see it; false when the
+    /// client is to be dropped.
+    async fn deliver(&self, change: &Arc<crate::store::Change>) -> bool {
+        let (req, request, subs) = {
+            let mut st = self.client.inner.lock().unwrap_or_else(|e| e.into_inner());
+            // Token expired or own record changed: checked again first.
+            st.who.refresh(&self.state, Some(change));
+            (st.who.req.clone(), st.who.request.clone(), st.subs.clone())
+        };
+        let due: Vec<(&str, Arc<SubSpec>)> = subs
+            .iter()
+            .filter_map(|s| Some((s.name.as_str(), s.spec.clone()?)))
+            .filter(|(_, spec)| spec.topic.collection_id == change.collection_id)
+            .collect();
+        if due.is_empty() {
+            return true;
+        }
+        let specs = due.iter().map(|(_, spec)| spec.clone()).collect();
+        let deliveries = super::render(&self.state, specs, &req, &request, change.clone()).await;
+        for ((name, _), delivery) in due.iter().zip(deliveries) {
+            let record = match delivery {
+                Delivery::Send(record) => record,
+                Delivery::Skip => continue,
+                // Over the connection's budget for this change (SSE has
+                // no per-subscription error): closed, as a lagging client.
+                Delivery::OverBudget | Delivery::Resync => return false,
+            };
+            let action = serde_json::to_string(&change.action).unwrap_or_default();
+            let data = format!("{{\"action\":{action},\"record\":{record}}}");
+            if self.tx.try_send(sse_frame(&self.client_id, name, &data)).is_err() {
+                // Queue full (a slow reader) or closed: drop the client.
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Splits `posts/*?options={...}` into the topic and its options. Rules are
@@ -215,38 +236,23 @@ fn parse_subscription(state: &AppState, raw: &str, caller: &Caller) -> Result<Ss
     })
 }
 
-/// Percent-decoding (the SDK URL-encodes the options JSON).
+/// Form-style percent-decoding (`+` is a space), as the SDK URL-encodes
+/// the options JSON; invalid escapes stay as they are.
 fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-/// `POST /api/realtime {clientId, subscriptions}` → 204.
-pub async fn set_subscriptions(
-    state: web::Data<AppState>,
-    http: HttpRequest,
-    body: JsonBody,
-) -> Result<HttpResponse, ApiError> {
-    let client_id = match body.0.get("clientId") {
+/// `POST /api/realtime {clientId, subscriptions}`: replaces the client's
+/// subscription set, as `token` (the request's `Authorization`) may.
+pub fn set_subscriptions(
+    state: &AppState,
+    clients: &SseClients,
+    body: &serde_json::Map<String, Value>,
+    token: Option<String>,
+) -> Result<(), ApiError> {
+    let client_id = match body.get("clientId") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
         _ => {
             return Err(ApiError::field(
@@ -256,7 +262,7 @@ pub async fn set_subscriptions(
             ))
         }
     };
-    let topics: Vec<String> = match body.0.get("subscriptions") {
+    let topics: Vec<String> = match body.get("subscriptions") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
@@ -284,20 +290,13 @@ pub async fn set_subscriptions(
             "At most 1000 subscriptions of 1-2500 characters each.",
         ));
     }
-    let client = state
-        .realtime
-        .sse
+    let client = clients
         .get(&client_id)
         .ok_or_else(|| ApiError::not_found("Missing or invalid client id."))?;
-    let token = http
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let caller = auth::resolve(&state, token.as_deref());
+    let caller = auth::resolve(state, token.as_deref());
     let mut subs = Vec::with_capacity(topics.len());
     for t in &topics {
-        subs.push(parse_subscription(&state, t, &caller)?);
+        subs.push(parse_subscription(state, t, &caller)?);
     }
     // Checked and changed under one lock, so no other POST slips between.
     let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -307,10 +306,10 @@ pub async fn set_subscriptions(
         ));
     }
     if !matches!(caller, Caller::Guest) {
-        st.who.set(&state, token);
+        st.who.set(state, token);
     }
     st.subs = Arc::new(subs);
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
 }
 
 /// Whether a POST by `caller` may change a client that holds `held` (as

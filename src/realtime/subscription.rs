@@ -309,14 +309,8 @@ impl Subscriber {
 
     /// Becomes whoever `token` (an `Authorization` value) names, or a guest.
     pub fn set(&mut self, state: &AppState, token: Option<String>) {
-        let caller = crate::core::auth::resolve(state, token.as_deref());
-        self.expires = match (&caller, token.as_deref()) {
-            (Caller::Auth { .. }, Some(t)) => {
-                let bare = t.strip_prefix("Bearer ").unwrap_or(t).trim();
-                crate::auth::Tokens::peek(bare).ok().map(|c| c.exp)
-            }
-            _ => None,
-        };
+        let (caller, expires) = crate::core::auth::resolve_until(state, token.as_deref());
+        self.expires = expires;
         self.req.caller = caller;
         self.request = self.req.to_json(&Value::Null);
         self.token = token;

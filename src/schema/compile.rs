@@ -1,8 +1,6 @@
 //! Compiling a collection's JSON Schema and turning validation failures into
 //! per-field errors keyed by record field path (`title`, `meta.lang`, `tags.0`).
 
-use std::collections::BTreeMap;
-
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::paths::LocationSegment;
 use jsonschema::{PatternOptions, Validator};
@@ -10,15 +8,7 @@ use serde_json::Value;
 
 use super::{numbers, SchemaError};
 
-/// A field error as the API reports it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct FieldError {
-    pub code: String,
-    pub message: String,
-}
-
-/// Field path → error; `""` holds root-level problems.
-pub type FieldErrors = BTreeMap<String, FieldError>;
+pub use crate::error::{FieldError, FieldErrors};
 
 /// Keywords that would make the validator look outside the schema document.
 const REF_KEYWORDS: &[&str] = &["$ref", "$dynamicRef", "$recursiveRef"];

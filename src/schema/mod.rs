@@ -22,3 +22,11 @@ pub enum SchemaError {
         message: String,
     },
 }
+
+impl From<SchemaError> for crate::error::ApiError {
+    fn from(e: SchemaError) -> Self {
+        match e {
+            SchemaError::Invalid { field, code, message } => crate::error::ApiError::field(&field, &code, &message),
+        }
+    }
+}

@@ -116,13 +116,6 @@ impl IndexDef {
     }
 }
 
-/// The record id an index entry points to.
-pub fn id_of_entry(_unique: bool, _key: &[u8], value: &[u8]) -> String {
-    String::from_utf8_lossy(value).into_owned()
-}
-
-/// The `meta` key holding the index key format of the data dir (u64 BE).
-const KEY_FORMAT_KEY: &str = "keyformat";
 /// The current index key format: 2 since integers beyond 2^53 are exact
 /// (keys of numbers of magnitude 2^53 or more gained an offset; see
 /// `query::keys`). Format 1 (no `keyformat` in `meta`) stored every number
@@ -133,7 +126,7 @@ pub const KEY_FORMAT: u64 = 2;
 /// current format, before the writer starts. Only trees holding a key that
 /// changed (a number of magnitude 2^53 or more) need it, which is rare: each
 /// is emptied and gets an unfinished-build marker (`idxbuild/<collection
-/// id>/<index>`, as `core::indexing::marker` writes it), so the server
+/// id>/<index>`, `meta::index_build`), so the server
 /// rebuilds it in the background at start, with progress, like a new index
 /// (not used by the planner meanwhile). Every other key is byte-identical in
 /// both formats and stays. Crash-safe: the markers are durable before any
@@ -141,7 +134,7 @@ pub const KEY_FORMAT: u64 = 2;
 /// just runs again. Returns how many index trees were reset.
 pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usize, sled::Error> {
     let current = meta
-        .get(KEY_FORMAT_KEY)?
+        .get(super::meta::KEY_FORMAT)?
         .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
         .unwrap_or(1);
     if current >= KEY_FORMAT {
@@ -165,7 +158,7 @@ pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usi
         }
     }
     for (_, collection_id, index) in &stale {
-        meta.insert(format!("idxbuild/{collection_id}/{index}"), b"1".as_slice())?;
+        meta.insert(super::meta::index_build(collection_id, index), b"1".as_slice())?;
     }
     db.flush()?;
     for (tree, collection_id, index) in &stale {
@@ -176,7 +169,7 @@ pub(crate) fn migrate_key_format(db: &sled::Db, meta: &sled::Tree) -> Result<usi
         );
         tree.clear()?;
     }
-    meta.insert(KEY_FORMAT_KEY, KEY_FORMAT.to_be_bytes().as_slice())?;
+    meta.insert(super::meta::KEY_FORMAT, KEY_FORMAT.to_be_bytes().as_slice())?;
     db.flush()?;
     Ok(stale.len())
 }

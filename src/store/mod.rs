@@ -25,6 +25,7 @@
 pub mod backup;
 pub mod index;
 pub mod logs;
+pub mod meta;
 mod writer;
 
 use std::fs::File;
@@ -54,9 +55,6 @@ const WRITE_QUEUE: usize = 8192;
 /// The change log's byte budget until the settings set one (the default
 /// of `realtime.maxBytes`).
 pub const DEFAULT_CHANGE_BUDGET: u64 = 128 * 1024 * 1024;
-
-/// The `meta` key of the change log's byte total.
-pub(crate) const CHANGE_BYTES_KEY: &[u8] = b"changes/bytes";
 
 /// How many changes the realtime hub buffers for slow subscribers before they
 /// lag (they then resync from the change log).
@@ -357,7 +355,7 @@ impl Store {
         // The head seq is kept in meta (the change log may be trimmed), but
         // trust the log's last key if it is ahead (it is written in the same
         // transaction, so they agree unless meta was lost).
-        let mut head = read_u64(meta.get("seq")?);
+        let mut head = read_u64(meta.get(meta::SEQ)?);
         if let Some((k, _)) = changes.last()? {
             if let Ok(b) = k.as_ref().try_into() {
                 head = head.max(u64::from_be_bytes(b));
@@ -366,7 +364,7 @@ impl Store {
         // The log's byte total is kept in meta; a data dir from before it
         // was kept is counted once here (the writer stores it with its next
         // group).
-        let bytes = match meta.get(CHANGE_BYTES_KEY)? {
+        let bytes = match meta.get(meta::CHANGE_BYTES)? {
             Some(v) => read_u64(Some(v)),
             None => {
                 let mut n = 0u64;
@@ -436,16 +434,6 @@ impl Store {
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Like [`Store::write`] for callers outside an async runtime (CLI).
-    pub fn write_blocking(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
-        let (reply, rx) = oneshot::channel();
-        self.shared
-            .jobs
-            .send(Job::Write { ops, reply })
-            .map_err(|_| WriteError::ShuttingDown)?;
-        rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
-    }
-
     /// Writes a consistent snapshot to `path` (see [`backup`]): taken by the
     /// writer between two commit groups, so it holds every write committed
     /// before this call and none after; writes wait meanwhile.
@@ -490,7 +478,7 @@ impl Store {
 
     /// The seq of the newest committed change.
     pub fn head_seq(&self) -> u64 {
-        read_u64(self.shared.meta.get("seq").ok().flatten())
+        read_u64(self.shared.meta.get(meta::SEQ).ok().flatten())
     }
 
     /// Reads a `meta` key.
@@ -522,7 +510,7 @@ impl Store {
     /// All collection definitions as stored.
     pub fn collections(&self) -> Result<Vec<Value>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.shared.meta.scan_prefix("coll/") {
+        for kv in self.shared.meta.scan_prefix(meta::COLLECTION_PREFIX) {
             let (_, v) = kv?;
             out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?);
         }
@@ -531,7 +519,7 @@ impl Store {
 
     /// The number of records in a collection (kept by the writer, O(1)).
     pub fn count(&self, collection_id: &str) -> u64 {
-        read_u64(self.shared.meta.get(prefixed("count/", collection_id)).ok().flatten())
+        read_u64(self.shared.meta.get(meta::count(collection_id)).ok().flatten())
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
@@ -560,27 +548,6 @@ impl Store {
         let tree = self.tree(&records_tree(collection_id))?;
         let map = |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
             Ok((_, v)) => decode_record(&v),
-            Err(e) => Err(StoreError::from(e)),
-        };
-        Ok(if reverse {
-            Box::new(tree.iter().rev().map(map))
-        } else {
-            Box::new(tree.iter().map(map))
-        })
-    }
-
-    /// Iterates record ids through an index, in key order (or reverse).
-    /// `from` (inclusive) and `to` (exclusive) bound the raw index key.
-    pub fn index_ids(
-        &self,
-        collection_id: &str,
-        index: &IndexDef,
-        reverse: bool,
-    ) -> Result<Box<dyn Iterator<Item = Result<String, StoreError>> + Send>, StoreError> {
-        let tree = self.tree(&index.tree(collection_id))?;
-        let unique = index.unique;
-        let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
-            Ok((k, v)) => Ok(index::id_of_entry(unique, &k, &v)),
             Err(e) => Err(StoreError::from(e)),
         };
         Ok(if reverse {
@@ -760,6 +727,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    impl Store {
+        /// [`Store::write`] from a plain test thread.
+        fn write_blocking(&self, ops: Vec<WriteOp>) -> Result<Vec<Committed>, WriteError> {
+            let (reply, rx) = oneshot::channel();
+            self.shared
+                .jobs
+                .send(Job::Write { ops, reply })
+                .map_err(|_| WriteError::ShuttingDown)?;
+            rx.blocking_recv().unwrap_or(Err(WriteError::ShuttingDown))
+        }
+    }
+
     fn put(collection: &str, id: &str) -> WriteOp {
         WriteOp::PutRecord {
             collection_id: collection.into(),
@@ -846,7 +825,7 @@ mod tests {
         // Kept in meta: the same after a restart, and recounted if missing.
         let store = reopen();
         assert_eq!(store.change_log_bytes(), total);
-        store.shared.meta.remove(CHANGE_BYTES_KEY).unwrap();
+        store.shared.meta.remove(meta::CHANGE_BYTES).unwrap();
         store.shutdown();
         drop(store);
         let store = reopen();

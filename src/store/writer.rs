@@ -23,9 +23,10 @@ use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use tokio::sync::{broadcast, oneshot};
 
+use super::meta;
 use super::{
     decode_record, encode_record, records_tree, Action, Change, ChangeLogBytes, CollectionSpec, Committed, Expect,
-    WriteError, WriteOp, CHANGE_BYTES_KEY,
+    WriteError, WriteOp,
 };
 use crate::clock::now_millis;
 
@@ -166,12 +167,43 @@ fn finish(db: &sled::Db, hub: &broadcast::Sender<Arc<Change>>, batches: Vec<Comm
 }
 
 /// A job's planned effects.
-#[derive(Default)]
 struct Plan {
     overlay: Overlay,
     specs: SpecChanges,
     changes: Vec<Change>,
     results: Vec<Committed>,
+    /// The last seq taken, counting this job's record writes: the group's
+    /// head once the job is accepted (a refused job's seqs are never used).
+    head: u64,
+    /// The change log's byte total with this job's entries (and trims).
+    change_bytes: u64,
+}
+
+impl Plan {
+    /// An empty plan on top of the group so far.
+    fn after(head: u64, change_bytes: u64) -> Plan {
+        Plan {
+            overlay: Overlay::new(),
+            specs: SpecChanges::new(),
+            changes: Vec::new(),
+            results: Vec::new(),
+            head,
+            change_bytes,
+        }
+    }
+
+    /// The seq of the next record write.
+    fn next_seq(&mut self) -> u64 {
+        self.head += 1;
+        self.head
+    }
+}
+
+/// What the jobs planned before this one in the same group left.
+#[derive(Clone, Copy)]
+struct Group<'g> {
+    overlay: &'g Overlay,
+    specs: &'g SpecChanges,
 }
 
 impl Writer {
@@ -338,8 +370,8 @@ impl Writer {
     }
 
     /// The index set of a collection as it is after the planned changes.
-    fn spec(&self, group: &SpecChanges, local: &SpecChanges, id: &str) -> Result<Arc<CollectionSpec>, WriteError> {
-        for changes in [local, group] {
+    fn spec(&self, g: Group, local: &SpecChanges, id: &str) -> Result<Arc<CollectionSpec>, WriteError> {
+        for changes in [local, g.specs] {
             if let Some(change) = changes.get(id) {
                 return change.clone().ok_or(WriteError::NoCollection);
             }
@@ -348,16 +380,21 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<(Vec<WriteOp>, Reply)>) {
-        let start_head = self.head;
-        let start_bytes = self.change_bytes;
+        // The group's running head and change-log bytes: the writer's own
+        // move on only once the group is applied.
+        let (mut head, mut change_bytes) = (self.head, self.change_bytes);
         let mut merged = Overlay::new();
         let mut spec_changes = SpecChanges::new();
         let mut outcomes: Vec<(Reply, Result<Vec<Committed>, WriteError>)> = Vec::new();
         let mut published = Vec::new();
         for (ops, reply) in group {
-            let saved = (self.head, self.change_bytes);
-            match self.plan(&merged, &spec_changes, ops) {
+            let so_far = Group {
+                overlay: &merged,
+                specs: &spec_changes,
+            };
+            match self.plan(so_far, ops, Plan::after(head, change_bytes)) {
                 Ok(plan) => {
+                    (head, change_bytes) = (plan.head, plan.change_bytes);
                     for (tree, entries) in plan.overlay {
                         merged.entry(tree).or_default().extend(entries);
                     }
@@ -365,40 +402,36 @@ impl Writer {
                     published.extend(plan.changes);
                     outcomes.push((reply, Ok(plan.results)));
                 }
-                Err(e) => {
-                    (self.head, self.change_bytes) = saved;
-                    outcomes.push((reply, Err(e)));
-                }
+                Err(e) => outcomes.push((reply, Err(e))),
             }
         }
         // Back under the change log's byte budget in the same transaction,
         // so the committed log never stays over it (see `GROUP_TRIM`).
-        if self.change_bytes > self.change_log.budget.load(Ordering::Relaxed) {
-            if let Err(e) = self.trim_oldest(&Overlay::new(), &mut merged, 0, GROUP_TRIM) {
+        if change_bytes > self.change_log.budget.load(Ordering::Relaxed) {
+            if let Err(e) = self.trim_oldest(&Overlay::new(), &mut merged, 0, GROUP_TRIM, &mut change_bytes) {
                 tracing::warn!(error = %e, "change-log trim failed; retried with the next group");
             }
         }
-        if self.head != start_head {
+        if head != self.head {
             merged
                 .entry("meta".into())
                 .or_default()
-                .insert(b"seq".to_vec(), Some(self.head.to_be_bytes().to_vec()));
+                .insert(meta::SEQ.as_bytes().to_vec(), Some(head.to_be_bytes().to_vec()));
         }
-        if self.change_bytes != start_bytes || self.head != start_head {
+        if change_bytes != self.change_bytes || head != self.head {
             merged.entry("meta".into()).or_default().insert(
-                CHANGE_BYTES_KEY.to_vec(),
-                Some(self.change_bytes.to_be_bytes().to_vec()),
+                meta::CHANGE_BYTES.as_bytes().to_vec(),
+                Some(change_bytes.to_be_bytes().to_vec()),
             );
         }
         if let Err(e) = self.apply(merged) {
             tracing::error!(error = %e, "group commit failed; answering its writes with errors");
-            self.head = start_head;
-            self.change_bytes = start_bytes;
             for (reply, outcome) in outcomes {
                 let _ = reply.send(outcome.and(Err(e.clone())));
             }
             return;
         }
+        (self.head, self.change_bytes) = (head, change_bytes);
         self.change_log.total.store(self.change_bytes, Ordering::Relaxed);
         if !spec_changes.is_empty() {
             let touched: HashSet<String> = spec_changes.keys().cloned().collect();
@@ -505,165 +538,225 @@ impl Writer {
             .transpose()
     }
 
-    fn plan(&mut self, group: &Overlay, group_specs: &SpecChanges, ops: Vec<WriteOp>) -> Result<Plan, WriteError> {
-        let mut plan = Plan::default();
+    /// Plans one job on top of what the group planned so far: each op's
+    /// writes go into `plan`'s overlay, its result into `plan.results`.
+    fn plan(&mut self, g: Group, ops: Vec<WriteOp>, mut plan: Plan) -> Result<Plan, WriteError> {
         let now = now_millis();
         for op in ops {
-            match op {
+            let result = match op {
                 WriteOp::PutRecord {
                     collection_id,
                     id,
                     data,
                     expect,
-                } => {
-                    let spec = self.spec(group_specs, &plan.specs, &collection_id)?;
-                    let tree = records_tree(&spec.id);
-                    let old = self.load(group, &plan.overlay, &tree, &id)?;
-                    match (expect, &old) {
-                        (Expect::Absent, Some(_)) => return Err(WriteError::IdTaken),
-                        (Expect::Rev(_), None) => return Err(WriteError::NotFound),
-                        (Expect::Rev(r), Some(o)) if o.rev != r => return Err(WriteError::Conflict),
-                        _ => {}
-                    }
-                    for idx in &spec.indexes {
-                        let name = idx.tree(&spec.id);
-                        if let Some(o) = &old {
-                            let (k, _) = idx.entry(&id, &o.data);
-                            set(&mut plan.overlay, &name, k, None);
-                        }
-                        let (k, unique) = idx.entry(&id, &data);
-                        if unique {
-                            if let Some(holder) = self.read(group, &plan.overlay, &name, &k)? {
-                                if holder != id.as_bytes() {
-                                    return Err(not_unique(idx));
-                                }
-                            }
-                        }
-                        set(&mut plan.overlay, &name, k, Some(id.as_bytes().to_vec()));
-                    }
-                    self.head += 1;
-                    let seq = self.head;
-                    // Serialise once: the stored record, the change log entry,
-                    // the realtime payload and the answer share these bytes.
-                    let stored = encode_record(seq, &data);
-                    let json: Arc<[u8]> = Arc::from(&stored[8..]);
-                    set(&mut plan.overlay, &tree, id.into_bytes(), Some(stored));
-                    let action = if old.is_none() {
-                        self.add_count(group, &mut plan.overlay, &spec.id, 1)?;
-                        Action::Create
-                    } else {
-                        Action::Update
-                    };
-                    self.change_bytes +=
-                        log_change(&mut plan, seq, action, &spec, data.clone(), Some(json.clone()), now);
-                    plan.results.push(Committed::Record {
-                        seq,
-                        rev: seq,
-                        data,
-                        json,
-                    });
-                }
+                } => self.put_record(g, &mut plan, &collection_id, id, data, expect, now)?,
                 WriteOp::DeleteRecord {
                     collection_id,
                     id,
                     expect,
-                } => {
-                    let spec = self.spec(group_specs, &plan.specs, &collection_id)?;
-                    let tree = records_tree(&spec.id);
-                    let old = self
-                        .load(group, &plan.overlay, &tree, &id)?
-                        .ok_or(WriteError::NotFound)?;
-                    if let Expect::Rev(r) = expect {
-                        if old.rev != r {
-                            return Err(WriteError::Conflict);
-                        }
-                    }
-                    for idx in &spec.indexes {
-                        let (k, _) = idx.entry(&id, &old.data);
-                        set(&mut plan.overlay, &idx.tree(&spec.id), k, None);
-                    }
-                    set(&mut plan.overlay, &tree, id.into_bytes(), None);
-                    self.add_count(group, &mut plan.overlay, &spec.id, -1)?;
-                    self.head += 1;
-                    let seq = self.head;
-                    self.change_bytes += log_change(&mut plan, seq, Action::Delete, &spec, old.data.clone(), None, now);
-                    plan.results.push(Committed::Deleted { seq, last: old.data });
-                }
+                } => self.delete_record(g, &mut plan, &collection_id, id, expect, now)?,
                 WriteOp::PutCollection { spec, def } => {
                     let bytes = serde_json::to_vec(&def).map_err(|e| WriteError::Storage(e.to_string()))?;
                     set(
                         &mut plan.overlay,
                         "meta",
-                        format!("coll/{}", spec.id).into_bytes(),
+                        meta::collection(&spec.id).into_bytes(),
                         Some(bytes),
                     );
                     plan.specs.insert(spec.id.clone(), Some(spec));
-                    plan.results.push(Committed::Done);
+                    Committed::Done
                 }
                 WriteOp::DeleteCollection { id } => {
-                    self.spec(group_specs, &plan.specs, &id)?;
-                    set(&mut plan.overlay, "meta", format!("coll/{id}").into_bytes(), None);
-                    set(&mut plan.overlay, "meta", format!("count/{id}").into_bytes(), None);
+                    self.spec(g, &plan.specs, &id)?;
+                    set(&mut plan.overlay, "meta", meta::collection(&id).into_bytes(), None);
+                    set(&mut plan.overlay, "meta", meta::count(&id).into_bytes(), None);
                     plan.specs.insert(id, None);
-                    plan.results.push(Committed::Done);
+                    Committed::Done
                 }
                 WriteOp::IndexRecords {
                     collection_id,
                     index,
                     ids,
-                } => {
-                    let spec = self.spec(group_specs, &plan.specs, &collection_id)?;
-                    // The index may have been removed meanwhile: nothing to do.
-                    if let Some(idx) = spec.indexes.iter().find(|i| i.name == index) {
-                        let tree = records_tree(&spec.id);
-                        let name = idx.tree(&spec.id);
-                        for id in ids {
-                            let Some(rec) = self.load(group, &plan.overlay, &tree, &id)? else {
-                                continue;
-                            };
-                            let (k, unique) = idx.entry(&id, &rec.data);
-                            if unique {
-                                if let Some(holder) = self.read(group, &plan.overlay, &name, &k)? {
-                                    if holder != id.as_bytes() {
-                                        return Err(not_unique(idx));
-                                    }
-                                }
-                            }
-                            set(&mut plan.overlay, &name, k, Some(id.into_bytes()));
-                        }
-                    }
-                    plan.results.push(Committed::Done);
-                }
+                } => self.index_records(g, &mut plan, &collection_id, &index, ids)?,
                 WriteOp::TrimChanges { up_to } => {
-                    let removed = self.trim_oldest(group, &mut plan.overlay, up_to, TRIM_BATCH)?;
-                    plan.results.push(Committed::Trimmed { removed });
+                    let mut bytes = plan.change_bytes;
+                    let removed = self.trim_oldest(g.overlay, &mut plan.overlay, up_to, TRIM_BATCH, &mut bytes)?;
+                    plan.change_bytes = bytes;
+                    Committed::Trimmed { removed }
                 }
                 WriteOp::PutMeta { key, value } => {
                     set(&mut plan.overlay, "meta", key.into_bytes(), value);
-                    plan.results.push(Committed::Done);
+                    Committed::Done
                 }
-                WriteOp::RequireAbsent { collection_ids, id } => {
-                    for cid in collection_ids {
-                        let Ok(spec) = self.spec(group_specs, &plan.specs, &cid) else {
-                            continue;
-                        };
-                        let tree = records_tree(&spec.id);
-                        if self.read(group, &plan.overlay, &tree, id.as_bytes())?.is_some() {
-                            return Err(WriteError::IdInUse);
-                        }
-                    }
-                    plan.results.push(Committed::Done);
+                WriteOp::RequireAbsent { collection_ids, id } => self.require_absent(g, &plan, &collection_ids, &id)?,
+            };
+            plan.results.push(result);
+        }
+        Ok(plan)
+    }
+
+    /// A record write: its revision expectation, its index entries (unique
+    /// ones checked), the count for a create, its change-log entry.
+    #[allow(clippy::too_many_arguments)]
+    fn put_record(
+        &mut self,
+        g: Group,
+        plan: &mut Plan,
+        collection_id: &str,
+        id: String,
+        data: Value,
+        expect: Expect,
+        now: i64,
+    ) -> Result<Committed, WriteError> {
+        let spec = self.spec(g, &plan.specs, collection_id)?;
+        let tree = records_tree(&spec.id);
+        let old = self.load(g.overlay, &plan.overlay, &tree, &id)?;
+        match (expect, &old) {
+            (Expect::Absent, Some(_)) => return Err(WriteError::IdTaken),
+            (Expect::Rev(_), None) => return Err(WriteError::NotFound),
+            (Expect::Rev(r), Some(o)) if o.rev != r => return Err(WriteError::Conflict),
+            _ => {}
+        }
+        for idx in &spec.indexes {
+            if let Some(o) = &old {
+                let (k, _) = idx.entry(&id, &o.data);
+                set(&mut plan.overlay, &idx.tree(&spec.id), k, None);
+            }
+            self.claim(g, plan, idx, &spec.id, &id, &data)?;
+        }
+        let seq = plan.next_seq();
+        // Serialise once: the stored record, the change log entry,
+        // the realtime payload and the answer share these bytes.
+        let stored = encode_record(seq, &data);
+        let json: Arc<[u8]> = Arc::from(&stored[8..]);
+        set(&mut plan.overlay, &tree, id.into_bytes(), Some(stored));
+        let action = if old.is_none() {
+            self.add_count(g.overlay, &mut plan.overlay, &spec.id, 1)?;
+            Action::Create
+        } else {
+            Action::Update
+        };
+        plan.change_bytes += log_change(plan, seq, action, &spec, data.clone(), Some(json.clone()), now);
+        Ok(Committed::Record {
+            seq,
+            rev: seq,
+            data,
+            json,
+        })
+    }
+
+    /// A record delete: its revision expectation, its index entries, the
+    /// count, its change-log entry.
+    fn delete_record(
+        &mut self,
+        g: Group,
+        plan: &mut Plan,
+        collection_id: &str,
+        id: String,
+        expect: Expect,
+        now: i64,
+    ) -> Result<Committed, WriteError> {
+        let spec = self.spec(g, &plan.specs, collection_id)?;
+        let tree = records_tree(&spec.id);
+        let old = self
+            .load(g.overlay, &plan.overlay, &tree, &id)?
+            .ok_or(WriteError::NotFound)?;
+        if let Expect::Rev(r) = expect {
+            if old.rev != r {
+                return Err(WriteError::Conflict);
+            }
+        }
+        for idx in &spec.indexes {
+            let (k, _) = idx.entry(&id, &old.data);
+            set(&mut plan.overlay, &idx.tree(&spec.id), k, None);
+        }
+        set(&mut plan.overlay, &tree, id.into_bytes(), None);
+        self.add_count(g.overlay, &mut plan.overlay, &spec.id, -1)?;
+        let seq = plan.next_seq();
+        plan.change_bytes += log_change(plan, seq, Action::Delete, &spec, old.data.clone(), None, now);
+        Ok(Committed::Deleted { seq, last: old.data })
+    }
+
+    /// Writes the entries of index `index` for `ids` from the records'
+    /// current state (a background build's chunk).
+    fn index_records(
+        &mut self,
+        g: Group,
+        plan: &mut Plan,
+        collection_id: &str,
+        index: &str,
+        ids: Vec<String>,
+    ) -> Result<Committed, WriteError> {
+        let spec = self.spec(g, &plan.specs, collection_id)?;
+        // The index may have been removed meanwhile: nothing to do.
+        if let Some(idx) = spec.indexes.iter().find(|i| i.name == index) {
+            let tree = records_tree(&spec.id);
+            for id in ids {
+                let Some(rec) = self.load(g.overlay, &plan.overlay, &tree, &id)? else {
+                    continue;
+                };
+                self.claim(g, plan, idx, &spec.id, &id, &rec.data)?;
+            }
+        }
+        Ok(Committed::Done)
+    }
+
+    /// Puts record `id`'s entry of `idx`; a unique index refuses a key
+    /// another record holds.
+    fn claim(
+        &mut self,
+        g: Group,
+        plan: &mut Plan,
+        idx: &super::IndexDef,
+        collection_id: &str,
+        id: &str,
+        data: &Value,
+    ) -> Result<(), WriteError> {
+        let name = idx.tree(collection_id);
+        let (k, unique) = idx.entry(id, data);
+        if unique {
+            if let Some(holder) = self.read(g.overlay, &plan.overlay, &name, &k)? {
+                if holder != id.as_bytes() {
+                    return Err(not_unique(idx));
                 }
             }
         }
-        Ok(plan)
+        set(&mut plan.overlay, &name, k, Some(id.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Refuses the job if `id` is a record of any of `collection_ids`.
+    fn require_absent(
+        &mut self,
+        g: Group,
+        plan: &Plan,
+        collection_ids: &[String],
+        id: &str,
+    ) -> Result<Committed, WriteError> {
+        for cid in collection_ids {
+            let Ok(spec) = self.spec(g, &plan.specs, cid) else {
+                continue;
+            };
+            let tree = records_tree(&spec.id);
+            if self.read(g.overlay, &plan.overlay, &tree, id.as_bytes())?.is_some() {
+                return Err(WriteError::IdInUse);
+            }
+        }
+        Ok(Committed::Done)
     }
 
     /// Removes the oldest change-log entries that have `seq <= up_to` or
     /// leave the log over its byte budget, at most `max` of them, into
     /// `local`; entries already removed by the planned writes are passed
     /// over. Returns how many it removed.
-    fn trim_oldest(&mut self, group: &Overlay, local: &mut Overlay, up_to: u64, max: u64) -> Result<u64, WriteError> {
+    fn trim_oldest(
+        &self,
+        group: &Overlay,
+        local: &mut Overlay,
+        up_to: u64,
+        max: u64,
+        change_bytes: &mut u64,
+    ) -> Result<u64, WriteError> {
         let budget = self.change_log.budget.load(Ordering::Relaxed);
         let mut removed = 0u64;
         for kv in self.changes.iter() {
@@ -672,7 +765,7 @@ impl Writer {
             }
             let (k, v) = kv.map_err(storage)?;
             let seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if seq > up_to && self.change_bytes <= budget {
+            if seq > up_to && *change_bytes <= budget {
                 break;
             }
             let gone = |o: &Overlay| {
@@ -684,14 +777,14 @@ impl Writer {
                 continue;
             }
             set(local, "changes", k.to_vec(), None);
-            self.change_bytes = self.change_bytes.saturating_sub((k.len() + v.len()) as u64);
+            *change_bytes = change_bytes.saturating_sub((k.len() + v.len()) as u64);
             removed += 1;
         }
         Ok(removed)
     }
 
     fn add_count(&mut self, group: &Overlay, local: &mut Overlay, id: &str, delta: i64) -> Result<(), WriteError> {
-        let key = format!("count/{id}").into_bytes();
+        let key = meta::count(id).into_bytes();
         let cur = self
             .read(group, local, "meta", &key)?
             .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))

@@ -2,9 +2,8 @@
 //! (what `core::collections::export` reports as `indexStatus`), plus builds
 //! that failed, whose index core has already removed again.
 
-use crate::core::indexing::BuildStatus;
 use crate::schema::CompiledCollection;
-use crate::state::AppState;
+use crate::state::{AppState, BuildStatus};
 
 /// One index as the edit page shows it.
 pub struct IndexRow {

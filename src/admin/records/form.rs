@@ -428,18 +428,6 @@ pub fn apply_errors(fields: &mut [Field], e: &ApiError) -> Vec<String> {
     rest
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date: whole years from
-/// 1 March (so the leap day ends its year), then days into that year.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let march_month = (month + 9) % 12;
-    let day_of_year = (153 * march_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 fn digits(s: &str, at: usize, n: usize) -> Option<i64> {
     let part = s.get(at..at + n)?;
     part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
@@ -487,31 +475,12 @@ fn parse_stamp(s: &str) -> Option<(i64, String)> {
         }
         _ => return None,
     };
-    let month_days = [
-        31,
-        if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) {
-            29
-        } else {
-            28
-        },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let valid = (1..=12).contains(&mo) && d >= 1 && d <= month_days[(mo - 1) as usize] && h < 24 && mi < 60 && sec < 60;
-    valid.then(|| {
-        (
-            days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset,
-            frac,
-        )
-    })
+    // The calendar (month lengths, leap years) is the `time` crate's.
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
+    let clock = time::Time::from_hms(u8::try_from(h).ok()?, u8::try_from(mi).ok()?, u8::try_from(sec).ok()?).ok()?;
+    let secs = time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp();
+    Some((secs - offset, frac))
 }
 
 /// A stored RFC 3339 time as a `datetime-local` value in UTC
@@ -594,7 +563,7 @@ mod tests {
             assert_eq!(from_local(bad), None, "{bad}");
             assert_eq!(to_local(bad), None, "{bad}");
         }
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(parse_stamp("1970-01-01T00:00").map(|s| s.0), Some(0));
+        assert_eq!(parse_stamp("2000-03-01T00:00").map(|s| s.0), Some(11_017 * 86_400));
     }
 }

@@ -207,6 +207,19 @@ async fn attack_sse_filters_are_no_oracle() {
 
 #[actix_web::test]
 async fn attack_ws_connection_loses_auth_when_the_token_expires() {
+    ws_loses_auth_at_expiry("").await;
+}
+
+/// The scheme's spelling is no way around the expiry: `bearer` (accepted
+/// like `Bearer`) expires the connection's auth just the same.
+#[actix_web::test]
+async fn attack_ws_lowercase_bearer_token_still_expires() {
+    ws_loses_auth_at_expiry("bearer ").await;
+}
+
+/// A connection opened with `prefix` + a token that lasts 2 s sees owner-only
+/// events until the token expires, and none after.
+async fn ws_loses_auth_at_expiry(prefix: &str) {
     let w = world().await;
     // Tokens of `users` last 2 s from now on.
     let users = w.app.get("/api/collections/users").await.body;
@@ -218,7 +231,7 @@ async fn attack_ws_connection_loses_auth_when_the_token_expires() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let short = w.app.login("users", VICTIM_EMAIL, "password-123").await;
-    let (mut ws, _) = Ws::open(&w.app, Some(&short)).await;
+    let (mut ws, _) = Ws::open(&w.app, Some(&format!("{prefix}{short}"))).await;
     let ok = ws
         .subscribe(json!({"type": "subscribe", "id": "n", "topic": "notes/*"}))
         .await;

@@ -1,4 +1,12 @@
-//! The shared state every request path works with.
+//! The shared state every request path works with: handles of the lower
+//! layers (store, registry, settings, mail, rate limits) and the small
+//! bookkeeping types defined here (index builds, work slots, the realtime
+//! shutdown signal), so that `core`, `realtime`, `api` and `admin` all
+//! depend on `state` and `state` on none of them.
+
+pub mod index_builds;
+pub mod realtime;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -6,6 +14,10 @@ use crate::auth::Tokens;
 use crate::config::Config;
 use crate::schema::Registry;
 use crate::store::Store;
+
+pub use index_builds::{BuildStatus, IndexBuilds};
+pub use realtime::Realtime;
+pub use work::WorkSlots;
 
 /// Cheap to clone: every field is a handle.
 #[derive(Clone)]
@@ -24,16 +36,16 @@ pub struct AppState {
     pub record_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     /// Superuser-editable settings (mail, rate limits, batch, realtime).
     pub settings: crate::settings::SettingsStore,
-    /// Realtime clients (SSE registry).
-    pub realtime: crate::realtime::Realtime,
+    /// Ends realtime streams on shutdown.
+    pub realtime: Realtime,
     /// Outgoing mail.
     pub mailer: crate::mail::Mailer,
     /// Index builds in progress (the planner skips those indexes).
-    pub index_builds: crate::core::indexing::IndexBuilds,
+    pub index_builds: IndexBuilds,
     /// Request and login rate limits (rules from `settings`).
     pub rate_limiter: crate::ratelimit::RateLimiter,
-    /// Slots for work that may read many records (see `core::work`).
-    pub work: crate::core::work::WorkSlots,
+    /// Slots for work that may read many records (see [`work`]).
+    pub work: WorkSlots,
     /// Open connections per client address (caps from `settings.limits`).
     pub caps: crate::caps::Caps,
     /// The one-time dashboard setup token, while no superuser exists (see

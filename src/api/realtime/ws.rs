@@ -24,8 +24,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use std::sync::Arc;
 
-use super::subscription::{parse_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::error::ApiError;
+use crate::realtime::subscription::{parse_topic, Delivery, Shape, SubSpec, Subscriber};
 use crate::rules::Caller;
 use crate::state::AppState;
 use crate::store::Change;
@@ -65,6 +65,25 @@ enum Replay {
     Gone,
     /// Retention trimmed the log while it was read.
     Trimmed,
+}
+
+/// What the connection does after one input.
+enum Next {
+    Continue,
+    /// End it, with this close reason (`None`: a close frame without one,
+    /// as when the peer is gone).
+    Close(Option<CloseReason>),
+}
+
+impl Next {
+    /// `Continue` while the connection is alive, else close without a reason.
+    fn alive(alive: bool) -> Next {
+        if alive {
+            Next::Continue
+        } else {
+            Next::Close(None)
+        }
+    }
 }
 
 struct Conn {
@@ -108,11 +127,7 @@ pub async fn handle(
 ) -> Result<HttpResponse, actix_web::Error> {
     let lease = crate::api::bounds::realtime_lease(&req, &state)?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let token = super::authorization(&req);
     // Subscribe to changes before anything else, so a later `since` replay
     // hands over to live changes without a gap.
     let rx = state.store.subscribe();
@@ -148,6 +163,8 @@ impl Conn {
         self.send(frame).await
     }
 
+    /// The connection's life: a welcome frame, then client frames, changes
+    /// and pings until one of them ends it (or the server stops).
     async fn run(
         &mut self,
         mut stream: actix_ws::MessageStream,
@@ -166,74 +183,76 @@ impl Conn {
         let mut last_heard = Instant::now();
         let mut closing = self.state.realtime.closing();
         let close = loop {
-            tokio::select! {
-                _ = closing.changed() => break Some(CloseReason { code: CloseCode::Restart, description: Some("server shutting down".into()) }),
+            let next = tokio::select! {
+                _ = closing.changed() => Next::Close(Some(CloseReason { code: CloseCode::Restart, description: Some("server shutting down".into()) })),
                 msg = stream.recv() => {
                     last_heard = Instant::now();
-                    match msg {
-                        None => break None,
-                        Some(Ok(Message::Text(text))) => {
-                            if !self.on_frame(&text).await {
-                                break None;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            if !self.error(None, ApiError::bad_request("Send JSON text frames.")).await {
-                                break None;
-                            }
-                        }
-                        Some(Ok(Message::Ping(bytes))) => {
-                            if self.session.pong(&bytes).await.is_err() {
-                                break None;
-                            }
-                        }
-                        Some(Ok(Message::Pong(_))) | Some(Ok(Message::Nop)) => {}
-                        Some(Ok(Message::Continuation(_))) => {
-                            if !self.error(None, ApiError::bad_request("Fragmented frames are not supported.")).await {
-                                break None;
-                            }
-                        }
-                        Some(Ok(Message::Close(_))) => break Some(CloseReason::from(CloseCode::Normal)),
-                        Some(Err(ProtocolError::Overflow)) => {
-                            break Some(CloseReason {
-                                code: CloseCode::Size,
-                                description: Some(format!("frames are limited to {MAX_FRAME} bytes")),
-                            })
-                        }
-                        Some(Err(_)) => break Some(CloseReason::from(CloseCode::Protocol)),
-                    }
+                    self.on_message(msg).await
                 }
-                change = rx.recv() => match change {
-                    Ok(change) => {
-                        if !self.deliver(&change).await {
-                            break None;
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => {
-                        // Fell behind: every subscription may have missed changes.
-                        let ids: Vec<String> = self.subs.drain(..).map(|s| s.id).collect();
-                        for id in ids {
-                            if !self.send(json!({"type": "resync", "sub": id})).await {
-                                break;
-                            }
-                        }
-                    }
-                    Err(RecvError::Closed) => break Some(CloseReason::from(CloseCode::Restart)),
-                },
-                _ = ping.tick() => {
-                    if !self.refresh(None).await {
-                        break None;
-                    }
-                    if last_heard.elapsed() > PING_EVERY * 3 {
-                        break Some(CloseReason { code: CloseCode::Away, description: Some("no answer to pings".into()) });
-                    }
-                    if self.session.ping(b"").await.is_err() {
-                        break None;
-                    }
-                }
+                change = rx.recv() => self.on_change(change).await,
+                _ = ping.tick() => self.on_ping(last_heard).await,
+            };
+            if let Next::Close(reason) = next {
+                break reason;
             }
         };
         let _ = self.session.clone().close(close).await;
+    }
+
+    /// One message from the client (`None`: the stream ended).
+    async fn on_message(&mut self, msg: Option<Result<Message, ProtocolError>>) -> Next {
+        let alive = match msg {
+            None => false,
+            Some(Ok(Message::Text(text))) => self.on_frame(&text).await,
+            Some(Ok(Message::Binary(_))) => self.error(None, ApiError::bad_request("Send JSON text frames.")).await,
+            Some(Ok(Message::Ping(bytes))) => self.session.pong(&bytes).await.is_ok(),
+            Some(Ok(Message::Pong(_))) | Some(Ok(Message::Nop)) => true,
+            Some(Ok(Message::Continuation(_))) => {
+                self.error(None, ApiError::bad_request("Fragmented frames are not supported."))
+                    .await
+            }
+            Some(Ok(Message::Close(_))) => return Next::Close(Some(CloseReason::from(CloseCode::Normal))),
+            Some(Err(ProtocolError::Overflow)) => {
+                return Next::Close(Some(CloseReason {
+                    code: CloseCode::Size,
+                    description: Some(format!("frames are limited to {MAX_FRAME} bytes")),
+                }))
+            }
+            Some(Err(_)) => return Next::Close(Some(CloseReason::from(CloseCode::Protocol))),
+        };
+        Next::alive(alive)
+    }
+
+    /// One committed change from the store's broadcast (or its lag).
+    async fn on_change(&mut self, change: Result<Arc<Change>, RecvError>) -> Next {
+        match change {
+            Ok(change) => Next::alive(self.deliver(&change).await),
+            Err(RecvError::Lagged(_)) => {
+                // Fell behind: every subscription may have missed changes.
+                let ids: Vec<String> = self.subs.drain(..).map(|s| s.id).collect();
+                for id in ids {
+                    if !self.send(json!({"type": "resync", "sub": id})).await {
+                        break;
+                    }
+                }
+                Next::Continue
+            }
+            Err(RecvError::Closed) => Next::Close(Some(CloseReason::from(CloseCode::Restart))),
+        }
+    }
+
+    /// The ping timer: re-checks the caller, closes a silent peer, pings.
+    async fn on_ping(&mut self, last_heard: Instant) -> Next {
+        if !self.refresh(None).await {
+            return Next::Close(None);
+        }
+        if last_heard.elapsed() > PING_EVERY * 3 {
+            return Next::Close(Some(CloseReason {
+                code: CloseCode::Away,
+                description: Some("no answer to pings".into()),
+            }));
+        }
+        Next::alive(self.session.ping(b"").await.is_ok())
     }
 
     /// Handles one client frame; false when the connection is gone.
@@ -419,9 +438,8 @@ impl Conn {
             return true;
         }
         let specs = due.iter().map(|&i| self.subs[i].spec.clone()).collect();
-        let deliveries = (self.state.realtime)
-            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
-            .await;
+        let deliveries =
+            crate::realtime::render(&self.state, specs, &self.who.req, &self.who.request, change.clone()).await;
         let ids: Vec<String> = due.iter().map(|&i| self.subs[i].id.clone()).collect();
         let mut dropped = Vec::new();
         for (id, delivery) in ids.into_iter().zip(deliveries) {
@@ -442,9 +460,8 @@ impl Conn {
     /// checks ran over the budget.
     async fn replay(&mut self, sub: &Sub, change: Arc<Change>) -> Result<bool, ApiError> {
         let specs = vec![sub.spec.clone()];
-        let mut out = (self.state.realtime)
-            .render(&self.state, specs, &self.who.req, &self.who.request, change.clone())
-            .await;
+        let mut out =
+            crate::realtime::render(&self.state, specs, &self.who.req, &self.who.request, change.clone()).await;
         match out.pop() {
             Some(Delivery::Send(record)) => Ok(self.session.text(event_frame(&sub.id, &change, &record)).await.is_ok()),
             Some(Delivery::OverBudget | Delivery::Resync) => Err(self.over_budget()),
