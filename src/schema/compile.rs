@@ -8,7 +8,7 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
-use super::{numbers, SchemaError};
+use super::{keywords, numbers, SchemaError};
 
 /// A field error as the API reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -80,10 +80,15 @@ pub fn compile(schema: &Value) -> Result<Validator, SchemaError> {
     // dashboard and OpenAPI see the schema as written).
     let mut marked = schema.clone();
     numbers::mark_integer_subschemas(&mut marked);
-    jsonschema::options()
+    keywords::expand_blank(&mut marked);
+    let mut options = jsonschema::options()
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex())
-        .with_keyword(numbers::INT64_KEYWORD, |_, _, _| Ok(Box::new(numbers::Int64)))
+        .with_keyword(numbers::INT64_KEYWORD, |_, _, _| Ok(Box::new(numbers::Int64)));
+    for name in keywords::VALIDATING {
+        options = options.with_keyword(*name, move |_, value, _| keywords::build(name, value));
+    }
+    options
         .build(&marked)
         .map_err(|e| invalid(format!("invalid JSON Schema: {e}")))
 }
@@ -141,6 +146,10 @@ pub fn validate(validator: &Validator, doc: &Value) -> Result<(), FieldErrors> {
                     });
                 }
             }
+            // A blank required value says so, whatever else it fails.
+            ValidationErrorKind::Not { .. } if code == "validation_required" => {
+                errors.insert(path, FieldError { code, message });
+            }
             _ => {
                 errors.entry(path).or_insert(FieldError { code, message });
             }
@@ -186,6 +195,13 @@ fn describe(kind: &ValidationErrorKind) -> (String, String) {
         K::Custom { keyword, message } if keyword == numbers::INT64_KEYWORD => {
             (numbers::INVALID_NUMBER, message.clone())
         }
+        K::Custom { keyword, message } if keywords::VALIDATING.contains(&keyword.as_str()) => {
+            match message.split_once(": ") {
+                Some((code, text)) => (code, text.to_owned()),
+                None => ("validation_invalid_value", message.clone()),
+            }
+        }
+        K::Not { schema } if schema.get("const").is_some() => ("validation_required", "Cannot be blank.".to_owned()),
         K::MultipleOf { .. } => (
             "validation_invalid_value",
             "Must be a multiple of the allowed step.".to_owned(),
