@@ -595,9 +595,8 @@ pub fn list(state: &AppState, params: &super::list::ListParams) -> Result<Value,
             )
         })
         .collect();
-    if keys.is_empty() {
-        all.sort_by(|a, b| compare_records(a, b, &parse_sort("created,name").unwrap_or_default()));
-    } else {
+    // Without `sort`, the registry's order (by name), as before.
+    if !keys.is_empty() {
         all.sort_by(|a, b| compare_records(a, b, &keys));
     }
     let total = all.len();

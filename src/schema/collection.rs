@@ -273,7 +273,8 @@ impl Collection {
     /// The schema a body's `fields` stands for. With `schema` sent too (a
     /// tool read both views, changed one and wrote everything back): if the
     /// fields are what the sent schema shows, the schema wins; else if the
-    /// sent schema is the stored one, the fields win; else both changed: 400.
+    /// sent schema is the stored one, the fields win; else if the fields
+    /// are the stored ones, the schema wins; else both changed: 400.
     fn schema_from_fields(
         &self,
         fields: &Value,
@@ -284,12 +285,16 @@ impl Collection {
         let Some(sent) = sent else {
             return pocketbase::fields_to_schema(fields, self.kind, stored);
         };
-        let shown = pocketbase::schema_to_fields(sent, self.kind, ids);
-        if pocketbase::normalise_fields(fields, self.kind, ids).as_ref() == Some(&shown) {
+        let sent_fields = pocketbase::normalise_fields(fields, self.kind, ids);
+        if sent_fields == Some(pocketbase::schema_to_fields(sent, self.kind, ids)) {
             return Ok(sent.clone());
         }
         if sent == stored {
             return pocketbase::fields_to_schema(fields, self.kind, stored);
+        }
+        // The schema changed and the fields are the stored ones, as read.
+        if sent_fields == Some(pocketbase::schema_to_fields(stored, self.kind, ids)) {
+            return Ok(sent.clone());
         }
         Err(field_error(
             "fields",

@@ -126,13 +126,8 @@ impl Domains {
         }
         let domain = domain_of(s)?;
         let listed = self.list.contains(&domain);
-        if self.only && !listed {
-            Some("validation_domain_not_allowed: The domain is not allowed.")
-        } else if !self.only && listed {
-            Some("validation_domain_not_allowed: The domain is not allowed.")
-        } else {
-            None
-        }
+        // Allowed when listed in `onlyDomains`, or not listed in `exceptDomains`.
+        (self.only != listed).then_some("validation_domain_not_allowed: The domain is not allowed.")
     }
 }
 

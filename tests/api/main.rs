@@ -18,6 +18,7 @@ mod bounds_budget;
 mod bounds_server;
 mod bounds_storage;
 mod collections;
+mod collections_pb;
 mod errors;
 mod hardening;
 mod helpers;
