@@ -347,6 +347,11 @@ impl Collection {
                 );
             }
         }
+        if self.kind == CollectionType::Auth {
+            // PocketBase always shows both auth rules (`null` = superusers only).
+            out.entry("authRule").or_insert(Value::Null);
+            out.entry("manageRule").or_insert(Value::Null);
+        }
         if let (CollectionType::Auth, Some(opts)) = (self.kind, &self.auth_options) {
             for key in pocketbase::AUTH_KEYS {
                 if let Some(v) = pocketbase::auth_key_view(key, opts, &self.kept) {

@@ -919,6 +919,12 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
             v["length"] = json!(opts.otp.length);
             Some(v)
         }
+        // Structural defaults as PocketBase shows them (Basalt has neither
+        // MFA nor OAuth2 yet: they are kept, not acted on).
+        "mfa" => Some(kept.unwrap_or_else(|| json!({"enabled": false, "duration": 600, "rule": ""}))),
+        "oauth2" => Some(kept.unwrap_or_else(|| {
+            json!({"providers": [], "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "enabled": false})
+        })),
         _ => kept.take(),
     }
 }
