@@ -52,6 +52,9 @@ pub const AUTH_KEYS: &[&str] = &[
     "confirmEmailChangeTemplate",
 ];
 
+/// Most fields one collection may list (each is compiled on save: bounded work).
+pub const MAX_FIELDS: usize = 1000;
+
 /// Maps a relation target (name or id) to the id PocketBase shows.
 pub type RelationIds<'a> = &'a dyn Fn(&str) -> String;
 
@@ -457,6 +460,12 @@ pub fn fields_to_schema(fields: &Value, kind: CollectionType, base: &Value) -> R
     let list = fields
         .as_array()
         .ok_or_else(|| invalid("fields", "fields must be a list of field objects"))?;
+    if list.len() > MAX_FIELDS {
+        return Err(invalid(
+            "fields",
+            format!("a collection has at most {MAX_FIELDS} fields"),
+        ));
+    }
     let old_props = base.get("properties").and_then(Value::as_object);
     let mut props = Map::new();
     let mut required = Vec::new();

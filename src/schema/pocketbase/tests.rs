@@ -195,6 +195,10 @@ fn bad_fields_are_refused_naming_the_field() {
     assert_eq!(err(json!([{"name":"created","type":"text"}])).0, "fields.0.type");
     assert_eq!(err(json!([{"name":"expand","type":"json"}])).0, "fields.0.name");
     assert_eq!(err(json!({"name":"a"})).0, "fields");
+    let many: Vec<Value> = (0..=MAX_FIELDS)
+        .map(|i| json!({"name": format!("f{i}"), "type": "bool"}))
+        .collect();
+    assert_eq!(err(json!(many)).0, "fields");
 }
 
 #[test]
