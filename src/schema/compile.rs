@@ -56,6 +56,31 @@ fn check_refs(v: &Value, at: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// Every `x-autogenerate` (top-level properties: the record code reads only
+/// those) must be a pattern the generator takes, so a bad one is refused at
+/// save rather than failing each create.
+fn check_autogenerate(schema: &Value) -> Result<(), SchemaError> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (name, p) in props {
+        if let Some(pattern) = p.get(keywords::AUTOGENERATE) {
+            let problem = match pattern.as_str() {
+                Some(text) => super::pocketbase::generate(text).err(),
+                None => Some("it must be a string".to_owned()),
+            };
+            if let Some(problem) = problem {
+                return Err(SchemaError::Invalid {
+                    field: "schema".into(),
+                    code: "validation_invalid_schema".into(),
+                    message: format!("property '{name}': x-autogenerate: {problem}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compiles `schema`: it must be an object schema (`"type":"object"`), use
 /// only local references, and be valid for its draft. Format assertions are
 /// on and patterns use the linear-time `regex` engine (no catastrophic
@@ -75,6 +100,7 @@ pub fn compile(schema: &Value) -> Result<Validator, SchemaError> {
         ));
     }
     check_refs(schema, "#")?;
+    check_autogenerate(schema)?;
     // Integer fields hold exact `i64`s only (see `numbers`): a marker keyword
     // next to each `"type": "integer"`, in a copy (the stored schema, the
     // dashboard and OpenAPI see the schema as written).

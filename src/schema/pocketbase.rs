@@ -1023,6 +1023,10 @@ pub fn generate(pattern: &str) -> Result<String, String> {
 
 type Atom = (Vec<char>, usize, usize);
 
+/// Bounds on an autogenerate pattern (it runs on every create, maybe a guest's).
+const MAX_CLASS: usize = 1024;
+const MAX_ATOMS: usize = 256;
+
 fn class_escape(c: char) -> Option<Vec<char>> {
     match c {
         'd' => Some(('0'..='9').collect()),
@@ -1072,8 +1076,11 @@ fn parse_generator(pattern: &str) -> Result<Vec<Atom>, String> {
             '(' | ')' | '|' | '*' | '+' | '?' | '.' | '{' | '}' | '^' | '$' => return Err(unsupported()),
             c => vec![c],
         };
-        if set.is_empty() {
+        if set.is_empty() || set.len() > MAX_CLASS {
             return Err(unsupported());
+        }
+        if atoms.len() >= MAX_ATOMS {
+            return Err(format!("an autogenerate pattern may have at most {MAX_ATOMS} parts"));
         }
         let (min, max) = if chars.peek() == Some(&'{') {
             chars.next();

@@ -319,7 +319,17 @@ fn autogenerate_patterns() {
     assert!(s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
     let s = generate("id_\\d{2,4}").unwrap();
     assert!(s.starts_with("id_") && (5..=7).contains(&s.len()));
-    for bad in ["a*", "[^a]{3}", "(ab){2}", "[a-z]{300}", "[z-a]", "a{2,1}"] {
+    let many_parts = "a{0}".repeat(300);
+    for bad in [
+        "a*",
+        "[^a]{3}",
+        "(ab){2}",
+        "[a-z]{300}",
+        "[z-a]",
+        "a{2,1}",
+        "[\u{0}-\u{10FFFF}]",
+        &many_parts,
+    ] {
         assert!(generate(bad).is_err(), "{bad}");
     }
 }
