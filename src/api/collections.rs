@@ -48,11 +48,22 @@ pub async fn dry_run(
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    let schema = body
-        .0
-        .get("schema")
-        .ok_or_else(|| ApiError::field("schema", "validation_required", "Missing required value."))?;
-    Ok(ok(core::collections::dry_run(&state, &name, schema)?))
+    // The proposed schema, or PocketBase's `fields` turned into one.
+    let schema = match (body.0.get("schema"), body.0.get("fields")) {
+        (Some(schema), _) => schema.clone(),
+        (None, Some(fields)) => {
+            let c = collection(&state, &name)?;
+            pocketbase::fields_to_schema(fields, c.def.kind, &c.def.schema)?
+        }
+        (None, None) => {
+            return Err(ApiError::field(
+                "schema",
+                "validation_required",
+                "Missing required value.",
+            ))
+        }
+    };
+    Ok(ok(core::collections::dry_run(&state, &name, &schema)?))
 }
 
 /// `PUT /api/collections/import` → 204, as PocketBase.

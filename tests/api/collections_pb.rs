@@ -295,6 +295,23 @@ async fn writing_back_what_was_read_works_both_ways() {
     assert_eq!(r.field_code("fields"), Some("validation_conflict"));
     let msg = r.body["data"]["fields"]["message"].as_str().unwrap();
     assert!(msg.contains("schema") && msg.contains("fields"), "{msg}");
+    // A dry run takes PocketBase's fields too.
+    app.post(
+        "/api/collections/things/records",
+        json!({"title": "abcdefghijklmnopqrst"}),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/collections/things/dry-run",
+            json!({"fields": [{"name": "title", "type": "text", "max": 5}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (r.body["total"].clone(), r.body["invalid"].clone()),
+        (json!(1), json!(1))
+    );
     // A PATCH with only `fields` (as the JS SDK sends) keeps other keys.
     let r = app
         .patch(
