@@ -243,16 +243,38 @@ fn field_to_property(
         return Err(o.err("name", &format!("'{name}' is reserved")));
     }
     let required = o.bool("required")? && ty != "autodate";
-    let (mut prop, blank, needs_blank) = match ty.as_str() {
-        "text" => text_property(&o)?,
+    let (mut prop, blank, needs_blank) = typed_property(&o, &ty, &name)?;
+    let p = prop.as_object_mut().expect("an object property");
+    if required {
+        p.insert("not".into(), json!({ "const": blank }));
+    } else if needs_blank {
+        p.insert(BLANK.into(), blank);
+    }
+    if o.bool("hidden")? {
+        p.insert("x-hidden".into(), Value::Bool(true));
+    }
+    let meta = field_meta(&o, &ty, &name, &prop)?;
+    if !meta.is_empty() {
+        prop.as_object_mut()
+            .expect("object")
+            .insert(FIELD_META.into(), Value::Object(meta));
+    }
+    Ok(Some((name, prop, required)))
+}
+
+/// The property of one field by type, its blank value, and whether the
+/// blank value needs `x-blank` to pass the property's constraints.
+fn typed_property(o: &Opts, ty: &str, name: &str) -> Result<Built, SchemaError> {
+    Ok(match ty {
+        "text" => text_property(o)?,
         "editor" => {
             let mut p = json!({"type": "string"});
             put_nonzero(&mut p, MAX_SIZE, o.count("maxSize")?);
             (p, json!(""), false)
         }
-        "number" => number_property(&o)?,
+        "number" => number_property(o)?,
         "bool" => (json!({"type": "boolean"}), json!(false), false),
-        "email" | "url" => domain_property(&o, &ty)?,
+        "email" | "url" => domain_property(o, ty)?,
         "date" => {
             let mut bounds = Map::new();
             for key in ["min", "max"] {
@@ -271,8 +293,8 @@ fn field_to_property(
             let p = json!({"type": "string", AUTODATE: {"onCreate": on_create, "onUpdate": on_update}});
             (p, Value::Null, false)
         }
-        "select" => select_property(&o)?,
-        "relation" => relation_property(&o)?,
+        "select" => select_property(o)?,
+        "relation" => relation_property(o)?,
         "json" => {
             let mut p = json!({});
             put_nonzero(&mut p, MAX_SIZE, o.count("maxSize")?);
@@ -298,23 +320,7 @@ fn field_to_property(
                 &format!("field '{name}': password fields exist only as the auth collections' own 'password' (Basalt does not hash other fields)"),
             ))
         }
-    };
-    let p = prop.as_object_mut().expect("an object property");
-    if required {
-        p.insert("not".into(), json!({ "const": blank }));
-    } else if needs_blank {
-        p.insert(BLANK.into(), blank);
-    }
-    if o.bool("hidden")? {
-        p.insert("x-hidden".into(), Value::Bool(true));
-    }
-    let meta = field_meta(&o, &ty, &name, &prop)?;
-    if !meta.is_empty() {
-        prop.as_object_mut()
-            .expect("object")
-            .insert(FIELD_META.into(), Value::Object(meta));
-    }
-    Ok(Some((name, prop, required)))
+    })
 }
 
 /// The `x-field` annotation: what the schema cannot say by itself.
@@ -572,6 +578,13 @@ fn property_to_field(name: &str, p: &Value, required: bool, ids: RelationIds) ->
         f.insert("required".into(), Value::Bool(required));
         f.insert("help".into(), meta.get("help").cloned().unwrap_or(json!("")));
     }
+    type_options(&mut f, ty, p, &meta, ids);
+    sorted(f)
+}
+
+/// The type-specific options of a field, read back from its property.
+fn type_options(f: &mut Map<String, Value>, ty: &str, p: &Value, meta: &Value, ids: RelationIds) {
+    let flag = |k: &str| Value::Bool(meta.get(k).and_then(Value::as_bool).unwrap_or(false));
     let strings = |k: &str| p.get(k).cloned().unwrap_or(json!([]));
     match ty {
         "text" => {
@@ -643,7 +656,6 @@ fn property_to_field(name: &str, p: &Value, required: bool, ids: RelationIds) ->
         }
         _ => {}
     }
-    sorted(f)
 }
 
 fn sorted(m: Map<String, Value>) -> Value {
