@@ -404,6 +404,34 @@ async fn bad_pocketbase_input_is_a_clear_400() {
         401
     );
     assert_eq!(app.guest_get("/api/collections/meta/scaffolds").await.status, 401);
+    // Nor does a signed-up user.
+    let u = app
+        .guest_post(
+            "/api/collections/users/records",
+            json!({"email": "u@x.io", "password": "password123", "passwordConfirm": "password123"}),
+        )
+        .await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    let token = app.login("users", "u@x.io", "password123").await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/collections",
+            Some(json!({"name": "mine", "fields": []})),
+        ),
+        (Method::GET, "/api/collections?filter=system%3Dtrue", None),
+        (
+            Method::PUT,
+            "/api/collections/import",
+            Some(json!({"collections": [{"name": "mine"}]})),
+        ),
+        (Method::DELETE, "/api/collections/users/truncate", None),
+        (Method::GET, "/api/collections/meta/scaffolds", None),
+    ] {
+        let r = app.call(method.clone(), path, body, Some(&token)).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+    }
+    assert_eq!(app.get("/api/collections/users/records").await.body["totalItems"], 1);
 }
 
 #[actix_web::test]
