@@ -12,10 +12,10 @@ use crate::error::ApiError;
 use crate::schema::fields::FieldsTree;
 use crate::state::AppState;
 
-type Data = web::Data<AppState>;
-type Query = web::Query<HashMap<String, String>>;
+pub(super) type Data = web::Data<AppState>;
+pub(super) type Query = web::Query<HashMap<String, String>>;
 
-fn ok(v: impl serde::Serialize) -> HttpResponse {
+pub(super) fn ok(v: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(v)
 }
 
@@ -32,80 +32,15 @@ fn ok_fields(q: &Query, v: impl serde::Serialize) -> Result<HttpResponse, ApiErr
     }
 }
 
-fn collection(state: &AppState, name: &str) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
+pub(super) fn collection(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::schema::CompiledCollection>, ApiError> {
     state.registry.get(name).ok_or_else(ApiError::missing)
 }
 
 pub async fn health() -> HttpResponse {
     ok(json!({"message": "API is healthy.", "code": 200, "data": {}}))
-}
-
-// ---- collections -------------------------------------------------------
-
-pub async fn collections_list(state: Data, caller: Caller, q: Query) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    let params = core::list::ListParams::from_query(&q)?;
-    let all: Vec<Value> = state
-        .registry
-        .all()
-        .iter()
-        .map(|c| core::collections::export(&state, c))
-        .collect();
-    let total = all.len();
-    let items: Vec<Value> = all
-        .into_iter()
-        .skip((params.page - 1).saturating_mul(params.per_page))
-        .take(params.per_page)
-        .collect();
-    Ok(ok(json!({
-        "page": params.page, "perPage": params.per_page,
-        "totalItems": total, "totalPages": total.div_ceil(params.per_page),
-        "items": items,
-    })))
-}
-
-pub async fn collections_create(state: Data, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    Ok(ok(core::collections::create(&state, body.0).await?))
-}
-
-pub async fn collections_view(state: Data, caller: Caller, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    Ok(ok(core::collections::export(&state, &*collection(&state, &name)?)))
-}
-
-pub async fn collections_update(
-    state: Data,
-    caller: Caller,
-    name: web::Path<String>,
-    body: JsonBody,
-) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    Ok(ok(core::collections::update(&state, &name, body.0).await?))
-}
-
-pub async fn collections_delete(
-    state: Data,
-    caller: Caller,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    core::collections::delete(&state, &name).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-pub async fn collections_dry_run(
-    state: Data,
-    caller: Caller,
-    name: web::Path<String>,
-    body: JsonBody,
-) -> Result<HttpResponse, ApiError> {
-    require_superuser(&caller)?;
-    let schema = body
-        .0
-        .get("schema")
-        .ok_or_else(|| ApiError::field("schema", "validation_required", "Missing required value."))?;
-    Ok(ok(core::collections::dry_run(&state, &name, schema)?))
 }
 
 // ---- records -----------------------------------------------------------

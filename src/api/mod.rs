@@ -2,6 +2,7 @@
 
 pub mod backups;
 pub mod bounds;
+mod collections;
 pub mod errors;
 pub mod extract;
 mod handlers;
@@ -66,9 +67,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::handler)))
         .service(
             resource("/api/collections", "GET, POST")
-                .route(web::get().to(h::collections_list))
-                .route(web::post().to(h::collections_create)),
+                .route(web::get().to(collections::list))
+                .route(web::post().to(collections::create)),
         )
+        .service(resource("/api/collections/import", "PUT").route(web::put().to(collections::import)))
+        .service(resource("/api/collections/meta/scaffolds", "GET").route(web::get().to(collections::scaffolds)))
         .service(
             web::scope("/api/collections/{c}")
                 .service(
@@ -84,11 +87,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     resource("", "GET, PATCH, DELETE")
-                        .route(web::get().to(h::collections_view))
-                        .route(web::patch().to(h::collections_update))
-                        .route(web::delete().to(h::collections_delete)),
+                        .route(web::get().to(collections::view))
+                        .route(web::patch().to(collections::update))
+                        .route(web::delete().to(collections::delete)),
                 )
-                .service(post("/dry-run").to(h::collections_dry_run))
+                .service(post("/dry-run").to(collections::dry_run))
+                .service(resource("/truncate", "DELETE").route(web::delete().to(collections::truncate)))
                 .service(post("/auth-with-password").to(h::auth_with_password))
                 .service(post("/auth-refresh").to(h::auth_refresh))
                 .service(resource("/auth-methods", "GET").route(web::get().to(h::auth_methods)))

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::pocketbase::{self, RelationIds};
 use super::SchemaError;
 use crate::store::index::IndexField;
 use crate::store::IndexDef;
@@ -105,6 +106,10 @@ pub struct Collection {
     pub auth_options: Option<AuthOptions>,
     pub created: String,
     pub updated: String,
+    /// PocketBase auth options Basalt has no equivalent for (`mfa`,
+    /// `oauth2`, mail templates, …), kept and returned as given.
+    #[serde(flatten, default)]
+    pub kept: Map<String, Value>,
 }
 
 /// Fields every record has, managed by the server.
@@ -126,6 +131,7 @@ const WRITABLE_KEYS: &[&str] = &[
     "name",
     "type",
     "schema",
+    "fields",
     "indexes",
     "listRule",
     "viewRule",
@@ -139,7 +145,13 @@ const WRITABLE_KEYS: &[&str] = &[
 
 /// Keys the server sets; sending them is allowed (so a GET result can be
 /// sent back) but they are ignored.
-const READ_ONLY_KEYS: &[&str] = &["id", "system", "created", "updated"];
+const READ_ONLY_KEYS: &[&str] = &["id", "system", "created", "updated", "indexStatus"];
+
+/// A collection name as PocketBase allows it: 1-255 characters of
+/// `A-Z a-z 0-9 _` (Go's `^\\w+$` with its length check).
+pub fn is_valid_collection_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
 
 pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -161,6 +173,17 @@ fn field_error(field: &str, code: &str, message: impl Into<String>) -> SchemaErr
 impl Collection {
     /// Builds a new collection from a create request body.
     pub fn from_create(body: Map<String, Value>, id: String, now: String) -> Result<Collection, SchemaError> {
+        Collection::from_create_with(body, id, now, &|s: &str| s.to_owned())
+    }
+
+    /// [`Collection::from_create`], with relation targets shown as ids in
+    /// PocketBase's `fields` view (see [`Collection::apply_with`]).
+    pub fn from_create_with(
+        body: Map<String, Value>,
+        id: String,
+        now: String,
+        ids: RelationIds,
+    ) -> Result<Collection, SchemaError> {
         let kind = match body.get("type") {
             None | Some(Value::Null) => CollectionType::Base,
             Some(v) => serde_json::from_value(v.clone())
@@ -183,18 +206,163 @@ impl Collection {
             auth_options: None,
             created: now.clone(),
             updated: now,
+            kept: Map::new(),
         };
         if kind == CollectionType::Auth {
             c.auth_rule = Some(String::new());
             c.auth_options = Some(AuthOptions::default());
         }
-        c.apply(body)?;
+        c.apply_with(body, ids)?;
         Ok(c)
     }
 
     /// Applies the writable keys of a create/patch body onto `self`.
     /// Absent keys are left as they are; `null` clears a rule.
     pub fn apply(&mut self, body: Map<String, Value>) -> Result<(), SchemaError> {
+        self.apply_with(body, &|s: &str| s.to_owned())
+    }
+
+    /// [`Collection::apply`] for bodies in either format: Basalt's (`schema`,
+    /// index objects, `authOptions`) or PocketBase's (`fields`, index SQL,
+    /// top-level auth options), or both as read from an answer. `ids` maps a
+    /// relation target to the id PocketBase's view shows.
+    pub fn apply_with(&mut self, mut body: Map<String, Value>, ids: RelationIds) -> Result<(), SchemaError> {
+        let before = self.clone();
+        let fields = body.remove("fields");
+        let sent_schema = body.get("schema").cloned();
+        let auth_keys: Vec<(String, Value)> = pocketbase::AUTH_KEYS
+            .iter()
+            .filter_map(|k| body.remove(*k).map(|v| ((*k).to_owned(), v)))
+            .collect();
+        if let Some(Value::Array(items)) = body.get_mut("indexes") {
+            if items.iter().any(Value::is_string) {
+                *items = self.indexes_from_sql(std::mem::take(items))?;
+            }
+        }
+        self.apply_basalt(body)?;
+        if let Some(fields) = fields {
+            self.schema = self.schema_from_fields(&fields, sent_schema.as_ref(), &before.schema, ids)?;
+        }
+        self.apply_auth_keys(auth_keys, &before)
+    }
+
+    /// Index entries of PocketBase's SQL form turned into Basalt's objects
+    /// (PocketBase's own auth indexes dropped: Basalt keeps them itself).
+    fn indexes_from_sql(&self, items: Vec<Value>) -> Result<Vec<Value>, SchemaError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let Value::String(sql) = item else {
+                out.push(item);
+                continue;
+            };
+            match pocketbase::parse_index(&sql, self.kind) {
+                Ok(Some(spec)) => out.push(serde_json::to_value(spec).expect("serialize index")),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(field_error(
+                        &format!("indexes.{i}"),
+                        "validation_invalid_index",
+                        format!("cannot use index '{sql}': {e}"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The schema a body's `fields` stands for. With `schema` sent too (a
+    /// tool read both views, changed one and wrote everything back): if the
+    /// fields are what the sent schema shows, the schema wins; else if the
+    /// sent schema is the stored one, the fields win; else if the fields
+    /// are the stored ones, the schema wins; else both changed: 400.
+    fn schema_from_fields(
+        &self,
+        fields: &Value,
+        sent: Option<&Value>,
+        stored: &Value,
+        ids: RelationIds,
+    ) -> Result<Value, SchemaError> {
+        let Some(sent) = sent else {
+            return pocketbase::fields_to_schema(fields, self.kind, stored);
+        };
+        let sent_fields = pocketbase::normalise_fields(fields, self.kind, ids);
+        if sent_fields == Some(pocketbase::schema_to_fields(sent, self.kind, ids)) {
+            return Ok(sent.clone());
+        }
+        if sent == stored {
+            return pocketbase::fields_to_schema(fields, self.kind, stored);
+        }
+        // The schema changed and the fields are the stored ones, as read.
+        if sent_fields == Some(pocketbase::schema_to_fields(stored, self.kind, ids)) {
+            return Ok(sent.clone());
+        }
+        Err(field_error(
+            "fields",
+            "validation_conflict",
+            "both 'schema' and 'fields' were sent and they differ: send one of them, or change only one of the two views you read",
+        ))
+    }
+
+    /// PocketBase's top-level auth options; one whose value is what the
+    /// collection showed before is left alone (so a changed `authOptions`
+    /// sent beside it wins).
+    fn apply_auth_keys(&mut self, keys: Vec<(String, Value)>, before: &Collection) -> Result<(), SchemaError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if self.kind != CollectionType::Auth {
+            return Err(field_error(
+                &keys[0].0,
+                "validation_invalid_value",
+                "only auth collections have auth options",
+            ));
+        }
+        let old_opts = before.auth_options.clone().unwrap_or_default();
+        let mut opts = self.auth_options.clone().unwrap_or_default();
+        for (key, value) in keys {
+            if pocketbase::auth_key_view(&key, &old_opts, &before.kept).as_ref() == Some(&value) {
+                continue;
+            }
+            pocketbase::apply_auth_key(&key, value, &mut opts, &mut self.kept)?;
+        }
+        self.auth_options = Some(opts);
+        Ok(())
+    }
+
+    /// The collection as the API answers: Basalt's keys, PocketBase's
+    /// `fields` view beside `schema`, and (auth) PocketBase's top-level
+    /// auth options.
+    pub fn to_api(&self, ids: RelationIds) -> Value {
+        let mut out = Map::new();
+        let Value::Object(own) = serde_json::to_value(self).expect("serialize collection") else {
+            unreachable!("a collection serialises to an object")
+        };
+        for (k, v) in own {
+            let is_schema = k == "schema";
+            out.insert(k, v);
+            if is_schema {
+                out.insert(
+                    "fields".into(),
+                    Value::Array(pocketbase::schema_to_fields(&self.schema, self.kind, ids)),
+                );
+            }
+        }
+        if self.kind == CollectionType::Auth {
+            // PocketBase always shows both auth rules (`null` = superusers only).
+            out.entry("authRule").or_insert(Value::Null);
+            out.entry("manageRule").or_insert(Value::Null);
+        }
+        if let (CollectionType::Auth, Some(opts)) = (self.kind, &self.auth_options) {
+            for key in pocketbase::AUTH_KEYS {
+                if let Some(v) = pocketbase::auth_key_view(key, opts, &self.kept) {
+                    out.insert((*key).to_owned(), v);
+                }
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn apply_basalt(&mut self, body: Map<String, Value>) -> Result<(), SchemaError> {
         for (key, value) in body {
             match key.as_str() {
                 "name" => {
@@ -289,11 +457,11 @@ impl Collection {
     /// Checks the name, the system-field rules of the schema and the indexes.
     /// (The schema itself is compiled separately.)
     pub fn check(&self) -> Result<(), SchemaError> {
-        if !is_valid_name(&self.name) {
+        if !is_valid_collection_name(&self.name) {
             return Err(field_error(
                 "name",
                 "validation_invalid_name",
-                "name must match ^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                "name must be 1-255 characters of A-Z, a-z, 0-9 and _",
             ));
         }
         if let Some(props) = self.schema.get("properties").and_then(Value::as_object) {

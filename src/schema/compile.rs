@@ -6,7 +6,7 @@ use jsonschema::paths::LocationSegment;
 use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
-use super::{numbers, SchemaError};
+use super::{keywords, numbers, SchemaError};
 
 pub use crate::error::{FieldError, FieldErrors};
 
@@ -46,6 +46,31 @@ fn check_refs(v: &Value, at: &str) -> Result<(), SchemaError> {
     Ok(())
 }
 
+/// Every `x-autogenerate` (top-level properties: the record code reads only
+/// those) must be a pattern the generator takes, so a bad one is refused at
+/// save rather than failing each create.
+fn check_autogenerate(schema: &Value) -> Result<(), SchemaError> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (name, p) in props {
+        if let Some(pattern) = p.get(keywords::AUTOGENERATE) {
+            let problem = match pattern.as_str() {
+                Some(text) => super::pocketbase::generate(text).err(),
+                None => Some("it must be a string".to_owned()),
+            };
+            if let Some(problem) = problem {
+                return Err(SchemaError::Invalid {
+                    field: "schema".into(),
+                    code: "validation_invalid_schema".into(),
+                    message: format!("property '{name}': x-autogenerate: {problem}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Compiles `schema`: it must be an object schema (`"type":"object"`), use
 /// only local references, and be valid for its draft. Format assertions are
 /// on and patterns use the linear-time `regex` engine (no catastrophic
@@ -65,15 +90,21 @@ pub fn compile(schema: &Value) -> Result<Validator, SchemaError> {
         ));
     }
     check_refs(schema, "#")?;
+    check_autogenerate(schema)?;
     // Integer fields hold exact `i64`s only (see `numbers`): a marker keyword
     // next to each `"type": "integer"`, in a copy (the stored schema, the
     // dashboard and OpenAPI see the schema as written).
     let mut marked = schema.clone();
     numbers::mark_integer_subschemas(&mut marked);
-    jsonschema::options()
+    keywords::expand_blank(&mut marked);
+    let mut options = jsonschema::options()
         .should_validate_formats(true)
         .with_pattern_options(PatternOptions::regex())
-        .with_keyword(numbers::INT64_KEYWORD, |_, _, _| Ok(Box::new(numbers::Int64)))
+        .with_keyword(numbers::INT64_KEYWORD, |_, _, _| Ok(Box::new(numbers::Int64)));
+    for name in keywords::VALIDATING {
+        options = options.with_keyword(*name, move |_, value, _| keywords::build(name, value));
+    }
+    options
         .build(&marked)
         .map_err(|e| invalid(format!("invalid JSON Schema: {e}")))
 }
@@ -131,6 +162,10 @@ pub fn validate(validator: &Validator, doc: &Value) -> Result<(), FieldErrors> {
                     });
                 }
             }
+            // A blank required value says so, whatever else it fails.
+            ValidationErrorKind::Not { .. } if code == "validation_required" => {
+                errors.insert(path, FieldError { code, message });
+            }
             _ => {
                 errors.entry(path).or_insert(FieldError { code, message });
             }
@@ -176,6 +211,13 @@ fn describe(kind: &ValidationErrorKind) -> (String, String) {
         K::Custom { keyword, message } if keyword == numbers::INT64_KEYWORD => {
             (numbers::INVALID_NUMBER, message.clone())
         }
+        K::Custom { keyword, message } if keywords::VALIDATING.contains(&keyword.as_str()) => {
+            match message.split_once(": ") {
+                Some((code, text)) => (code, text.to_owned()),
+                None => ("validation_invalid_value", message.clone()),
+            }
+        }
+        K::Not { schema } if schema.get("const").is_some() => ("validation_required", "Cannot be blank.".to_owned()),
         K::MultipleOf { .. } => (
             "validation_invalid_value",
             "Must be a multiple of the allowed step.".to_owned(),

@@ -4,7 +4,9 @@
 pub mod collection;
 pub mod compile;
 pub mod fields;
+pub mod keywords;
 pub mod numbers;
+pub mod pocketbase;
 pub mod record;
 mod registry;
 

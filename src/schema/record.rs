@@ -11,6 +11,7 @@ use serde_json::{Map, Number, Value};
 
 use super::collection::{AUTH_SYSTEM_FIELDS, BASE_SYSTEM_FIELDS};
 use super::compile::{validate, FieldError, FieldErrors};
+use super::keywords;
 use super::CompiledCollection;
 use crate::ids;
 
@@ -40,6 +41,8 @@ pub struct Draft {
     pub id: String,
     pub doc: Map<String, Value>,
     pub auth: AuthInput,
+    /// `x-autodate` fields an update sets to its time (`onUpdate`).
+    pub stamp_on_update: Vec<String>,
 }
 
 /// Minimum and maximum password length (the maximum bounds hashing work).
@@ -181,6 +184,61 @@ fn validate_user(coll: &CompiledCollection, doc: &Map<String, Value>, errors: &m
     }
 }
 
+/// Top-level properties carrying `keyword`, with its value.
+fn props_with<'a>(coll: &'a CompiledCollection, keyword: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    coll.def
+        .schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(move |(name, p)| p.get(keyword).map(|v| (name, v)))
+}
+
+/// `x-autodate` fields are the server's: a value a client sends is ignored
+/// (as PocketBase ignores it).
+fn strip_autodates(coll: &CompiledCollection, body: &mut Map<String, Value>) {
+    for (name, _) in props_with(coll, keywords::AUTODATE) {
+        for key in [name.clone(), format!("{name}+"), format!("+{name}"), format!("{name}-")] {
+            body.remove(&key);
+        }
+    }
+}
+
+/// Fills empty `x-autogenerate` text fields of a new record.
+fn autogenerate(coll: &CompiledCollection, body: &mut Map<String, Value>, errors: &mut FieldErrors) {
+    for (name, pattern) in props_with(coll, keywords::AUTOGENERATE) {
+        let empty =
+            matches!(body.get(name), None | Some(Value::Null)) || body.get(name) == Some(&Value::String(String::new()));
+        if !empty {
+            continue;
+        }
+        match pattern.as_str().map(super::pocketbase::generate) {
+            Some(Ok(v)) => {
+                body.insert(name.clone(), Value::String(v));
+            }
+            _ => {
+                errors.insert(
+                    name.clone(),
+                    err(
+                        "validation_invalid_value",
+                        "The field's autogenerate pattern is invalid.",
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Sets the `x-autodate` fields whose `flag` (`onCreate`/`onUpdate`) is on.
+fn stamp_autodates(coll: &CompiledCollection, doc: &mut Map<String, Value>, flag: &str, now: &str) {
+    for (name, opts) in props_with(coll, keywords::AUTODATE) {
+        if opts.get(flag).and_then(Value::as_bool) == Some(true) {
+            doc.insert(name.clone(), Value::String(now.to_owned()));
+        }
+    }
+}
+
 /// Checks a create body. `superuser` may set `verified`.
 pub fn draft_create(
     coll: &CompiledCollection,
@@ -219,10 +277,17 @@ pub fn draft_create(
         AuthInput::default()
     };
     reject_modifiers(&body, &mut errors);
+    strip_autodates(coll, &mut body);
+    autogenerate(coll, &mut body, &mut errors);
     dedupe_relations(coll, &mut body);
     validate_user(coll, &body, &mut errors);
     if errors.is_empty() {
-        Ok(Draft { id, doc: body, auth })
+        Ok(Draft {
+            id,
+            doc: body,
+            auth,
+            stamp_on_update: vec![],
+        })
     } else {
         Err(errors)
     }
@@ -295,11 +360,21 @@ pub fn draft_update(
     } else {
         AuthInput::default()
     };
+    strip_autodates(coll, &mut body);
     apply_fields(&mut doc, body, &mut errors);
     dedupe_relations(coll, &mut doc);
     validate_user(coll, &doc, &mut errors);
     if errors.is_empty() {
-        Ok(Draft { id, doc, auth })
+        let stamp_on_update = props_with(coll, keywords::AUTODATE)
+            .filter(|(_, o)| o.get("onUpdate").and_then(Value::as_bool) == Some(true))
+            .map(|(name, _)| name.clone())
+            .collect();
+        Ok(Draft {
+            id,
+            doc,
+            auth,
+            stamp_on_update,
+        })
     } else {
         Err(errors)
     }
@@ -451,6 +526,7 @@ pub fn assemble_create(coll: &CompiledCollection, draft: Draft, password_hash: O
         rec.insert("tokenKey".into(), Value::String(ids::token_key()));
     }
     rec.extend(draft.doc);
+    stamp_autodates(coll, &mut rec, "onCreate", now);
     Value::Object(rec)
 }
 
@@ -477,6 +553,9 @@ pub fn assemble_update(draft: Draft, password_hash: Option<String>, now: &str) -
         doc.insert("tokenKey".into(), Value::String(ids::token_key()));
     }
     doc.insert("updated".into(), Value::String(now.to_owned()));
+    for name in draft.stamp_on_update {
+        doc.insert(name, Value::String(now.to_owned()));
+    }
     Value::Object(doc)
 }
 

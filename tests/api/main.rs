@@ -19,6 +19,7 @@ mod bounds_server;
 mod bounds_storage;
 mod cli;
 mod collections;
+mod collections_pb;
 mod errors;
 mod hardening;
 mod helpers;

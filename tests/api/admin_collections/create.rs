@@ -176,7 +176,7 @@ async fn schema_name_and_index_errors_are_shown_beside_their_fields() {
             "[]",
             "f-schema-error",
         ),
-        ("1drafts", "base", SCHEMA, "[]", "f-name-error"),
+        ("drafts-1", "base", SCHEMA, "[]", "f-name-error"),
         ("users", "base", SCHEMA, "[]", "f-name-error"),
         ("_drafts", "base", SCHEMA, "[]", "f-name-error"),
         (
