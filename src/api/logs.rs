@@ -1,23 +1,42 @@
-//! `GET /api/logs`: the request log as JSON for superusers, in
-//! PocketBase's list shape (`{page, perPage, totalItems, totalPages,
-//! items}`, items `{id, created, level, message, data}`), newest first.
-//! Filtering and sorting are not offered (the dashboard's Logs page has
-//! filters); asking for them is a 400 rather than a silently wrong list.
+//! The request log for superusers, as PocketBase serves it:
+//! `GET /api/logs` (`{page, perPage, totalItems, totalPages, items}`, with
+//! `filter`, `sort` and `skipTotal`), `GET /api/logs/{id}` and
+//! `GET /api/logs/stats` (`[{total, date}]`, one row per hour). Items are
+//! `{id, created, level, message, data}` with `data.{type, method, url,
+//! status, execTime, remoteIP, auth}`.
+//!
+//! Filters and sorts use the crate's query language over each entry's JSON,
+//! restricted to PocketBase's log fields (`id`, `created`, `level`,
+//! `message`, `data`, `data.*`): anything else is a 400, not an empty list.
+//! The log has no indexes, so a filtered or sorted request reads entries
+//! one by one; the request's record budget (`budget.maxRecords`) bounds
+//! that, and a request over it is a 400 asking for a narrower filter. The
+//! work runs on the blocking pool, off the server's workers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::extract::require_superuser;
-use crate::clock::format_datetime;
+use crate::clock::{format_datetime, now_millis};
 use crate::core::Caller;
 use crate::error::ApiError;
+use crate::query::{
+    compare_records, evaluate, parse_filter, parse_sort, Expr, Filter, JsonResolver, Operand, Root, SortKey,
+};
 use crate::state::AppState;
 use crate::store::logs::{LogEntry, LogKey};
 
 /// Largest `perPage` (as PocketBase).
 const MAX_PER_PAGE: usize = 1000;
+
+/// PocketBase's level for a request that ended in an error (its
+/// `slog.LevelError`); other requests are 0 (info).
+const LEVEL_ERROR: i64 = 8;
+
+/// The fields a log filter or sort may name (PocketBase's list).
+const FIELDS: [&str; 5] = ["id", "created", "level", "message", "data"];
 
 fn number(q: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, ApiError> {
     match q.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
@@ -30,11 +49,12 @@ fn number(q: &HashMap<String, String>, name: &str, default: usize) -> Result<usi
     }
 }
 
+/// One entry as PocketBase shapes a request log.
 fn item(key: LogKey, e: LogEntry) -> Value {
     json!({
         "id": key.to_cursor(),
         "created": format_datetime((e.ts_us / 1000) as i64),
-        "level": 0,
+        "level": if e.status >= 400 { LEVEL_ERROR } else { 0 },
         "message": format!("{} {}", e.method, e.path),
         "data": {
             "type": "request",
@@ -49,35 +69,209 @@ fn item(key: LogKey, e: LogEntry) -> Value {
     })
 }
 
+fn invalid(what: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::field(
+        what,
+        &format!("validation_invalid_{what}"),
+        &format!("Invalid {what}: {message}"),
+    )
+}
+
+/// Whether a field path names a log field (`data.anything` included).
+fn is_log_field(path: &[String]) -> bool {
+    path.first().is_some_and(|f| FIELDS.contains(&f.as_str()))
+}
+
+/// Parses `filter`, refusing identifiers other than the log's fields and
+/// date macros (`@request.*` and `@collection.*` mean nothing here).
+fn log_filter(text: &str) -> Result<Filter, ApiError> {
+    let filter = parse_filter(text).map_err(|e| invalid("filter", e))?;
+    fn check(e: &Expr) -> Result<(), String> {
+        match e {
+            Expr::And(items) | Expr::Or(items) => items.iter().try_for_each(check),
+            Expr::Cmp(c) => [&c.left, &c.right].into_iter().try_for_each(|side| match side {
+                Operand::Literal(_) => Ok(()),
+                Operand::Ident(id) => match &id.root {
+                    Root::Macro(_) => Ok(()),
+                    Root::Record if is_log_field(&id.path) => Ok(()),
+                    Root::Record => Err(format!(
+                        "unknown field '{}' (logs have id, created, level, message and data.*)",
+                        id.path.join(".")
+                    )),
+                    _ => Err("only the log's fields (id, created, level, message, data.*) can be used".into()),
+                },
+            }),
+        }
+    }
+    if let Some(e) = filter.expr() {
+        check(e).map_err(|m| invalid("filter", m))?;
+    }
+    Ok(filter)
+}
+
+fn log_sort(text: &str) -> Result<Vec<SortKey>, ApiError> {
+    let keys = parse_sort(text).map_err(|e| invalid("sort", e))?;
+    if let Some(bad) = keys.iter().find(|k| !is_log_field(&k.path)) {
+        return Err(invalid(
+            "sort",
+            format!(
+                "unknown field '{}' (logs have id, created, level, message and data.*)",
+                bad.path.join(".")
+            ),
+        ));
+    }
+    Ok(keys)
+}
+
+/// Whether `keys` is the log's own order (newest first), which a walk of
+/// the tree produces without sorting.
+fn is_newest_first(keys: &[SortKey]) -> bool {
+    keys.is_empty() || (keys.len() == 1 && keys[0].desc && ["created", "id"].contains(&keys[0].path.join(".").as_str()))
+}
+
+/// Every entry matching `filter`, newest first, handed to `visit` until it
+/// returns false; at most `budget` entries are read.
+fn scan(
+    state: &AppState,
+    filter: &Filter,
+    budget: u64,
+    mut visit: impl FnMut(Value) -> bool,
+) -> Result<(), ApiError> {
+    let now = now_millis();
+    let request = Value::Null;
+    for (read, entry) in state.store.logs().newest_first(0).enumerate() {
+        if read as u64 >= budget {
+            return Err(ApiError::bad_request(format!(
+                "This request would read more than {budget} log entries (budget.maxRecords): \
+                 narrow the filter, e.g. by created."
+            )));
+        }
+        let (key, e) = entry?;
+        let v = item(key, e);
+        let matches = filter.is_empty()
+            || evaluate(
+                filter,
+                &JsonResolver {
+                    record: &v,
+                    request: &request,
+                    now_millis: now,
+                },
+            );
+        if matches && !visit(v) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One page of the log for `query` (the work of `GET /api/logs`).
+fn page(state: &AppState, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let text = |k: &str| query.get(k).map(|v| v.trim()).unwrap_or("");
+    let page = number(query, "page", 1)?;
+    let per_page = number(query, "perPage", 30)?.min(MAX_PER_PAGE);
+    let skip_total = matches!(text("skipTotal"), "1" | "true" | "t");
+    let filter = log_filter(text("filter"))?;
+    let keys = log_sort(text("sort"))?;
+    let skip = (page - 1).saturating_mul(per_page);
+    let budget = state.settings.get().budget.max_records;
+    let log = state.store.logs();
+    let mut items = Vec::with_capacity(per_page.min(64));
+    let total = if filter.is_empty() && is_newest_first(&keys) {
+        // The log's own order: read just the page.
+        for entry in log.newest_first(0).skip(skip).take(per_page) {
+            let (key, e) = entry?;
+            items.push(item(key, e));
+        }
+        log.len() as usize
+    } else if is_newest_first(&keys) {
+        let mut matched = 0usize;
+        scan(state, &filter, budget, |v| {
+            if matched >= skip && items.len() < per_page {
+                items.push(v);
+            }
+            matched += 1;
+            !(skip_total && items.len() == per_page)
+        })?;
+        matched
+    } else {
+        let mut all = Vec::new();
+        scan(state, &filter, budget, |v| {
+            all.push(v);
+            true
+        })?;
+        all.sort_by(|a, b| compare_records(a, b, &keys));
+        let total = all.len();
+        items.extend(all.into_iter().skip(skip).take(per_page));
+        total
+    };
+    let (total_items, total_pages) = if skip_total {
+        (-1, -1)
+    } else {
+        (total as i64, total.div_ceil(per_page) as i64)
+    };
+    Ok(json!({
+        "page": page,
+        "perPage": per_page,
+        "totalItems": total_items,
+        "totalPages": total_pages,
+        "items": items,
+    }))
+}
+
+/// Runs `work` on the blocking pool (a filtered read may take a while).
+async fn blocking<T: Send + 'static>(
+    state: web::Data<AppState>,
+    work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(move || work(&state))
+        .await
+        .map_err(|_| ApiError::internal("the log read was cancelled"))?
+}
+
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<HashMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    for unsupported in ["filter", "sort"] {
-        if query.get(unsupported).is_some_and(|v| !v.trim().is_empty()) {
-            return Err(ApiError::bad_request(format!(
-                "Logs cannot be filtered or sorted here ({unsupported}); they are listed newest first. \
-                 The dashboard's Logs page has filters."
-            )));
-        }
-    }
-    let page = number(&query, "page", 1)?;
-    let per_page = number(&query, "perPage", 30)?.min(MAX_PER_PAGE);
-    let log = state.store.logs();
-    let total = log.len();
-    let skip = (page - 1).saturating_mul(per_page);
-    let mut items = Vec::with_capacity(per_page);
-    for entry in log.newest_first(0).skip(skip).take(per_page) {
-        let (key, e) = entry?;
-        items.push(item(key, e));
-    }
-    Ok(HttpResponse::Ok().json(json!({
-        "page": page,
-        "perPage": per_page,
-        "totalItems": total,
-        "totalPages": total.div_ceil(per_page as u64),
-        "items": items,
-    })))
+    let query = query.into_inner();
+    let body = blocking(state, move |s| page(s, &query)).await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /api/logs/stats`: matching entries per hour, oldest hour first,
+/// `date` as PocketBase writes it (`2024-01-02 15:00:00.000Z`).
+pub async fn stats(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    let filter = log_filter(query.get("filter").map(|v| v.trim()).unwrap_or(""))?;
+    let body = blocking(state, move |s| {
+        const HOUR_MS: i64 = 3_600_000;
+        let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
+        let budget = s.settings.get().budget.max_records;
+        scan(s, &filter, budget, |v| {
+            let created = v["id"].as_str().and_then(LogKey::parse_cursor);
+            if let Some(key) = created {
+                *hours.entry((key.ts_us / 1000) as i64 / HOUR_MS).or_default() += 1;
+            }
+            true
+        })?;
+        let rows: Vec<Value> = (hours.into_iter())
+            .map(|(h, total)| json!({"total": total, "date": format_datetime(h * HOUR_MS)}))
+            .collect();
+        Ok(rows)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `GET /api/logs/{id}`: one entry, or PocketBase's 404.
+pub async fn view(state: web::Data<AppState>, caller: Caller, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    require_superuser(&caller)?;
+    let key = LogKey::parse_cursor(&id).ok_or_else(ApiError::missing)?;
+    let entry = state.store.logs().get(key)?.ok_or_else(ApiError::missing)?;
+    Ok(HttpResponse::Ok().json(item(key, entry)))
 }

@@ -62,10 +62,12 @@ async fn page_shows_current_values_and_needs_a_session() {
         r#"<option value="starttls" selected>"#,
         "SMTP is off: mails are written as files to the dev outbox",
         &format!("{}/outbox", app.dir.display()),
-        // Rate limits: the default rule, then three empty rows.
+        // Rate limits: the default rules (logins, then the mail routes),
+        // then three empty rows.
         r#"name="rateLimits.rules.0.label" id="f-rateLimits-rules-0-label" value="*:auth""#,
         r#"name="rateLimits.rules.0.maxRequests" id="f-rateLimits-rules-0-maxRequests" value="5""#,
-        r#"name="rateLimits.rules.3.label" id="f-rateLimits-rules-3-label" value="""#,
+        r#"name="rateLimits.rules.1.label" id="f-rateLimits-rules-1-label" value="*:requestOTP""#,
+        r#"name="rateLimits.rules.7.label" id="f-rateLimits-rules-7-label" value="""#,
         "<code>POST /api/batch</code>",
         // Token durations of both auth collections, with a human hint.
         r#"action="/_/settings/tokens/users""#,
@@ -82,7 +84,7 @@ async fn page_shows_current_values_and_needs_a_session() {
     ] {
         page.assert_has(text);
     }
-    assert!(!page.body.contains("rateLimits.rules.4.label"), "three blank rows only");
+    assert!(!page.body.contains("rateLimits.rules.8.label"), "three blank rows only");
     assert!(!page.body.contains("Not saved."));
     // Every form carries the CSRF token.
     assert_eq!(
@@ -189,7 +191,7 @@ async fn mail_section_keeps_the_password_write_only() {
     assert_eq!(smtp["host"], "mail.acme.example");
     assert_eq!(smtp["port"], 465);
     assert_eq!(smtp["username"], "robot");
-    assert_eq!(smtp["tls"], "tls");
+    assert_eq!(smtp["tls"], true, "implicit TLS, as PocketBase's bool");
     assert_eq!(smtp["password"], "", "the API redacts it");
     assert_eq!(app.state.settings.get().smtp.password, secret);
     let page = b.get("/_/settings").await;
@@ -245,7 +247,7 @@ async fn mail_section_keeps_the_password_write_only() {
     )
     .await;
     let smtp = &settings(&app).await["smtp"];
-    assert_eq!((smtp["port"].clone(), smtp["tls"].clone()), (json!(465), json!("tls")));
+    assert_eq!((smtp["port"].clone(), smtp["tls"].clone()), (json!(465), json!(true)));
     assert_eq!(app.state.settings.get().smtp.password, "n3w-secret-value");
 }
 
@@ -658,7 +660,7 @@ async fn request_log_section_saves_and_refuses_bad_numbers() {
     assert_eq!(
         logs,
         json!({"enabled": true, "maxDays": 3, "maxEntries": 500, "maxBytes": 32 * 1024 * 1024,
-               "logIP": false, "logAuthId": true, "minLevel": 0})
+               "logIP": false, "logAuthId": true, "minLevel": 0, "maxDataSize": 0})
     );
     let r = b
         .post(
