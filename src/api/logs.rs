@@ -23,7 +23,8 @@ use crate::clock::{format_datetime, now_millis};
 use crate::core::Caller;
 use crate::error::ApiError;
 use crate::query::{
-    compare_records, evaluate, parse_filter, parse_sort, Expr, Filter, JsonResolver, Operand, Root, SortKey,
+    compare_records, evaluate, parse_filter, parse_sort, Expr, Filter, Identifier, Operand, Resolved, Resolver, Root,
+    SortKey,
 };
 use crate::state::AppState;
 use crate::store::logs::{LogEntry, LogKey};
@@ -50,23 +51,84 @@ fn number(q: &HashMap<String, String>, name: &str, default: usize) -> Result<usi
 }
 
 /// One entry as PocketBase shapes a request log.
-fn item(key: LogKey, e: LogEntry) -> Value {
+fn item(key: LogKey, e: &LogEntry) -> Value {
     json!({
         "id": key.to_cursor(),
         "created": format_datetime((e.ts_us / 1000) as i64),
-        "level": if e.status >= 400 { LEVEL_ERROR } else { 0 },
+        "level": level(e),
         "message": format!("{} {}", e.method, e.path),
-        "data": {
-            "type": "request",
-            "method": e.method,
-            "url": e.path,
-            "status": e.status,
-            // Milliseconds, as PocketBase reports it.
-            "execTime": e.micros as f64 / 1000.0,
-            "remoteIP": e.ip,
-            "auth": e.auth,
-        },
+        "data": data(e),
     })
+}
+
+fn level(e: &LogEntry) -> i64 {
+    if e.status >= 400 {
+        LEVEL_ERROR
+    } else {
+        0
+    }
+}
+
+fn data(e: &LogEntry) -> Value {
+    json!({
+        "type": "request",
+        "method": e.method,
+        "url": e.path,
+        "status": e.status,
+        // Milliseconds, as PocketBase reports it.
+        "execTime": e.micros as f64 / 1000.0,
+        "remoteIP": e.ip,
+        "auth": e.auth,
+    })
+}
+
+/// One entry's fields as a filter or sort asks for them, each built only
+/// when named (building every entry's whole JSON would cost a scan several
+/// times more).
+struct EntryFields<'a> {
+    key: LogKey,
+    e: &'a LogEntry,
+    now: i64,
+}
+
+impl EntryFields<'_> {
+    /// The value at a log field path (`None`: there is none).
+    fn field(&self, path: &[String]) -> Option<Value> {
+        let e = self.e;
+        let (first, second) = match path {
+            [a] => (a.as_str(), None),
+            [a, b] => (a.as_str(), Some(b.as_str())),
+            _ => return None,
+        };
+        Some(match (first, second) {
+            ("id", None) => Value::from(self.key.to_cursor()),
+            ("created", None) => Value::from(format_datetime((e.ts_us / 1000) as i64)),
+            ("level", None) => Value::from(level(e)),
+            ("message", None) => Value::from(format!("{} {}", e.method, e.path)),
+            ("data", None) => data(e),
+            ("data", Some("type")) => Value::from("request"),
+            ("data", Some("method")) => Value::from(e.method.as_str()),
+            ("data", Some("url")) => Value::from(e.path.as_str()),
+            ("data", Some("status")) => Value::from(e.status),
+            ("data", Some("execTime")) => Value::from(e.micros as f64 / 1000.0),
+            ("data", Some("remoteIP")) => Value::from(e.ip.as_str()),
+            ("data", Some("auth")) => Value::from(e.auth.as_str()),
+            _ => return None,
+        })
+    }
+}
+
+impl Resolver for EntryFields<'_> {
+    fn resolve(&self, ident: &Identifier) -> Resolved {
+        match ident.root {
+            Root::Record => self.field(&ident.path).map_or(Resolved::Missing, Resolved::One),
+            _ => Resolved::Missing,
+        }
+    }
+
+    fn now_millis(&self) -> i64 {
+        self.now
+    }
 }
 
 fn invalid(what: &str, message: impl std::fmt::Display) -> ApiError {
@@ -135,10 +197,9 @@ fn scan(
     state: &AppState,
     filter: &Filter,
     budget: u64,
-    mut visit: impl FnMut(Value) -> bool,
+    mut visit: impl FnMut(&EntryFields) -> bool,
 ) -> Result<(), ApiError> {
     let now = now_millis();
-    let request = Value::Null;
     for (read, entry) in state.store.logs().newest_first(0).enumerate() {
         if read as u64 >= budget {
             return Err(ApiError::bad_request(format!(
@@ -147,17 +208,8 @@ fn scan(
             )));
         }
         let (key, e) = entry?;
-        let v = item(key, e);
-        let matches = filter.is_empty()
-            || evaluate(
-                filter,
-                &JsonResolver {
-                    record: &v,
-                    request: &request,
-                    now_millis: now,
-                },
-            );
-        if matches && !visit(v) {
+        let fields = EntryFields { key, e: &e, now };
+        if evaluate(filter, &fields) && !visit(&fields) {
             break;
         }
     }
@@ -180,28 +232,48 @@ fn page(state: &AppState, query: &HashMap<String, String>) -> Result<Value, ApiE
         // The log's own order: read just the page.
         for entry in log.newest_first(0).skip(skip).take(per_page) {
             let (key, e) = entry?;
-            items.push(item(key, e));
+            items.push(item(key, &e));
         }
         log.len() as usize
     } else if is_newest_first(&keys) {
         let mut matched = 0usize;
-        scan(state, &filter, budget, |v| {
+        scan(state, &filter, budget, |f| {
             if matched >= skip && items.len() < per_page {
-                items.push(v);
+                items.push(item(f.key, f.e));
             }
             matched += 1;
             !(skip_total && items.len() == per_page)
         })?;
         matched
     } else {
-        let mut all = Vec::new();
-        scan(state, &filter, budget, |v| {
-            all.push(v);
+        // Only each match's sort values (an array: index `i` is what
+        // `compare_records` compares for key `i`) and key are kept, then the
+        // page's entries are read again by key.
+        let mut all: Vec<(Value, LogKey)> = Vec::new();
+        scan(state, &filter, budget, |f| {
+            let values = keys.iter().map(|k| f.field(&k.path).unwrap_or(Value::Null));
+            all.push((Value::Array(values.collect()), f.key));
             true
         })?;
-        all.sort_by(|a, b| compare_records(a, b, &keys));
+        let projected: Vec<SortKey> = (0..keys.len())
+            .map(|i| SortKey {
+                path: vec![i.to_string()],
+                desc: keys[i].desc,
+            })
+            .collect();
+        all.sort_by(|(a, ka), (b, kb)| {
+            compare_records(a, b, &projected).then_with(|| match keys.last() {
+                Some(k) if k.desc => kb.cmp(ka),
+                _ => ka.cmp(kb),
+            })
+        });
         let total = all.len();
-        items.extend(all.into_iter().skip(skip).take(per_page));
+        for (_, key) in all.into_iter().skip(skip).take(per_page) {
+            // An entry trimmed by retention since the scan is left out.
+            if let Some(e) = log.get(key)? {
+                items.push(item(key, &e));
+            }
+        }
         total
     };
     let (total_items, total_pages) = if skip_total {
@@ -252,11 +324,8 @@ pub async fn stats(
         const HOUR_MS: i64 = 3_600_000;
         let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
         let budget = s.settings.get().budget.max_records;
-        scan(s, &filter, budget, |v| {
-            let created = v["id"].as_str().and_then(LogKey::parse_cursor);
-            if let Some(key) = created {
-                *hours.entry((key.ts_us / 1000) as i64 / HOUR_MS).or_default() += 1;
-            }
+        scan(s, &filter, budget, |f| {
+            *hours.entry((f.key.ts_us / 1000) as i64 / HOUR_MS).or_default() += 1;
             true
         })?;
         let rows: Vec<Value> = (hours.into_iter())
@@ -273,5 +342,5 @@ pub async fn view(state: web::Data<AppState>, caller: Caller, id: web::Path<Stri
     require_superuser(&caller)?;
     let key = LogKey::parse_cursor(&id).ok_or_else(ApiError::missing)?;
     let entry = state.store.logs().get(key)?.ok_or_else(ApiError::missing)?;
-    Ok(HttpResponse::Ok().json(item(key, entry)))
+    Ok(HttpResponse::Ok().json(item(key, &entry)))
 }
