@@ -111,7 +111,6 @@ const AUTH_ROUTES: [(&str, &str, &[&str]); 12] = [
     ("POST", "confirm-email-change", &["confirmEmailChange"]),
 ];
 
-
 /// The `{c}` path segment and the action tags (most specific first) of a
 /// collection request; `None` for requests no `collection:tag` label
 /// covers.
@@ -397,7 +396,10 @@ impl Table {
                 }
             }
             for tag in tags {
-                let hit = (self.any.iter()).filter(|(t, _)| t == tag).map(|(_, i)| *i).find(|i| fits(*i));
+                let hit = (self.any.iter())
+                    .filter(|(t, _)| t == tag)
+                    .map(|(_, i)| *i)
+                    .find(|i| fits(*i));
                 if hit.is_some() {
                     return hit;
                 }
@@ -425,7 +427,12 @@ impl Table {
             .filter(|(n, t, _)| t == "auth" && n == collection_name)
             .map(|(_, _, i)| *i)
             .find(guest)
-            .or_else(|| (self.any.iter()).filter(|(t, _)| t == "auth").map(|(_, i)| *i).find(guest))
+            .or_else(|| {
+                (self.any.iter())
+                    .filter(|(t, _)| t == "auth")
+                    .map(|(_, i)| *i)
+                    .find(guest)
+            })
     }
 }
 
@@ -669,7 +676,8 @@ mod tests {
 
     #[test]
     fn ratelimit_classifies_requests_with_pocketbase_tags() {
-        let cases: [(&str, &str, Option<(&str, &[&str])>); 22] = [
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a [&'a str])>);
+        let cases: [Case; 22] = [
             ("GET", "posts/records", Some(("posts", &["list"]))),
             ("POST", "posts/records", Some(("posts", &["create"]))),
             ("GET", "posts/records/abc", Some(("posts", &["view"]))),
@@ -680,17 +688,49 @@ mod tests {
             ("GET", "/records", None),
             ("POST", "users/auth-methods", None),
             ("GET", "users/auth-methods", Some(("users", &["listAuthMethods"]))),
-            ("POST", "users/auth-with-password", Some(("users", &["authWithPassword", "auth"]))),
-            ("POST", "users/auth-with-oauth2", Some(("users", &["authWithOAuth2", "auth"]))),
+            (
+                "POST",
+                "users/auth-with-password",
+                Some(("users", &["authWithPassword", "auth"])),
+            ),
+            (
+                "POST",
+                "users/auth-with-oauth2",
+                Some(("users", &["authWithOAuth2", "auth"])),
+            ),
             ("POST", "users/auth-with-otp", Some(("users", &["authWithOTP", "auth"]))),
             ("POST", "users/auth-refresh", Some(("users", &["authRefresh"]))),
             ("POST", "users/request-otp", Some(("users", &["requestOTP"]))),
-            ("POST", "users/request-password-reset", Some(("users", &["requestPasswordReset"]))),
-            ("POST", "users/confirm-password-reset", Some(("users", &["confirmPasswordReset"]))),
-            ("POST", "users/request-verification", Some(("users", &["requestVerification"]))),
-            ("POST", "users/confirm-verification", Some(("users", &["confirmVerification"]))),
-            ("POST", "users/request-email-change", Some(("users", &["requestEmailChange"]))),
-            ("POST", "users/confirm-email-change", Some(("users", &["confirmEmailChange"]))),
+            (
+                "POST",
+                "users/request-password-reset",
+                Some(("users", &["requestPasswordReset"])),
+            ),
+            (
+                "POST",
+                "users/confirm-password-reset",
+                Some(("users", &["confirmPasswordReset"])),
+            ),
+            (
+                "POST",
+                "users/request-verification",
+                Some(("users", &["requestVerification"])),
+            ),
+            (
+                "POST",
+                "users/confirm-verification",
+                Some(("users", &["confirmVerification"])),
+            ),
+            (
+                "POST",
+                "users/request-email-change",
+                Some(("users", &["requestEmailChange"])),
+            ),
+            (
+                "POST",
+                "users/confirm-email-change",
+                Some(("users", &["confirmEmailChange"])),
+            ),
             ("POST", "users/impersonate/abc", None),
         ];
         for (method, path, want) in cases {
@@ -700,7 +740,10 @@ mod tests {
                 "{method} {path}"
             );
         }
-        assert_eq!(classify("GET", "/api/files/posts/r1/a.png"), Some(("posts", &["file"][..])));
+        assert_eq!(
+            classify("GET", "/api/files/posts/r1/a.png"),
+            Some(("posts", &["file"][..]))
+        );
         assert_eq!(classify("GET", "/api/files/posts/r1"), None);
         assert_eq!(classify("POST", "/api/files/token"), None);
         for (_, _, tags) in AUTH_ROUTES {
@@ -711,7 +754,10 @@ mod tests {
     #[test]
     fn ratelimit_auth_label_covers_only_logins() {
         let rl = limiter();
-        let s = settings(true, &[("*:auth", 1, 60), ("users:authRefresh", 1, 60), ("*:requestOTP", 1, 60)]);
+        let s = settings(
+            true,
+            &[("*:auth", 1, 60), ("users:authRefresh", 1, 60), ("*:requestOTP", 1, 60)],
+        );
         let t = rl.table(&s);
         let label = |method: &str, op: &str| {
             let path = format!("/api/collections/users/{op}");
@@ -736,12 +782,7 @@ mod tests {
         // A collection's `auth` rule beats `*:authWithPassword` (PocketBase's order).
         let s = settings(true, &[("*:authWithPassword", 1, 60), ("users:auth", 1, 60)]);
         let t = rl.table(&s);
-        let got = t.find(
-            "POST",
-            LOGIN,
-            registry_users,
-            &mut Who::new(|| false),
-        );
+        let got = t.find("POST", LOGIN, registry_users, &mut Who::new(|| false));
         assert_eq!(got.map(|i| t.rules[i].label.as_str()), Some("users:auth"));
     }
 
@@ -752,9 +793,16 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(req(&rl, &s, "POST", refresh, ip(1), 0), Ok(()));
         }
-        for path in [LOGIN, "/api/collections/users/request-password-reset", "/api/collections/users/request-otp"] {
+        for path in [
+            LOGIN,
+            "/api/collections/users/request-password-reset",
+            "/api/collections/users/request-otp",
+        ] {
             let hits: Vec<_> = (0..6).map(|_| req(&rl, &s, "POST", path, ip(1), 0)).collect();
-            assert!(hits[..5].iter().all(Result::is_ok) && hits[5].is_err(), "{path}: {hits:?}");
+            assert!(
+                hits[..5].iter().all(Result::is_ok) && hits[5].is_err(),
+                "{path}: {hits:?}"
+            );
         }
     }
 

@@ -868,8 +868,13 @@ impl Settings {
             );
         }
         let color = &self.meta.accent_color;
-        if !color.is_empty() && !(color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())) {
-            p.add("meta.accentColor", "validation_is_hex_color", "Must be a valid hex color code.");
+        let hex = color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !color.is_empty() && !hex {
+            p.add(
+                "meta.accentColor",
+                "validation_is_hex_color",
+                "Must be a valid hex color code.",
+            );
         }
         for (i, ip) in self.rate_limits.excluded_ips.iter().enumerate() {
             if parse_subnet(ip).is_none() {
@@ -925,13 +930,23 @@ fn check_cron(expr: &str) -> Result<(), String> {
     if expr.is_empty() {
         return Ok(());
     }
-    const MACROS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    const MACROS: [&str; 7] = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
     if MACROS.contains(&expr) {
         return Ok(());
     }
     let fields: Vec<&str> = expr.split(' ').collect();
     if fields.len() != 5 {
-        return Err("Invalid cron expression - must be a valid macro or to have exactly 5 space separated segments.".into());
+        return Err(
+            "Invalid cron expression - must be a valid macro or to have exactly 5 space separated segments.".into(),
+        );
     }
     let bounds = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)];
     for (field, (min, max)) in fields.iter().zip(bounds) {
@@ -1084,20 +1099,39 @@ mod pocketbase_tests {
         for ok in ["", "@daily", "0 0 * * *", "*/5 1-3 1,15 1-12/2 0", "59 23 31 12 6"] {
             assert_eq!(check_cron(ok), Ok(()), "{ok}");
         }
-        for bad in ["bad cron", "* * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "*/0 * * * *", "5/2 * * * *", "3-1 * * * *", "@often", "*  * * * *"] {
+        for bad in [
+            "bad cron",
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "*/0 * * * *",
+            "5/2 * * * *",
+            "3-1 * * * *",
+            "@often",
+            "*  * * * *",
+        ] {
             assert!(check_cron(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn settings_smtp_tls_reads_bool_and_old_strings() {
-        let read = |tls: Value| serde_json::from_value::<SmtpSettings>(serde_json::json!({ "tls": tls })).map(|s| s.tls);
+        let read =
+            |tls: Value| serde_json::from_value::<SmtpSettings>(serde_json::json!({ "tls": tls })).map(|s| s.tls);
         assert_eq!(read(Value::Bool(true)).unwrap(), "tls");
         assert_eq!(read(Value::Bool(false)).unwrap(), "starttls");
         for old in ["starttls", "tls", "none"] {
             assert_eq!(read(Value::from(old)).unwrap(), old);
         }
-        let written = |tls: &str| serde_json::to_value(SmtpSettings { tls: tls.into(), ..SmtpSettings::default() }).unwrap()["tls"].clone();
+        let written = |tls: &str| {
+            serde_json::to_value(SmtpSettings {
+                tls: tls.into(),
+                ..SmtpSettings::default()
+            })
+            .unwrap()["tls"]
+                .clone()
+        };
         assert_eq!(written("tls"), Value::Bool(true));
         assert_eq!(written("starttls"), Value::Bool(false));
         assert_eq!(written("none"), Value::from("none"));

@@ -52,7 +52,9 @@ pub async fn health(state: Data, caller: Caller, req: HttpRequest) -> HttpRespon
             .chain(common)
             .find(|h| req.headers().get(*h).is_some_and(|v| !v.is_empty()))
             .unwrap_or("");
-        let ip = client_ip(&req).map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
+        let ip = client_ip(&req)
+            .map(|ip| ip.to_canonical().to_string())
+            .unwrap_or_default();
         data.insert("canBackup".into(), json!(true));
         data.insert("realIP".into(), json!(ip));
         data.insert("possibleProxyHeader".into(), json!(proxy_header));

@@ -367,7 +367,10 @@ impl RequestLog {
         let Some(block_key) = LogKey::from_bytes(&k) else {
             return Ok(None);
         };
-        Ok(decode_block(block_key, &v).into_iter().find(|(k, _)| *k == key).map(|(_, e)| e))
+        Ok(decode_block(block_key, &v)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, e)| e))
     }
 
     /// Entries with `ts_us >= since_us`, newest first. Unreadable entries

@@ -27,12 +27,22 @@ async fn user(app: &TestApp, email: &str) -> String {
 }
 
 fn urls(r: &Resp) -> Vec<String> {
-    let items = r.body["items"].as_array().unwrap_or_else(|| panic!("items: {:?}", r.body));
-    items.iter().map(|i| i["data"]["url"].as_str().unwrap_or_default().to_owned()).collect()
+    let items = r.body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("items: {:?}", r.body));
+    items
+        .iter()
+        .map(|i| i["data"]["url"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 async fn logs(app: &TestApp, filter: &str, sort: &str) -> Resp {
-    app.get(&format!("/api/logs?perPage=100&filter={}&sort={}", enc(filter), enc(sort))).await
+    app.get(&format!(
+        "/api/logs?perPage=100&filter={}&sort={}",
+        enc(filter),
+        enc(sort)
+    ))
+    .await
 }
 
 #[actix_web::test]
@@ -51,21 +61,38 @@ async fn pb_logs_filter_sort_view_and_stats() {
     let q = |n: &str| format!("/api/collections/users/records/{n}");
     assert_eq!(urls(&r), [q("q2"), q("q0"), q("q1")]);
     assert_eq!(r.body["totalItems"], 3);
-    assert_eq!(r.body["items"][0]["level"], 8, "an error answer is level 8, as PocketBase");
+    assert_eq!(
+        r.body["items"][0]["level"], 8,
+        "an error answer is level 8, as PocketBase"
+    );
     // Sorted by a data field, either way; paged.
     let r = logs(&app, "data.status = 404", "data.url").await;
     assert_eq!(urls(&r), [q("q0"), q("q1"), q("q2")]);
     let r = logs(&app, "data.status = 404", "-data.url,created").await;
     assert_eq!(urls(&r), [q("q2"), q("q1"), q("q0")]);
     let r = app
-        .get(&format!("/api/logs?perPage=1&page=2&sort=data.url&filter={}", enc("data.status=404")))
+        .get(&format!(
+            "/api/logs?perPage=1&page=2&sort=data.url&filter={}",
+            enc("data.status=404")
+        ))
         .await;
-    assert_eq!((urls(&r), r.body["totalItems"].clone(), r.body["totalPages"].clone()), (vec![q("q1")], json!(3), json!(3)));
+    assert_eq!(
+        (urls(&r), r.body["totalItems"].clone(), r.body["totalPages"].clone()),
+        (vec![q("q1")], json!(3), json!(3))
+    );
     let r = app
-        .get(&format!("/api/logs?perPage=2&skipTotal=1&filter={}", enc("data.status=404")))
+        .get(&format!(
+            "/api/logs?perPage=2&skipTotal=1&filter={}",
+            enc("data.status=404")
+        ))
         .await;
     assert_eq!((urls(&r).len(), r.body["totalItems"].clone()), (2, json!(-1)));
-    let r = logs(&app, "data.method = 'GET' && data.url = '/api/health' && data.auth = 'guest' && level = 0", "").await;
+    let r = logs(
+        &app,
+        "data.method = 'GET' && data.url = '/api/health' && data.auth = 'guest' && level = 0",
+        "",
+    )
+    .await;
     assert_eq!(urls(&r), ["/api/health"]);
     let r = logs(&app, "created > @now", "").await;
     assert_eq!(r.body["totalItems"], 0, "{:?}", r.body);
@@ -83,7 +110,10 @@ async fn pb_logs_filter_sort_view_and_stats() {
 
     // Stats: per hour, with a filter.
     let r = app
-        .get(&format!("/api/logs/stats?filter={}", enc("data.status = 404 && data.url ~ 'records/q'")))
+        .get(&format!(
+            "/api/logs/stats?filter={}",
+            enc("data.status = 404 && data.url ~ 'records/q'")
+        ))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let rows = r.body.as_array().expect("rows");
@@ -94,7 +124,13 @@ async fn pb_logs_filter_sort_view_and_stats() {
         assert!(date.ends_with(":00:00.000Z") && date.len() == 24, "{date}");
     }
     let all = app.get("/api/logs/stats").await;
-    let all_total: u64 = all.body.as_array().expect("rows").iter().map(|r| r["total"].as_u64().unwrap_or(0)).sum();
+    let all_total: u64 = all
+        .body
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["total"].as_u64().unwrap_or(0))
+        .sum();
     assert!(all_total > total, "{:?}", all.body);
 }
 
@@ -115,7 +151,11 @@ async fn pb_logs_refuse_bad_filters_and_non_superusers() {
     ] {
         let r = logs(&app, filter, sort).await;
         assert_eq!(r.status, 400, "{filter} / {sort}: {:?}", r.body);
-        assert!(r.body["message"].is_string() && r.body["data"].is_object(), "{:?}", r.body);
+        assert!(
+            r.body["message"].is_string() && r.body["data"].is_object(),
+            "{:?}",
+            r.body
+        );
     }
     let r = app.get(&format!("/api/logs/stats?filter={}", enc("nope = 1"))).await;
     assert_eq!(r.status, 400, "{:?}", r.body);
@@ -124,7 +164,10 @@ async fn pb_logs_refuse_bad_filters_and_non_superusers() {
         assert_eq!(r.status, 401, "{path}: {:?}", r.body);
         let r = app.call(Method::GET, path, None, Some(&token)).await;
         assert_eq!(r.status, 403, "{path}: {:?}", r.body);
-        assert_eq!(r.body["message"], "The authorized record is not allowed to perform this action.");
+        assert_eq!(
+            r.body["message"],
+            "The authorized record is not allowed to perform this action."
+        );
     }
 }
 
@@ -145,7 +188,11 @@ async fn pb_logs_filtered_reads_stop_at_the_record_budget() {
     ] {
         let r = app.get(&path).await;
         assert_eq!(r.status, 400, "{path}: {:?}", r.body);
-        assert!(r.body["message"].as_str().unwrap_or("").contains("budget.maxRecords"), "{:?}", r.body);
+        assert!(
+            r.body["message"].as_str().unwrap_or("").contains("budget.maxRecords"),
+            "{:?}",
+            r.body
+        );
     }
     // The log's own order needs no scan: a plain page still works.
     let r = app.get("/api/logs?perPage=3").await;
@@ -175,14 +222,20 @@ async fn pb_health_data_is_for_superusers_only() {
     };
     let r = with_header("X-Forwarded-For").await;
     assert_eq!(r.body["data"]["possibleProxyHeader"], "X-Forwarded-For");
-    assert_eq!(r.body["data"]["realIP"], "127.0.0.1", "an untrusted header changes nothing");
+    assert_eq!(
+        r.body["data"]["realIP"], "127.0.0.1",
+        "an untrusted header changes nothing"
+    );
     let r = app
         .patch("/api/settings", json!({"trustedProxy": {"headers": ["X-Real-IP"]}}))
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = with_header("X-Real-IP").await;
     assert_eq!(
-        (r.body["data"]["possibleProxyHeader"].clone(), r.body["data"]["realIP"].clone()),
+        (
+            r.body["data"]["possibleProxyHeader"].clone(),
+            r.body["data"]["realIP"].clone()
+        ),
         (json!("X-Real-IP"), json!("203.0.113.9"))
     );
 }
@@ -196,12 +249,17 @@ fn s3(secret: &str) -> Value {
 async fn pb_settings_sections_round_trip_and_mask_secrets() {
     let app = spawn_app().await;
     let r = app.get("/api/settings").await;
-    let off = json!({"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false});
+    let off =
+        json!({"enabled": false, "bucket": "", "region": "", "endpoint": "", "accessKey": "", "forcePathStyle": false});
     assert_eq!(r.body["s3"], off);
     assert_eq!(r.body["backups"], json!({"cron": "", "cronMaxKeep": 3, "s3": off}));
     assert_eq!(r.body["superuserIPs"], json!([]));
     assert_eq!(
-        (r.body["smtp"]["tls"].clone(), r.body["smtp"]["authMethod"].clone(), r.body["smtp"]["localName"].clone()),
+        (
+            r.body["smtp"]["tls"].clone(),
+            r.body["smtp"]["authMethod"].clone(),
+            r.body["smtp"]["localName"].clone()
+        ),
         (json!(false), json!(""), json!(""))
     );
 
@@ -226,19 +284,33 @@ async fn pb_settings_sections_round_trip_and_mask_secrets() {
     // an enabled bucket without one would be refused.
     let got = app.get("/api/settings").await.body;
     let r = app
-        .patch("/api/settings", json!({"s3": got["s3"], "backups": got["backups"], "smtp": got["smtp"]}))
+        .patch(
+            "/api/settings",
+            json!({"s3": got["s3"], "backups": got["backups"], "smtp": got["smtp"]}),
+        )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // …and they survive a restart.
     let app = app.restart().await;
     let r = app.get("/api/settings").await;
-    assert_eq!((r.body["s3"]["enabled"].clone(), r.body["backups"]["cronMaxKeep"].clone()), (json!(true), json!(7)));
+    assert_eq!(
+        (
+            r.body["s3"]["enabled"].clone(),
+            r.body["backups"]["cronMaxKeep"].clone()
+        ),
+        (json!(true), json!(7))
+    );
     assert!(!r.body.to_string().contains("top-secret"));
     let r = app.patch("/api/settings", json!({"s3": {"enabled": true}})).await;
     assert_eq!(r.status, 200, "the stored secret still counts: {:?}", r.body);
 
     // smtp.tls: PocketBase's bool, and Basalt's old strings still read.
-    for (sent, shown) in [(json!("none"), json!("none")), (json!("tls"), json!(true)), (json!("starttls"), json!(false)), (json!(false), json!(false))] {
+    for (sent, shown) in [
+        (json!("none"), json!("none")),
+        (json!("tls"), json!(true)),
+        (json!("starttls"), json!(false)),
+        (json!(false), json!(false)),
+    ] {
         let r = app.patch("/api/settings", json!({"smtp": {"tls": sent}})).await;
         assert_eq!((r.status, r.body["smtp"]["tls"].clone()), (200, shown), "{sent}");
     }
@@ -249,18 +321,66 @@ async fn pb_settings_sections_are_validated_as_pocketbase() {
     let app = spawn_app().await;
     let before = app.get("/api/settings").await.body;
     let cases = [
-        (json!({"backups": {"cron": "bad cron"}}), &["backups", "cron"][..], "validation_invalid_cron"),
-        (json!({"backups": {"cron": "61 * * * *"}}), &["backups", "cron"], "validation_invalid_cron"),
-        (json!({"backups": {"cron": "@daily", "cronMaxKeep": 0}}), &["backups", "cronMaxKeep"], "validation_required"),
-        (json!({"s3": {"enabled": true}}), &["s3", "bucket"], "validation_required"),
-        (json!({"s3": {"enabled": true}}), &["s3", "secret"], "validation_required"),
-        (json!({"s3": {"endpoint": "notaurl"}}), &["s3", "endpoint"], "validation_is_url"),
-        (json!({"backups": {"s3": {"enabled": true}}}), &["backups", "s3", "accessKey"], "validation_required"),
-        (json!({"smtp": {"authMethod": "CRAM"}}), &["smtp", "authMethod"], "validation_in_invalid"),
-        (json!({"smtp": {"localName": "bad host!"}}), &["smtp", "localName"], "validation_is_host"),
-        (json!({"superuserIPs": ["10.0.0.1"]}), &["superuserIPs"], "validation_not_supported"),
-        (json!({"rateLimits": {"excludedIPs": ["nope"]}}), &["rateLimits", "excludedIPs", "0"], "validation_invalid_ip_or_subnet"),
-        (json!({"meta": {"accentColor": "red"}}), &["meta", "accentColor"], "validation_is_hex_color"),
+        (
+            json!({"backups": {"cron": "bad cron"}}),
+            &["backups", "cron"][..],
+            "validation_invalid_cron",
+        ),
+        (
+            json!({"backups": {"cron": "61 * * * *"}}),
+            &["backups", "cron"],
+            "validation_invalid_cron",
+        ),
+        (
+            json!({"backups": {"cron": "@daily", "cronMaxKeep": 0}}),
+            &["backups", "cronMaxKeep"],
+            "validation_required",
+        ),
+        (
+            json!({"s3": {"enabled": true}}),
+            &["s3", "bucket"],
+            "validation_required",
+        ),
+        (
+            json!({"s3": {"enabled": true}}),
+            &["s3", "secret"],
+            "validation_required",
+        ),
+        (
+            json!({"s3": {"endpoint": "notaurl"}}),
+            &["s3", "endpoint"],
+            "validation_is_url",
+        ),
+        (
+            json!({"backups": {"s3": {"enabled": true}}}),
+            &["backups", "s3", "accessKey"],
+            "validation_required",
+        ),
+        (
+            json!({"smtp": {"authMethod": "CRAM"}}),
+            &["smtp", "authMethod"],
+            "validation_in_invalid",
+        ),
+        (
+            json!({"smtp": {"localName": "bad host!"}}),
+            &["smtp", "localName"],
+            "validation_is_host",
+        ),
+        (
+            json!({"superuserIPs": ["10.0.0.1"]}),
+            &["superuserIPs"],
+            "validation_not_supported",
+        ),
+        (
+            json!({"rateLimits": {"excludedIPs": ["nope"]}}),
+            &["rateLimits", "excludedIPs", "0"],
+            "validation_invalid_ip_or_subnet",
+        ),
+        (
+            json!({"meta": {"accentColor": "red"}}),
+            &["meta", "accentColor"],
+            "validation_is_hex_color",
+        ),
     ];
     for (patch, path, code) in cases {
         let r = app.patch("/api/settings", patch.clone()).await;
@@ -271,7 +391,11 @@ async fn pb_settings_sections_are_validated_as_pocketbase() {
         }
         assert_eq!(at["code"], code, "{patch}: {:?}", r.body);
     }
-    for bad_type in [json!({"s3": {"enabled": "yes"}}), json!({"backups": {"cronMaxKeep": -1}}), json!({"smtp": {"tls": 3}})] {
+    for bad_type in [
+        json!({"s3": {"enabled": "yes"}}),
+        json!({"backups": {"cronMaxKeep": -1}}),
+        json!({"smtp": {"tls": 3}}),
+    ] {
         let r = app.patch("/api/settings", bad_type.clone()).await;
         assert_eq!(r.status, 400, "{bad_type}: {:?}", r.body);
     }
@@ -284,7 +408,9 @@ async fn pb_settings_test_s3_answers_as_pocketbase() {
     let token = user(&app, "ann@example.com").await;
     let path = "/api/settings/test/s3";
     assert_eq!(app.guest_post(path, json!({"filesystem": "storage"})).await.status, 401);
-    let r = app.call(Method::POST, path, Some(json!({"filesystem": "storage"})), Some(&token)).await;
+    let r = app
+        .call(Method::POST, path, Some(json!({"filesystem": "storage"})), Some(&token))
+        .await;
     assert_eq!(r.status, 403);
     for (body, code) in [
         (json!({}), "validation_required"),
@@ -309,9 +435,20 @@ async fn pb_settings_test_s3_answers_as_pocketbase() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = app.post(path, json!({"filesystem": "backups"})).await;
     assert_eq!(r.status, 400);
-    assert!(r.body["message"].as_str().unwrap_or("").contains("not supported by Basalt yet"), "{:?}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not supported by Basalt yet"),
+        "{:?}",
+        r.body
+    );
     let r = app.post(path, json!({"filesystem": "storage"})).await;
-    assert!(r.body["message"].as_str().unwrap_or("").contains("not enabled"), "{:?}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap_or("").contains("not enabled"),
+        "{:?}",
+        r.body
+    );
 }
 
 /// One request to each labelled route, as a `users` record where a token
@@ -331,7 +468,12 @@ async fn hit(app: &TestApp, route: &str, user_token: &str) -> u16 {
             Some(json!({"identity": "x@example.com", "password": "wrong-one"})),
             None,
         ),
-        "authWithOTP" => (Method::POST, "auth-with-otp".to_owned(), Some(json!({"otpId": "x", "password": "1"})), None),
+        "authWithOTP" => (
+            Method::POST,
+            "auth-with-otp".to_owned(),
+            Some(json!({"otpId": "x", "password": "1"})),
+            None,
+        ),
         other => {
             // requestOTP → request-otp, confirmPasswordReset → confirm-password-reset…
             let mut kebab = String::new();
@@ -385,7 +527,11 @@ async fn pb_ratelimit_each_label_limits_its_routes_only() {
                 )
                 .await;
             assert_eq!(r.status, 200, "{:?}", r.body);
-            let covered: &[&str] = if label == "auth" { &["authWithPassword", "authWithOTP"] } else { &[label] };
+            let covered: &[&str] = if label == "auth" {
+                &["authWithPassword", "authWithOTP"]
+            } else {
+                &[label]
+            };
             for route in ROUTES.iter().filter(|r| **r != "auth") {
                 let first = hit(&app, route, &token).await;
                 let second = hit(&app, route, &token).await;
@@ -415,7 +561,8 @@ async fn pb_ratelimit_defaults_never_limit_refresh_but_limit_logins_and_mails() 
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
     // Logins are limited (spawn_app logged in twice already)…
-    let statuses: Vec<u16> = futures_util::future::join_all((0..8).map(|_| hit(&app, "authWithPassword", &token))).await;
+    let statuses: Vec<u16> =
+        futures_util::future::join_all((0..8).map(|_| hit(&app, "authWithPassword", &token))).await;
     assert!(statuses.contains(&429), "{statuses:?}");
     // …and so is each mail-sending route.
     for route in ["requestPasswordReset", "requestVerification", "requestOTP"] {
@@ -437,7 +584,9 @@ async fn pb_ratelimit_excluded_ips_are_not_limited() {
     for _ in 0..5 {
         assert_eq!(app.guest_get("/api/health").await.status, 200);
     }
-    let r = app.patch("/api/settings", json!({"rateLimits": {"excludedIPs": []}})).await;
+    let r = app
+        .patch("/api/settings", json!({"rateLimits": {"excludedIPs": []}}))
+        .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(app.guest_get("/api/health").await.status, 200);
     assert_eq!(app.guest_get("/api/health").await.status, 429);
@@ -461,10 +610,21 @@ async fn pb_ratelimit_old_default_is_migrated_and_nothing_else() {
     store_old_settings(&app, old.clone()).await;
     let app = app.restart().await;
     let rules = app.get("/api/settings").await.body["rateLimits"]["rules"].clone();
-    let labels: Vec<&str> = rules.as_array().expect("rules").iter().filter_map(|r| r["label"].as_str()).collect();
+    let labels: Vec<&str> = rules
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["label"].as_str())
+        .collect();
     assert_eq!(
         labels,
-        ["*:auth", "*:requestOTP", "*:requestPasswordReset", "*:requestVerification", "*:requestEmailChange"]
+        [
+            "*:auth",
+            "*:requestOTP",
+            "*:requestPasswordReset",
+            "*:requestVerification",
+            "*:requestEmailChange"
+        ]
     );
 
     // Rules an admin chose are kept as they are.

@@ -174,7 +174,15 @@ mod tests {
 
     #[test]
     fn rate_limit_labels() {
-        for ok in ["*:auth", "posts:create", "/api/", "POST /api/batch", "users:list", "*:authRefresh", "users:requestOTP"] {
+        for ok in [
+            "*:auth",
+            "posts:create",
+            "/api/",
+            "POST /api/batch",
+            "users:list",
+            "*:authRefresh",
+            "users:requestOTP",
+        ] {
             assert!(label_is_known(ok), "{ok}");
         }
         for bad in ["posts", "posts:frob", "POST api", "1bad:list", "*:"] {
