@@ -252,6 +252,54 @@ async fn mail_section_keeps_the_password_write_only() {
 }
 
 #[actix_web::test]
+async fn mail_section_sets_pocketbase_auth_method_and_local_name() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    let page = b.get("/_/settings").await;
+    page.assert_has(r#"<option value="" selected>PLAIN (most servers)</option>"#);
+    page.assert_has(r#"name="smtp.localName" id="f-smtp-localName" value="""#);
+    let mut form = [
+        ("smtp.host", "mail.acme.example"),
+        ("smtp.port", "587"),
+        ("smtp.username", ""),
+        ("smtp.password", ""),
+        ("smtp.tls", "starttls"),
+        ("smtp.authMethod", "LOGIN"),
+        ("smtp.localName", "relay.acme.example"),
+    ];
+    save(&mut b, "/_/settings/mail", &form).await;
+    let smtp = &settings(&app).await["smtp"];
+    assert_eq!(
+        (smtp["authMethod"].clone(), smtp["localName"].clone()),
+        (json!("LOGIN"), json!("relay.acme.example"))
+    );
+    let page = b.get("/_/settings").await;
+    page.assert_has(r#"<option value="LOGIN" selected>LOGIN</option>"#);
+    page.assert_has(r#"value="relay.acme.example""#);
+    // The API's nested errors land on their fields.
+    form[6].1 = "not a host!";
+    refused(
+        &mut b,
+        "/_/settings/mail",
+        &form,
+        "smtp-localName",
+        "Must be a valid IP address or DNS name.",
+    )
+    .await;
+    form[6].1 = "relay.acme.example";
+    form[5].1 = "CRAM-MD5";
+    refused(
+        &mut b,
+        "/_/settings/mail",
+        &form,
+        "smtp-authMethod",
+        "Must be a valid value.",
+    )
+    .await;
+    assert_eq!(settings(&app).await["smtp"]["authMethod"], "LOGIN");
+}
+
+#[actix_web::test]
 async fn test_mail_goes_to_the_dev_outbox_while_smtp_is_off() {
     let app = spawn_app().await;
     let mut b = Browser::login(&app).await;
