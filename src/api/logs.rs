@@ -23,8 +23,8 @@ use crate::clock::{format_datetime, now_millis};
 use crate::core::Caller;
 use crate::error::ApiError;
 use crate::query::{
-    compare_records, evaluate, parse_filter, parse_sort, Expr, Filter, Identifier, Operand, Resolved, Resolver, Root,
-    SortKey,
+    compare_records, evaluate, parse_filter, parse_sort, Expr, Filter, Identifier, Op, Operand, Resolved, Resolver,
+    Root, SortKey,
 };
 use crate::state::AppState;
 use crate::store::logs::{LogEntry, LogKey};
@@ -192,7 +192,9 @@ fn is_newest_first(keys: &[SortKey]) -> bool {
 }
 
 /// Every entry matching `filter`, newest first, handed to `visit` until it
-/// returns false; at most `budget` entries are read.
+/// returns false; at most `budget` entries are read. A top-level
+/// `created >= '…'` (or `>`) bound ends the walk at that time, so it is
+/// the way to read a window of a log larger than the budget.
 fn scan(
     state: &AppState,
     filter: &Filter,
@@ -200,11 +202,12 @@ fn scan(
     mut visit: impl FnMut(&EntryFields) -> bool,
 ) -> Result<(), ApiError> {
     let now = now_millis();
-    for (read, entry) in state.store.logs().newest_first(0).enumerate() {
+    let since_us = created_floor(filter);
+    for (read, entry) in state.store.logs().newest_first(since_us).enumerate() {
         if read as u64 >= budget {
             return Err(ApiError::bad_request(format!(
                 "This request would read more than {budget} log entries (budget.maxRecords): \
-                 narrow the filter, e.g. by created."
+                 narrow the filter with a time window, e.g. created >= '2024-01-31 12:00:00'."
             )));
         }
         let (key, e) = entry?;
@@ -214,6 +217,83 @@ fn scan(
         }
     }
     Ok(())
+}
+
+/// The earliest time (µs) an entry matching `filter` can have: from the
+/// top-level conjuncts `created >= 'text'` / `created > 'text'` (either
+/// side), 0 when there is none. Sound because `created` compares as text:
+/// an entry older than the time that `text`'s leading date (and hour,
+/// minute, second, millisecond) spells formats as a string that is already
+/// smaller within that leading part.
+fn created_floor(filter: &Filter) -> u64 {
+    let conjuncts: &[Expr] = match filter.expr() {
+        Some(Expr::And(items)) => items,
+        Some(e @ Expr::Cmp(_)) => std::slice::from_ref(e),
+        _ => &[],
+    };
+    let is_created = |o: &Operand| matches!(o, Operand::Ident(id) if id.root == Root::Record && id.modifier.is_none() && id.path == ["created"]);
+    let text = |o: &Operand| match o {
+        Operand::Literal(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut floor = 0;
+    for e in conjuncts {
+        let Expr::Cmp(c) = e else { continue };
+        let bound = match c.op.base() {
+            Op::Gt | Op::Gte if is_created(&c.left) => text(&c.right),
+            Op::Lt | Op::Lte if is_created(&c.right) => text(&c.left),
+            _ => None,
+        };
+        if let Some(ms) = bound.as_deref().and_then(leading_time_ms) {
+            floor = floor.max(ms.saturating_mul(1000));
+        }
+    }
+    floor
+}
+
+/// The time (ms) that the longest leading `YYYY-MM-DD[ HH[:MM[:SS[.mmm]]]]` of
+/// `text` spells, when formatting that time gives back exactly that
+/// leading part (so 2024-02-30 is not taken for March 1st).
+fn leading_time_ms(text: &str) -> Option<u64> {
+    let digits = |from: usize, to: usize| -> Option<u64> {
+        let part = text.get(from..to)?;
+        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let sep = |at: usize, c: u8| text.as_bytes().get(at) == Some(&c);
+    let (year, month, day) = (digits(0, 4)?, digits(5, 7)?, digits(8, 10)?);
+    let date_ok = sep(4, b'-') && sep(7, b'-') && (1..=12).contains(&month) && (1..=31).contains(&day);
+    if !date_ok {
+        return None;
+    }
+    let mut len = 10;
+    // Hour, minute, second, millisecond: separator, width, largest value.
+    let mut clock = [0u64; 4];
+    let parts = [(b' ', 2, 23), (b':', 2, 59), (b':', 2, 59), (b'.', 3, 999)];
+    for (i, (sep_char, width, max)) in parts.into_iter().enumerate() {
+        match digits(len + 1, len + 1 + width).filter(|v| sep(len, sep_char) && *v <= max) {
+            Some(v) => {
+                clock[i] = v;
+                len += 1 + width;
+            }
+            None => break,
+        }
+    }
+    let days = days_from_civil(year as i64, month, day);
+    let secs = days * 86_400 + (clock[0] * 3600 + clock[1] * 60 + clock[2]) as i64;
+    let ms = u64::try_from(secs).ok()?.checked_mul(1000)? + clock[3];
+    format_datetime(ms as i64).starts_with(&text[..len]).then_some(ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (the usual
+/// era-based computation: 400-year eras of 146097 days).
+fn days_from_civil(year: i64, month: u64, day: u64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// One page of the log for `query` (the work of `GET /api/logs`).
@@ -343,4 +423,74 @@ pub async fn view(state: web::Data<AppState>, caller: Caller, id: web::Path<Stri
     let key = LogKey::parse_cursor(&id).ok_or_else(ApiError::missing)?;
     let entry = state.store.logs().get(key)?.ok_or_else(ApiError::missing)?;
     Ok(HttpResponse::Ok().json(item(key, &entry)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_created_bounds_end_the_walk_soundly() {
+        let floor = |f: &str| created_floor(&parse_filter(f).expect("filter"));
+        let ms = |t: &str| leading_time_ms(t).expect(t);
+        assert_eq!(ms("1970-01-01"), 0);
+        assert_eq!(ms("2024-03-01 10:20:30.456Z"), 1_709_288_430_456);
+        assert_eq!(
+            ms("2024-03-01 10:20:30.4"),
+            1_709_288_430_000,
+            "a partial fraction is left out"
+        );
+        assert_eq!(ms("2024-03-01 10"), 1_709_287_200_000);
+        assert_eq!(ms("2024-02-29"), 1_709_164_800_000, "a leap day");
+        for bad in [
+            "2024-02-30",
+            "2023-02-29",
+            "2024-3-01",
+            "x",
+            "",
+            "2024-13-01",
+            "2024-01-00",
+        ] {
+            assert_eq!(leading_time_ms(bad), None, "{bad}");
+        }
+        // `T` is not PocketBase's separator: only the date is used.
+        assert_eq!(leading_time_ms("2024-01-01T10"), leading_time_ms("2024-01-01"));
+        let day = 1_704_067_200_000_000; // 2024-01-01, µs
+        assert_eq!(floor("created >= '2024-01-01'"), day);
+        assert_eq!(floor("'2024-01-01' < created && data.status = 200"), day);
+        assert_eq!(floor("created > '2023-01-01' && created >= '2024-01-01'"), day);
+        for none in [
+            "created <= '2024-01-01'",
+            "created >= '2024-01-01' || level = 0",
+            "created:lower >= '2024-01-01'",
+            "created >= 5",
+            "data.created >= '2024-01-01'",
+        ] {
+            assert_eq!(floor(none), 0, "{none}");
+        }
+        // Sound: every entry older than the floor fails the comparison.
+        for text in ["2024-01-01", "2024-01-01 1", "2024-01-01 10:3", "2024-01-01 10:30:00.5"] {
+            let f = parse_filter(&format!("created >= '{text}'")).expect("filter");
+            let since = created_floor(&f);
+            for before_us in [since.saturating_sub(1), since.saturating_sub(3_600_000_000)] {
+                let e = LogEntry {
+                    ts_us: before_us,
+                    method: "GET".into(),
+                    path: "/".into(),
+                    status: 200,
+                    micros: 1,
+                    ip: String::new(),
+                    auth: String::new(),
+                };
+                let key = LogKey {
+                    ts_us: before_us,
+                    seq: 0,
+                };
+                assert!(
+                    !evaluate(&f, &EntryFields { key, e: &e, now: 0 }),
+                    "{text} at {before_us}"
+                );
+            }
+        }
+    }
 }

@@ -197,6 +197,15 @@ async fn pb_logs_filtered_reads_stop_at_the_record_budget() {
     // The log's own order needs no scan: a plain page still works.
     let r = app.get("/api/logs?perPage=3").await;
     assert_eq!((r.status, urls(&r).len()), (200, 3), "{:?}", r.body);
+    // A time window ends the walk: only the entries since then are read.
+    flush(&app).await;
+    let since = app.get("/api/logs?perPage=1").await.body["items"][0]["created"].clone();
+    let since = since.as_str().expect("created");
+    for path in ["/api/logs", "/api/logs/stats"] {
+        let filter = format!("created >= '{since}' && data.url = '/api/logs'");
+        let r = app.get(&format!("{path}?filter={}", enc(&filter))).await;
+        assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+    }
 }
 
 #[actix_web::test]
