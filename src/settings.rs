@@ -119,9 +119,9 @@ impl Default for SmtpSettings {
     }
 }
 
-/// Every action tag a PocketBase route carries (`ratelimit`'s route table,
-/// the record CRUD ones and `file`): a `collection:tag` label with another tag is
-/// stored (PocketBase accepts any word) but can never match.
+/// Every action tag a PocketBase route carries (`ratelimit`'s route
+/// table, the record CRUD ones and `file`): a `collection:tag` label with
+/// another tag is stored (PocketBase accepts any word) but never matches.
 pub const RATE_LIMIT_TAGS: [&str; 19] = [
     "list",
     "view",
@@ -158,8 +158,8 @@ pub fn parse_subnet(s: &str) -> Option<(std::net::IpAddr, u8)> {
 }
 
 /// One rate-limit rule, PocketBase style: `label` is a path prefix
-/// (`/api/`), `METHOD /path`, `collection:action` or `*:action`
-/// (actions: `list`, `view`, `create`, `update`, `delete`, `auth`).
+/// (`/api/`), `METHOD /path`, `collection:tag` or `*:tag` (tags:
+/// [`RATE_LIMIT_TAGS`]; `auth` is the three logins).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitRule {
