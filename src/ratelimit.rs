@@ -15,10 +15,14 @@
 //! force and abuse, which span many windows.
 //!
 //! **Which rule applies**: one, the most specific that matches (PocketBase
-//! order): `collection:action` > `*:action` > `METHOD /path` > `/path`, the
-//! longest path first. `{c}` may be a name or an id; it is resolved to the
-//! name only when a `collection:action` rule exists for the request's
-//! action, so the hot path never touches the registry. A path label matches
+//! order): `collection:tag` > `*:tag` > `METHOD /path` > `/path`, the
+//! longest path first. Tags are PocketBase's per route (see [`classify`]):
+//! a route may carry two (`authWithPassword` and `auth`), and then both
+//! `collection:` labels come before both `*:` labels, as in PocketBase.
+//! `{c}` may be a name or an id; it is resolved to the name only when a
+//! `collection:tag` rule exists for one of the request's tags, so the hot
+//! path never touches the registry. Addresses in `excludedIPs` are never
+//! limited. A path label matches
 //! itself and what lies below it at a segment boundary (`/api/batch` matches
 //! `/api/batch/x`, not `/api/batchx`). With duplicate labels the first rule
 //! wins; a label of no known form never matches (logged when built).
@@ -70,7 +74,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::error::ApiError;
-use crate::settings::{RateLimitRule, Settings};
+use crate::settings::{parse_subnet, RateLimitRule, Settings, RATE_LIMIT_TAGS};
 
 /// Most keys one table (one rule, addresses or accounts) tracks.
 pub const MAX_KEYS: usize = 100_000;
@@ -87,66 +91,58 @@ pub fn too_many(retry_after: u64) -> ApiError {
     e
 }
 
-/// What a request does, for `collection:action` and `*:action` labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    List,
-    View,
-    Create,
-    Update,
-    Delete,
-    Auth,
-}
-
-impl Action {
-    fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "list" => Action::List,
-            "view" => Action::View,
-            "create" => Action::Create,
-            "update" => Action::Update,
-            "delete" => Action::Delete,
-            "auth" => Action::Auth,
-            _ => return None,
-        })
-    }
-}
-
-/// The endpoints under `/api/collections/{c}/` that count as `auth`: logins
-/// and everything that mails someone or consumes a mailed token.
-const AUTH_OPS: [&str; 10] = [
-    "auth-with-password",
-    "auth-with-otp",
-    "request-otp",
-    "request-password-reset",
-    "request-verification",
-    "request-email-change",
-    "confirm-password-reset",
-    "confirm-verification",
-    "confirm-email-change",
-    "auth-refresh",
+/// PocketBase's action tags for the collection routes, as its router binds
+/// them (`apis/record_auth.go`, `record_crud.go`, `file.go`): each route
+/// has its own tag, and only the three logins also carry `auth`. Token
+/// refresh, the mail-sending `request*` routes and the `confirm*` routes
+/// have their own tags, so a `*:auth` rule never limits them.
+const AUTH_ROUTES: [(&str, &str, &[&str]); 12] = [
+    ("POST", "auth-with-password", &["authWithPassword", "auth"]),
+    ("POST", "auth-with-oauth2", &["authWithOAuth2", "auth"]),
+    ("POST", "auth-with-otp", &["authWithOTP", "auth"]),
+    ("POST", "auth-refresh", &["authRefresh"]),
+    ("GET", "auth-methods", &["listAuthMethods"]),
+    ("POST", "request-otp", &["requestOTP"]),
+    ("POST", "request-password-reset", &["requestPasswordReset"]),
+    ("POST", "confirm-password-reset", &["confirmPasswordReset"]),
+    ("POST", "request-verification", &["requestVerification"]),
+    ("POST", "confirm-verification", &["confirmVerification"]),
+    ("POST", "request-email-change", &["requestEmailChange"]),
+    ("POST", "confirm-email-change", &["confirmEmailChange"]),
 ];
 
-/// The `{c}` path segment and the action of a collection request.
-pub fn classify<'a>(method: &str, path: &'a str) -> Option<(&'a str, Action)> {
+/// The `{c}` path segment and the action tags (most specific first) of a
+/// collection request; `None` for requests no `collection:tag` label
+/// covers.
+pub fn classify<'a>(method: &str, path: &'a str) -> Option<(&'a str, &'static [&'static str])> {
+    if let Some(rest) = path.strip_prefix("/api/files/") {
+        // `GET /api/files/{c}/{record}/{file}` (PocketBase's `file` tag).
+        let mut parts = rest.split('/');
+        let c = parts.next().filter(|c| !c.is_empty())?;
+        let ok = method == "GET" && parts.clone().count() == 2 && parts.all(|p| !p.is_empty());
+        return ok.then_some((c, &["file"][..]));
+    }
     let mut parts = path.strip_prefix("/api/collections/")?.split('/');
     let c = parts.next().filter(|c| !c.is_empty())?;
-    let action = match (parts.next()?, parts.next(), parts.next()) {
+    let tags: &'static [&'static str] = match (parts.next()?, parts.next(), parts.next()) {
         ("records", None, _) => match method {
-            "GET" => Action::List,
-            "POST" => Action::Create,
+            "GET" => &["list"],
+            "POST" => &["create"],
             _ => return None,
         },
         ("records", Some(id), None) if !id.is_empty() => match method {
-            "GET" => Action::View,
-            "PATCH" => Action::Update,
-            "DELETE" => Action::Delete,
+            "GET" => &["view"],
+            "PATCH" => &["update"],
+            "DELETE" => &["delete"],
             _ => return None,
         },
-        (op, None, _) if AUTH_OPS.contains(&op) => Action::Auth,
+        (op, None, _) => AUTH_ROUTES
+            .iter()
+            .find(|(m, name, _)| *m == method && *name == op)
+            .map(|(_, _, tags)| *tags)?,
         _ => return None,
     };
-    Some((c, action))
+    Some((c, tags))
 }
 
 /// Whether `path` is `prefix` or lies below it (at a segment boundary).
@@ -311,10 +307,15 @@ struct Table {
     rules: Vec<RateLimitRule>,
     /// Each rule's audience, by rule index.
     audience: Vec<Audience>,
-    /// `collection:action` → bucket index.
-    named: Vec<(String, Action, usize)>,
-    /// `*:action` rules in order, indexed by `Action as usize`.
-    any: [Vec<usize>; 6],
+    /// `collection:tag` → bucket index.
+    named: Vec<(String, String, usize)>,
+    /// `*:tag` → bucket index, in rule order.
+    any: Vec<(String, usize)>,
+    /// `rateLimits.excludedIPs`, parsed: requests from these addresses or
+    /// subnets are never limited (PocketBase's meaning).
+    excluded: Vec<(IpAddr, u8)>,
+    /// `excludedIPs` as written, to tell whether a new snapshot changed it.
+    excluded_src: Vec<String>,
     /// `METHOD /path`, longest path first.
     method_paths: Vec<(String, String, usize)>,
     /// `/path`, longest first.
@@ -324,9 +325,11 @@ struct Table {
 
 impl Table {
     /// Compiles `rules`, reusing `previous` counters of identical rules.
-    fn build(rules: &[RateLimitRule], previous: Option<&Table>) -> Table {
+    fn build(rules: &[RateLimitRule], excluded: &[String], previous: Option<&Table>) -> Table {
         let mut t = Table {
             rules: rules.to_vec(),
+            excluded: excluded.iter().filter_map(|s| parse_subnet(s)).collect(),
+            excluded_src: excluded.to_vec(),
             audience: rules.iter().map(|r| Audience::parse(&r.audience)).collect(),
             named: Vec::new(),
             any: Default::default(),
@@ -350,10 +353,10 @@ impl Table {
             } else if let Some((method, path)) = label.split_once(' ').filter(|(_, p)| p.trim().starts_with('/')) {
                 t.method_paths
                     .push((method.trim().to_ascii_uppercase(), path.trim().to_owned(), i));
-            } else if let Some((c, action)) = label.split_once(':').and_then(|(c, a)| Some((c, Action::parse(a)?))) {
+            } else if let Some((c, tag)) = label.split_once(':').filter(|(_, tag)| RATE_LIMIT_TAGS.contains(tag)) {
                 match c {
-                    "*" => t.any[action as usize].push(i),
-                    name => t.named.push((name.to_owned(), action, i)),
+                    "*" => t.any.push((tag.to_owned(), i)),
+                    name => t.named.push((name.to_owned(), tag.to_owned(), i)),
                 }
             } else {
                 tracing::warn!(label, "rate-limit rule label matches nothing; it is ignored");
@@ -376,22 +379,30 @@ impl Table {
         who: &mut Who<F>,
     ) -> Option<usize> {
         let mut fits = |i: usize| who.fits(self.audience[i]);
-        if let Some((c, action)) = classify(method, path) {
-            if self.named.iter().any(|(_, a, _)| *a == action) {
+        if let Some((c, tags)) = classify(method, path) {
+            // PocketBase's order: `collection:tag` for every tag of the
+            // route, then `*:tag` for every tag.
+            if self.named.iter().any(|(_, t, _)| tags.contains(&t.as_str())) {
                 if let Some(name) = resolve(c) {
-                    let hit = self
-                        .named
-                        .iter()
-                        .filter(|(n, a, _)| *a == action && *n == name)
-                        .map(|(_, _, i)| *i)
-                        .find(|i| fits(*i));
-                    if hit.is_some() {
-                        return hit;
+                    for tag in tags {
+                        let hit = (self.named.iter())
+                            .filter(|(n, t, _)| t == tag && *n == name)
+                            .map(|(_, _, i)| *i)
+                            .find(|i| fits(*i));
+                        if hit.is_some() {
+                            return hit;
+                        }
                     }
                 }
             }
-            if let Some(i) = self.any[action as usize].iter().copied().find(|i| fits(*i)) {
-                return Some(i);
+            for tag in tags {
+                let hit = (self.any.iter())
+                    .filter(|(t, _)| t == tag)
+                    .map(|(_, i)| *i)
+                    .find(|i| fits(*i));
+                if hit.is_some() {
+                    return hit;
+                }
             }
         }
         self.method_paths
@@ -412,12 +423,39 @@ impl Table {
     /// logins (made as guests, so `@auth` rules do not apply).
     fn auth_rule(&self, collection_name: &str) -> Option<usize> {
         let guest = |i: &usize| self.audience[*i] != Audience::Authenticated;
-        self.named
-            .iter()
-            .filter(|(n, a, _)| *a == Action::Auth && n == collection_name)
+        (self.named.iter())
+            .filter(|(n, t, _)| t == "auth" && n == collection_name)
             .map(|(_, _, i)| *i)
             .find(guest)
-            .or_else(|| self.any[Action::Auth as usize].iter().copied().find(guest))
+            .or_else(|| {
+                (self.any.iter())
+                    .filter(|(t, _)| t == "auth")
+                    .map(|(_, i)| *i)
+                    .find(guest)
+            })
+    }
+}
+
+impl Table {
+    fn is_excluded(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.excluded.iter().any(|&(net, bits)| in_subnet(ip, net, bits))
+    }
+}
+
+/// Whether `ip` lies in `net/bits` (families must agree; mapped IPv4 was
+/// made plain IPv4 by the caller).
+fn in_subnet(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
     }
 }
 
@@ -481,8 +519,14 @@ impl RateLimiter {
         let rules = &settings.rate_limits.rules;
         let table = match current.as_ref() {
             Some(c) if Arc::ptr_eq(&c.source, settings) => return c.table.clone(),
-            Some(c) if c.table.rules == *rules => c.table.clone(),
-            previous => Arc::new(Table::build(rules, previous.map(|c| &*c.table))),
+            Some(c) if c.table.rules == *rules && c.table.excluded_src == settings.rate_limits.excluded_ips => {
+                c.table.clone()
+            }
+            previous => Arc::new(Table::build(
+                rules,
+                &settings.rate_limits.excluded_ips,
+                previous.map(|c| &*c.table),
+            )),
         };
         *current = Some(Current {
             source: settings.clone(),
@@ -506,7 +550,7 @@ impl RateLimiter {
         collection_name: impl FnOnce(&str) -> Option<String>,
         is_auth: impl FnOnce() -> bool,
     ) -> Result<(), u64> {
-        let Some(table) = self.active(settings) else {
+        let Some(table) = self.active(settings).filter(|t| !t.is_excluded(ip)) else {
             return Ok(());
         };
         let mut who = Who::new(is_auth);
@@ -534,7 +578,7 @@ impl RateLimiter {
         account: &str,
         ip: IpAddr,
     ) -> Result<LoginAttempt, u64> {
-        let Some(table) = self.active(settings) else {
+        let Some(table) = self.active(settings).filter(|t| !t.is_excluded(ip)) else {
             return Ok(LoginAttempt { slot: None });
         };
         let Some(b) = table.auth_rule(collection_name).map(|i| table.buckets[i].clone()) else {
@@ -570,7 +614,6 @@ impl LoginAttempt {
 
 #[cfg(test)]
 mod tests {
-    use super::Action::*;
     use super::*;
     use crate::settings::RateLimitSettings;
     use std::net::Ipv4Addr;
@@ -600,6 +643,11 @@ mod tests {
         matches!(c, "posts" | "p1").then(|| "posts".to_owned())
     }
 
+    /// Knows only the `users` collection.
+    fn registry_users(c: &str) -> Option<String> {
+        (c == "users").then(|| "users".to_owned())
+    }
+
     /// A limiter whose clock only moves by `at`.
     fn limiter() -> RateLimiter {
         let mut rl = RateLimiter::default();
@@ -627,17 +675,63 @@ mod tests {
     }
 
     #[test]
-    fn ratelimit_classifies_collection_requests() {
-        let cases = [
-            ("GET", "posts/records", Some(("posts", List))),
-            ("POST", "posts/records", Some(("posts", Create))),
-            ("GET", "posts/records/abc", Some(("posts", View))),
-            ("PATCH", "p1/records/abc", Some(("p1", Update))),
-            ("DELETE", "posts/records/abc", Some(("posts", Delete))),
+    fn ratelimit_classifies_requests_with_pocketbase_tags() {
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a [&'a str])>);
+        let cases: [Case; 22] = [
+            ("GET", "posts/records", Some(("posts", &["list"]))),
+            ("POST", "posts/records", Some(("posts", &["create"]))),
+            ("GET", "posts/records/abc", Some(("posts", &["view"]))),
+            ("PATCH", "p1/records/abc", Some(("p1", &["update"]))),
+            ("DELETE", "posts/records/abc", Some(("posts", &["delete"]))),
             ("PUT", "posts/records", None),
             ("GET", "posts/records/", None),
             ("GET", "/records", None),
             ("POST", "users/auth-methods", None),
+            ("GET", "users/auth-methods", Some(("users", &["listAuthMethods"]))),
+            (
+                "POST",
+                "users/auth-with-password",
+                Some(("users", &["authWithPassword", "auth"])),
+            ),
+            (
+                "POST",
+                "users/auth-with-oauth2",
+                Some(("users", &["authWithOAuth2", "auth"])),
+            ),
+            ("POST", "users/auth-with-otp", Some(("users", &["authWithOTP", "auth"]))),
+            ("POST", "users/auth-refresh", Some(("users", &["authRefresh"]))),
+            ("POST", "users/request-otp", Some(("users", &["requestOTP"]))),
+            (
+                "POST",
+                "users/request-password-reset",
+                Some(("users", &["requestPasswordReset"])),
+            ),
+            (
+                "POST",
+                "users/confirm-password-reset",
+                Some(("users", &["confirmPasswordReset"])),
+            ),
+            (
+                "POST",
+                "users/request-verification",
+                Some(("users", &["requestVerification"])),
+            ),
+            (
+                "POST",
+                "users/confirm-verification",
+                Some(("users", &["confirmVerification"])),
+            ),
+            (
+                "POST",
+                "users/request-email-change",
+                Some(("users", &["requestEmailChange"])),
+            ),
+            (
+                "POST",
+                "users/confirm-email-change",
+                Some(("users", &["confirmEmailChange"])),
+            ),
+            ("POST", "users/impersonate/abc", None),
         ];
         for (method, path, want) in cases {
             assert_eq!(
@@ -646,10 +740,90 @@ mod tests {
                 "{method} {path}"
             );
         }
-        for op in AUTH_OPS {
-            let path = format!("/api/collections/users/{op}");
-            assert_eq!(classify("POST", &path), Some(("users", Auth)));
+        assert_eq!(
+            classify("GET", "/api/files/posts/r1/a.png"),
+            Some(("posts", &["file"][..]))
+        );
+        assert_eq!(classify("GET", "/api/files/posts/r1"), None);
+        assert_eq!(classify("POST", "/api/files/token"), None);
+        for (_, _, tags) in AUTH_ROUTES {
+            assert!(tags.iter().all(|t| RATE_LIMIT_TAGS.contains(t)), "{tags:?}");
         }
+    }
+
+    #[test]
+    fn ratelimit_auth_label_covers_only_logins() {
+        let rl = limiter();
+        let s = settings(
+            true,
+            &[("*:auth", 1, 60), ("users:authRefresh", 1, 60), ("*:requestOTP", 1, 60)],
+        );
+        let t = rl.table(&s);
+        let label = |method: &str, op: &str| {
+            let path = format!("/api/collections/users/{op}");
+            t.find(method, &path, registry_users, &mut Who::new(|| false))
+                .map(|i| t.rules[i].label.clone())
+        };
+        for op in ["auth-with-password", "auth-with-oauth2", "auth-with-otp"] {
+            assert_eq!(label("POST", op).as_deref(), Some("*:auth"), "{op}");
+        }
+        assert_eq!(label("POST", "auth-refresh").as_deref(), Some("users:authRefresh"));
+        assert_eq!(label("POST", "request-otp").as_deref(), Some("*:requestOTP"));
+        for op in [
+            "request-password-reset",
+            "confirm-password-reset",
+            "request-verification",
+            "confirm-verification",
+            "request-email-change",
+            "confirm-email-change",
+        ] {
+            assert_eq!(label("POST", op), None, "{op}");
+        }
+        // A collection's `auth` rule beats `*:authWithPassword` (PocketBase's order).
+        let s = settings(true, &[("*:authWithPassword", 1, 60), ("users:auth", 1, 60)]);
+        let t = rl.table(&s);
+        let got = t.find("POST", LOGIN, registry_users, &mut Who::new(|| false));
+        assert_eq!(got.map(|i| t.rules[i].label.as_str()), Some("users:auth"));
+    }
+
+    #[test]
+    fn ratelimit_default_rules_leave_refresh_alone() {
+        let (rl, s) = (limiter(), Arc::new(Settings::default()));
+        let refresh = "/api/collections/users/auth-refresh";
+        for _ in 0..100 {
+            assert_eq!(req(&rl, &s, "POST", refresh, ip(1), 0), Ok(()));
+        }
+        for path in [
+            LOGIN,
+            "/api/collections/users/request-password-reset",
+            "/api/collections/users/request-otp",
+        ] {
+            let hits: Vec<_> = (0..6).map(|_| req(&rl, &s, "POST", path, ip(1), 0)).collect();
+            assert!(
+                hits[..5].iter().all(Result::is_ok) && hits[5].is_err(),
+                "{path}: {hits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ratelimit_excluded_ips_are_never_limited() {
+        let rl = limiter();
+        let mut s = (*settings(true, &[("/api/", 1, 60)])).clone();
+        s.rate_limits.excluded_ips = vec!["10.0.0.0/24".into(), "2001:db8::/32".into()];
+        let s = Arc::new(s);
+        for _ in 0..3 {
+            assert_eq!(req(&rl, &s, "GET", "/api/health", ip(7), 0), Ok(()));
+            assert_eq!(login(&rl, &s, "users", "ann", ip(7), 0), Ok(()));
+            let v6: IpAddr = "2001:db8:5::1".parse().unwrap();
+            assert_eq!(req(&rl, &s, "GET", "/api/health", v6, 0), Ok(()));
+        }
+        let outside = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1));
+        assert_eq!(req(&rl, &s, "GET", "/api/health", outside, 0), Ok(()));
+        assert!(req(&rl, &s, "GET", "/api/health", outside, 0).is_err());
+        assert_eq!(parse_subnet("10.0.0.0/33"), None);
+        assert_eq!(parse_subnet("nope"), None);
+        assert!(in_subnet(ip(5), ip(0), 0), "/0 holds everything");
     }
 
     #[test]
@@ -703,6 +877,7 @@ mod tests {
             rate_limits: RateLimitSettings {
                 enabled: true,
                 rules: rules.clone(),
+                excluded_ips: Vec::new(),
             },
             ..Settings::default()
         });
@@ -725,7 +900,11 @@ mod tests {
         // With only an `@auth` rule for creates, a guest falls through to `/api/`.
         rules.remove(1);
         let s = Arc::new(Settings {
-            rate_limits: RateLimitSettings { enabled: true, rules },
+            rate_limits: RateLimitSettings {
+                enabled: true,
+                rules,
+                excluded_ips: Vec::new(),
+            },
             ..Settings::default()
         });
         let t = rl.table(&s);

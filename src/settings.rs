@@ -15,6 +15,13 @@ use crate::store::{Store, StoreError, WriteOp};
 /// The `meta` key of the settings document.
 const KEY: &str = "settings";
 
+/// Set (to `2`) once settings were saved under PocketBase's rate-limit
+/// labels (`*:auth` = logins only). Absent, stored rules equal to the old
+/// default are read as the new default: the old `*:auth` also limited the
+/// mail routes, so the new rules keep that, and drop only the limit on
+/// token refresh. Rules an admin changed are never rewritten.
+const LABELS_KEY: &str = "settings.rateLimitLabels";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct MetaSettings {
@@ -25,6 +32,11 @@ pub struct MetaSettings {
     pub app_url: String,
     pub sender_name: String,
     pub sender_address: String,
+    /// PocketBase's dashboard accent colour and "hide collection controls"
+    /// switch: stored so PocketBase settings round-trip; Basalt's dashboard
+    /// does not use them.
+    pub accent_color: String,
+    pub hide_controls: bool,
 }
 
 impl Default for MetaSettings {
@@ -34,6 +46,8 @@ impl Default for MetaSettings {
             app_url: "http://127.0.0.1:8090".into(),
             sender_name: "Basalt".into(),
             sender_address: "noreply@example.com".into(),
+            accent_color: String::new(),
+            hide_controls: false,
         }
     }
 }
@@ -49,7 +63,45 @@ pub struct SmtpSettings {
     /// Write-only: never returned by the API (shown as empty).
     pub password: String,
     /// `starttls` (default), `tls` (implicit TLS, usually port 465) or `none`.
+    /// On the wire a bool as in PocketBase (`true` = implicit TLS, `false` =
+    /// STARTTLS, which Basalt requires rather than merely offers), or
+    /// `"none"` for the one mode PocketBase cannot express; Basalt's older
+    /// string form (`"starttls"`, `"tls"`, `"none"`) is still accepted.
+    #[serde(with = "smtp_tls")]
     pub tls: String,
+    /// SMTP AUTH mechanism (PocketBase's `authMethod`): `PLAIN`, `LOGIN`, or
+    /// empty for PLAIN.
+    pub auth_method: String,
+    /// Name sent in EHLO/HELO (PocketBase's `localName`); empty: `localhost`.
+    pub local_name: String,
+}
+
+/// `smtp.tls`: written as PocketBase's bool (or `"none"`), read as a bool
+/// or Basalt's older string.
+mod smtp_tls {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &str, s: S) -> Result<S::Ok, S::Error> {
+        match mode {
+            "tls" => s.serialize_bool(true),
+            "starttls" => s.serialize_bool(false),
+            other => s.serialize_str(other),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bool(bool),
+            Text(String),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Bool(true) => "tls".into(),
+            Form::Bool(false) => "starttls".into(),
+            Form::Text(t) => t,
+        })
+    }
 }
 
 impl Default for SmtpSettings {
@@ -61,13 +113,53 @@ impl Default for SmtpSettings {
             username: String::new(),
             password: String::new(),
             tls: "starttls".into(),
+            auth_method: String::new(),
+            local_name: String::new(),
         }
     }
 }
 
+/// Every action tag a PocketBase route carries (`ratelimit`'s route
+/// table, the record CRUD ones and `file`): a `collection:tag` label with
+/// another tag is stored (PocketBase accepts any word) but never matches.
+pub const RATE_LIMIT_TAGS: [&str; 19] = [
+    "list",
+    "view",
+    "create",
+    "update",
+    "delete",
+    "file",
+    "auth",
+    "authWithPassword",
+    "authWithOAuth2",
+    "authWithOTP",
+    "authRefresh",
+    "listAuthMethods",
+    "requestOTP",
+    "requestPasswordReset",
+    "confirmPasswordReset",
+    "requestVerification",
+    "confirmVerification",
+    "requestEmailChange",
+    "confirmEmailChange",
+];
+
+/// `1.2.3.4`, `2001:db8::1`, `10.0.0.0/8` or `2001:db8::/32` as (network,
+/// prefix length); `None` for anything else (settings validation refuses
+/// those, so only a hand-edited store could hold one).
+pub fn parse_subnet(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (addr, bits) = match s.trim().split_once('/') {
+        Some((a, b)) => (a.parse::<std::net::IpAddr>().ok()?, Some(b.parse::<u8>().ok()?)),
+        None => (s.trim().parse::<std::net::IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let bits = bits.unwrap_or(max);
+    (bits <= max).then_some((addr, bits))
+}
+
 /// One rate-limit rule, PocketBase style: `label` is a path prefix
-/// (`/api/`), `METHOD /path`, `collection:action` or `*:action`
-/// (actions: `list`, `view`, `create`, `update`, `delete`, `auth`).
+/// (`/api/`), `METHOD /path`, `collection:tag` or `*:tag` (tags:
+/// [`RATE_LIMIT_TAGS`]; `auth` is the three logins).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimitRule {
@@ -87,24 +179,55 @@ pub struct RateLimitRule {
 pub struct RateLimitSettings {
     pub enabled: bool,
     pub rules: Vec<RateLimitRule>,
+    /// Addresses and subnets (`10.0.0.0/8`) never limited (PocketBase's
+    /// `excludedIPs`), e.g. a trusted backend or monitoring.
+    #[serde(rename = "excludedIPs")]
+    pub excluded_ips: Vec<String>,
 }
 
+fn rule(label: &str, max_requests: u32, duration: u32) -> RateLimitRule {
+    RateLimitRule {
+        label: label.into(),
+        max_requests,
+        duration,
+        audience: String::new(),
+    }
+}
+
+/// The routes that send mail to an address the caller names: limited by
+/// default, so one client cannot flood inboxes or the SMTP quota.
+const MAIL_TAGS: [&str; 4] = [
+    "*:requestOTP",
+    "*:requestPasswordReset",
+    "*:requestVerification",
+    "*:requestEmailChange",
+];
+
 impl Default for RateLimitSettings {
-    /// On by default (unlike PocketBase), for auth only: auth endpoints are
-    /// brute-force targets from the first minute a server is on the
-    /// internet, while a fitting general API limit depends on the app (add
-    /// `/api/`, `*:create`, `POST /api/batch`… rules as needed).
+    /// On by default (unlike PocketBase), for logins (`*:auth`: password,
+    /// OAuth2 and OTP) and the mail-sending routes: brute-force and mail
+    /// abuse targets from the first minute a server is on the internet.
+    /// Token refresh is deliberately not limited (a page of users behind
+    /// one NAT refreshes together), nor is the general API, whose fitting
+    /// limit depends on the app (add `/api/`, `*:create`, `POST /api/batch`…
+    /// rules as needed).
     fn default() -> Self {
-        let rule = |label: &str, max_requests, duration| RateLimitRule {
-            label: label.into(),
-            max_requests,
-            duration,
-            audience: String::new(),
-        };
+        let mut rules = vec![rule("*:auth", 5, 10)];
+        rules.extend(MAIL_TAGS.iter().map(|label| rule(label, 5, 10)));
         RateLimitSettings {
             enabled: true,
-            rules: vec![rule("*:auth", 5, 10)],
+            rules,
+            excluded_ips: Vec::new(),
         }
+    }
+}
+
+impl RateLimitSettings {
+    /// Basalt's defaults before `*:auth` meant logins only: one `*:auth`
+    /// 5/10 s rule, which then also covered token refresh and the mail
+    /// routes.
+    fn is_old_default(&self) -> bool {
+        self.enabled && self.excluded_ips.is_empty() && self.rules == [rule("*:auth", 5, 10)]
     }
 }
 
@@ -273,6 +396,9 @@ pub struct LogsSettings {
     /// PocketBase's `minLevel`, accepted so its settings round-trip: every
     /// request is logged at level 0 (info).
     pub min_level: i32,
+    /// PocketBase's `maxDataSize`, accepted so its settings round-trip:
+    /// Basalt's entries carry no free-form data to cap.
+    pub max_data_size: u64,
 }
 
 impl Default for LogsSettings {
@@ -285,6 +411,7 @@ impl Default for LogsSettings {
             log_ip: true,
             log_auth_id: true,
             min_level: 0,
+            max_data_size: 0,
         }
     }
 }
@@ -440,10 +567,77 @@ impl LimitsSettings {
     }
 }
 
+/// An S3-compatible bucket (PocketBase's `s3` and `backups.s3`). Stored,
+/// validated and masked as PocketBase does; Basalt does not use it yet
+/// (files and backups stay on local disk until the files issue).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct S3Settings {
+    pub enabled: bool,
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: String,
+    pub access_key: String,
+    /// Write-only: the API never shows it (absent when blank, as PocketBase).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub secret: String,
+    pub force_path_style: bool,
+}
+
+impl S3Settings {
+    fn validate(&self, key: &str, p: &mut Problems) {
+        if self.enabled {
+            for (name, v) in [
+                ("accessKey", &self.access_key),
+                ("bucket", &self.bucket),
+                ("endpoint", &self.endpoint),
+                ("region", &self.region),
+                ("secret", &self.secret),
+            ] {
+                if v.trim().is_empty() {
+                    p.add(&format!("{key}.{name}"), "validation_required", "Cannot be blank.");
+                }
+            }
+        }
+        if !self.endpoint.is_empty() && !is_url(&self.endpoint) {
+            p.add(&format!("{key}.endpoint"), "validation_is_url", "Must be a valid URL.");
+        }
+    }
+}
+
+/// PocketBase's `backups` section. The schedule is validated and stored so
+/// PocketBase settings round-trip, but Basalt does not run scheduled
+/// backups yet (make them with `POST /api/backups` or `basalt backup`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BackupsSettings {
+    /// Five-field cron expression or macro (`@daily`); empty: none.
+    pub cron: String,
+    pub cron_max_keep: u32,
+    pub s3: S3Settings,
+}
+
+impl Default for BackupsSettings {
+    fn default() -> Self {
+        BackupsSettings {
+            cron: String::new(),
+            cron_max_keep: 3,
+            s3: S3Settings::default(),
+        }
+    }
+}
+
 /// All settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Settings {
+    /// PocketBase's superuser address allow-list. Only the empty list is
+    /// accepted: Basalt does not enforce one yet, and a stored list that is
+    /// not enforced would promise protection it does not give.
+    #[serde(rename = "superuserIPs")]
+    pub superuser_ips: Vec<String>,
+    pub s3: S3Settings,
+    pub backups: BackupsSettings,
     pub meta: MetaSettings,
     pub smtp: SmtpSettings,
     pub rate_limits: RateLimitSettings,
@@ -461,6 +655,8 @@ impl Settings {
     pub fn redacted(&self) -> Value {
         let mut s = self.clone();
         s.smtp.password = String::new();
+        s.s3.secret = String::new();
+        s.backups.s3.secret = String::new();
         serde_json::to_value(s).expect("serialize settings")
     }
 }
@@ -490,10 +686,14 @@ fn merge(base: &mut Value, patch: Value) {
 impl SettingsStore {
     /// Loads the stored settings (defaults for anything missing).
     pub fn load(store: &Store) -> Result<SettingsStore, StoreError> {
-        let settings = match store.meta_get(KEY)? {
+        let mut settings: Settings = match store.meta_get(KEY)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?,
             None => Settings::default(),
         };
+        if store.meta_get(LABELS_KEY)?.is_none() && settings.rate_limits.is_old_default() {
+            tracing::info!("rate limits: the old default (*:auth for every auth route) becomes the new one");
+            settings.rate_limits = RateLimitSettings::default();
+        }
         store.logs().set_limits(settings.logs.limits());
         store.set_change_budget(settings.realtime.max_bytes);
         Ok(SettingsStore {
@@ -511,23 +711,45 @@ impl SettingsStore {
     pub async fn patch(&self, store: &Store, patch: Map<String, Value>) -> Result<Arc<Settings>, ApiError> {
         let current = self.get();
         let mut value = serde_json::to_value(&*current).expect("serialize settings");
-        let keep_password = patch
-            .get("smtp")
-            .and_then(|s| s.get("password"))
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty);
-        merge(&mut value, Value::Object(patch));
+        // Secrets are never shown, so a client writing back what it read
+        // sends them blank or not at all: that keeps the stored ones.
+        let patch = Value::Object(patch);
+        let blank = |path: &[&str]| {
+            let mut v = Some(&patch);
+            for key in path {
+                v = v.and_then(|v| v.get(key));
+            }
+            v.and_then(Value::as_str).is_none_or(str::is_empty)
+        };
+        let keep = [
+            blank(&["smtp", "password"]),
+            blank(&["s3", "secret"]),
+            blank(&["backups", "s3", "secret"]),
+        ];
+        merge(&mut value, patch);
         let mut next: Settings = serde_json::from_value(value)
             .map_err(|e| ApiError::field("", "validation_invalid_settings", &format!("Invalid settings: {e}")))?;
-        if keep_password {
+        if keep[0] {
             next.smtp.password = current.smtp.password.clone();
+        }
+        if keep[1] {
+            next.s3.secret = current.s3.secret.clone();
+        }
+        if keep[2] {
+            next.backups.s3.secret = current.backups.s3.secret.clone();
         }
         next.validate()?;
         store
-            .write(vec![WriteOp::PutMeta {
-                key: KEY.into(),
-                value: Some(serde_json::to_vec(&next).expect("serialize settings")),
-            }])
+            .write(vec![
+                WriteOp::PutMeta {
+                    key: KEY.into(),
+                    value: Some(serde_json::to_vec(&next).expect("serialize settings")),
+                },
+                WriteOp::PutMeta {
+                    key: LABELS_KEY.into(),
+                    value: Some(b"2".to_vec()),
+                },
+            ])
             .await?;
         store.logs().set_limits(next.logs.limits());
         store.set_change_budget(next.realtime.max_bytes);
@@ -539,6 +761,7 @@ impl SettingsStore {
 
 impl Settings {
     fn validate(&self) -> Result<(), ApiError> {
+        self.validate_pocketbase_sections()?;
         self.cors.validate()?;
         self.trusted_proxy.validate()?;
         self.budget.validate()?;
@@ -618,6 +841,175 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    /// The sections and fields taken from PocketBase, checked as it checks
+    /// them and answered in its nested error shape
+    /// (`{"backups": {"cron": {code, message}}}`).
+    fn validate_pocketbase_sections(&self) -> Result<(), ApiError> {
+        let mut p = Problems::default();
+        if !self.superuser_ips.is_empty() {
+            p.add(
+                "superuserIPs",
+                "validation_not_supported",
+                "Superuser IP allow-lists are not supported by Basalt yet: leave the list empty.",
+            );
+        }
+        self.s3.validate("s3", &mut p);
+        self.backups.s3.validate("backups.s3", &mut p);
+        if let Err(message) = check_cron(&self.backups.cron) {
+            p.add("backups.cron", "validation_invalid_cron", &message);
+        }
+        if !self.backups.cron.is_empty() && self.backups.cron_max_keep == 0 {
+            p.add("backups.cronMaxKeep", "validation_required", "Cannot be blank.");
+        }
+        if !["", "PLAIN", "LOGIN"].contains(&self.smtp.auth_method.as_str()) {
+            p.add("smtp.authMethod", "validation_in_invalid", "Must be a valid value.");
+        }
+        if !self.smtp.local_name.is_empty() && !is_host(&self.smtp.local_name) {
+            p.add(
+                "smtp.localName",
+                "validation_is_host",
+                "Must be a valid IP address or DNS name.",
+            );
+        }
+        let color = &self.meta.accent_color;
+        let hex = color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !color.is_empty() && !hex {
+            p.add(
+                "meta.accentColor",
+                "validation_is_hex_color",
+                "Must be a valid hex color code.",
+            );
+        }
+        for (i, ip) in self.rate_limits.excluded_ips.iter().enumerate() {
+            if parse_subnet(ip).is_none() {
+                p.add(
+                    &format!("rateLimits.excludedIPs.{i}"),
+                    "validation_invalid_ip_or_subnet",
+                    "Invalid IP or CIDR subnet.",
+                );
+            }
+        }
+        p.into_result()
+    }
+}
+
+/// Field problems, rendered nested by their dotted keys as PocketBase
+/// renders its settings errors.
+#[derive(Default)]
+struct Problems(Vec<(String, &'static str, String)>);
+
+impl Problems {
+    fn add(&mut self, key: &str, code: &'static str, message: &str) {
+        self.0.push((key.to_owned(), code, message.to_owned()));
+    }
+
+    fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut e = ApiError::bad_request("An error occurred while saving the new settings.");
+        for (key, code, message) in self.0 {
+            let mut at = &mut e.data;
+            let mut parts = key.split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    at.insert(part.to_owned(), serde_json::json!({"code": code, "message": message}));
+                    break;
+                }
+                let next = at.entry(part.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+                if !next.is_object() {
+                    *next = Value::Object(Map::new());
+                }
+                at = next.as_object_mut().expect("just made an object");
+            }
+        }
+        Err(e)
+    }
+}
+
+/// PocketBase's cron syntax: a macro (`@daily`…) or five space-separated
+/// fields (minute, hour, day, month, weekday), each a comma list of `*`,
+/// `n` or `a-b`, optionally `/step`. `Err` carries what is wrong.
+fn check_cron(expr: &str) -> Result<(), String> {
+    if expr.is_empty() {
+        return Ok(());
+    }
+    const MACROS: [&str; 7] = [
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
+    if MACROS.contains(&expr) {
+        return Ok(());
+    }
+    let fields: Vec<&str> = expr.split(' ').collect();
+    if fields.len() != 5 {
+        return Err(
+            "Invalid cron expression - must be a valid macro or to have exactly 5 space separated segments.".into(),
+        );
+    }
+    let bounds = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)];
+    for (field, (min, max)) in fields.iter().zip(bounds) {
+        for part in field.split(',') {
+            check_cron_part(part, min, max)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_cron_part(part: &str, min: u32, max: u32) -> Result<(), String> {
+    let number = |s: &str| s.parse::<u32>().map_err(|_| format!("Invalid cron segment '{part}'."));
+    let (range, step) = match part.split_once('/') {
+        Some((r, s)) => (r, Some(number(s)?)),
+        None => (part, None),
+    };
+    if let Some(step) = step {
+        if !(1..=max).contains(&step) {
+            return Err(format!("Invalid cron step in '{part}': must be between 1 and {max}."));
+        }
+    }
+    let (lo, hi) = match range {
+        "*" => (min, max),
+        r => match r.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None if step.is_some() => return Err(format!("Invalid cron segment '{part}': use */n or a-b/n.")),
+            None => (number(r)?, number(r)?),
+        },
+    };
+    if lo < min || hi > max || lo > hi {
+        return Err(format!("Invalid cron range in '{part}': must be within {min}-{max}."));
+    }
+    Ok(())
+}
+
+/// An absolute `http(s)` URL with a host, as an S3 endpoint must be.
+fn is_url(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    ["http", "https"].contains(&scheme.to_ascii_lowercase().as_str()) && is_origin(&format!("{scheme}://{host}"))
+}
+
+/// A DNS name or IP address (PocketBase's `is.Host`).
+fn is_host(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+        || (s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
 }
 
 impl CorsSettings {
@@ -702,5 +1094,83 @@ mod proxy_tests {
         assert_eq!(p.client_ip(h, peer), Some("203.0.113.7".parse().unwrap()));
         p.headers = vec!["CF-Connecting-IP".into()];
         assert_eq!(p.client_ip(h, peer), peer, "header absent: the peer");
+    }
+}
+
+#[cfg(test)]
+mod pocketbase_tests {
+    use super::*;
+
+    #[test]
+    fn settings_cron_is_checked_as_pocketbase() {
+        for ok in ["", "@daily", "0 0 * * *", "*/5 1-3 1,15 1-12/2 0", "59 23 31 12 6"] {
+            assert_eq!(check_cron(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "bad cron",
+            "* * * *",
+            "60 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "*/0 * * * *",
+            "5/2 * * * *",
+            "3-1 * * * *",
+            "@often",
+            "*  * * * *",
+        ] {
+            assert!(check_cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settings_smtp_tls_reads_bool_and_old_strings() {
+        let read =
+            |tls: Value| serde_json::from_value::<SmtpSettings>(serde_json::json!({ "tls": tls })).map(|s| s.tls);
+        assert_eq!(read(Value::Bool(true)).unwrap(), "tls");
+        assert_eq!(read(Value::Bool(false)).unwrap(), "starttls");
+        for old in ["starttls", "tls", "none"] {
+            assert_eq!(read(Value::from(old)).unwrap(), old);
+        }
+        let written = |tls: &str| {
+            serde_json::to_value(SmtpSettings {
+                tls: tls.into(),
+                ..SmtpSettings::default()
+            })
+            .unwrap()["tls"]
+                .clone()
+        };
+        assert_eq!(written("tls"), Value::Bool(true));
+        assert_eq!(written("starttls"), Value::Bool(false));
+        assert_eq!(written("none"), Value::from("none"));
+    }
+
+    #[test]
+    fn settings_old_rate_limit_default_is_recognised() {
+        let old = RateLimitSettings {
+            enabled: true,
+            rules: vec![rule("*:auth", 5, 10)],
+            excluded_ips: Vec::new(),
+        };
+        assert!(old.is_old_default());
+        assert!(!RateLimitSettings::default().is_old_default());
+        let changed = RateLimitSettings {
+            rules: vec![rule("*:auth", 5, 30)],
+            ..old
+        };
+        assert!(!changed.is_old_default());
+    }
+
+    #[test]
+    fn settings_hosts_and_urls() {
+        for ok in ["mail.example.com", "localhost", "10.0.0.1", "::1"] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in ["bad host!", "-x.com", "a..b", ""] {
+            assert!(!is_host(bad), "{bad}");
+        }
+        assert!(is_url("https://s3.eu-west-1.amazonaws.com"));
+        assert!(is_url("http://minio:9000/path"));
+        assert!(!is_url("notaurl"));
+        assert!(!is_url("ftp://x.com"));
     }
 }

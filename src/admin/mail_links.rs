@@ -319,7 +319,8 @@ async fn show(req: HttpRequest, token: String, flow: Flow) -> HttpResponse {
 
 /// Counts the POST against the API route's rate limit: `POST
 /// /api/collections/{c}/confirm-…`, where `{c}` is the token's collection
-/// (`*:auth` decides for a token that names none).
+/// (`*:confirmPasswordReset` and the like decide for a token that names
+/// none).
 fn rate_limit(req: &HttpRequest, st: &AppState, collection: Option<&str>, flow: Flow) -> Result<(), u64> {
     let settings = st.settings.get();
     let ip = crate::api::middleware::client_ip(req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));

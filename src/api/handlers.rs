@@ -39,8 +39,30 @@ pub(super) fn collection(
     state.registry.get(name).ok_or_else(ApiError::missing)
 }
 
-pub async fn health() -> HttpResponse {
-    ok(json!({"message": "API is healthy.", "code": 200, "data": {}}))
+/// `GET /api/health`. Superusers also get PocketBase's `data`: whether a
+/// backup may start (`canBackup`: always, Basalt's backups are snapshots
+/// that never exclude each other), the address the server sees for them
+/// (`realIP`, after `trustedProxy`), and the first header that hints at a
+/// reverse proxy (`possibleProxyHeader`, so the dashboard can suggest
+/// configuring `trustedProxy`). Guests and users get `data: {}`: addresses
+/// and proxy headers are nobody else's business.
+pub async fn health(state: Data, caller: Caller, req: HttpRequest) -> HttpResponse {
+    let mut data = serde_json::Map::new();
+    if caller.is_superuser() {
+        let settings = state.settings.get();
+        let common = ["CF-Connecting-IP", "Fly-Client-IP", "X-Forwarded-For"];
+        let proxy_header = (settings.trusted_proxy.headers.iter().map(String::as_str))
+            .chain(common)
+            .find(|h| req.headers().get(*h).is_some_and(|v| !v.is_empty()))
+            .unwrap_or("");
+        let ip = client_ip(&req)
+            .map(|ip| ip.to_canonical().to_string())
+            .unwrap_or_default();
+        data.insert("canBackup".into(), json!(true));
+        data.insert("realIP".into(), json!(ip));
+        data.insert("possibleProxyHeader".into(), json!(proxy_header));
+    }
+    ok(json!({"message": "API is healthy.", "code": 200, "data": data}))
 }
 
 // ---- records -----------------------------------------------------------

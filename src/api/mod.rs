@@ -38,7 +38,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(h::settings_update)),
         )
         .service(resource("/api/settings/test/email", "POST").route(web::post().to(mail::test_email)))
+        .service(resource("/api/settings/test/s3", "POST").route(web::post().to(mail::test_s3)))
         .service(resource("/api/logs", "GET").route(web::get().to(logs::list)))
+        // Before `{id}`, so `stats` is not read as an id.
+        .service(resource("/api/logs/stats", "GET").route(web::get().to(logs::stats)))
+        .service(resource("/api/logs/{id}", "GET").route(web::get().to(logs::view)))
         .service(
             resource("/api/backups", "GET, POST")
                 .route(web::get().to(backups::list))

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Mail, MailError};
@@ -84,6 +85,15 @@ fn build_transport(smtp: &SmtpSettings) -> Result<Transport, MailError> {
         .timeout(Some(SEND_TIMEOUT));
     if !smtp.username.is_empty() {
         builder = builder.credentials(Credentials::new(smtp.username.clone(), smtp.password.clone()));
+        // PocketBase's `authMethod`: PLAIN unless LOGIN is asked for.
+        let mechanism = match smtp.auth_method.as_str() {
+            "LOGIN" => Mechanism::Login,
+            _ => Mechanism::Plain,
+        };
+        builder = builder.authentication(vec![mechanism]);
+    }
+    if !smtp.local_name.is_empty() {
+        builder = builder.hello_name(ClientId::Domain(smtp.local_name.clone()));
     }
     Ok(builder.build())
 }

@@ -358,6 +358,21 @@ impl RequestLog {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// The entry at `key`, if it is (still) in the log: one read of the
+    /// block that would hold it (blocks are keyed by their oldest entry).
+    pub fn get(&self, key: LogKey) -> Result<Option<LogEntry>, StoreError> {
+        let Some((k, v)) = self.tree.range(..=key.to_bytes()).next_back().transpose()? else {
+            return Ok(None);
+        };
+        let Some(block_key) = LogKey::from_bytes(&k) else {
+            return Ok(None);
+        };
+        Ok(decode_block(block_key, &v)
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, e)| e))
+    }
+
     /// Entries with `ts_us >= since_us`, newest first. Unreadable entries
     /// are skipped (they can only come from a newer encoding).
     pub fn newest_first(&self, since_us: u64) -> impl Iterator<Item = Result<(LogKey, LogEntry), StoreError>> {

@@ -269,7 +269,7 @@ async fn retention_keeps_at_most_max_entries_and_logging_can_be_switched_off() {
     assert_eq!(
         r.body["logs"],
         json!({"enabled": true, "maxDays": 7, "maxEntries": 100000, "maxBytes": 64 * 1024 * 1024,
-               "logIP": true, "logAuthId": true, "minLevel": 0}),
+               "logIP": true, "logAuthId": true, "minLevel": 0, "maxDataSize": 0}),
         "{:?}",
         r.body
     );
@@ -463,7 +463,7 @@ async fn api_logs_lists_the_log_for_superusers_only() {
         "/api/logs?perPage=0",
         "/api/logs?page=x",
         "/api/logs?filter=status%3E400",
-        "/api/logs?sort=-created",
+        "/api/logs?sort=-status",
     ] {
         let r = app.get(bad).await;
         assert_eq!(r.status, 400, "{bad}: {:?}", r.body);

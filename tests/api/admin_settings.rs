@@ -62,10 +62,12 @@ async fn page_shows_current_values_and_needs_a_session() {
         r#"<option value="starttls" selected>"#,
         "SMTP is off: mails are written as files to the dev outbox",
         &format!("{}/outbox", app.dir.display()),
-        // Rate limits: the default rule, then three empty rows.
+        // Rate limits: the default rules (logins, then the mail routes),
+        // then three empty rows.
         r#"name="rateLimits.rules.0.label" id="f-rateLimits-rules-0-label" value="*:auth""#,
         r#"name="rateLimits.rules.0.maxRequests" id="f-rateLimits-rules-0-maxRequests" value="5""#,
-        r#"name="rateLimits.rules.3.label" id="f-rateLimits-rules-3-label" value="""#,
+        r#"name="rateLimits.rules.1.label" id="f-rateLimits-rules-1-label" value="*:requestOTP""#,
+        r#"name="rateLimits.rules.7.label" id="f-rateLimits-rules-7-label" value="""#,
         "<code>POST /api/batch</code>",
         // Token durations of both auth collections, with a human hint.
         r#"action="/_/settings/tokens/users""#,
@@ -82,7 +84,7 @@ async fn page_shows_current_values_and_needs_a_session() {
     ] {
         page.assert_has(text);
     }
-    assert!(!page.body.contains("rateLimits.rules.4.label"), "three blank rows only");
+    assert!(!page.body.contains("rateLimits.rules.8.label"), "three blank rows only");
     assert!(!page.body.contains("Not saved."));
     // Every form carries the CSRF token.
     assert_eq!(
@@ -189,7 +191,7 @@ async fn mail_section_keeps_the_password_write_only() {
     assert_eq!(smtp["host"], "mail.acme.example");
     assert_eq!(smtp["port"], 465);
     assert_eq!(smtp["username"], "robot");
-    assert_eq!(smtp["tls"], "tls");
+    assert_eq!(smtp["tls"], true, "implicit TLS, as PocketBase's bool");
     assert_eq!(smtp["password"], "", "the API redacts it");
     assert_eq!(app.state.settings.get().smtp.password, secret);
     let page = b.get("/_/settings").await;
@@ -245,8 +247,56 @@ async fn mail_section_keeps_the_password_write_only() {
     )
     .await;
     let smtp = &settings(&app).await["smtp"];
-    assert_eq!((smtp["port"].clone(), smtp["tls"].clone()), (json!(465), json!("tls")));
+    assert_eq!((smtp["port"].clone(), smtp["tls"].clone()), (json!(465), json!(true)));
     assert_eq!(app.state.settings.get().smtp.password, "n3w-secret-value");
+}
+
+#[actix_web::test]
+async fn mail_section_sets_pocketbase_auth_method_and_local_name() {
+    let app = spawn_app().await;
+    let mut b = Browser::login(&app).await;
+    let page = b.get("/_/settings").await;
+    page.assert_has(r#"<option value="" selected>PLAIN (most servers)</option>"#);
+    page.assert_has(r#"name="smtp.localName" id="f-smtp-localName" value="""#);
+    let mut form = [
+        ("smtp.host", "mail.acme.example"),
+        ("smtp.port", "587"),
+        ("smtp.username", ""),
+        ("smtp.password", ""),
+        ("smtp.tls", "starttls"),
+        ("smtp.authMethod", "LOGIN"),
+        ("smtp.localName", "relay.acme.example"),
+    ];
+    save(&mut b, "/_/settings/mail", &form).await;
+    let smtp = &settings(&app).await["smtp"];
+    assert_eq!(
+        (smtp["authMethod"].clone(), smtp["localName"].clone()),
+        (json!("LOGIN"), json!("relay.acme.example"))
+    );
+    let page = b.get("/_/settings").await;
+    page.assert_has(r#"<option value="LOGIN" selected>LOGIN</option>"#);
+    page.assert_has(r#"value="relay.acme.example""#);
+    // The API's nested errors land on their fields.
+    form[6].1 = "not a host!";
+    refused(
+        &mut b,
+        "/_/settings/mail",
+        &form,
+        "smtp-localName",
+        "Must be a valid IP address or DNS name.",
+    )
+    .await;
+    form[6].1 = "relay.acme.example";
+    form[5].1 = "CRAM-MD5";
+    refused(
+        &mut b,
+        "/_/settings/mail",
+        &form,
+        "smtp-authMethod",
+        "Must be a valid value.",
+    )
+    .await;
+    assert_eq!(settings(&app).await["smtp"]["authMethod"], "LOGIN");
 }
 
 #[actix_web::test]
@@ -658,7 +708,7 @@ async fn request_log_section_saves_and_refuses_bad_numbers() {
     assert_eq!(
         logs,
         json!({"enabled": true, "maxDays": 3, "maxEntries": 500, "maxBytes": 32 * 1024 * 1024,
-               "logIP": false, "logAuthId": true, "minLevel": 0})
+               "logIP": false, "logAuthId": true, "minLevel": 0, "maxDataSize": 0})
     );
     let r = b
         .post(
@@ -682,6 +732,7 @@ async fn budget_section_saves_and_refuses_bad_numbers() {
             ("budget.maxExpand", "300"),
             ("budget.maxOutputBytes", "1000000"),
             ("budget.realtimeMaxRecords", "4000"),
+            ("budget.maxSeconds", "20"),
         ]
     };
     let r = b.post("/_/settings/budget", &fields("50000")).await;
@@ -689,7 +740,8 @@ async fn budget_section_saves_and_refuses_bad_numbers() {
     let budget = app.get("/api/settings").await.body["budget"].clone();
     assert_eq!(
         budget,
-        json!({"maxRecords": 50000, "maxExpand": 300, "maxOutputBytes": 1000000, "realtimeMaxRecords": 4000})
+        json!({"maxRecords": 50000, "maxExpand": 300, "maxOutputBytes": 1000000, "realtimeMaxRecords": 4000,
+               "maxSeconds": 20})
     );
     for bad in ["0", "many", "-5"] {
         let r = b.post("/_/settings/budget", &fields(bad)).await;

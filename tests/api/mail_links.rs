@@ -377,7 +377,7 @@ async fn mail_link_posts_count_against_the_api_rate_limit() {
     let r = app
         .patch(
             "/api/settings",
-            json!({"rateLimits": {"enabled": true, "rules": [{"label": "users:auth", "maxRequests": 2, "duration": 60}]}}),
+            json!({"rateLimits": {"enabled": true, "rules": [{"label": "users:confirmPasswordReset", "maxRequests": 2, "duration": 60}]}}),
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);

@@ -28,6 +28,7 @@ mod mail_links;
 mod numbers;
 mod openapi;
 mod persistence;
+mod pocketbase_admin;
 mod query;
 mod ratelimit;
 mod realtime;

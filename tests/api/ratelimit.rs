@@ -55,7 +55,13 @@ async fn ratelimit_defaults_limit_logins_per_address() {
     let r = app.get("/api/settings").await;
     assert_eq!(
         r.body["rateLimits"],
-        json!({"enabled": true, "rules": [{"label": "*:auth", "maxRequests": 5, "duration": 10}]})
+        json!({"enabled": true, "excludedIPs": [], "rules": [
+            {"label": "*:auth", "maxRequests": 5, "duration": 10},
+            {"label": "*:requestOTP", "maxRequests": 5, "duration": 10},
+            {"label": "*:requestPasswordReset", "maxRequests": 5, "duration": 10},
+            {"label": "*:requestVerification", "maxRequests": 5, "duration": 10},
+            {"label": "*:requestEmailChange", "maxRequests": 5, "duration": 10},
+        ]})
     );
     // spawn_app logged in once: four more tries, then the address is out.
     for _ in 0..4 {

@@ -522,6 +522,47 @@ async function scenario(server, createCollections) {
 
     await collectionSteps(su, { step, knownStep, named });
 
+    // Admin APIs: health, logs and the settings sections both servers have.
+    // (Log contents differ: PocketBase writes its log in batches and logs
+    // other things; the answers' shapes and statuses are compared.)
+    const status = async (fn) => ({ status: (await answer(fn)).error?.status ?? 200 });
+    await step("health as guest", () => guest.health.check());
+    await step("health as amy", () => amyClient.health.check());
+    await step("health data keys as superuser", async () => Object.keys((await su.health.check()).data).sort());
+    await step("logs as guest (401)", () => status(() => guest.logs.getList(1, 1)));
+    await step("logs as amy (403)", () => status(() => amyClient.logs.getList(1, 1)));
+    await step("logs stats as amy (403)", () => status(() => amyClient.logs.getStats()));
+    await step("logs filter on an unknown field (400)", () => status(() => su.logs.getList(1, 1, { filter: "nosuch = 1" })));
+    await step("logs sort on an unknown field (400)", () => status(() => su.logs.getList(1, 1, { sort: "nosuch" })));
+    await step("logs stats with an invalid filter (400)", () => status(() => su.logs.getStats({ filter: "data.status >" })));
+    await step("logs getOne of a missing id (404)", () => status(() => su.logs.getOne("nosuchlog")));
+    await step("logs filtered and sorted: answer keys", async () =>
+        Object.keys(await su.logs.getList(1, 5, { filter: "data.status >= 400 && data.method != ''", sort: "-created,data.url" })).sort(),
+    );
+    await step("logs stats is a list", async () => Array.isArray(await su.logs.getStats({ filter: "data.status >= 400" })));
+    await step("settings s3, backups, superuserIPs and smtp options", async () => {
+        const s = await su.settings.getAll();
+        const { tls, authMethod, localName } = s.smtp;
+        return { s3: s.s3, backups: s.backups, superuserIPs: s.superuserIPs, smtp: { tls, authMethod, localName } };
+    });
+    await step("settings with a bad backups cron (400)", async () => {
+        const r = await answer(() => su.settings.update({ backups: { cron: "bad cron" } }));
+        return { status: r.error?.status, code: r.error?.response?.data?.backups?.cron?.code };
+    });
+    await step("settings with S3 enabled but incomplete (400)", async () => {
+        const r = await answer(() => su.settings.update({ s3: { enabled: true } }));
+        const codes = Object.fromEntries(Object.entries(r.error?.response?.data?.s3 ?? {}).map(([k, v]) => [k, v.code]));
+        return { status: r.error?.status, codes };
+    });
+    await step("testS3 without S3 enabled (400)", async () => {
+        const r = await answer(() => su.settings.testS3("storage"));
+        return { status: r.error?.status, message: r.error?.response?.message, data: r.error?.response?.data };
+    });
+    await step("testS3 of an unknown filesystem (400)", async () => {
+        const r = await answer(() => su.settings.testS3("nope"));
+        return { status: r.error?.status, code: r.error?.response?.data?.filesystem?.code };
+    });
+
     return { transcript: normalise(steps, names), bugs: normalise(bugs, names), known };
 }
 

@@ -61,12 +61,11 @@ impl Errors {
     /// `fallback` (a key shown with the form's button).
     pub fn from_api(e: &ApiError, fallback: &str, rename: impl Fn(&str) -> String) -> Errors {
         let mut errors = Errors::default();
-        for (field, detail) in &e.data {
-            let message = detail.get("message").and_then(Value::as_str).unwrap_or(&e.message);
+        for (field, message) in flatten(&e.data, &e.message) {
             let key = if field.is_empty() {
                 fallback.to_owned()
             } else {
-                rename(field)
+                rename(&field)
             };
             errors.add(key, message);
         }
@@ -85,6 +84,33 @@ impl Errors {
     }
 }
 
+/// `(dotted key, message)` of every field error in an API error's `data`,
+/// whether flat (`{"smtp.host": {code, message}}`) or nested as PocketBase
+/// nests its settings errors (`{"smtp": {"localName": {code, message}}}`).
+fn flatten(data: &serde_json::Map<String, Value>, fallback: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(String, &serde_json::Map<String, Value>)> = vec![(String::new(), data)];
+    while let Some((prefix, map)) = stack.pop() {
+        for (k, v) in map {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v.as_object() {
+                Some(inner) if !inner.contains_key("message") && !inner.contains_key("code") => {
+                    stack.push((key, inner));
+                }
+                _ => {
+                    let message = v.get("message").and_then(Value::as_str).unwrap_or(fallback);
+                    out.push((key, message.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The name a field has on the page, for the error summary.
 fn label(key: &str) -> String {
     let fixed = match key {
@@ -96,6 +122,8 @@ fn label(key: &str) -> String {
         "smtp.port" => "SMTP port",
         "smtp.username" => "SMTP username",
         "smtp.tls" => "SMTP TLS",
+        "smtp.authMethod" => "SMTP auth method",
+        "smtp.localName" => "SMTP local name",
         "test.email" => "Test mail address",
         "test.template" => "Test mail template",
         "cors.origins" => "CORS origins",

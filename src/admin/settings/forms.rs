@@ -78,6 +78,10 @@ pub struct MailForm {
     pub port: String,
     pub username: String,
     pub tls: String,
+    /// PocketBase's `authMethod` (`PLAIN` or `LOGIN`; empty is PLAIN).
+    pub auth_method: String,
+    /// PocketBase's `localName`: the EHLO name (empty: `localhost`).
+    pub local_name: String,
     /// Whether a password is stored (shown as a hint, never the password).
     pub has_password: bool,
     /// A new password typed into the form (kept for the patch, not shown).
@@ -92,6 +96,8 @@ impl MailForm {
             port: s.smtp.port.to_string(),
             username: s.smtp.username.clone(),
             tls: s.smtp.tls.clone(),
+            auth_method: s.smtp.auth_method.clone(),
+            local_name: s.smtp.local_name.clone(),
             has_password: !s.smtp.password.is_empty(),
             password: String::new(),
         }
@@ -104,6 +110,8 @@ impl MailForm {
             port: f.text("smtp.port").trim().to_owned(),
             username: f.text("smtp.username").trim().to_owned(),
             tls: f.text("smtp.tls").to_owned(),
+            auth_method: f.text("smtp.authMethod").to_owned(),
+            local_name: f.text("smtp.localName").trim().to_owned(),
             has_password: !current.smtp.password.is_empty(),
             password: f.text("smtp.password").to_owned(),
         }
@@ -124,12 +132,15 @@ impl MailForm {
             "Must be a whole number from 1 to 65535.",
         );
         one_line(&mut errors, "smtp.username", &self.username);
+        one_line(&mut errors, "smtp.localName", &self.local_name);
         let mut smtp = json!({
             "enabled": self.enabled,
             "host": self.host,
             "port": port,
             "username": self.username,
             "tls": self.tls,
+            "authMethod": self.auth_method,
+            "localName": self.local_name,
         });
         if !self.password.is_empty() {
             smtp["password"] = json!(self.password);

@@ -113,7 +113,10 @@ impl LimitsForm {
                 errors.add(
                     row.key("label"),
                     "Not a known label: use /path, METHOD /path, collection:action or *:action \
-                     (actions: list, view, create, update, delete, auth).",
+                     (actions as PocketBase: list, view, create, update, delete, file; auth = the \
+                     three logins; authWithPassword, authWithOAuth2, authWithOTP, authRefresh, \
+                     listAuthMethods, requestOTP, requestPasswordReset, confirmPasswordReset, \
+                     requestVerification, confirmVerification, requestEmailChange, confirmEmailChange).",
                 );
             }
             let message = "Must be a whole number, at least 1.";
@@ -159,7 +162,7 @@ fn label_is_known(label: &str) -> bool {
     match label.split_once(':') {
         Some((c, action)) => {
             let c_ok = c == "*" || crate::schema::collection::is_valid_name(c);
-            c_ok && ["list", "view", "create", "update", "delete", "auth"].contains(&action)
+            c_ok && crate::settings::RATE_LIMIT_TAGS.contains(&action)
         }
         None => false,
     }
@@ -171,7 +174,15 @@ mod tests {
 
     #[test]
     fn rate_limit_labels() {
-        for ok in ["*:auth", "posts:create", "/api/", "POST /api/batch", "users:list"] {
+        for ok in [
+            "*:auth",
+            "posts:create",
+            "/api/",
+            "POST /api/batch",
+            "users:list",
+            "*:authRefresh",
+            "users:requestOTP",
+        ] {
             assert!(label_is_known(ok), "{ok}");
         }
         for bad in ["posts", "posts:frob", "POST api", "1bad:list", "*:"] {
