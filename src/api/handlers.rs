@@ -279,7 +279,7 @@ pub async fn settings_view(state: Data, caller: Caller) -> Result<HttpResponse, 
 
 pub async fn settings_update(state: Data, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    Ok(ok(state.settings.patch(&state.store, body.0).await?.redacted()))
+    Ok(ok(core::settings::update(&state, body.0).await?.redacted()))
 }
 
 // ---- batch -------------------------------------------------------------

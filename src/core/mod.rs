@@ -13,6 +13,7 @@ pub mod records;
 pub mod references;
 pub mod replan;
 pub mod sessions;
+pub mod settings;
 
 pub use crate::rules::{Caller, RequestInfo, SUPERUSERS};
 

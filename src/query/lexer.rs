@@ -126,15 +126,9 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
                 TokenKind::RParen
             }
             '&' | '|' => {
-                if next != Some(c) {
-                    return Err(err(i, format!("expected '{c}{c}', found a single '{c}'")));
-                }
+                let kind = lex_logic(c, next, i)?;
                 i += 2;
-                if c == '&' {
-                    TokenKind::And
-                } else {
-                    TokenKind::Or
-                }
+                kind
             }
             '\'' | '"' => {
                 let (content, end) = lex_string(&chars, i)?;
@@ -177,6 +171,14 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, QueryError> {
         text: String::new(),
     });
     Ok(tokens)
+}
+
+/// `&&` or `||` at `at` (a single `&` or `|` is an error).
+fn lex_logic(c: char, next: Option<char>, at: usize) -> Result<TokenKind, QueryError> {
+    if next != Some(c) {
+        return Err(err(at, format!("expected '{c}{c}', found a single '{c}'")));
+    }
+    Ok(if c == '&' { TokenKind::And } else { TokenKind::Or })
 }
 
 /// Reads the longest run of operator characters from `chars[start]` and

@@ -1,5 +1,5 @@
 //! `/_/settings`: one page, one form per section, each posting to its own
-//! route. Server settings save through `SettingsStore::patch` (the
+//! route. Server settings save through `core::settings::update` (the
 //! validation of `PATCH /api/settings`), token durations through
 //! `core::collections::update` (an auth collection's `authOptions`). A
 //! failed save shows the whole page again with 400, the submitted values
@@ -235,7 +235,7 @@ impl Section {
 async fn save(req: &HttpRequest, admin: Admin, section: Section) -> Result<HttpResponse, AdminError> {
     let errors = match section.patch() {
         Err(errors) => errors,
-        Ok(patch) => match admin.state.settings.patch(&admin.state.store, patch).await {
+        Ok(patch) => match crate::core::settings::update(&admin.state, patch).await {
             Ok(_) => return Ok(saved(req)),
             Err(e) if e.status == 400 => Errors::from_api(&e, section.fallback(), |k| section.form_key(k)),
             Err(e) => return Err(e.into()),
