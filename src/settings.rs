@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::store::{Store, StoreError, WriteOp};
 
 /// The `meta` key of the settings document.
-const KEY: &str = "settings";
+const KEY: &str = crate::store::meta::SETTINGS;
 
 /// Set (to `2`) once settings were saved under PocketBase's rate-limit
 /// labels (`*:auth` = logins only). Absent, stored rules equal to the old

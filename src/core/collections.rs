@@ -325,8 +325,10 @@ pub fn dry_run(state: &AppState, name_or_id: &str, schema: &Value) -> Result<Val
 
 /// Resumes index builds a restart interrupted.
 pub fn resume_builds(state: &AppState) -> Result<(), ApiError> {
-    for key in state.store.meta_keys("idxbuild/")? {
-        let mut parts = key.trim_start_matches("idxbuild/").splitn(2, '/');
+    for key in state.store.meta_keys(crate::store::meta::INDEX_BUILD_PREFIX)? {
+        let mut parts = key
+            .trim_start_matches(crate::store::meta::INDEX_BUILD_PREFIX)
+            .splitn(2, '/');
         if let (Some(cid), Some(index)) = (parts.next(), parts.next()) {
             if state.registry.get(cid).is_some() {
                 indexing::spawn_build(state.clone(), cid.to_owned(), index.to_owned());

@@ -640,7 +640,7 @@ impl<'a> Query<'a> {
 
 /// [`list`] for the HTTP handlers: a cheap list runs inline; any other
 /// (scans, per-record checks, relation paths, expand) runs as heavy work
-/// off the HTTP workers (`core::work`), within the request's budget.
+/// off the HTTP workers (`state::work`), within the request's budget.
 pub async fn list_async(
     state: &AppState,
     coll: std::sync::Arc<CompiledCollection>,

@@ -52,6 +52,10 @@ struct Client {
     /// Auth, subscriptions and the token they were set with. A std mutex:
     /// held only to swap or read, never across an await.
     inner: Mutex<ClientState>,
+    /// The address the stream was opened from: subscriptions may only be
+    /// set from it (as PocketBase: a leaked or guessed `clientId` is of no
+    /// use from elsewhere).
+    address: Option<std::net::IpAddr>,
 }
 
 struct ClientState {
@@ -99,7 +103,11 @@ pub struct Opened<P> {
 /// Registers a new client (`GET /api/realtime`): its `PB_CONNECT` frame is
 /// queued first, then every change its subscriptions see, until it
 /// disconnects, falls behind, idles for [`IDLE`] or the server stops.
-pub fn open(state: &AppState, clients: &SseClients) -> Opened<impl std::future::Future<Output = ()>> {
+pub fn open(
+    state: &AppState,
+    clients: &SseClients,
+    address: Option<std::net::IpAddr>,
+) -> Opened<impl std::future::Future<Output = ()>> {
     let state = state.clone();
     let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
     let client = Arc::new(Client {
@@ -107,6 +115,7 @@ pub fn open(state: &AppState, clients: &SseClients) -> Opened<impl std::future::
             who: Subscriber::guest(),
             subs: Arc::new(Vec::new()),
         }),
+        address,
     });
     let rx = state.store.subscribe();
     let (tx, frames) = mpsc::channel::<String>(QUEUE);
@@ -245,12 +254,14 @@ fn urlencoding_decode(s: &str) -> String {
 }
 
 /// `POST /api/realtime {clientId, subscriptions}`: replaces the client's
-/// subscription set, as `token` (the request's `Authorization`) may.
+/// subscription set, as `token` (the request's `Authorization`) may, from
+/// the `address` the stream was opened from.
 pub fn set_subscriptions(
     state: &AppState,
     clients: &SseClients,
     body: &serde_json::Map<String, Value>,
     token: Option<String>,
+    address: Option<std::net::IpAddr>,
 ) -> Result<(), ApiError> {
     let client_id = match body.get("clientId") {
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => s.clone(),
@@ -293,6 +304,9 @@ pub fn set_subscriptions(
     let client = clients
         .get(&client_id)
         .ok_or_else(|| ApiError::not_found("Missing or invalid client id."))?;
+    if client.address.is_some() && client.address != address {
+        return Err(ApiError::bad_request("Invalid realtime client."));
+    }
     let caller = auth::resolve(state, token.as_deref());
     let mut subs = Vec::with_capacity(topics.len());
     for t in &topics {

@@ -552,6 +552,46 @@ async fn sse_connect(
     (sse, id)
 }
 
+/// As PocketBase: a stream's subscriptions may only be set from the
+/// address that opened it, so a leaked `clientId` is of no use elsewhere.
+#[actix_web::test]
+async fn sse_subscriptions_change_only_from_the_clients_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    posts(&app).await;
+    let (_sse, id) = sse_connect(&app).await;
+    let body = json!({"clientId": id, "subscriptions": ["posts/*"]}).to_string();
+    let port: u16 = app.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let mut s = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /api/realtime HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Invalid realtime client."), "{answer}");
+    // From the stream's own address it works.
+    let r = app
+        .call(
+            awc::http::Method::POST,
+            "/api/realtime",
+            Some(serde_json::from_str(&body).unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+}
+
 #[actix_web::test]
 async fn sse_subscriptions_change_only_with_the_clients_own_auth() {
     let app = spawn_app().await;

@@ -18,7 +18,7 @@ pub async fn connect(
     clients: web::Data<SseClients>,
 ) -> Result<HttpResponse, ApiError> {
     let lease = crate::api::bounds::realtime_lease(&req, &state)?;
-    let opened = sse::open(&state, &clients);
+    let opened = sse::open(&state, &clients, crate::api::middleware::client_ip(&req));
     let pump = opened.pump;
     actix_web::rt::spawn(async move {
         let _lease = lease;
@@ -43,6 +43,7 @@ pub async fn set_subscriptions(
     http: HttpRequest,
     body: JsonBody,
 ) -> Result<HttpResponse, ApiError> {
-    sse::set_subscriptions(&state, &clients, &body.0, super::authorization(&http))?;
+    let address = crate::api::middleware::client_ip(&http);
+    sse::set_subscriptions(&state, &clients, &body.0, super::authorization(&http), address)?;
     Ok(HttpResponse::NoContent().finish())
 }
