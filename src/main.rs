@@ -90,7 +90,7 @@ impl PocketBaseFlags {
             (
                 "--queryTimeout",
                 self.query_timeout.is_some(),
-                "queries are bounded by the read budget (settings `budget`), not by a timeout",
+                "the time limit per request is the setting `budget.maxSeconds` (default 30 s, as PocketBase's)",
             ),
             (
                 "--encryptionEnv",
