@@ -36,7 +36,10 @@ source "$BENCH_DIR/lib.sh"
 : "${RT_IDLE_WAIT:=600}"       # seconds to wait for an idle machine before each scenario
 : "${RT_RETRIES:=1}"           # repeats of a scenario that other processes disturbed
 : "${RT_BUILD:=0}"             # 1 = always build first
-: "${RT_NO_BUILD:=0}"          # 1 = never build; a missing binary is an error
+: "${RT_NO_BUILD:=0}"          # 1 = never build (a stale binary is used, with a note);
+                               #     a missing binary is an error
+: "${RT_BEFORE_CAPS:=0}"       # 1 = BASALT_BIN predates the connection caps (a "before"
+                               #     binary): no caps to lift, no staleness check
 : "${BENCH_RESULTS_DIR:=$BENCH_DIR/results}"
 : "${BENCH_KEEP:=0}"
 : "${BENCH_CACHE:=/var/tmp/basalt-bench}"
@@ -92,7 +95,9 @@ build() {
     record_cmd env CARGO_TARGET_DIR="$CARGO_TARGET_DIR" cargo build --release "$@"
     (cd "$REPO_ROOT" && cargo build --release "$@") >&2
 }
-if [[ "$RT_BUILD" == 1 || ! -x "$BASALT_BIN" ]] || (($(stat -c %Y "$BASALT_BIN") < commit_ct)); then
+if [[ "$RT_NO_BUILD" == 1 && -x "$BASALT_BIN" ]] && (($(stat -c %Y "$BASALT_BIN") < commit_ct)); then
+    log "note: $BASALT_BIN is older than the last commit (RT_NO_BUILD=1: used as it is)"
+elif [[ "$RT_BUILD" == 1 || ! -x "$BASALT_BIN" ]] || { [[ "$RT_BEFORE_CAPS" != 1 ]] && (($(stat -c %Y "$BASALT_BIN") < commit_ct)); }; then
     build "$BASALT_BIN"
 fi
 if [[ "$RT_BUILD" == 1 || ! -x "$LOAD_BIN" || "$REPO_ROOT/examples/realtime_load.rs" -nt "$LOAD_BIN" ]]; then
@@ -136,12 +141,14 @@ basalt_prepare() {
 basalt_start() {
     # Every subscriber connects from 127.0.0.1: lift the total connection
     # cap here and the per-address caps in basalt_tune.
-    start_bg "$1/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$2" --dir "$1/data" \
-        --max-connections 1000000
+    local -a caps=(--max-connections 1000000)
+    [[ "$RT_BEFORE_CAPS" == 1 ]] && caps=()
+    start_bg "$1/server.log" "$BASALT_BIN" serve --http "127.0.0.1:$2" --dir "$1/data" "${caps[@]}"
 }
 # basalt_tune BASE TOKEN: the per-address caps (256 connections, 64 realtime
 # streams by default) would refuse a load generator on one address.
 basalt_tune() {
+    [[ "$RT_BEFORE_CAPS" == 1 ]] && return 0
     local body='{"limits":{"connectionsPerAddress":1000000,"realtimePerAddress":1000000}}'
     record_cmd python3 "$BENCH_DIR/benchlib.py" request PATCH "$1/api/settings" "$body" '$TOKEN'
     bl request PATCH "$1/api/settings" "$body" "$2" >/dev/null || die "PATCH /api/settings (limits) failed"
