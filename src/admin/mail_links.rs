@@ -343,6 +343,7 @@ async fn confirm(
     t: &MailedToken,
     token: &str,
     fields: &[(String, String)],
+    ip: Option<IpAddr>,
 ) -> Result<(), ApiError> {
     let field = |name: &str| last(fields, name);
     let mut body = Map::new();
@@ -357,7 +358,7 @@ async fn confirm(
         }
         Flow::EmailChange => {
             body.insert("password".into(), Value::String(field("password").to_owned()));
-            auth::confirm_email_change(st, &t.collection, &body).await
+            auth::confirm_email_change(st, &t.collection, &body, ip).await
         }
     }
 }
@@ -438,7 +439,8 @@ async fn submit(req: HttpRequest, token: String, flow: Flow, fields: Fields) -> 
         Ok(t) => t,
         Err(u) => return u.page(&req, flow),
     };
-    match confirm(&st, flow, &t, &token, &fields).await {
+    let ip = crate::api::middleware::client_ip(&req);
+    match confirm(&st, flow, &t, &token, &fields, ip).await {
         Ok(()) => done(&req, flow, &t),
         // Spent meanwhile (a second tab, a double click).
         Err(e) if e.data.contains_key("token") => invalid_link(&req, flow),

@@ -219,9 +219,14 @@ pub async fn request_email_change(
     Ok(no_content())
 }
 
-pub async fn confirm_email_change(state: Data, path: Name, body: JsonBody) -> Result<HttpResponse, ApiError> {
+pub async fn confirm_email_change(
+    state: Data,
+    http: HttpRequest,
+    path: Name,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    core::auth::confirm_email_change(&state, &coll, &body.0).await?;
+    core::auth::confirm_email_change(&state, &coll, &body.0, client_ip(&http)).await?;
     Ok(no_content())
 }
 

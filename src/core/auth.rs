@@ -686,11 +686,15 @@ pub async fn request_email_change(
     Ok(())
 }
 
-/// `confirm-email-change {token, password}` → 204; rotates `tokenKey`.
+/// `confirm-email-change {token, password}` from a client at `ip` → 204;
+/// rotates `tokenKey`. A wrong password is a failed login of the account
+/// from that address (the logins' limiter): the token survives a wrong
+/// password, so without it whoever holds a token could guess unlimited.
 pub async fn confirm_email_change(
     state: &AppState,
     collection: &Arc<CompiledCollection>,
     body: &Map<String, Value>,
+    ip: Option<IpAddr>,
 ) -> Result<(), ApiError> {
     require_auth_collection(collection)?;
     let token = required_string(body, "token")?;
@@ -704,6 +708,7 @@ pub async fn confirm_email_change(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    let attempt = login_attempt(state, collection, &record_id(&rec), ip)?;
     let ok = password::verify_async(pw, hash).await;
     if !ok {
         return Err(ApiError::field(
@@ -712,6 +717,7 @@ pub async fn confirm_email_change(
             "Invalid password.",
         ));
     }
+    attempt.succeeded();
     let key = crate::ids::token_key();
     rewrite(state, collection, &claims.id, |d| {
         d.insert("email".into(), Value::String(new_email.clone()));

@@ -290,6 +290,46 @@ async fn hard_otp_is_invalidated_after_five_wrong_codes() {
     assert_eq!(r.status, 429, "{:?}", r.body);
 }
 
+/// The email-change token survives a wrong password, so its password check
+/// is a login like any other: five wrong passwords from one address and
+/// that address gets 429s for the account, the right password included.
+#[actix_web::test]
+async fn hard_confirm_email_change_guesses_are_failed_logins() {
+    // The shipped rate limits (the test default turns them off).
+    let app = spawn_app_with_defaults().await;
+    let body = json!({"email": "fay@example.com", "password": "password-1", "passwordConfirm": "password-1"});
+    assert_eq!(sign_up(&app, "users", body).await.status, 200);
+    let session = app.login("users", "fay@example.com", "password-1").await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/collections/users/request-email-change",
+            Some(json!({"newEmail": "fay2@example.com"})),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let token = crate::auth_flows::token_in(&crate::auth_flows::mail_to(&app.dir, "fay2@example.com", 0).await);
+    let confirm = |password: &str| {
+        app.guest_post(
+            "/api/collections/users/confirm-email-change",
+            json!({"token": token, "password": password}),
+        )
+    };
+    for i in 0..5 {
+        let r = confirm(&format!("guess-{i}")).await;
+        assert_eq!(r.status, 400, "guess {i}: {:?}", r.body);
+    }
+    let r = confirm("guess-5").await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    let r = confirm("password-1").await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    // The account's logins from this address wait too.
+    let login = json!({"identity": "fay@example.com", "password": "password-1"});
+    let r = app.guest_post("/api/collections/users/auth-with-password", login).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+}
+
 // ---- 4. one auth id, one account ------------------------------------------
 
 #[actix_web::test]
