@@ -21,8 +21,10 @@
 //! `collection:` labels come before both `*:` labels, as in PocketBase.
 //! `{c}` may be a name or an id; it is resolved to the name only when a
 //! `collection:tag` rule exists for one of the request's tags, so the hot
-//! path never touches the registry. Addresses in `excludedIPs` are never
-//! limited. A path label matches
+//! path never touches the registry. Addresses in `excludedIPs` pass every
+//! per-address rule, but not the per-account limit on failed logins (a
+//! shared NAT or a forged proxy header must not buy unlimited password
+//! guesses). A path label matches
 //! itself and what lies below it at a segment boundary (`/api/batch` matches
 //! `/api/batch/x`, not `/api/batchx`). With duplicate labels the first rule
 //! wins; a label of no known form never matches (logged when built).
@@ -578,7 +580,10 @@ impl RateLimiter {
         account: &str,
         ip: IpAddr,
     ) -> Result<LoginAttempt, u64> {
-        let Some(table) = self.active(settings).filter(|t| !t.is_excluded(ip)) else {
+        // `excludedIPs` lifts the per-address rules, not this one: an
+        // excluded address (a shared NAT, or one a proxy header claims) must
+        // not get unlimited guesses at a password.
+        let Some(table) = self.active(settings) else {
             return Ok(LoginAttempt { slot: None });
         };
         let Some(b) = table.auth_rule(collection_name).map(|i| table.buckets[i].clone()) else {

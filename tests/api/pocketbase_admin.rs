@@ -601,6 +601,36 @@ async fn pb_ratelimit_excluded_ips_are_not_limited() {
     assert_eq!(app.guest_get("/api/health").await.status, 429);
 }
 
+/// `excludedIPs` lifts the per-address rules, not the per-account limit on
+/// failed logins: an excluded address (a shared NAT, a forged proxy
+/// header) gets no unlimited password guesses.
+#[actix_web::test]
+async fn pb_ratelimit_excluded_ips_still_count_failed_logins() {
+    let app = spawn_app().await;
+    let body = json!({"email": "gus@example.com", "password": "password-1", "passwordConfirm": "password-1"});
+    let r = app.guest_post("/api/collections/users/records", body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .patch(
+            "/api/settings",
+            json!({"rateLimits": {"enabled": true, "excludedIPs": ["127.0.0.0/8"],
+                   "rules": [{"label": "*:auth", "maxRequests": 5, "duration": 600}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let login = |password: &str| {
+        app.guest_post(
+            "/api/collections/users/auth-with-password",
+            json!({"identity": "gus@example.com", "password": password}),
+        )
+    };
+    for i in 0..5 {
+        assert_eq!(login(&format!("guess-{i}")).await.status, 400);
+    }
+    let r = login("password-1").await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+}
+
 /// Stores rate limits as an older Basalt would have (no labels marker).
 async fn store_old_settings(app: &TestApp, rate_limits: Value) {
     let mut settings = app.get("/api/settings").await.body;
