@@ -391,6 +391,10 @@ fn plan_one(state: &AppState, item: &Value, now: &str) -> Result<Option<Planned>
                     "System collections cannot be renamed.",
                 ));
             }
+            // As in update: `_` names are the system collections' own.
+            if def.name != cur.def.name && def.name.starts_with('_') {
+                return Err(reserved_name());
+            }
             if def != cur.def {
                 def.updated = now.to_owned();
             }

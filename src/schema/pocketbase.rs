@@ -977,6 +977,24 @@ pub fn apply_auth_key(
         }
         return Ok(());
     }
+    // A protection shown as on but not enforced is worse than a refusal:
+    // the dashboard would show MFA on while a password alone signs in.
+    let enabled = obj.get("enabled").and_then(Value::as_bool);
+    match (key, enabled) {
+        ("passwordAuth", Some(false)) => {
+            return Err(invalid(
+                "passwordAuth.enabled",
+                "password sign-in cannot be turned off in Basalt yet",
+            ))
+        }
+        ("mfa" | "oauth2", Some(true)) => {
+            return Err(invalid(
+                format!("{key}.enabled"),
+                format!("{key} is not built in Basalt yet; leave it disabled"),
+            ))
+        }
+        _ => {}
+    }
     match key {
         "passwordAuth" => {
             if let Some(f) = obj.get("identityFields") {
@@ -1072,11 +1090,16 @@ fn parse_generator(pattern: &str) -> Result<Vec<Atom>, String> {
                                     set.extend([a, '-']);
                                     break;
                                 }
-                                b if b >= a => set.extend(a..=b),
+                                // Counted before it is built: `[!-\u{10FFFF}…]`
+                                // would otherwise allocate gigabytes first.
+                                b if b >= a && set.len() + (b as usize - a as usize) < MAX_CLASS => set.extend(a..=b),
                                 _ => return Err(unsupported()),
                             }
                         }
                         a => set.push(a),
+                    }
+                    if set.len() > MAX_CLASS {
+                        return Err(unsupported());
                     }
                 }
                 set

@@ -497,6 +497,22 @@ async fn auth_collections_take_pocketbase_auth_options() {
         .await;
     assert_eq!(u.status, 200, "{}", u.body);
     assert!(!app.login("members", "m@x.io", "password123").await.is_empty());
+    // Protections Basalt cannot enforce yet are refused, never stored as on.
+    for (key, value) in [
+        ("mfa", json!({"enabled": true, "duration": 900, "rule": ""})),
+        ("oauth2", json!({"enabled": true, "providers": []})),
+        ("passwordAuth", json!({"enabled": false, "identityFields": ["email"]})),
+    ] {
+        let r = app.patch("/api/collections/members", json!({ key: value })).await;
+        assert_eq!(r.status, 400, "{key}: {}", r.body);
+        assert!(
+            r.body["data"].get(format!("{key}.enabled")).is_some(),
+            "{key}: {}",
+            r.body
+        );
+    }
+    let r = app.get("/api/collections/members").await;
+    assert_eq!(r.body["mfa"]["enabled"], false, "{}", r.body);
 }
 
 #[actix_web::test]
@@ -542,6 +558,10 @@ async fn import_creates_replaces_and_deletes_missing_all_or_nothing() {
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["_superusers", "books", "writers"]);
+    // A rename to a `_` name (the system collections' own) is refused, as in update.
+    let r = put(json!({"collections": [{"id": "pbc_1", "name": "_writers", "type": "base", "fields": [{"name": "name", "type": "text"}]}]})).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(app.get("/api/collections/pbc_1").await.body["name"], "writers");
     // A relation to a collection the import deletes is refused.
     let r = put(json!({"deleteMissing": true, "collections": [{"id": "pbc_2", "name": "books", "fields": [{"name": "author", "type": "relation", "collectionId": "pbc_1", "maxSelect": 1}]}]})).await;
     assert_eq!(r.status, 400, "{}", r.body);

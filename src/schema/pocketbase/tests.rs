@@ -320,7 +320,13 @@ fn autogenerate_patterns() {
     let s = generate("id_\\d{2,4}").unwrap();
     assert!(s.starts_with("id_") && (5..=7).contains(&s.len()));
     let many_parts = "a{0}".repeat(300);
+    // Refused before the class is built: 10,000 ranges of the whole of
+    // Unicode (gigabytes if expanded), or 10,000 `\w` escapes.
+    let huge_ranges = format!("[{}]", "!-\u{10FFFF}".repeat(10_000));
+    let many_escapes = format!("[{}]", "\\w".repeat(10_000));
     for bad in [
+        huge_ranges.as_str(),
+        many_escapes.as_str(),
         "a*",
         "[^a]{3}",
         "(ab){2}",
