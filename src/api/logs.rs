@@ -192,22 +192,24 @@ fn is_newest_first(keys: &[SortKey]) -> bool {
 }
 
 /// Every entry matching `filter`, newest first, handed to `visit` until it
-/// returns false; at most `budget` entries are read. A top-level
+/// returns false; the request budget's records (`budget.maxRecords`) and
+/// seconds (`budget.maxSeconds`) bound the walk. A top-level
 /// `created >= '…'` (or `>`) bound ends the walk at that time, so it is
 /// the way to read a window of a log larger than the budget.
-fn scan(
-    state: &AppState,
-    filter: &Filter,
-    budget: u64,
-    mut visit: impl FnMut(&EntryFields) -> bool,
-) -> Result<(), ApiError> {
+fn scan(state: &AppState, filter: &Filter, mut visit: impl FnMut(&EntryFields) -> bool) -> Result<(), ApiError> {
+    let limits = state.settings.get().budget.limits();
+    let budget = crate::rules::Budget::new(limits);
     let now = now_millis();
     let since_us = created_floor(filter);
     for (read, entry) in state.store.logs().newest_first(since_us).enumerate() {
-        if read as u64 >= budget {
+        if !budget.read(1) {
+            if (read as u64) < limits.records {
+                budget.check()?; // out of time: the budget's own 400
+            }
             return Err(ApiError::bad_request(format!(
-                "This request would read more than {budget} log entries (budget.maxRecords): \
-                 narrow the filter with a time window, e.g. created >= '2024-01-31 12:00:00'."
+                "This request would read more than {} log entries (budget.maxRecords): \
+                 narrow the filter with a time window, e.g. created >= '2024-01-31 12:00:00'.",
+                limits.records
             )));
         }
         let (key, e) = entry?;
@@ -305,19 +307,22 @@ fn page(state: &AppState, query: &HashMap<String, String>) -> Result<Value, ApiE
     let filter = log_filter(text("filter"))?;
     let keys = log_sort(text("sort"))?;
     let skip = (page - 1).saturating_mul(per_page);
-    let budget = state.settings.get().budget.max_records;
     let log = state.store.logs();
     let mut items = Vec::with_capacity(per_page.min(64));
     let total = if filter.is_empty() && is_newest_first(&keys) {
         // The log's own order: read just the page.
-        for entry in log.newest_first(0).skip(skip).take(per_page) {
+        // A page past the end reads nothing (`skip` would walk the log).
+        let entries = log
+            .newest_first(0)
+            .take(if skip < log.len() as usize { skip + per_page } else { 0 });
+        for entry in entries.skip(skip) {
             let (key, e) = entry?;
             items.push(item(key, &e));
         }
         log.len() as usize
     } else if is_newest_first(&keys) {
         let mut matched = 0usize;
-        scan(state, &filter, budget, |f| {
+        scan(state, &filter, |f| {
             if matched >= skip && items.len() < per_page {
                 items.push(item(f.key, f.e));
             }
@@ -330,7 +335,7 @@ fn page(state: &AppState, query: &HashMap<String, String>) -> Result<Value, ApiE
         // `compare_records` compares for key `i`) and key are kept, then the
         // page's entries are read again by key.
         let mut all: Vec<(Value, LogKey)> = Vec::new();
-        scan(state, &filter, budget, |f| {
+        scan(state, &filter, |f| {
             let values = keys.iter().map(|k| f.field(&k.path).unwrap_or(Value::Null));
             all.push((Value::Array(values.collect()), f.key));
             true
@@ -403,8 +408,7 @@ pub async fn stats(
     let body = blocking(state, move |s| {
         const HOUR_MS: i64 = 3_600_000;
         let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
-        let budget = s.settings.get().budget.max_records;
-        scan(s, &filter, budget, |f| {
+        scan(s, &filter, |f| {
             *hours.entry((f.key.ts_us / 1000) as i64 / HOUR_MS).or_default() += 1;
             true
         })?;

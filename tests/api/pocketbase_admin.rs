@@ -197,6 +197,10 @@ async fn pb_logs_filtered_reads_stop_at_the_record_budget() {
     // The log's own order needs no scan: a plain page still works.
     let r = app.get("/api/logs?perPage=3").await;
     assert_eq!((r.status, urls(&r).len()), (200, 3), "{:?}", r.body);
+    // A page far past the end reads nothing and is empty.
+    let r = app.get("/api/logs?perPage=500&page=1000000000").await;
+    assert_eq!((r.status, urls(&r).len()), (200, 0), "{:?}", r.body);
+    assert!(r.body["totalItems"].as_u64().unwrap_or(0) >= 8, "{:?}", r.body);
     // A time window ends the walk: only the entries since then are read.
     flush(&app).await;
     let since = app.get("/api/logs?perPage=1").await.body["items"][0]["created"].clone();
