@@ -484,12 +484,21 @@ pub async fn import(state: &AppState, body: Map<String, Value>) -> Result<(), Ap
     };
     let _guard = state.collection_lock.lock().await;
     let now = now_string();
-    let mut planned: Vec<Planned> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        if let Some(p) = plan_one(state, item, &now).map_err(|e| prefixed(i, e))? {
-            planned.push(p);
-        }
-    }
+    // Compiling up to MAX_IMPORT schemas is CPU work: on the blocking pool,
+    // never on the HTTP workers.
+    let (st, owned, at) = (state.clone(), items.clone(), now.clone());
+    let planned: Vec<Planned> = state
+        .work
+        .run(move || -> Result<Vec<Planned>, ApiError> {
+            let mut planned = Vec::new();
+            for (i, item) in owned.iter().enumerate() {
+                if let Some(p) = plan_one(&st, item, &at).map_err(|e| prefixed(i, e))? {
+                    planned.push(p);
+                }
+            }
+            Ok(planned)
+        })
+        .await??;
     let touched: Vec<&str> = planned.iter().map(|(_, c)| c.def.id.as_str()).collect();
     let all = state.registry.all();
     let untouched: Vec<&Arc<CompiledCollection>> =
