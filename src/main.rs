@@ -151,8 +151,10 @@ enum Command {
     /// while the server runs on the data dir too (through its control
     /// socket, `<dir>/.basalt.sock`).
     Superuser {
+        /// Without one, the commands are listed and the exit code is 0, as
+        /// `pocketbase superuser`.
         #[command(subcommand)]
-        action: SuperuserAction,
+        action: Option<SuperuserAction>,
     },
     /// Back up or restore a data dir. While the server runs, make backups
     /// from the dashboard (Settings → Backups) instead.
@@ -273,9 +275,17 @@ fn main() -> ExitCode {
                 })
                 .await
             }
-            Command::Superuser { action } => {
+            Command::Superuser { action: Some(action) } => {
                 let (name, args) = action.split();
                 superuser(dir, name, &args).await
+            }
+            Command::Superuser { action: None } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command().bin_name("basalt");
+                cmd.build();
+                if let Some(sub) = cmd.find_subcommand_mut("superuser") {
+                    let _ = sub.print_help();
+                }
+                ExitCode::SUCCESS
             }
             Command::Version => {
                 println!("basalt {VERSION}");

@@ -485,6 +485,17 @@ fn serve_with_a_domain_or_https_says_tls_is_not_built() {
     assert!(!tmp.path().join("db").exists(), "nothing was opened");
 }
 
+/// As `pocketbase superuser`: without a subcommand, the list of them, exit 0.
+#[test]
+fn superuser_without_a_command_lists_them() {
+    let out = basalt().arg("superuser").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["basalt superuser", "create", "upsert", "update", "delete", "otp"] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+}
+
 #[test]
 fn version_as_pocketbase_prints_it() {
     let expected = format!("basalt version {}\n", env!("CARGO_PKG_VERSION"));
