@@ -4,6 +4,7 @@
 //! Each section has sane defaults, so a fresh install works without any
 //! configuration (mail then goes to the dev outbox, see `mail`).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -662,9 +663,47 @@ impl Settings {
 }
 
 /// Cheap-clone handle to the current settings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SettingsStore {
     current: Arc<RwLock<Arc<Settings>>>,
+    /// `budget.realtime_limits()` of the current settings, kept beside them:
+    /// every change costs every realtime connection one budget, and reading
+    /// it through `get()` takes the lock and the `Arc`'s count, counters
+    /// every core writes; these are written only when settings change.
+    realtime: Arc<LiveLimits>,
+}
+
+impl Default for SettingsStore {
+    fn default() -> Self {
+        SettingsStore::holding(Settings::default())
+    }
+}
+
+/// A [`crate::rules::BudgetLimits`] readable without a lock.
+#[derive(Default)]
+struct LiveLimits {
+    records: AtomicU64,
+    expand: AtomicU64,
+    output_bytes: AtomicU64,
+    seconds: AtomicU64,
+}
+
+impl LiveLimits {
+    fn set(&self, l: crate::rules::BudgetLimits) {
+        self.records.store(l.records, Relaxed);
+        self.expand.store(l.expand, Relaxed);
+        self.output_bytes.store(l.output_bytes, Relaxed);
+        self.seconds.store(l.time.as_secs(), Relaxed);
+    }
+
+    fn get(&self) -> crate::rules::BudgetLimits {
+        crate::rules::BudgetLimits {
+            records: self.records.load(Relaxed),
+            expand: self.expand.load(Relaxed),
+            output_bytes: self.output_bytes.load(Relaxed),
+            time: std::time::Duration::from_secs(self.seconds.load(Relaxed)),
+        }
+    }
 }
 
 fn merge(base: &mut Value, patch: Value) {
@@ -696,9 +735,22 @@ impl SettingsStore {
         }
         store.logs().set_limits(settings.logs.limits());
         store.set_change_budget(settings.realtime.max_bytes);
-        Ok(SettingsStore {
+        Ok(SettingsStore::holding(settings))
+    }
+
+    fn holding(settings: Settings) -> SettingsStore {
+        let realtime = Arc::new(LiveLimits::default());
+        realtime.set(settings.budget.realtime_limits());
+        SettingsStore {
             current: Arc::new(RwLock::new(Arc::new(settings))),
-        })
+            realtime,
+        }
+    }
+
+    /// What one change may cost one realtime connection
+    /// (`budget.realtime_limits()` of the current settings), without a lock.
+    pub fn realtime_limits(&self) -> crate::rules::BudgetLimits {
+        self.realtime.get()
     }
 
     /// A snapshot of the current settings.
@@ -754,7 +806,10 @@ impl SettingsStore {
         store.logs().set_limits(next.logs.limits());
         store.set_change_budget(next.realtime.max_bytes);
         let next = Arc::new(next);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = next.clone();
+        self.realtime.set(next.budget.realtime_limits());
+        drop(current);
         Ok(next)
     }
 }

@@ -243,7 +243,7 @@ pub fn render_all(
     request: &Value,
     change: &Change,
 ) -> Vec<Delivery> {
-    let budget = Budget::new(state.settings.get().budget.realtime_limits());
+    let budget = Budget::new(state.settings.realtime_limits());
     specs
         .iter()
         .map(|spec| {
