@@ -297,6 +297,43 @@ fn rss_kib(pid: u32) -> u64 {
 /// The expand attack of the issue (a mesh of relations expanded six levels
 /// deep, 10^6 records per item) against the real binary: every answer is a
 /// budget 400 and the server's memory stays within a bound the budget sets.
+/// `budget.realtimeMaxRecords` takes effect on open connections as soon as
+/// it is saved.
+#[actix_web::test]
+async fn bound_budget_realtime_limit_follows_the_settings() {
+    let app = spawn_app().await;
+    let ids = mesh(&app, 5).await;
+    let (mut ws, _) = Ws::open(&app, None).await;
+    // 5 + 25 records per event: within the default, over a limit of 10.
+    let heavy = "links.links.title = 'nope'";
+    for (id, filter) in [("heavy", Some(heavy)), ("plain", None)] {
+        let mut sub = json!({"type": "subscribe", "id": id, "topic": "nodes/*"});
+        if let Some(f) = filter {
+            sub["filter"] = json!(f);
+        }
+        assert_eq!(ws.subscribe(sub).await["type"], "subscribed");
+    }
+    let r = app
+        .patch("/api/settings", json!({"budget": {"realtimeMaxRecords": 10}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .patch(
+            &format!("/api/collections/nodes/records/{}", ids[0]),
+            json!({"title": "changed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let first = ws.recv().await;
+    assert_eq!(first["type"], "error", "{first}");
+    assert!(
+        first["message"].as_str().unwrap().starts_with("Budget exceeded"),
+        "{first}"
+    );
+    let second = ws.recv().await;
+    assert_eq!(second["type"], "resync", "{second}");
+}
+
 #[actix_web::test]
 async fn bound_budget_expand_attack_keeps_memory_bounded() {
     use crate::helpers::{client, read, SU_EMAIL, SU_PASSWORD};
