@@ -140,10 +140,7 @@ impl AtParts<'_> {
         let Some(rest) = self.rest else {
             return Err(err(
                 self.pos + self.base.chars().count(),
-                format!(
-                    "expected a field name after '@request.{sec}.' in '{}'",
-                    self.full
-                ),
+                format!("expected a field name after '@request.{sec}.' in '{}'", self.full),
             ));
         };
         Ok(Identifier {
@@ -169,10 +166,7 @@ impl AtParts<'_> {
         let Some(rest) = self.rest else {
             return Err(err(
                 self.pos + self.base.chars().count(),
-                format!(
-                    "expected a field name after '@collection.{coll}.' in '{}'",
-                    self.full
-                ),
+                format!("expected a field name after '@collection.{coll}.' in '{}'", self.full),
             ));
         };
         Ok(Identifier {
