@@ -18,7 +18,7 @@ use askama::Template;
 use super::view::{self, enc};
 use super::{Admin, AdminError, Page};
 use crate::clock::format_datetime;
-use crate::store::logs::{now_micros, LogEntry, LogKey};
+use crate::store::logs::{now_micros, LogEntry, LogKey, RequestLog};
 
 /// Rows per page.
 const PAGE: usize = 100;
@@ -371,13 +371,38 @@ struct LogsPage {
     filtered: bool,
 }
 
+/// The Logs page: the form echoed back, then one scan of the window that
+/// fills the table, the stats and the chart together (the log is read
+/// once, whatever is shown).
 async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminError> {
     let (f, errors) = Filters::parse(req.query_string());
     let log = admin.state.store.logs();
-    let settings = admin.state.settings.get();
     let (bucket_us, unit) = f.window.bucket();
-    let mut tpl = LogsPage {
-        page: Page::new(&req, &admin, "Logs", "logs"),
+    let mut tpl = page(&req, &admin, &f, errors, unit);
+    if !tpl.errors.is_empty() {
+        return Ok(view::render_status(&req, StatusCode::BAD_REQUEST, &tpl));
+    }
+    let now = now_micros();
+    let n = (f.window.micros() / bucket_us) as usize;
+    let mut tally = Tally {
+        buckets: chart::Buckets::new(now, bucket_us, n),
+        durations: Vec::new(),
+        errors: 0,
+        server_errors: 0,
+    };
+    scan(log, &f, now, &mut tally, &mut tpl)?;
+    summarise(&mut tpl, tally, unit, f.window.span());
+    Ok(view::render(&req, &tpl))
+}
+
+/// The page before any entry is read: the filter form with its options
+/// and current values, and the log's settings and counters. Kept apart so
+/// a bad filter can be shown (with a 400) without scanning anything.
+fn page(req: &HttpRequest, admin: &Admin, f: &Filters, errors: Vec<String>, unit: &'static str) -> LogsPage {
+    let log = admin.state.store.logs();
+    let settings = admin.state.settings.get();
+    LogsPage {
+        page: Page::new(req, admin, "Logs", "logs"),
         windows: Window::ALL
             .into_iter()
             .map(|w| Opt {
@@ -424,17 +449,25 @@ async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminErro
             && f.ip.is_empty()
             && f.auth.is_empty()),
         errors,
-    };
-    if !tpl.errors.is_empty() {
-        return Ok(view::render_status(&req, StatusCode::BAD_REQUEST, &tpl));
     }
-    let now = now_micros();
+}
+
+/// What the scan counts over every matching entry of the window (not only
+/// the page shown), for the stats and the chart.
+struct Tally {
+    buckets: chart::Buckets,
+    durations: Vec<u64>,
+    errors: u64,
+    server_errors: u64,
+}
+
+/// Walks the window newest first, at most `SCAN_CAP` entries (then the
+/// page says the figures are partial): every match is counted into
+/// `tally`, and the first `PAGE` matches before the `before` cursor become
+/// rows. The "older" link is kept only if a further match exists.
+fn scan(log: &RequestLog, f: &Filters, now: u64, tally: &mut Tally, tpl: &mut LogsPage) -> Result<(), AdminError> {
     let today = format_datetime((now / 1000) as i64)[..10].to_owned();
     let since = now.saturating_sub(f.window.micros());
-    let n = (f.window.micros() / bucket_us) as usize;
-    let mut buckets = chart::Buckets::new(now, bucket_us, n);
-    let mut durations = Vec::new();
-    let (mut errors, mut server_errors) = (0u64, 0u64);
     let mut more = false;
     for (scanned, item) in log.newest_first(since).enumerate() {
         if scanned >= SCAN_CAP {
@@ -445,10 +478,10 @@ async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminErro
         if !f.matches(&e) {
             continue;
         }
-        durations.push(e.micros);
-        errors += u64::from(e.status >= 400);
-        server_errors += u64::from(e.status >= 500);
-        buckets.add(e.ts_us, e.status >= 400);
+        tally.durations.push(e.micros);
+        tally.errors += u64::from(e.status >= 400);
+        tally.server_errors += u64::from(e.status >= 500);
+        tally.buckets.add(e.ts_us, e.status >= 400);
         if f.before.is_none_or(|b| key < b) {
             if tpl.rows.len() < PAGE {
                 tpl.rows.push(Row::new(e, &today));
@@ -463,20 +496,26 @@ async fn index(req: HttpRequest, admin: Admin) -> Result<HttpResponse, AdminErro
     if !more {
         tpl.older = None;
     }
-    let total = durations.len() as u64;
-    if total > 0 {
-        tpl.stats = Some(Stats {
-            total,
-            errors,
-            server_errors,
-            error_rate: percent(errors, total),
-            server_rate: percent(server_errors, total),
-            p50: human_micros(quantile(&mut durations, 0.50)),
-            p95: human_micros(quantile(&mut durations, 0.95)),
-        });
-        tpl.chart = Some(chart::build(&buckets, unit, f.window.span()));
+    Ok(())
+}
+
+/// Turns the tally into the stats panel and the chart; with no match both
+/// stay absent (the page says so rather than drawing an empty chart).
+fn summarise(tpl: &mut LogsPage, mut tally: Tally, unit: &'static str, span: &'static str) {
+    let total = tally.durations.len() as u64;
+    if total == 0 {
+        return;
     }
-    Ok(view::render(&req, &tpl))
+    tpl.stats = Some(Stats {
+        total,
+        errors: tally.errors,
+        server_errors: tally.server_errors,
+        error_rate: percent(tally.errors, total),
+        server_rate: percent(tally.server_errors, total),
+        p50: human_micros(quantile(&mut tally.durations, 0.50)),
+        p95: human_micros(quantile(&mut tally.durations, 0.95)),
+    });
+    tpl.chart = Some(chart::build(&tally.buckets, unit, span));
 }
 
 #[cfg(test)]

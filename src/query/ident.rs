@@ -54,7 +54,9 @@ fn split_modifier(text: &str, pos: usize) -> Result<(&str, Option<Modifier>), Qu
 }
 
 /// Handles every identifier starting with `@`: request values, other
-/// collections and date macros.
+/// collections and date macros. It only splits the text and dispatches;
+/// each root family has its own step below so its rules (and the error
+/// positions they report) read in one place.
 fn parse_at_identifier(full: &str, base: &str, pos: usize) -> Result<Identifier, QueryError> {
     if let Some(m) = DateMacro::from_name(base) {
         return Ok(Identifier {
@@ -63,77 +65,118 @@ fn parse_at_identifier(full: &str, base: &str, pos: usize) -> Result<Identifier,
             modifier: None,
         });
     }
-    let unknown = || err(pos, format!("unknown identifier '{full}'"));
     let mut parts = base.splitn(3, '.');
     let head = parts.next().unwrap_or_default();
     let second = parts.next();
     let rest = parts.next();
-    // Char offset of `rest` inside the identifier, for precise positions.
-    let rest_pos = |second: &str| pos + head.chars().count() + second.chars().count() + 2;
+    let at = AtParts {
+        full,
+        base,
+        pos,
+        head,
+        rest,
+    };
     match (head, second) {
-        ("@request", Some(sec @ ("method" | "context"))) => {
-            if rest.is_some() {
-                return Err(err(
-                    rest_pos(sec) - 1,
-                    format!("'@request.{sec}' has no sub-fields (in '{full}')"),
-                ));
-            }
-            let root = if sec == "method" {
-                Root::RequestMethod
-            } else {
-                Root::RequestContext
-            };
-            Ok(Identifier {
-                root,
-                path: Vec::new(),
-                modifier: None,
-            })
+        ("@request", Some(sec @ ("method" | "context"))) => at.request_scalar(sec),
+        ("@request", Some(sec @ ("auth" | "body" | "query" | "headers"))) => at.request_map(sec),
+        ("@collection", Some(coll)) => at.collection(coll),
+        _ => Err(err(pos, format!("unknown identifier '{full}'"))),
+    }
+}
+
+/// An `@` identifier split at its first two dots (`head.second.rest`),
+/// with the text and offset needed to place errors precisely. Borrowed
+/// slices only, so the split costs no allocation.
+struct AtParts<'a> {
+    /// The whole identifier text, modifier included, for messages.
+    full: &'a str,
+    /// The identifier without its modifier.
+    base: &'a str,
+    /// Char offset of the identifier in the expression.
+    pos: usize,
+    /// `@request` or `@collection`.
+    head: &'a str,
+    /// Everything after the second dot, if any.
+    rest: Option<&'a str>,
+}
+
+impl AtParts<'_> {
+    /// Char offset of `rest` inside the expression, given the second part.
+    fn rest_pos(&self, second: &str) -> usize {
+        self.pos + self.head.chars().count() + second.chars().count() + 2
+    }
+
+    /// `@request.method` and `@request.context` are single values: a path
+    /// after them is a typo, reported at the dot rather than resolved to
+    /// "missing".
+    fn request_scalar(&self, sec: &str) -> Result<Identifier, QueryError> {
+        if self.rest.is_some() {
+            return Err(err(
+                self.rest_pos(sec) - 1,
+                format!("'@request.{sec}' has no sub-fields (in '{}')", self.full),
+            ));
         }
-        ("@request", Some(sec @ ("auth" | "body" | "query" | "headers"))) => {
-            let root = match sec {
-                "auth" => Root::RequestAuth,
-                "body" => Root::RequestBody,
-                "query" => Root::RequestQuery,
-                _ => Root::RequestHeaders,
-            };
-            let Some(rest) = rest else {
-                return Err(err(
-                    pos + base.chars().count(),
-                    format!("expected a field name after '@request.{sec}.' in '{full}'"),
-                ));
-            };
-            Ok(Identifier {
-                root,
-                path: parse_path(rest, rest_pos(sec))?,
-                modifier: None,
-            })
+        let root = if sec == "method" {
+            Root::RequestMethod
+        } else {
+            Root::RequestContext
+        };
+        Ok(Identifier {
+            root,
+            path: Vec::new(),
+            modifier: None,
+        })
+    }
+
+    /// `@request.auth|body|query|headers` are maps: they need a field path,
+    /// validated like any record path.
+    fn request_map(&self, sec: &str) -> Result<Identifier, QueryError> {
+        let root = match sec {
+            "auth" => Root::RequestAuth,
+            "body" => Root::RequestBody,
+            "query" => Root::RequestQuery,
+            _ => Root::RequestHeaders,
+        };
+        let Some(rest) = self.rest else {
+            return Err(err(
+                self.pos + self.base.chars().count(),
+                format!("expected a field name after '@request.{sec}.' in '{}'", self.full),
+            ));
+        };
+        Ok(Identifier {
+            root,
+            path: parse_path(rest, self.rest_pos(sec))?,
+            modifier: None,
+        })
+    }
+
+    /// `@collection.NAME[:alias].path`: the name and alias are checked as
+    /// path segments here so a bad one is reported where it is written, and
+    /// a field path is required.
+    fn collection(&self, coll: &str) -> Result<Identifier, QueryError> {
+        let (name, alias) = match coll.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (coll, None),
+        };
+        let name_pos = self.pos + self.head.chars().count() + 1;
+        check_segment(name, name_pos)?;
+        if let Some(a) = alias {
+            check_segment(a, name_pos + name.chars().count() + 1)?;
         }
-        ("@collection", Some(coll)) => {
-            let (name, alias) = match coll.split_once(':') {
-                Some((n, a)) => (n, Some(a)),
-                None => (coll, None),
-            };
-            let name_pos = pos + head.chars().count() + 1;
-            check_segment(name, name_pos)?;
-            if let Some(a) = alias {
-                check_segment(a, name_pos + name.chars().count() + 1)?;
-            }
-            let Some(rest) = rest else {
-                return Err(err(
-                    pos + base.chars().count(),
-                    format!("expected a field name after '@collection.{coll}.' in '{full}'"),
-                ));
-            };
-            Ok(Identifier {
-                root: Root::Collection {
-                    name: name.to_string(),
-                    alias: alias.map(str::to_string),
-                },
-                path: parse_path(rest, rest_pos(coll))?,
-                modifier: None,
-            })
-        }
-        _ => Err(unknown()),
+        let Some(rest) = self.rest else {
+            return Err(err(
+                self.pos + self.base.chars().count(),
+                format!("expected a field name after '@collection.{coll}.' in '{}'", self.full),
+            ));
+        };
+        Ok(Identifier {
+            root: Root::Collection {
+                name: name.to_string(),
+                alias: alias.map(str::to_string),
+            },
+            path: parse_path(rest, self.rest_pos(coll))?,
+            modifier: None,
+        })
     }
 }
 

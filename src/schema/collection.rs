@@ -362,6 +362,9 @@ impl Collection {
         Value::Object(out)
     }
 
+    /// Basalt's own keys, one at a time: each key is checked and set by
+    /// the step below that knows its rules, so an unknown or read-only key
+    /// is told apart here, in one place.
     fn apply_basalt(&mut self, body: Map<String, Value>) -> Result<(), SchemaError> {
         for (key, value) in body {
             match key.as_str() {
@@ -371,18 +374,7 @@ impl Collection {
                         .ok_or_else(|| field_error("name", "validation_invalid_value", "name must be a string"))?
                         .to_owned()
                 }
-                "type" => {
-                    let kind: CollectionType = serde_json::from_value(value).map_err(|_| {
-                        field_error("type", "validation_invalid_value", "type must be \"base\" or \"auth\"")
-                    })?;
-                    if kind != self.kind {
-                        return Err(field_error(
-                            "type",
-                            "validation_invalid_value",
-                            "the type of an existing collection cannot change",
-                        ));
-                    }
-                }
+                "type" => self.check_same_type(value)?,
                 "schema" => self.schema = value,
                 "indexes" => {
                     self.indexes = serde_json::from_value(value).map_err(|e| {
@@ -394,50 +386,9 @@ impl Collection {
                     })?
                 }
                 "listRule" | "viewRule" | "createRule" | "updateRule" | "deleteRule" | "authRule" | "manageRule" => {
-                    let rule = match value {
-                        Value::Null => None,
-                        Value::String(s) => Some(s),
-                        _ => {
-                            return Err(field_error(
-                                &key,
-                                "validation_invalid_value",
-                                "a rule must be a string or null",
-                            ))
-                        }
-                    };
-                    match key.as_str() {
-                        "listRule" => self.list_rule = rule,
-                        "viewRule" => self.view_rule = rule,
-                        "createRule" => self.create_rule = rule,
-                        "updateRule" => self.update_rule = rule,
-                        "deleteRule" => self.delete_rule = rule,
-                        "authRule" | "manageRule" if self.kind != CollectionType::Auth => {
-                            return Err(field_error(
-                                &key,
-                                "validation_invalid_value",
-                                "only auth collections have this rule",
-                            ))
-                        }
-                        "authRule" => self.auth_rule = rule,
-                        _ => self.manage_rule = rule,
-                    }
+                    self.apply_rule(&key, value)?
                 }
-                "authOptions" => {
-                    if self.kind != CollectionType::Auth {
-                        return Err(field_error(
-                            "authOptions",
-                            "validation_invalid_value",
-                            "only auth collections have auth options",
-                        ));
-                    }
-                    self.auth_options = Some(serde_json::from_value(value).map_err(|e| {
-                        field_error(
-                            "authOptions",
-                            "validation_invalid_value",
-                            format!("invalid auth options: {e}"),
-                        )
-                    })?)
-                }
+                "authOptions" => self.apply_auth_options(value)?,
                 k if READ_ONLY_KEYS.contains(&k) => {}
                 k => {
                     return Err(field_error(
@@ -451,6 +402,75 @@ impl Collection {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `type` may be sent (a tool writes back what it read) but not
+    /// changed: records stored under one type would not fit the other.
+    fn check_same_type(&self, value: Value) -> Result<(), SchemaError> {
+        let kind: CollectionType = serde_json::from_value(value)
+            .map_err(|_| field_error("type", "validation_invalid_value", "type must be \"base\" or \"auth\""))?;
+        if kind != self.kind {
+            return Err(field_error(
+                "type",
+                "validation_invalid_value",
+                "the type of an existing collection cannot change",
+            ));
+        }
+        Ok(())
+    }
+
+    /// One of the access rules: a string sets it, `null` clears it (only
+    /// superusers pass); `authRule` and `manageRule` exist on auth
+    /// collections only, so sending them elsewhere is an error, not a no-op.
+    fn apply_rule(&mut self, key: &str, value: Value) -> Result<(), SchemaError> {
+        let rule = match value {
+            Value::Null => None,
+            Value::String(s) => Some(s),
+            _ => {
+                return Err(field_error(
+                    key,
+                    "validation_invalid_value",
+                    "a rule must be a string or null",
+                ))
+            }
+        };
+        match key {
+            "listRule" => self.list_rule = rule,
+            "viewRule" => self.view_rule = rule,
+            "createRule" => self.create_rule = rule,
+            "updateRule" => self.update_rule = rule,
+            "deleteRule" => self.delete_rule = rule,
+            "authRule" | "manageRule" if self.kind != CollectionType::Auth => {
+                return Err(field_error(
+                    key,
+                    "validation_invalid_value",
+                    "only auth collections have this rule",
+                ))
+            }
+            "authRule" => self.auth_rule = rule,
+            _ => self.manage_rule = rule,
+        }
+        Ok(())
+    }
+
+    /// Basalt's `authOptions` object, replacing the whole set; refused on
+    /// a base collection rather than stored where nothing would read it.
+    fn apply_auth_options(&mut self, value: Value) -> Result<(), SchemaError> {
+        if self.kind != CollectionType::Auth {
+            return Err(field_error(
+                "authOptions",
+                "validation_invalid_value",
+                "only auth collections have auth options",
+            ));
+        }
+        self.auth_options = Some(serde_json::from_value(value).map_err(|e| {
+            field_error(
+                "authOptions",
+                "validation_invalid_value",
+                format!("invalid auth options: {e}"),
+            )
+        })?);
         Ok(())
     }
 

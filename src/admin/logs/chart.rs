@@ -130,40 +130,91 @@ fn time_label(us: u64, with_date: bool) -> String {
 }
 
 /// Builds the chart. `unit` names one bucket ("minute", "15 minutes"…),
-/// `window` the whole range ("1 hour").
+/// `window` the whole range ("1 hour"). Each part of the picture is its own
+/// step below; they share one [`Geometry`] so bars and axes line up.
 pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
-    let count = b.counts.len().max(1);
-    let with_date = b.width_us * count as u64 > 24 * 3600 * 1_000_000;
-    let peak = b.counts.iter().map(|c| c.total).max().unwrap_or(0);
-    let ymax = nice_ceiling(peak);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let base = HEIGHT - BOTTOM;
-    let slot = plot_w / count as f64;
-    let bar_w = (slot * 0.8).max(1.0);
-    let scale = |v: u64| v as f64 / ymax as f64 * plot_h;
+    let g = Geometry::of(b);
+    let bars = bars(b, &g);
+    let mut labels = Vec::new();
+    let mut lines = Vec::new();
+    y_axis(&g, &mut labels, &mut lines);
+    x_axis(b, &g, &mut labels);
+    Chart {
+        view_box: format!("0 0 {} {}", n(WIDTH), n(HEIGHT)),
+        aria: aria(b, unit, window, g.peak),
+        bars,
+        labels,
+        lines,
+    }
+}
+
+/// The plot's layout, computed once from the buckets so every step places
+/// things on the same scale and slots.
+struct Geometry {
+    /// Number of slots (at least 1, so an empty window still divides).
+    count: usize,
+    /// Whether time labels need the date (windows over a day).
+    with_date: bool,
+    /// The busiest bucket's total.
+    peak: u64,
+    /// The y axis top: `peak` rounded up to a readable number.
+    ymax: u64,
+    plot_h: f64,
+    /// The y of the x axis (bars grow up from it).
+    base: f64,
+    /// Horizontal room per bucket, and the bar drawn inside it.
+    slot: f64,
+    bar_w: f64,
+}
+
+impl Geometry {
+    fn of(b: &Buckets) -> Geometry {
+        let count = b.counts.len().max(1);
+        let peak = b.counts.iter().map(|c| c.total).max().unwrap_or(0);
+        let slot = (WIDTH - LEFT - RIGHT) / count as f64;
+        Geometry {
+            count,
+            with_date: b.width_us * count as u64 > 24 * 3600 * 1_000_000,
+            peak,
+            ymax: nice_ceiling(peak),
+            plot_h: HEIGHT - TOP - BOTTOM,
+            base: HEIGHT - BOTTOM,
+            slot,
+            bar_w: (slot * 0.8).max(1.0),
+        }
+    }
+
+    /// A count as a height in SVG units.
+    fn scale(&self, v: u64) -> f64 {
+        v as f64 / self.ymax as f64 * self.plot_h
+    }
+}
+
+/// One bar per non-empty bucket, its error part overlaid at the bottom and
+/// a tooltip title; empty buckets draw nothing (no 1px stubs).
+fn bars(b: &Buckets, g: &Geometry) -> Vec<Bar> {
     let mut bars = Vec::new();
     for (i, c) in b.counts.iter().enumerate() {
         if c.total == 0 {
             continue;
         }
-        let x = LEFT + i as f64 * slot + (slot - bar_w) / 2.0;
-        let h = scale(c.total).max(1.0);
+        let x = LEFT + i as f64 * g.slot + (g.slot - g.bar_w) / 2.0;
+        let h = g.scale(c.total).max(1.0);
         let err = (c.errors > 0).then(|| {
-            let eh = scale(c.errors).max(1.0);
-            (n(base - eh), n(eh))
+            let eh = g.scale(c.errors).max(1.0);
+            (n(g.base - eh), n(eh))
         });
         let from = b.start_us + b.width_us * i as u64;
         let plural = if c.total == 1 { "" } else { "s" };
         bars.push(Bar {
             x: n(x),
-            width: n(bar_w),
-            y: n(base - h),
+            width: n(g.bar_w),
+            y: n(g.base - h),
             height: n(h),
             err,
             title: format!(
                 "{}–{} UTC: {} request{plural}, {} error{}",
-                time_label(from, with_date),
+                time_label(from, g.with_date),
                 time_label(from + b.width_us, false),
                 c.total,
                 c.errors,
@@ -171,15 +222,18 @@ pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
             ),
         });
     }
-    let mut labels = Vec::new();
-    let mut lines = Vec::new();
-    // Y axis: 0, the middle (when a whole number) and the top.
-    let mut ticks = vec![0, ymax];
-    if ymax.is_multiple_of(2) {
-        ticks.insert(1, ymax / 2);
+    bars
+}
+
+/// Y axis: grid lines and counts at 0, the middle (when a whole number)
+/// and the top, so the bars' heights can be read.
+fn y_axis(g: &Geometry, labels: &mut Vec<Label>, lines: &mut Vec<(String, String, String)>) {
+    let mut ticks = vec![0, g.ymax];
+    if g.ymax.is_multiple_of(2) {
+        ticks.insert(1, g.ymax / 2);
     }
     for t in ticks {
-        let y = base - scale(t);
+        let y = g.base - g.scale(t);
         lines.push((n(y), n(LEFT), n(WIDTH - RIGHT)));
         labels.push(Label {
             x: n(LEFT - 6.0),
@@ -188,13 +242,17 @@ pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
             anchor: "end",
         });
     }
-    // X axis: five times across (start, quarters, end), UTC.
+}
+
+/// X axis: five times across (start, quarters, end), UTC, anchored so the
+/// outer two stay inside the picture.
+fn x_axis(b: &Buckets, g: &Geometry, labels: &mut Vec<Label>) {
     for q in 0..=4u64 {
-        let i = count as u64 * q / 4;
+        let i = g.count as u64 * q / 4;
         labels.push(Label {
-            x: n(LEFT + i as f64 * slot),
+            x: n(LEFT + i as f64 * g.slot),
             y: n(HEIGHT - 6.0),
-            text: time_label(b.start_us + b.width_us * i, with_date),
+            text: time_label(b.start_us + b.width_us * i, g.with_date),
             anchor: match q {
                 0 => "start",
                 4 => "end",
@@ -202,22 +260,19 @@ pub fn build(b: &Buckets, unit: &str, window: &str) -> Chart {
             },
         });
     }
+}
+
+/// The screen-reader summary: what the bars say, in one sentence.
+fn aria(b: &Buckets, unit: &str, window: &str, peak: u64) -> String {
     let total: u64 = b.counts.iter().map(|c| c.total).sum();
     let errors: u64 = b.counts.iter().map(|c| c.errors).sum();
-    let aria = if total == 0 {
+    if total == 0 {
         format!("Requests per {unit} over the last {window}: none.")
     } else {
         format!(
             "Requests per {unit} over the last {window}: {total} requests, {errors} with status 400 or above; \
              busiest {unit}: {peak} requests."
         )
-    };
-    Chart {
-        view_box: format!("0 0 {} {}", n(WIDTH), n(HEIGHT)),
-        aria,
-        bars,
-        labels,
-        lines,
     }
 }
 

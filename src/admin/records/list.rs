@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::{collection, field_messages, list_path, properties, record_path};
 use crate::admin::view::{self, enc, AdminError};
 use crate::admin::{Admin, Page};
-use crate::core::list::{self as core_list, ListParams, MAX_PER_PAGE};
+use crate::core::list::{self as core_list, ListParams, ListResult, MAX_PER_PAGE};
 use crate::schema::record::is_system_field;
 use crate::schema::CompiledCollection;
 
@@ -271,93 +271,24 @@ fn heads(q: &ListQuery, visible: &[String], base: &str, coll: &CompiledCollectio
         .collect()
 }
 
+/// The records table: which columns, one list call through the API's own
+/// code path (same rules, filter language and paging), then the page of
+/// links around the rows. Each of those is a step below.
 pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let coll = collection(&admin, &path)?;
     let q = ListQuery::parse(req.query_string());
     let base = list_path(&coll);
-    let all = all_columns(&coll);
-    let picked: Vec<String> = all.iter().filter(|c| q.cols.contains(c)).cloned().collect();
-    let visible = if picked.is_empty() {
-        all.iter().take(DEFAULT_COLUMNS).cloned().collect()
-    } else {
-        picked.clone()
-    };
-    let params = ListParams {
-        page: q.page,
-        per_page: q.per_page,
-        sort: q.effective_sort().to_owned(),
-        filter: q.filter.clone(),
-        // Cursor mode is for deep paging: no total (it could mean a full pass).
-        skip_total: q.cursor.is_some(),
-        expand: String::new(),
-        cursor: q.cursor.clone(),
-        explain: false,
-    };
-    let (result, error, status) = match core_list::list(&admin.state, &coll, &params, &admin.request("GET")) {
-        Ok(r) => (Some(r), String::new(), StatusCode::OK),
-        Err(e) if (400..500).contains(&e.status) => {
-            let fields = field_messages(&e);
-            let text = if fields.is_empty() {
-                e.message.clone()
-            } else {
-                fields
-                    .iter()
-                    .map(|(k, m)| format!("{k}: {m}"))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            (
-                None,
-                text,
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-            )
-        }
-        Err(e) => return Err(e.into()),
-    };
-
-    let mut rows = Vec::new();
-    let (mut total, mut total_pages, mut next_cursor) = (0, 0, None);
-    if let Some(r) = result {
-        total = r.total_items;
-        total_pages = r.total_pages.max(1);
-        next_cursor = r.next_cursor;
-        for item in r.items {
-            let rec: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
-            let id = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            rows.push(Row {
-                href: record_path(&coll, &id),
-                cells: visible.iter().map(|c| cell(rec.get(c))).collect(),
-                id,
-            });
-        }
-    }
-    let empty = match (error.is_empty(), rows.is_empty()) {
+    let Columns { all, picked, visible } = columns(&coll, &q);
+    let (result, error, status) = fetch(&admin, &coll, &q)?;
+    let table = table(result, &coll, &visible);
+    let empty = match (error.is_empty(), table.rows.is_empty()) {
         (true, true) if q.page > 1 || q.cursor.is_some() => "pastend",
         (true, true) if q.filter.is_empty() => "none",
         (true, true) => "nomatch",
         _ => "",
     };
     let cursor_mode = q.cursor.is_some();
-    let page_href = |n: usize| ListQuery { page: n, ..q.first() }.href(&base);
-    let prev_href = if !cursor_mode && q.page > 1 {
-        page_href(q.page - 1)
-    } else {
-        String::new()
-    };
-    let next_href = if !cursor_mode && (q.page as i64) < total_pages {
-        page_href(q.page + 1)
-    } else {
-        String::new()
-    };
-    let cursor_href = next_cursor
-        .map(|c| {
-            ListQuery {
-                cursor: Some(c),
-                ..q.clone()
-            }
-            .href(&base)
-        })
-        .unwrap_or_default();
+    let (prev_href, next_href, cursor_href) = paging_links(&q, &base, table.total_pages, table.next_cursor);
     let tpl = ListPage {
         page: Page::new(
             &req,
@@ -376,7 +307,7 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
             .collect(),
         heads: heads(&q, &[vec!["id".to_owned()], visible.clone()].concat(), &base, &coll),
         sorted_by: q.effective_sort().to_owned(),
-        rows,
+        rows: table.rows,
         filter: q.filter.clone(),
         sort: q.sort.clone(),
         cols: picked.join(","),
@@ -397,8 +328,8 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
         empty,
         cursor_mode,
         page_no: q.page,
-        total_pages,
-        total,
+        total_pages: table.total_pages,
+        total: table.total,
         prev_href,
         next_href,
         cursor_href,
@@ -412,4 +343,131 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
         base,
     };
     Ok(view::render_status(&req, status, &tpl))
+}
+
+/// The column sets the page needs: every column the collection can show
+/// (the picker), the ones the query picked (echoed back in `cols`, empty
+/// when none), and the ones drawn (the picked ones, or the first few).
+struct Columns {
+    all: Vec<String>,
+    picked: Vec<String>,
+    visible: Vec<String>,
+}
+
+/// Resolves `cols` against the collection, so a stale or mistyped column
+/// name in a bookmarked link is dropped rather than drawn empty.
+fn columns(coll: &CompiledCollection, q: &ListQuery) -> Columns {
+    let all = all_columns(coll);
+    let picked: Vec<String> = all.iter().filter(|c| q.cols.contains(c)).cloned().collect();
+    let visible = if picked.is_empty() {
+        all.iter().take(DEFAULT_COLUMNS).cloned().collect()
+    } else {
+        picked.clone()
+    };
+    Columns { all, picked, visible }
+}
+
+/// Runs the list as the API would for this query. A client error (a bad
+/// filter or sort) is not a failed page: it comes back as the message to
+/// show above the table with its status, so the user can fix the query in
+/// place; anything else is a real error.
+fn fetch(
+    admin: &Admin,
+    coll: &CompiledCollection,
+    q: &ListQuery,
+) -> Result<(Option<ListResult>, String, StatusCode), AdminError> {
+    let params = ListParams {
+        page: q.page,
+        per_page: q.per_page,
+        sort: q.effective_sort().to_owned(),
+        filter: q.filter.clone(),
+        // Cursor mode is for deep paging: no total (it could mean a full pass).
+        skip_total: q.cursor.is_some(),
+        expand: String::new(),
+        cursor: q.cursor.clone(),
+        explain: false,
+    };
+    match core_list::list(&admin.state, coll, &params, &admin.request("GET")) {
+        Ok(r) => Ok((Some(r), String::new(), StatusCode::OK)),
+        Err(e) if (400..500).contains(&e.status) => {
+            let fields = field_messages(&e);
+            let text = if fields.is_empty() {
+                e.message.clone()
+            } else {
+                fields
+                    .iter()
+                    .map(|(k, m)| format!("{k}: {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            Ok((
+                None,
+                text,
+                StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The rows drawn and the counts the pager needs.
+struct Table {
+    rows: Vec<Row>,
+    total: i64,
+    total_pages: i64,
+    next_cursor: Option<String>,
+}
+
+/// Turns the list result into table rows holding only the visible cells
+/// (the rest of each record is not rendered); no result means an empty
+/// table under the error message.
+fn table(result: Option<ListResult>, coll: &CompiledCollection, visible: &[String]) -> Table {
+    let mut t = Table {
+        rows: Vec::new(),
+        total: 0,
+        total_pages: 0,
+        next_cursor: None,
+    };
+    if let Some(r) = result {
+        t.total = r.total_items;
+        t.total_pages = r.total_pages.max(1);
+        t.next_cursor = r.next_cursor;
+        for item in r.items {
+            let rec: Value = serde_json::from_str(item.get()).unwrap_or(Value::Null);
+            let id = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            t.rows.push(Row {
+                href: record_path(coll, &id),
+                cells: visible.iter().map(|c| cell(rec.get(c))).collect(),
+                id,
+            });
+        }
+    }
+    t
+}
+
+/// Previous / next page links (page mode) and the "more" link (cursor
+/// mode, which has no page numbers); an empty string hides a link.
+fn paging_links(q: &ListQuery, base: &str, total_pages: i64, next_cursor: Option<String>) -> (String, String, String) {
+    let cursor_mode = q.cursor.is_some();
+    let page_href = |n: usize| ListQuery { page: n, ..q.first() }.href(base);
+    let prev_href = if !cursor_mode && q.page > 1 {
+        page_href(q.page - 1)
+    } else {
+        String::new()
+    };
+    let next_href = if !cursor_mode && (q.page as i64) < total_pages {
+        page_href(q.page + 1)
+    } else {
+        String::new()
+    };
+    let cursor_href = next_cursor
+        .map(|c| {
+            ListQuery {
+                cursor: Some(c),
+                ..q.clone()
+            }
+            .href(base)
+        })
+        .unwrap_or_default();
+    (prev_href, next_href, cursor_href)
 }
