@@ -529,38 +529,9 @@ pub async fn delete_many(
 
 /// Creates or updates a superuser by email (the `superuser upsert` command).
 pub async fn upsert_superuser(state: &AppState, email: &str, password_plain: &str) -> Result<RawJson, ApiError> {
-    let coll = state
-        .registry
-        .get(SUPERUSERS)
-        .ok_or_else(|| ApiError::internal("missing _superusers collection"))?;
-    let index = coll
-        .spec
-        .indexes
-        .iter()
-        .find(|i| i.name == "_sys_email")
-        .ok_or_else(|| ApiError::internal("missing email index"))?;
-    let root = RequestInfo::internal(
-        Caller::Auth {
-            collection: coll.clone(),
-            record: Value::Null,
-            refreshable: false,
-        },
-        "POST",
-        "default",
-    );
-    let mut body = Map::new();
-    body.insert("password".into(), Value::String(password_plain.into()));
-    body.insert("passwordConfirm".into(), Value::String(password_plain.into()));
-    match state
-        .store
-        .unique_lookup(&coll.def.id, index, &[&Value::String(email.into())])?
-    {
-        Some(id) => update(state, &coll, &id, body, "", &root).await,
-        None => {
-            body.insert("email".into(), Value::String(email.into()));
-            body.insert("verified".into(), Value::Bool(true));
-            create(state, &coll, body, "", &root).await
-        }
+    match find_superuser(state, email)? {
+        Some(id) => set_superuser_password(state, &id, password_plain).await,
+        None => create_superuser(state, email, password_plain).await,
     }
 }
 
