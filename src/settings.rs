@@ -1046,12 +1046,8 @@ fn check_cron_part(part: &str, min: u32, max: u32) -> Result<(), String> {
 
 /// An absolute `http(s)` URL with a host, as an S3 endpoint must be.
 fn is_url(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    ["http", "https"].contains(&scheme.to_ascii_lowercase().as_str()) && is_origin(&format!("{scheme}://{host}"))
+    url::Url::parse(s)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
 }
 
 /// A DNS name or IP address (PocketBase's `is.Host`).

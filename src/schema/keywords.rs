@@ -105,15 +105,8 @@ struct Domains {
 
 /// The domain of an email address or the host of a URL, lowercased.
 fn domain_of(s: &str) -> Option<String> {
-    if let Some((_, rest)) = s.split_once("://") {
-        let authority = rest.split(['/', '?', '#']).next()?;
-        let host = authority.rsplit('@').next()?;
-        let host = if host.starts_with('[') {
-            host.split(']').next().map(|h| format!("{h}]"))?
-        } else {
-            host.split(':').next()?.to_owned()
-        };
-        return Some(host.to_ascii_lowercase());
+    if s.contains("://") {
+        return url::Url::parse(s).ok()?.host_str().map(str::to_ascii_lowercase);
     }
     s.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())
 }
