@@ -375,14 +375,14 @@ fn page(state: &AppState, query: &HashMap<String, String>) -> Result<Value, ApiE
     }))
 }
 
-/// Runs `work` on the blocking pool (a filtered read may take a while).
+/// Runs `work` in one of the server's work slots (`state::work`: heavy
+/// reads off the HTTP workers, one per core), as lists and scans do.
 async fn blocking<T: Send + 'static>(
     state: web::Data<AppState>,
     work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    web::block(move || work(&state))
-        .await
-        .map_err(|_| ApiError::internal("the log read was cancelled"))?
+    let st = state.get_ref().clone();
+    state.work.run(move || work(&st)).await?
 }
 
 pub async fn list(
