@@ -345,10 +345,19 @@ impl Store {
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(dir.to_path_buf()));
         }
-        let db = sled::Config::new()
+        // sled holds a lock of its own, which a store closed a moment ago in
+        // this process can still hold (its background threads let go last):
+        // that too is a data dir in use, not a storage failure.
+        let db = match sled::Config::new()
             .path(dir.join("db"))
             .cache_capacity(256 * 1024 * 1024)
-            .open()?;
+            .open()
+        {
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(StoreError::Locked(dir.to_path_buf()))
+            }
+            opened => opened?,
+        };
         let meta = db.open_tree("meta")?;
         let changes = db.open_tree("changes")?;
         index::migrate_key_format(&db, &meta)?;
