@@ -31,6 +31,8 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
     let registry = bootstrap::load_collections(&store).await?;
     let settings = crate::settings::SettingsStore::load(&store)?;
     let mailer = crate::mail::Mailer::new(&config.dir, settings.clone());
+    let storage = crate::files::Storage::open(&config.dir)
+        .map_err(|e| StoreError::Io(format!("cannot open file storage in {}: {e}", config.dir.display())))?;
     Ok(AppState {
         store,
         registry,
@@ -50,6 +52,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         caps: Default::default(),
         setup_token: Default::default(),
         work: Default::default(),
+        storage,
     })
 }
 

@@ -24,6 +24,8 @@ pub mod control;
 pub mod core;
 /// The one client-facing error type.
 pub mod error;
+/// Where uploaded files live (local disk or S3), their names and spooling.
+pub mod files;
 /// Random ids and secrets.
 pub mod ids;
 /// Outgoing mail (SMTP or the dev outbox).

@@ -44,6 +44,8 @@ pub struct AppState {
     pub index_builds: IndexBuilds,
     /// Request and login rate limits (rules from `settings`).
     pub rate_limiter: crate::ratelimit::RateLimiter,
+    /// Uploaded files (local disk or S3).
+    pub storage: crate::files::Storage,
     /// Slots for work that may read many records (see [`work`]).
     pub work: WorkSlots,
     /// Open connections per client address (caps from `settings.limits`).

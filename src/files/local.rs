@@ -1,0 +1,208 @@
+//! The local-disk backend: `<dir>/storage/<key>`. Writes are durable before
+//! they return (the file and its directory are synced), because a record
+//! that names a file commits right after.
+
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{Body, Object, ObjectMeta};
+
+pub struct Local {
+    root: PathBuf,
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("storage task failed: {e}")))?
+}
+
+fn meta_of(m: &fs::Metadata) -> ObjectMeta {
+    ObjectMeta {
+        size: m.len(),
+        modified: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+    }
+}
+
+/// Syncs a directory so a new or renamed entry in it survives a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Local {
+    pub fn new(root: PathBuf) -> Local {
+        Local { root }
+    }
+
+    /// The path of `key` under the root. Keys are made by Basalt from ids
+    /// and checked names, but this is the last line: anything that could
+    /// leave the root (`..`, an absolute path, a NUL) is refused.
+    fn path(&self, key: &str) -> io::Result<PathBuf> {
+        let rel = Path::new(key);
+        let plain = !key.is_empty()
+            && !key.contains('\0')
+            && !key.contains('\\')
+            && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid storage key"));
+        }
+        Ok(self.root.join(rel))
+    }
+
+    /// Writes through a temporary name in the same directory, syncs, then
+    /// renames: a reader never sees half a file.
+    fn write_with(&self, key: &str, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
+        let path = self.path(key)?;
+        let dir = path
+            .parent()
+            .ok_or_else(|| io::Error::other("storage key without a directory"))?;
+        fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.part", crate::ids::record_id()));
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            fill(&mut f)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    pub async fn put_file(&self, key: &str, src: &Path) -> io::Result<()> {
+        let this = Local {
+            root: self.root.clone(),
+        };
+        let (key, src) = (key.to_owned(), src.to_owned());
+        blocking(move || {
+            this.write_with(&key, |f| {
+                let mut from = File::open(&src)?;
+                io::copy(&mut from, f).map(|_| ())
+            })
+        })
+        .await
+    }
+
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
+        let this = Local {
+            root: self.root.clone(),
+        };
+        let key = key.to_owned();
+        blocking(move || this.write_with(&key, |f| f.write_all(&bytes))).await
+    }
+
+    pub async fn head(&self, key: &str) -> io::Result<Option<ObjectMeta>> {
+        let path = self.path(key)?;
+        blocking(move || match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(meta_of(&m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> io::Result<Option<Object>> {
+        let path = self.path(key)?;
+        blocking(move || {
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let m = file.metadata()?;
+            if !m.is_file() {
+                return Ok(None);
+            }
+            let meta = meta_of(&m);
+            let range = range.unwrap_or(0..meta.size);
+            let range = range.start.min(meta.size)..range.end.min(meta.size);
+            file.seek(SeekFrom::Start(range.start))?;
+            let len = range.end.saturating_sub(range.start);
+            Ok(Some(Object {
+                meta,
+                body: Body::File { file, len },
+            }))
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &str) -> io::Result<()> {
+        let path = self.path(key)?;
+        blocking(move || match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    pub async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
+        let path = self.path(prefix.trim_end_matches('/'))?;
+        blocking(move || match fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    pub async fn list(&self, prefix: &str) -> io::Result<Vec<(String, ObjectMeta)>> {
+        let root = self.root.clone();
+        let start = if prefix.trim_end_matches('/').is_empty() {
+            root.clone()
+        } else {
+            self.path(prefix.trim_end_matches('/'))?
+        };
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let ty = entry.file_type()?;
+                    let path = entry.path();
+                    if ty.is_dir() {
+                        stack.push(path);
+                    } else if ty.is_file() {
+                        let name = entry.file_name();
+                        // Half-written files of an interrupted write.
+                        if name.to_string_lossy().ends_with(".part") {
+                            continue;
+                        }
+                        if let Ok(rel) = path.strip_prefix(&root) {
+                            let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
+                            out.push((key, meta_of(&entry.metadata()?)));
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_leave_the_root() {
+        let l = Local::new(PathBuf::from("/tmp/basalt-storage-test"));
+        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a\\b", "a/\0b", "./a"] {
+            assert!(l.path(bad).is_err(), "{bad:?}");
+        }
+        assert!(l.path("c/r/a_b.png").is_ok());
+    }
+}
