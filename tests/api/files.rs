@@ -402,3 +402,24 @@ async fn files_orphans_are_swept_and_named_files_kept() {
     task.await.unwrap().unwrap();
     drop(tmp);
 }
+
+#[actix_web::test]
+async fn files_openapi_shows_multipart_bodies() {
+    let app = spawn_app().await;
+    docs(&app).await;
+    app.posts().await;
+    let doc = app.get("/api/openapi.json").await.body;
+    let create = &doc["paths"]["/api/collections/docs/records"]["post"]["requestBody"]["content"];
+    let form = &create["multipart/form-data"]["schema"]["properties"];
+    assert_eq!(form["files"]["items"]["format"], "binary", "{create}");
+    assert_eq!(form["files"]["maxItems"], 3);
+    assert!(form["@jsonPayload"].is_object());
+    let update = &doc["paths"]["/api/collections/docs/records/{id}"]["patch"]["requestBody"]["content"];
+    assert!(
+        update["multipart/form-data"]["schema"]["properties"]["files-"].is_object(),
+        "{update}"
+    );
+    // Collections without file fields take JSON only.
+    let posts = &doc["paths"]["/api/collections/posts/records"]["post"]["requestBody"]["content"];
+    assert!(posts.get("multipart/form-data").is_none(), "{posts}");
+}
