@@ -450,7 +450,9 @@ async fn files_kill_9_during_uploads_loses_nothing() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let cid = read(res).await.body["id"].as_str().unwrap().to_owned();
-    let acked: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::default();
+    /// (record id, stored name, content) of each acknowledged upload.
+    type Acked = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+    let acked: Acked = Arc::default();
     let reached = Arc::new(tokio::sync::Notify::new());
     let mut writers = Vec::new();
     for w in 0..6u32 {
