@@ -34,3 +34,4 @@ mod ratelimit;
 mod realtime;
 mod records;
 mod references;
+mod s3;
