@@ -114,6 +114,28 @@ impl S3Server {
         S3::new(self.config(bucket)).expect("S3 client")
     }
 
+    /// The object's ETag as boto3 (AWS's own client) reads it: S3 makes a
+    /// multipart object's `<md5 of the parts' md5s>-<number of parts>`.
+    fn etag(&self, bucket: &str, key: &str) -> String {
+        let script = "import boto3, sys; print(boto3.client('s3', endpoint_url=sys.argv[1], \
+            region_name='us-east-1', aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])\
+            .head_object(Bucket=sys.argv[4], Key=sys.argv[5])['ETag'])";
+        let out = Command::new(moto_python().expect("moto python"))
+            .args([
+                "-c",
+                script,
+                &self.endpoint(),
+                &self.access_key,
+                &self.secret,
+                bucket,
+                key,
+            ])
+            .output()
+            .expect("run boto3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// The API's `s3` settings section for `bucket`.
     fn settings(&self, bucket: &str) -> Value {
         json!({"enabled": true, "bucket": bucket, "region": "us-east-1", "endpoint": self.endpoint(),
@@ -167,6 +189,14 @@ async fn s3_backend_round_trip() {
     assert_eq!(
         s3.head("col/rec/big.bin").await.unwrap().expect("stored").size,
         big.len() as u64
+    );
+    assert!(
+        server.etag(BUCKET, "col/rec/big.bin").ends_with("-3\""),
+        "uploaded in three parts"
+    );
+    assert!(
+        !server.etag(BUCKET, "col/rec/small.txt").contains('-'),
+        "uploaded in one PUT"
     );
     // Across the first part boundary, and the tail.
     let boundary = 5 * 1024 * 1024;
