@@ -21,6 +21,8 @@ mod cli;
 mod collections;
 mod collections_pb;
 mod errors;
+mod files;
+mod form;
 mod hardening;
 mod helpers;
 mod mail;
