@@ -453,3 +453,114 @@ async fn dashboard_saves_and_tests_the_bucket() {
     let r = b.post("/_/settings/s3/test", &[("filesystem", "storage")]).await;
     assert_eq!(r.status, 403, "{}", r.body);
 }
+
+/// Waits (bounded) until the bucket holds exactly `want` under `prefix`:
+/// removals happen after the commit, in the background.
+async fn wait_in_bucket(bucket: &S3, prefix: &str, want: &[String]) {
+    let mut want = want.to_vec();
+    want.sort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut now: Vec<String> = bucket.list(prefix).await.unwrap().into_iter().map(|(k, _)| k).collect();
+        now.sort();
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "in the bucket {now:?}, want {want:?}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn uploads_go_to_the_bucket_and_leave_with_their_record() {
+    use crate::form::{self, Form};
+    use awc::http::Method;
+    let Some(server) = start() else { return };
+    let app = spawn_app().await;
+    let r = app.patch("/api/settings", json!({"s3": server.settings(BUCKET)})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let coll = app
+        .create_collection(json!({
+            "name": "docs",
+            "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
+            "schema": {"type": "object", "properties": {
+                "title": {"type": "string"},
+                "files": {"type": "array", "items": {"type": "string"}, "x-file": {"maxSelect": 3, "maxSize": 30000000}}
+            }}
+        }))
+        .await;
+    let cid = coll["id"].as_str().unwrap().to_owned();
+    let big = pattern(6 * 1024 * 1024);
+    let body = Form::new()
+        .text("title", "hello")
+        .file("files", "a.txt", b"alpha")
+        .file("files", "big.bin", &big)
+        .finish();
+    let r = form::send(
+        &app,
+        Method::POST,
+        "/api/collections/docs/records",
+        body,
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["id"].as_str().unwrap().to_owned();
+    let names: Vec<String> = r.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2);
+    let bucket = server.client(BUCKET);
+    let prefix = format!("{cid}/{rid}/");
+    let key = |name: &str| format!("{prefix}{name}");
+    let got = bucket.get(&key(&names[0]), None).await.unwrap().expect("in the bucket");
+    assert_eq!(read_all(got).await, b"alpha");
+    let got = bucket.get(&key(&names[1]), None).await.unwrap().expect("in the bucket");
+    assert!(read_all(got).await == big);
+    assert!(
+        !app.dir.join("storage").join(&cid).exists(),
+        "nothing on the local disk"
+    );
+
+    // Replacing a file removes the old object (after the commit).
+    let path = format!("/api/collections/docs/records/{rid}");
+    let body = Form::new()
+        .file("files+", "c.txt", b"gamma")
+        .text("files-", &names[0])
+        .finish();
+    let r = form::send(&app, Method::PATCH, &path, body, Some(&app.token)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now: Vec<String> = r.body["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| key(v.as_str().unwrap()))
+        .collect();
+    assert_eq!(now.len(), 2);
+    wait_in_bucket(&bucket, &prefix, &now).await;
+
+    // Deleting the record removes its objects.
+    assert_eq!(app.delete(&path).await.status, 204);
+    wait_in_bucket(&bucket, &prefix, &[]).await;
+
+    // Deleting the collection removes all of its records' objects.
+    let body = Form::new().file("files", "d.txt", b"delta").finish();
+    let r = form::send(
+        &app,
+        Method::POST,
+        "/api/collections/docs/records",
+        body,
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(bucket.list(&cid).await.unwrap().len(), 1);
+    assert_eq!(app.delete("/api/collections/docs").await.status, 204);
+    wait_in_bucket(&bucket, &cid, &[]).await;
+}
