@@ -36,3 +36,4 @@ mod ratelimit;
 mod realtime;
 mod records;
 mod references;
+mod s3;
