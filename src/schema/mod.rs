@@ -4,6 +4,8 @@
 pub mod collection;
 pub mod compile;
 pub mod fields;
+pub mod files;
+pub mod form;
 pub mod keywords;
 pub mod numbers;
 pub mod pocketbase;

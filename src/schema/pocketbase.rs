@@ -23,12 +23,14 @@
 //! field whose constraints would refuse its blank value gets `x-blank` (see
 //! `keywords`); `hidden` is `x-hidden`; the rest (`id` when not the default,
 //! `system`, `presentable`, `help`, `convertURLs`, the type when it cannot be
-//! inferred) is kept in the annotation `x-field`. `file` and custom
-//! `password` fields cannot be expressed yet and are refused with a 400.
+//! inferred) is kept in the annotation `x-field`. `file` fields are
+//! `x-file` properties (see `schema::files`). Custom `password` fields
+//! cannot be expressed yet and are refused with a 400.
 
 use serde_json::{json, Map, Value};
 
 use super::collection::{AuthOptions, CollectionType, IndexSpec};
+use super::files::FILE;
 use super::keywords::{AUTODATE, AUTOGENERATE, BLANK, DATE, EXCEPT_DOMAINS, MAX_SIZE, ONLY_DOMAINS};
 use super::SchemaError;
 
@@ -308,12 +310,7 @@ fn typed_property(o: &Opts, ty: &str, name: &str) -> Result<Built, SchemaError> 
             json!({"lon": 0, "lat": 0}),
             false,
         ),
-        "file" => {
-            return Err(o.err(
-                "type",
-                &format!("field '{name}': file fields are not supported yet (they come with file uploads)"),
-            ))
-        }
+        "file" => file_property(o)?,
         _ => {
             return Err(o.err(
                 "type",
@@ -435,6 +432,47 @@ fn select_property(o: &Opts) -> Result<Built, SchemaError> {
     Ok((p, json!([]), false))
 }
 
+/// A `file` field: one name (`maxSelect` ≤ 1) or a list of names.
+fn file_property(o: &Opts) -> Result<Built, SchemaError> {
+    let max = o.count("maxSelect")?;
+    let mut opts = Map::new();
+    put_nonzero_in(&mut opts, "maxSize", o.count("maxSize")?);
+    let mime_types = o.strings("mimeTypes")?;
+    if !mime_types.is_empty() {
+        opts.insert("mimeTypes".into(), json!(mime_types));
+    }
+    let thumbs = o.strings("thumbs")?;
+    if !thumbs.is_empty() {
+        opts.insert("thumbs".into(), json!(thumbs));
+    }
+    if o.bool("protected")? {
+        opts.insert("protected".into(), json!(true));
+    }
+    let built = if max <= 1 {
+        (json!({"type": "string", FILE: opts}), json!(""), false)
+    } else {
+        opts.insert("maxSelect".into(), json!(max));
+        let p = json!({"type": "array", "items": {"type": "string"}, "maxItems": max, FILE: opts});
+        (p, json!([]), false)
+    };
+    // The options are checked as any x-file is (sizes, types, thumbs).
+    super::files::file_spec(&built.0, false).map_err(|e| {
+        // "x-file.thumbs: ..." names the option at fault.
+        let key = e
+            .strip_prefix("x-file.")
+            .and_then(|r| r.split([':', ' ']).next())
+            .unwrap_or("maxSelect");
+        o.err(key, &e)
+    })?;
+    Ok(built)
+}
+
+fn put_nonzero_in(m: &mut Map<String, Value>, key: &str, n: u64) {
+    if n > 0 {
+        m.insert(key.into(), json!(n));
+    }
+}
+
 fn relation_property(o: &Opts) -> Result<Built, SchemaError> {
     let target = o.string("collectionId")?;
     if target.is_empty() {
@@ -518,6 +556,9 @@ fn infer_type(p: &Value) -> &'static str {
     let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
     if p.get("x-relation").is_some() {
         return "relation";
+    }
+    if p.get(FILE).is_some() {
+        return "file";
     }
     if p.get(AUTODATE).is_some() {
         return "autodate";
@@ -654,8 +695,25 @@ fn type_options(f: &mut Map<String, Value>, ty: &str, p: &Value, meta: &Value, i
         "json" => {
             f.insert("maxSize".into(), num_or_zero(p.get(MAX_SIZE)));
         }
+        "file" => file_options(f, p),
         _ => {}
     }
+}
+
+/// A file field's options, read back from its property as PocketBase
+/// shows them (defaults filled in).
+fn file_options(f: &mut Map<String, Value>, p: &Value) {
+    let spec = super::files::file_spec(p, false).ok().flatten();
+    let opts = p.get(FILE).cloned().unwrap_or_default();
+    let list = |k: &str| opts.get(k).cloned().unwrap_or(json!([]));
+    f.insert("maxSelect".into(), json!(spec.as_ref().map_or(1, |s| s.max_select)));
+    f.insert("maxSize".into(), json!(spec.as_ref().map_or(0, |s| s.max_size)));
+    f.insert("mimeTypes".into(), list("mimeTypes"));
+    f.insert("thumbs".into(), list("thumbs"));
+    f.insert(
+        "protected".into(),
+        json!(opts.get("protected").and_then(Value::as_bool) == Some(true)),
+    );
 }
 
 fn sorted(m: Map<String, Value>) -> Value {

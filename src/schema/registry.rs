@@ -50,6 +50,8 @@ pub struct CompiledCollection {
     pub hidden: Vec<String>,
     /// Top-level properties with `x-relation`.
     pub relations: HashMap<String, Relation>,
+    /// Top-level properties with `x-file` (few: a list, in schema order).
+    pub files: Vec<(String, super::files::FileSpec)>,
     /// `{"collectionId":"…","collectionName":"…"` — the prefix every exported
     /// record starts with (see `record::export_raw`).
     pub export_prefix: String,
@@ -102,8 +104,34 @@ impl CompiledCollection {
         };
         let mut hidden = Vec::new();
         let mut relations = HashMap::new();
+        let mut files = Vec::new();
+        let required: Vec<&str> = def
+            .schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         if let Some(props) = def.schema.get("properties").and_then(Value::as_object) {
             for (name, prop) in props {
+                match super::files::file_spec(prop, required.contains(&name.as_str())) {
+                    Ok(Some(spec)) if prop.get("x-relation").is_some() => {
+                        let _ = spec;
+                        return Err(SchemaError::Invalid {
+                            field: "schema".into(),
+                            code: "validation_invalid_file".into(),
+                            message: format!("property '{name}': a property cannot hold both x-file and x-relation"),
+                        });
+                    }
+                    Ok(Some(spec)) => files.push((name.clone(), spec)),
+                    Ok(None) => {}
+                    Err(message) => {
+                        return Err(SchemaError::Invalid {
+                            field: "schema".into(),
+                            code: "validation_invalid_file".into(),
+                            message: format!("property '{name}': {message}"),
+                        })
+                    }
+                }
                 if prop.get("x-hidden").and_then(Value::as_bool) == Some(true) {
                     hidden.push(name.clone());
                 }
@@ -139,8 +167,14 @@ impl CompiledCollection {
             spec,
             hidden,
             relations,
+            files,
             export_prefix,
         })
+    }
+
+    /// The options of file field `name`, if it is one.
+    pub fn file_field(&self, name: &str) -> Option<&super::files::FileSpec> {
+        self.files.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
     pub fn is_auth(&self) -> bool {

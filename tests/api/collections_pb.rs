@@ -341,9 +341,9 @@ async fn bad_pocketbase_input_is_a_clear_400() {
             "unknown field type",
         ),
         (
-            json!({"name": "a", "fields": [{"name": "doc", "type": "file"}]}),
-            "fields.0.type",
-            "file",
+            json!({"name": "a", "fields": [{"name": "doc", "type": "file", "thumbs": ["big"]}]}),
+            "fields.0.thumbs",
+            "big",
         ),
         (
             json!({"name": "a", "fields": [{"name": "x", "type": "number", "min": "one"}]}),
@@ -523,11 +523,11 @@ async fn import_creates_replaces_and_deletes_missing_all_or_nothing() {
     // One bad collection: nothing happens.
     let r = put(json!({"collections": [
         {"id": "pbc_1", "name": "authors", "type": "base", "fields": [{"name": "name", "type": "text"}]},
-        {"name": "broken", "fields": [{"name": "f", "type": "file"}]}]}))
+        {"name": "broken", "fields": [{"name": "f", "type": "file", "mimeTypes": ["png"]}]}]}))
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(
-        r.body["data"].get("collections.1.fields.0.type").is_some(),
+        r.body["data"].get("collections.1.fields.0.mimeTypes").is_some(),
         "{}",
         r.body
     );

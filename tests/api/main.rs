@@ -22,6 +22,8 @@ mod cli;
 mod collections;
 mod collections_pb;
 mod errors;
+mod files;
+mod form;
 mod hardening;
 mod helpers;
 mod mail;

@@ -165,15 +165,47 @@ fn mapped_schema_validates_records_as_pocketbase() {
 }
 
 #[test]
+fn file_fields_round_trip() {
+    let fields = json!([
+        {"name":"avatar","type":"file","maxSelect":1,"maxSize":1000,"mimeTypes":["image/png"],"thumbs":["100x100"],"protected":true},
+        {"name":"docs","type":"file","maxSelect":5,"required":true}
+    ]);
+    let schema = fields_to_schema(&fields, CollectionType::Base, &json!({})).unwrap();
+    assert_eq!(schema["properties"]["avatar"]["x-file"]["thumbs"], json!(["100x100"]));
+    assert_eq!(schema["properties"]["docs"]["type"], "array");
+    let back = schema_to_fields(&schema, CollectionType::Base, &|s| s.to_owned());
+    let f = |n: &str| back.iter().find(|f| f["name"] == n).cloned().unwrap();
+    let avatar = f("avatar");
+    assert_eq!(avatar["type"], "file");
+    assert_eq!(
+        (
+            &avatar["maxSelect"],
+            &avatar["maxSize"],
+            &avatar["protected"],
+            &avatar["mimeTypes"]
+        ),
+        (&json!(1), &json!(1000), &json!(true), &json!(["image/png"]))
+    );
+    let docs = f("docs");
+    assert_eq!(
+        (&docs["maxSelect"], &docs["required"], &docs["maxSize"]),
+        (&json!(5), &json!(true), &json!(5242880))
+    );
+}
+
+#[test]
 fn bad_fields_are_refused_naming_the_field() {
     let err = |fields: Value| match fields_to_schema(&fields, CollectionType::Base, &json!({})) {
         Err(SchemaError::Invalid { field, message, .. }) => (field, message),
         Ok(s) => panic!("accepted {s}"),
     };
     assert_eq!(err(json!([{"name":"a","type":"nope"}])).0, "fields.0.type");
-    let (field, message) = err(json!([{"name":"t","type":"text"},{"name":"doc","type":"file"}]));
-    assert_eq!(field, "fields.1.type");
-    assert!(message.contains("doc") && message.contains("file"), "{message}");
+    let (field, message) =
+        err(json!([{"name":"t","type":"text"},{"name":"doc","type":"file","thumbs":["1x1","huge"]}]));
+    assert_eq!(field, "fields.1.thumbs");
+    assert!(message.contains("huge"), "{message}");
+    let (field, _) = err(json!([{"name":"doc","type":"file","maxSize":-5}]));
+    assert_eq!(field, "fields.0.maxSize");
     assert_eq!(err(json!([{"name":"p","type":"password"}])).0, "fields.0.type");
     assert_eq!(err(json!([{"name":"a","type":"text","min":"x"}])).0, "fields.0.min");
     assert_eq!(err(json!([{"name":"a","type":"text","bogus":1}])).0, "fields.0.bogus");
