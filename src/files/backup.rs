@@ -174,6 +174,9 @@ pub struct StoredFile {
     pub file: File,
     /// Its size when opened (files are immutable once stored).
     pub size: u64,
+    /// When it was stored (a restore gives it back: `Last-Modified`
+    /// and the sweep's grace period read it).
+    pub modified: std::time::SystemTime,
 }
 
 /// The walk of [`Retention::files`]: the live tree, then the retained one.
@@ -224,6 +227,7 @@ impl Files<'_> {
                         key: key.to_owned(),
                         file,
                         size: meta.len(),
+                        modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
                     }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

@@ -8,7 +8,8 @@
 //!   storage is in the file; 'R': files were in a remote bucket, not here)
 //! 'S' ++ a whole store snapshot (`store::backup`'s format, with its own
 //!   checksum; it ends itself)
-//! per stored file: 'F' ++ key len u16 ++ key ++ size u64 ++ bytes ++ sha256(bytes)
+//! per stored file: 'F' ++ key len u16 ++ key ++ size u64 ++ modified ms i64
+//!   ++ bytes ++ sha256(bytes)
 //! 'Z' ++ sha256 of every byte before it
 //! ```
 //!
@@ -30,6 +31,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
@@ -176,6 +178,7 @@ fn copy_files(retention: &crate::files::backup::Retention, mut out: Out) -> io::
         out.write_all(&key_len.to_be_bytes())?;
         out.write_all(key)?;
         out.write_all(&stored.size.to_be_bytes())?;
+        out.write_all(&millis(stored.modified).to_be_bytes())?;
         let mut hash = Sha256::new();
         let mut left = stored.size;
         while left > 0 {
@@ -193,6 +196,13 @@ fn copy_files(retention: &crate::files::backup::Retention, mut out: Out) -> io::
         file_bytes += stored.size;
     }
     finish(out, files, file_bytes)
+}
+
+/// Milliseconds since the epoch (0 before it).
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Writes the end tag and the checksum, syncs.
@@ -317,6 +327,7 @@ fn read_files(input: &mut In, unpack: Option<&Unpack>) -> Result<(u64, u64), Bac
             return Err(input.refused(format!("{why}: {key:?}")));
         }
         let size = u64::from_be_bytes(input.array()?);
+        let modified = i64::from_be_bytes(input.array()?);
         // The bytes and the checksum after them must be in the file.
         if size.saturating_add(32) > input.len.saturating_sub(input.read) {
             return Err(input.refused(format!("file {key} claims {size} bytes, more than the backup holds")));
@@ -347,6 +358,12 @@ fn read_files(input: &mut In, unpack: Option<&Unpack>) -> Result<(u64, u64), Bac
             return Err(input.damaged(format!("file {key} does not match its checksum")));
         }
         if let Some(f) = sink {
+            // Best effort: a time the filesystem cannot hold is no reason
+            // to fail a restore.
+            let when = UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(modified).unwrap_or(0)));
+            if let Some(when) = when {
+                let _ = f.set_modified(when);
+            }
             f.sync_all().map_err(|e| io_err("cannot write", Path::new(&key), e))?;
         }
         files += 1;
