@@ -11,6 +11,7 @@
 
 pub mod local;
 pub mod names;
+pub mod thumbs;
 pub mod upload;
 
 use std::io;
