@@ -15,7 +15,7 @@
 //! that fails (too large, corrupt, busy for too long) is an error the
 //! caller answers with the original file, as PocketBase does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, BufReader, Cursor, Seek, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -328,7 +328,13 @@ pub struct Thumbnails {
     pending: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
     /// Thumbnails rendered since start (what single-flight saves shows here).
     rendered: Arc<AtomicU64>,
+    /// Thumbnails that cannot be made (not an image, too large, corrupt):
+    /// asked again, they fail at once instead of taking a slot each time.
+    failed: Arc<Mutex<HashSet<String>>>,
 }
+
+/// Most keys [`Thumbnails`] remembers as failed (then it starts over).
+const MAX_FAILED: usize = 10_000;
 
 impl Default for Thumbnails {
     fn default() -> Self {
@@ -355,6 +361,7 @@ impl Thumbnails {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             pending: Arc::default(),
             rendered: Arc::default(),
+            failed: Arc::default(),
         }
     }
 
@@ -394,6 +401,13 @@ impl Thumbnails {
             let original_key = original_key.to_owned();
             tokio::spawn(async move {
                 let outcome = this.make(&storage, &original_key, &forget.key, size).await;
+                if let Err(ThumbError::Unsupported | ThumbError::TooLarge(_) | ThumbError::Decode(_)) = outcome {
+                    let mut failed = this.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    if failed.len() >= MAX_FAILED {
+                        failed.clear();
+                    }
+                    failed.insert(forget.key.clone());
+                }
                 let _ = tx.send(Some(outcome.map_err(|e| Arc::from(e.to_string()))));
                 drop(forget);
             });

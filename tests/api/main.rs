@@ -21,6 +21,7 @@ mod cli;
 mod collections;
 mod collections_pb;
 mod errors;
+mod files_serve;
 mod hardening;
 mod helpers;
 mod mail;
