@@ -16,7 +16,7 @@
 //! caller answers with the original file, as PocketBase does.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, BufRead, BufReader, Cursor, Seek, Write};
+use std::io::{self, BufRead, BufReader, Seek, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use image::codecs::gif::GifEncoder;
 use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use tokio::sync::{watch, Semaphore};
@@ -289,8 +290,10 @@ fn encode(img: DynamicImage, source: ImageFormat) -> Result<Rendered, ThumbError
                 }
                 img => img,
             };
-            img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-                .map_err(enc)?;
+            // Made once and served often: worth the default level's effort
+            // (the crate's own default is its fastest).
+            let png = PngEncoder::new_with_quality(&mut out, CompressionType::Default, PngFilter::Adaptive);
+            img.write_with_encoder(png).map_err(enc)?;
             "image/png"
         }
     };
@@ -468,6 +471,7 @@ async fn spool_stream(
 mod tests {
     use super::*;
     use image::{GenericImageView, ImageBuffer, Rgb, Rgba};
+    use std::io::Cursor;
 
     fn size(width: u32, height: u32, fit: Fit) -> Size {
         Size { width, height, fit }
@@ -614,6 +618,19 @@ mod tests {
         assert!(thumbs.pending.lock().unwrap().is_empty());
         let missing = thumbs.ensure(&storage, "c/r/none.png", "c/r/thumbs_none.png/10x10_none.png", s);
         assert!(missing.await.is_err());
+        // What cannot be made is remembered: asked again, it fails at once.
+        storage
+            .put_bytes("c/r/t.txt", Bytes::from_static(b"text"))
+            .await
+            .unwrap();
+        let text_key = super::key("c", "r", "t.txt", "10x10");
+        assert!(matches!(
+            thumbs.ensure(&storage, "c/r/t.txt", &text_key, s).await,
+            Err(ThumbError::Shared(_))
+        ));
+        assert!(thumbs.failed.lock().unwrap().contains(&text_key));
+        assert!(thumbs.ensure(&storage, "c/r/t.txt", &text_key, s).await.is_err());
+        assert_eq!(storage.head(&text_key).await.unwrap(), None);
     }
 
     #[test]
