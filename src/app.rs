@@ -170,6 +170,8 @@ impl App {
         let state = open_state(config).await?;
         crate::core::collections::resume_builds(&state).map_err(|e| StoreError::Io(e.message))?;
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
+        crate::core::files::spawn_cleanup(&state);
+        crate::core::files::spawn_sweeper(&state);
         if !crate::core::auth::has_superuser(&state) {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }

@@ -22,6 +22,10 @@ pub const DEFAULT_HEADER_TIMEOUT: u64 = 10;
 /// a socket after ~4 s.
 pub const DEFAULT_KEEP_ALIVE: u64 = 120;
 
+/// Default of `--orphan-grace` in seconds: longer than any upload takes
+/// between being stored and its record committing.
+pub const DEFAULT_ORPHAN_GRACE: u64 = 3600;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (tests).
@@ -42,6 +46,9 @@ pub struct Config {
     pub header_timeout: u64,
     /// Seconds an idle connection stays open for the next request.
     pub keep_alive: u64,
+    /// Seconds an unreferenced stored file is kept before the orphan sweep
+    /// removes it.
+    pub orphan_grace: u64,
 }
 
 impl Config {
@@ -56,6 +63,7 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
+            orphan_grace: DEFAULT_ORPHAN_GRACE,
         }
     }
 }

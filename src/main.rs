@@ -146,6 +146,11 @@ enum Command {
         /// (its next request's headers too slow) is closed.
         #[arg(long, env = "BASALT_KEEP_ALIVE", default_value_t = basalt::config::DEFAULT_KEEP_ALIVE)]
         keep_alive: u64,
+        /// Seconds a stored file no record names is kept before the orphan
+        /// sweep removes it (left by a crash between storing an upload and
+        /// committing its record). The sweep runs at start and hourly.
+        #[arg(long, env = "BASALT_ORPHAN_GRACE", default_value_t = basalt::config::DEFAULT_ORPHAN_GRACE)]
+        orphan_grace: u64,
     },
     /// Manage superusers, as PocketBase's `superuser` commands. They work
     /// while the server runs on the data dir too (through its control
@@ -258,6 +263,7 @@ fn main() -> ExitCode {
                 max_connections,
                 header_timeout,
                 keep_alive,
+                orphan_grace,
             } => {
                 if let Some(refusal) = tls_refusal(&domains, https.as_deref()) {
                     eprintln!("error: {refusal}");
@@ -272,6 +278,7 @@ fn main() -> ExitCode {
                     max_connections,
                     header_timeout,
                     keep_alive,
+                    orphan_grace,
                 })
                 .await
             }

@@ -142,6 +142,143 @@ impl FromRequest for JsonBody {
     }
 }
 
+/// A record body: JSON (as [`JsonBody`]) or `multipart/form-data` whose
+/// file parts are streamed to the spool as they arrive, so memory stays
+/// bounded whatever the upload's size. The whole multipart body may hold
+/// `--max-body` bytes plus what the collection's file fields may take
+/// (each field's `maxSize` × `maxSelect`, as PocketBase adds them); a
+/// batch may hold its `batch.maxBodySize` (128 MiB when 0).
+pub struct RecordBody {
+    pub fields: Map<String, Value>,
+    /// Fields that came from plain form parts (strings until typed).
+    pub plain: Vec<String>,
+    pub uploads: Vec<crate::files::upload::Upload>,
+}
+
+impl RecordBody {
+    /// The fields (plain form parts typed by the collection's schema) and
+    /// the uploads.
+    pub fn split(
+        mut self,
+        coll: &crate::schema::CompiledCollection,
+    ) -> (Map<String, Value>, Vec<crate::files::upload::Upload>) {
+        if !self.plain.is_empty() {
+            crate::schema::form::type_plain(coll, &mut self.fields, &self.plain);
+        }
+        (self.fields, self.uploads)
+    }
+}
+
+/// Default whole-body limit of a multipart batch (PocketBase's 128 MiB).
+const BATCH_BODY: u64 = 128 * 1024 * 1024;
+
+/// The most a multipart body to this route may hold.
+fn multipart_limit(req: &HttpRequest, state: &AppState) -> u64 {
+    let base = state.config.max_body as u64;
+    if let Some(name) = req.match_info().get("c") {
+        let files: u64 = state
+            .registry
+            .get(name)
+            .map(|c| {
+                c.files
+                    .iter()
+                    .map(|(_, f)| f.max_size.saturating_mul(f.max_select as u64))
+                    .fold(0u64, u64::saturating_add)
+            })
+            .unwrap_or(0);
+        return base.saturating_add(files);
+    }
+    match state.settings.get().batch.max_body_size {
+        0 => BATCH_BODY,
+        n => n,
+    }
+}
+
+impl FromRequest for RecordBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<RecordBody, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (Some(state), Ok(BodyKind::Multipart(boundary))) = (req.app_data::<web::Data<AppState>>(), body_kind(req))
+        else {
+            let json = JsonBody::from_request(req, payload);
+            return Box::pin(async move {
+                Ok(RecordBody {
+                    fields: json.await?.0,
+                    plain: Vec::new(),
+                    uploads: Vec::new(),
+                })
+            });
+        };
+        let limits = super::multipart::Limits {
+            body: multipart_limit(req, state),
+            field: state.config.max_body as u64,
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let spool = state.storage.spool_dir().to_owned();
+        let payload = payload.take();
+        Box::pin(async move {
+            if declared.is_some_and(|n| n > limits.body) {
+                return Err(too_large(limits.body as usize));
+            }
+            let parsed = stream_multipart(payload, boundary, limits, spool).await?;
+            Ok(RecordBody {
+                fields: parsed.fields,
+                plain: parsed.plain,
+                uploads: parsed.uploads,
+            })
+        })
+    }
+}
+
+/// Feeds actix's payload (not `Send`) to the parser through a small
+/// channel, both driven by this one future: the parser pulls, the pump
+/// reads only as fast as the parser (and the spool's disk) takes chunks.
+async fn stream_multipart(
+    mut payload: Payload,
+    boundary: String,
+    limits: super::multipart::Limits,
+    spool: std::path::PathBuf,
+) -> Result<super::multipart::Parsed, ApiError> {
+    use super::multipart::BodyError;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, BodyError>>(2);
+    let pump = async move {
+        let mut read = 0u64;
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                BodyError(
+                    super::bounds::body_timeout(&e)
+                        .unwrap_or_else(|| ApiError::bad_request(format!("Failed to read the request body: {e}."))),
+                )
+            });
+            let stop = chunk.is_err();
+            if let Ok(c) = &chunk {
+                read += c.len() as u64;
+                if read > limits.body {
+                    let _ = tx.send(Err(BodyError(too_large(limits.body as usize)))).await;
+                    return;
+                }
+            }
+            if tx.send(chunk).await.is_err() || stop {
+                return;
+            }
+        }
+    };
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let parse = super::multipart::parse(chunks, &boundary, limits, Some(&spool));
+    futures_util::pin_mut!(pump, parse);
+    match futures_util::future::select(parse, pump).await {
+        futures_util::future::Either::Left((parsed, _)) => parsed,
+        // The body ended (or failed, which the parser now reads): the
+        // parser finishes with what the channel still holds.
+        futures_util::future::Either::Right(((), parse)) => parse.await,
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Caller, ApiError>>;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::extract::{require_superuser, JsonBody};
+use super::extract::{require_superuser, JsonBody, RecordBody};
 use super::middleware::client_ip;
 use crate::core::{self, Caller, RequestInfo};
 use crate::error::ApiError;
@@ -106,10 +106,11 @@ pub async fn records_create(
     req: RequestInfo,
     path: web::Path<String>,
     q: Query,
-    body: JsonBody,
+    body: RecordBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path)?;
-    let record = core::records::create(&state, &coll, body.0, expand_param(&q), &req).await?;
+    let (fields, uploads) = body.split(&coll);
+    let record = core::records::create(&state, &coll, fields, uploads, expand_param(&q), &req).await?;
     ok_fields(&q, record)
 }
 
@@ -118,10 +119,11 @@ pub async fn records_update(
     req: RequestInfo,
     path: web::Path<(String, String)>,
     q: Query,
-    body: JsonBody,
+    body: RecordBody,
 ) -> Result<HttpResponse, ApiError> {
     let coll = collection(&state, &path.0)?;
-    let record = core::records::update(&state, &coll, &path.1, body.0, expand_param(&q), &req).await?;
+    let (fields, uploads) = body.split(&coll);
+    let record = core::records::update(&state, &coll, &path.1, fields, uploads, expand_param(&q), &req).await?;
     ok_fields(&q, record)
 }
 
@@ -289,6 +291,6 @@ pub async fn settings_update(state: Data, caller: Caller, body: JsonBody) -> Res
 
 // ---- batch -------------------------------------------------------------
 
-pub async fn batch(state: Data, req: RequestInfo, body: JsonBody) -> Result<HttpResponse, ApiError> {
-    Ok(ok(core::batch::run(&state, body.0, &req).await?))
+pub async fn batch(state: Data, req: RequestInfo, body: RecordBody) -> Result<HttpResponse, ApiError> {
+    Ok(ok(core::batch::run(&state, body.fields, body.uploads, &req).await?))
 }

@@ -1,34 +1,36 @@
-//! Reading `multipart/form-data` bodies into a JSON object, as the
-//! PocketBase SDKs send them: the JS SDK's `createBatch().send()` (and any
-//! call with a `FormData` body) puts the JSON fields in a part named
-//! `@jsonPayload`; plain parts become string fields. File parts are refused
-//! with a clear 400 until file fields exist.
+//! Reading `multipart/form-data` bodies as the PocketBase SDKs send them:
+//! JSON fields in a part named `@jsonPayload`, plain parts as string
+//! fields (typed later by the collection's schema), and file parts named
+//! after their field (`avatar`, `avatar+`, in a batch `requests.0.avatar`).
 //!
-//! Parsing is `multer`'s (a maintained streaming parser: `memmem` searches,
-//! so its cost is linear in the body), behind limits of our own:
+//! Parsing is `multer`'s (a maintained streaming parser: `memmem`
+//! searches, so its cost is linear in the body), behind limits of our own:
 //! - the boundary is 1–70 characters of RFC 2046's alphabet, checked from
 //!   the `Content-Type` before any of the body is read (a 100 KB boundary
 //!   made a naive search cost seconds of CPU per request);
-//! - at most [`MAX_PARTS`] parts, [`MAX_PART_HEADER`] bytes of headers per
-//!   part (multer itself takes at most 32 header lines), and the body limit
-//!   for the whole stream and for each part.
+//! - at most [`MAX_PARTS`] parts and [`MAX_PART_HEADER`] bytes of headers
+//!   per part; plain parts at most `Limits::field` bytes each, the whole
+//!   body at most `Limits::body`;
+//! - multer searches its buffer again for the end of a part's headers each
+//!   time a chunk arrives, so bytes that arrive while no part is open (a
+//!   preamble, headers) are bounded by [`MAX_BETWEEN_PARTS`]: a slow
+//!   stream of header bytes costs linear, not quadratic, work.
 //!
-//! [`parse`] takes a stream, so file parts can later be streamed to disk
-//! part by part (the `filename` branch below is where they go). Today the
-//! extractor hands it the body it has already read (bounded by
-//! `--max-body` and the body read timeout), so every search in multer runs
-//! once over the whole buffer. A live, chunked stream would make multer
-//! search its growing buffer again on every chunk while it looks for the end
-//! of a part's headers; streaming file parts must bound the bytes read
-//! without progress first.
+//! File parts stream to a spool file on local disk (`Storage::spool_dir`)
+//! as they arrive, so memory stays bounded whatever the file's size; the
+//! spool file is removed when its [`Upload`] is dropped.
 
-use std::convert::Infallible;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use actix_web::web::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::ApiError;
+use crate::files::upload::{sniff, SpoolFile, Upload};
 use crate::schema::numbers;
 
 /// Longest boundary RFC 2046 allows (§5.1.1: `1*70 bchars`).
@@ -81,21 +83,123 @@ fn parse_error(e: multer::Error, limit: usize) -> ApiError {
     }
 }
 
-/// Reads a `multipart/form-data` body (at most `limit` bytes) into one JSON
-/// object. A body without a part (empty, or only the closing delimiter) is
-/// refused: it is a broken upload, not an empty record.
-pub async fn parse<S>(body: S, boundary: &str, limit: usize) -> Result<Map<String, Value>, ApiError>
+/// Most bytes that may arrive while no part is open (preamble, part
+/// headers, the delimiter): see the module comment.
+pub const MAX_BETWEEN_PARTS: usize = 64 * 1024;
+/// Bytes of a file part used to sniff its type.
+const SNIFF_BYTES: usize = 8 * 1024;
+
+/// How much a body may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The whole body.
+    pub body: u64,
+    /// One plain part (and `@jsonPayload`).
+    pub field: u64,
+}
+
+/// A parsed body: the fields (plain parts and `@jsonPayload`) and the
+/// spooled file parts. `plain` names the fields that came from plain parts,
+/// which are strings until the schema types them.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub fields: Map<String, Value>,
+    pub plain: Vec<String>,
+    pub uploads: Vec<Upload>,
+}
+
+/// Counts the bytes that arrive while no part is open and fails the stream
+/// past [`MAX_BETWEEN_PARTS`].
+struct Between {
+    open: AtomicBool,
+    bytes: AtomicUsize,
+}
+
+/// A transport error while the body streams in (the read deadline, a
+/// broken connection), already shaped as the answer.
+#[derive(Debug)]
+pub struct BodyError(pub ApiError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+#[derive(Debug)]
+struct HeadersTooLarge;
+
+impl std::fmt::Display for HeadersTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "more than {MAX_BETWEEN_PARTS} bytes between parts")
+    }
+}
+
+impl std::error::Error for HeadersTooLarge {}
+
+fn guarded<S, E>(
+    body: S,
+    between: Arc<Between>,
+) -> impl Stream<Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>>
 where
-    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+    S: Stream<Item = Result<Bytes, E>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    body.map(move |chunk| {
+        let chunk = chunk.map_err(Into::into)?;
+        // One chunk may carry headers and much of a part's body, so a chunk
+        // is refused only once earlier ones passed the limit: the search
+        // work stays linear in what arrives.
+        if !between.open.load(Ordering::Relaxed)
+            && between.bytes.fetch_add(chunk.len(), Ordering::Relaxed) > MAX_BETWEEN_PARTS
+        {
+            return Err(Box::new(HeadersTooLarge) as Box<dyn std::error::Error + Send + Sync>);
+        }
+        Ok(chunk)
+    })
+}
+
+fn stream_error(e: multer::Error, limit: u64) -> ApiError {
+    match e {
+        multer::Error::StreamReadFailed(inner) if inner.is::<HeadersTooLarge>() => malformed(inner),
+        // The body read deadline and other transport errors.
+        multer::Error::StreamReadFailed(inner) => match inner.downcast::<BodyError>() {
+            Ok(body) => body.0,
+            Err(inner) => ApiError::bad_request(format!("Failed to read the request body: {inner}.")),
+        },
+        other => parse_error(other, limit as usize),
+    }
+}
+
+/// Reads a `multipart/form-data` body. File parts are spooled into
+/// `spool` (or refused with a 400 when `spool` is `None`: the endpoint
+/// takes no files). A body without a part (empty, or only the closing
+/// delimiter) is refused: it is a broken upload, not an empty record.
+pub async fn parse<S, E>(body: S, boundary: &str, limits: Limits, spool: Option<&Path>) -> Result<Parsed, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
     let size = multer::SizeLimit::new()
-        .whole_stream(limit as u64)
-        .per_field(limit as u64);
+        .whole_stream(limits.body)
+        .per_field(limits.body);
     let constraints = multer::Constraints::new().size_limit(size);
-    let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
-    let mut out = Map::new();
+    let between = Arc::new(Between {
+        open: AtomicBool::new(false),
+        bytes: AtomicUsize::new(0),
+    });
+    let mut multipart = multer::Multipart::with_constraints(guarded(body, between.clone()), boundary, constraints);
+    let mut out = Parsed::default();
     let mut parts = 0usize;
-    while let Some(field) = multipart.next_field().await.map_err(|e| parse_error(e, limit))? {
+    loop {
+        between.open.store(false, Ordering::Relaxed);
+        between.bytes.store(0, Ordering::Relaxed);
+        let Some(field) = multipart.next_field().await.map_err(|e| stream_error(e, limits.body))? else {
+            break;
+        };
+        between.open.store(true, Ordering::Relaxed);
         parts += 1;
         if parts > MAX_PARTS {
             return Err(malformed(format_args!("more than {MAX_PARTS} parts")));
@@ -115,28 +219,27 @@ where
             .filter(|n| !n.is_empty())
             .ok_or_else(|| malformed("a part without a name"))?
             .to_owned();
-        if field.file_name().is_some() {
-            // Where file parts will be streamed to storage.
-            return Err(ApiError::field(
-                &name,
-                "validation_not_supported",
-                "File uploads are not supported yet.",
-            ));
-        }
-        let content = field.bytes().await.map_err(|e| parse_error(e, limit))?;
-        let text = std::str::from_utf8(&content).map_err(|_| malformed("a field is not UTF-8"))?;
-        if name == "@jsonPayload" {
-            match serde_json::from_str::<Value>(text) {
-                Ok(Value::Object(m)) => match numbers::out_of_range_integer(text.as_bytes()) {
-                    // As for JSON bodies: no integer outside i64 becomes a float.
-                    Some(path) => return Err(ApiError::field(&path, numbers::INVALID_NUMBER, numbers::OUT_OF_RANGE)),
-                    None => out.extend(m),
-                },
-                Ok(_) => return Err(ApiError::bad_request("@jsonPayload must be a JSON object.")),
-                Err(e) => return Err(ApiError::bad_request(format!("Malformed @jsonPayload: {e}."))),
+        if let Some(original) = field.file_name().map(str::to_owned) {
+            let Some(dir) = spool else {
+                return Err(ApiError::field(
+                    &name,
+                    "validation_not_supported",
+                    "This endpoint takes no files.",
+                ));
+            };
+            let upload = spool_part(field, name, original, dir, limits.body).await?;
+            // A form's file input left empty sends a nameless, empty part:
+            // no file, not an empty one.
+            if !(upload.original_name.is_empty() && upload.size == 0) {
+                out.uploads.push(upload);
             }
+            continue;
+        }
+        let text = read_plain(field, limits).await?;
+        if name == "@jsonPayload" {
+            out.fields.extend(json_payload(&text)?);
         } else {
-            out.insert(name, Value::String(text.to_owned()));
+            add_plain(&mut out, name, text);
         }
     }
     if parts == 0 {
@@ -145,9 +248,85 @@ where
     Ok(out)
 }
 
-/// [`parse`] over a body already in memory.
+/// A plain part's text, at most `limits.field` bytes.
+async fn read_plain(mut field: multer::Field<'static>, limits: Limits) -> Result<String, ApiError> {
+    let mut content = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, limits.body))? {
+        if (content.len() + chunk.len()) as u64 > limits.field {
+            return Err(too_large(limits.field as usize));
+        }
+        content.extend_from_slice(&chunk);
+    }
+    String::from_utf8(content).map_err(|_| malformed("a field is not UTF-8"))
+}
+
+fn json_payload(text: &str) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => match numbers::out_of_range_integer(text.as_bytes()) {
+            // As for JSON bodies: no integer outside i64 becomes a float.
+            Some(path) => Err(ApiError::field(&path, numbers::INVALID_NUMBER, numbers::OUT_OF_RANGE)),
+            None => Ok(m),
+        },
+        Ok(_) => Err(ApiError::bad_request("@jsonPayload must be a JSON object.")),
+        Err(e) => Err(ApiError::bad_request(format!("Malformed @jsonPayload: {e}."))),
+    }
+}
+
+/// A plain part; several parts of one name make a list (as PocketBase
+/// reads a form: `tags=a&tags=b`).
+fn add_plain(out: &mut Parsed, name: String, text: String) {
+    match out.fields.get_mut(&name) {
+        Some(Value::Array(list)) if out.plain.contains(&name) => list.push(Value::String(text)),
+        Some(existing) if out.plain.contains(&name) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, Value::String(text)]);
+        }
+        _ => {
+            out.plain.push(name.clone());
+            out.fields.insert(name, Value::String(text));
+        }
+    }
+}
+
+/// Streams one file part into a new spool file.
+async fn spool_part(
+    mut field: multer::Field<'static>,
+    name: String,
+    original: String,
+    dir: &Path,
+    limit: u64,
+) -> Result<Upload, ApiError> {
+    let spool = SpoolFile::new_in(dir);
+    let io = |e: std::io::Error| ApiError::internal(format!("cannot spool an upload: {e}"));
+    let mut file = tokio::fs::File::create(spool.path()).await.map_err(io)?;
+    let mut head = Vec::new();
+    let mut size = 0u64;
+    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, limit))? {
+        if head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        size += chunk.len() as u64;
+        file.write_all(&chunk).await.map_err(io)?;
+    }
+    file.flush().await.map_err(io)?;
+    Ok(Upload {
+        field: name,
+        original_name: original,
+        size,
+        mime: sniff(&head),
+        spool,
+    })
+}
+
+/// [`parse`] over a body already in memory, taking no files.
 pub async fn parse_bytes(body: Bytes, boundary: &str, limit: usize) -> Result<Map<String, Value>, ApiError> {
-    parse(futures_util::stream::iter([Ok(body)]), boundary, limit).await
+    let limits = Limits {
+        body: limit as u64,
+        field: limit as u64,
+    };
+    let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(body)]);
+    Ok(parse(stream, boundary, limits, None).await?.fields)
 }
 
 #[cfg(test)]
@@ -167,6 +346,8 @@ mod tests {
         assert_eq!(m["title"], "hi");
         let file = b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nx\r\n--XX--";
         assert_eq!(run(file).unwrap_err().data["f"]["code"], "validation_not_supported");
+        let twice = b"--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\na\r\n--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nb\r\n--XX--";
+        assert_eq!(run(twice).unwrap()["t"], serde_json::json!(["a", "b"]));
         for bad in [
             &b"garbage"[..],
             b"",

@@ -13,9 +13,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
+use super::files::{NewFiles, Staged};
 use super::records::{answer, auth_id_guard, check_delete, check_relations, plan_create, plan_update};
 use super::RequestInfo;
 use crate::error::ApiError;
+use crate::files::upload::Upload;
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 use crate::store::{Committed, Expect, WriteOp};
@@ -74,8 +76,14 @@ fn route(method: &str, url: &str) -> Result<(String, Kind, HashMap<String, Strin
 /// Runs a batch; returns `[{status, body}]`: checks the request list, plans
 /// every request in order against the overlay, adds what the deletes do to
 /// the records pointing at them, commits it all as one job, and answers.
-pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) -> Result<Value, ApiError> {
+pub async fn run(
+    state: &AppState,
+    body: Map<String, Value>,
+    uploads: Vec<Upload>,
+    req: &RequestInfo,
+) -> Result<Value, ApiError> {
     let requests = requests(state, &body)?;
+    let mut uploads = uploads_by_request(uploads, requests.len())?;
     let mut batch = Batch {
         state,
         req,
@@ -83,12 +91,49 @@ pub async fn run(state: &AppState, body: Map<String, Value>, req: &RequestInfo) 
         ops: Vec::with_capacity(requests.len()),
         planned: Vec::with_capacity(requests.len()),
         guards: Vec::new(),
+        staged: Vec::new(),
     };
     for (i, r) in requests.iter().enumerate() {
-        batch.plan(r).await.map_err(|e| failed(i, e))?;
+        let files = uploads.remove(&i).unwrap_or_default();
+        if let Err(e) = batch.plan(r, files).await {
+            batch.discard().await;
+            return Err(failed(i, e));
+        }
     }
-    batch.reference_effects()?;
+    if let Err(e) = batch.reference_effects() {
+        batch.discard().await;
+        return Err(e);
+    }
     batch.commit().await
+}
+
+/// File parts of a multipart batch by request: PocketBase's SDKs name them
+/// `requests.N.field` (or `requests[N].field`).
+fn uploads_by_request(uploads: Vec<Upload>, count: usize) -> Result<HashMap<usize, Vec<Upload>>, ApiError> {
+    let mut out: HashMap<usize, Vec<Upload>> = HashMap::new();
+    for mut u in uploads {
+        let parsed = u.field.strip_prefix("requests").and_then(|rest| {
+            let (index, field) = match rest.strip_prefix('[') {
+                Some(r) => r.split_once("].")?,
+                None => rest.strip_prefix('.')?.split_once('.')?,
+            };
+            Some((index.parse::<usize>().ok()?, field.to_owned()))
+        });
+        match parsed {
+            Some((i, field)) if i < count && !field.is_empty() => {
+                u.field = field;
+                out.entry(i).or_default().push(u);
+            }
+            _ => {
+                return Err(ApiError::field(
+                    &u.field,
+                    "validation_invalid_file",
+                    "A batch's file parts are named requests.N.field, N one of its requests.",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The `requests` array, if batches are enabled and it has an allowed length.
@@ -127,6 +172,8 @@ struct Batch<'a> {
     /// Checks the writer makes after all the writes (auth ids unique across
     /// auth collections); appended last, so answers still match requests.
     guards: Vec<WriteOp>,
+    /// Files stored for the requests, kept or removed with the commit.
+    staged: Vec<Staged>,
 }
 
 /// One request's planned write: its op and the record it leaves (`None`
@@ -140,7 +187,7 @@ struct Step {
 
 impl Batch<'_> {
     /// Plans one sub-request against the overlay and records its write.
-    async fn plan(&mut self, r: &Value) -> Result<(), ApiError> {
+    async fn plan(&mut self, r: &Value, uploads: Vec<Upload>) -> Result<(), ApiError> {
         let method = r.get("method").and_then(Value::as_str).unwrap_or_default();
         let url = r.get("url").and_then(Value::as_str).unwrap_or_default();
         let (name, kind, params) = route(method, url)?;
@@ -161,12 +208,20 @@ impl Batch<'_> {
             }
             k => k,
         };
+        let files = super::files::prepare(&coll, uploads)?;
+        if !files.0.is_empty() && matches!(kind, Kind::Delete(_)) {
+            return Err(ApiError::bad_request("A delete request takes no files."));
+        }
         let step = match kind {
-            Kind::Create => self.create(&coll, body).await?,
-            Kind::Update(id) => self.update(&coll, id, body).await?,
+            Kind::Create => self.create(&coll, body, &files).await?,
+            Kind::Update(id) => self.update(&coll, id, body, &files).await?,
             Kind::Delete(id) => self.delete(&coll, id)?,
             Kind::Upsert => unreachable!("resolved above"),
         };
+        if !files.0.is_empty() {
+            let staged = Staged::store(&self.state.storage, &coll.def.id, &step.id, &files).await?;
+            self.staged.push(staged);
+        }
         self.overlay.insert((coll.def.id.clone(), step.id), step.data);
         self.ops.push(step.op);
         self.planned.push(Planned {
@@ -190,9 +245,14 @@ impl Batch<'_> {
         self.overlay.get(&(cid.to_owned(), id.to_owned())).map(Option::is_some)
     }
 
-    async fn create(&mut self, coll: &Arc<CompiledCollection>, body: Map<String, Value>) -> Result<Step, ApiError> {
+    async fn create(
+        &mut self,
+        coll: &Arc<CompiledCollection>,
+        body: Map<String, Value>,
+        files: &NewFiles,
+    ) -> Result<Step, ApiError> {
         let (state, req) = (self.state, self.req);
-        let data = plan_create(state, coll, body, req).await?;
+        let data = plan_create(state, coll, body, files, req).await?;
         check_relations(state, coll, &data, &|c, id| self.pending(c, id))?;
         let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
         if self.current(coll, &id)?.is_some() {
@@ -222,9 +282,10 @@ impl Batch<'_> {
         coll: &Arc<CompiledCollection>,
         id: String,
         body: Map<String, Value>,
+        files: &NewFiles,
     ) -> Result<Step, ApiError> {
         let cur = self.current(coll, &id)?.ok_or_else(ApiError::missing)?;
-        let data = plan_update(self.state, coll, &cur, body, self.req).await?;
+        let data = plan_update(self.state, coll, &cur, body, files, self.req).await?;
         check_relations(self.state, coll, &data, &|c, id| self.pending(c, id))?;
         Ok(Step {
             op: WriteOp::PutRecord {
@@ -289,10 +350,24 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Removes the files stored for a batch that will not commit.
+    async fn discard(&mut self) {
+        for staged in self.staged.drain(..) {
+            staged.failed().await;
+        }
+    }
+
     /// Writes everything as one job and answers each request.
     async fn commit(mut self) -> Result<Value, ApiError> {
         self.ops.append(&mut self.guards);
-        let results = self.state.store.write(self.ops).await.map_err(|e| {
+        let written = self.state.store.write(std::mem::take(&mut self.ops)).await;
+        if written.is_err() {
+            self.discard().await;
+        }
+        for staged in self.staged.drain(..) {
+            staged.committed();
+        }
+        let results = written.map_err(|e| {
             let e = ApiError::from(e);
             let mut out = ApiError::new(e.status.max(400), "Batch transaction failed.");
             out.data.insert(

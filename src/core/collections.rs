@@ -294,6 +294,7 @@ pub async fn delete(state: &AppState, name_or_id: &str) -> Result<(), ApiError> 
     for idx in &current.def.indexes {
         indexing::forget(state, &cid, &idx.name);
     }
+    super::files::remove_collection(state, &cid).await;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod collections;
 pub mod expand;
 pub mod file_access;
+pub mod files;
 pub mod indexing;
 pub mod list;
 pub mod records;

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::expand::{expand_records, ExpandTree};
+use super::files::{NewFiles, Staged};
 use super::replan::{self, Replan};
 use super::{Caller, RequestInfo, SUPERUSERS};
 use crate::auth::password;
 use crate::clock::now_string;
 use crate::error::ApiError;
+use crate::files::upload::Upload;
 use crate::query::Filter;
 use crate::rules::{self, Access};
 use crate::schema::record::{
@@ -250,7 +252,8 @@ pub(crate) fn auth_id_guard(
 pub async fn plan_create(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
-    body: Map<String, Value>,
+    mut body: Map<String, Value>,
+    files: &NewFiles,
     req: &RequestInfo,
 ) -> Result<Value, ApiError> {
     let caller = &req.caller;
@@ -258,6 +261,7 @@ pub async fn plan_create(
     if access == Access::Locked {
         return Err(locked());
     }
+    super::files::apply(coll, files, None, &mut body)?;
     let body_json = if access == Access::Conditional {
         Value::Object(body.clone())
     } else {
@@ -290,13 +294,16 @@ pub async fn plan_update(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
     current: &Value,
-    body: Map<String, Value>,
+    mut body: Map<String, Value>,
+    files: &NewFiles,
     req: &RequestInfo,
 ) -> Result<Value, ApiError> {
     let caller = &req.caller;
     if rules::access(&coll.rules.update, caller) == Access::Locked {
         return Err(locked());
     }
+    // File values become final names first: the rule sees what will be stored.
+    super::files::apply(coll, files, Some(current), &mut body)?;
     check_record_rule(
         state,
         coll,
@@ -348,40 +355,54 @@ pub fn answer(
     ))
 }
 
-/// Creates a record; the createRule must hold for the new record (else 400).
+/// Creates a record; the createRule must hold for the new record (else
+/// 400). Its uploads are stored before it commits (see `core::files`).
 pub async fn create(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
     body: Map<String, Value>,
+    uploads: Vec<Upload>,
     expand: &str,
     req: &RequestInfo,
 ) -> Result<RawJson, ApiError> {
     let tree = ExpandTree::parse(expand)?;
-    let data = plan_create(state, coll, body, req).await?;
+    let files = super::files::prepare(coll, uploads)?;
+    let data = plan_create(state, coll, body, &files, req).await?;
     check_relations(state, coll, &data, &|_, _| None)?;
     let id = data.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
     let guard = auth_id_guard(state, coll, &id, &|_, _| None)?;
     let mut ops = vec![WriteOp::PutRecord {
         collection_id: coll.def.id.clone(),
-        id,
+        id: id.clone(),
         data,
         expect: Expect::Absent,
     }];
     ops.extend(guard);
-    let results = state.store.write(ops).await?;
-    committed_answer(state, coll, results, &tree, req)
+    let staged = Staged::store(&state.storage, &coll.def.id, &id, &files).await?;
+    match state.store.write(ops).await {
+        Ok(results) => {
+            staged.committed();
+            committed_answer(state, coll, results, &tree, req)
+        }
+        Err(e) => {
+            staged.failed().await;
+            Err(e.into())
+        }
+    }
 }
 
-/// Updates a record (merge + modifiers); the updateRule is checked on the stored record.
+/// Updates a record (merge + modifiers, uploads); the updateRule is
+/// checked on the stored record.
 pub async fn update(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
     id: &str,
     body: Map<String, Value>,
+    uploads: Vec<Upload>,
     expand: &str,
     req: &RequestInfo,
 ) -> Result<RawJson, ApiError> {
-    update_unsetting(state, coll, id, body, &[], expand, req).await
+    update_unsetting(state, coll, id, body, uploads, &[], expand, req).await
 }
 
 /// [`update`] that also removes the user fields named in `unset` before the
@@ -390,11 +411,13 @@ pub async fn update(
 /// "absent" stays expressible. System fields are never removed. The
 /// updateRule sees the record with those fields already removed (only the
 /// dashboard, as a superuser, calls this with a non-empty `unset`).
+#[allow(clippy::too_many_arguments)]
 pub async fn update_unsetting(
     state: &AppState,
     coll: &Arc<CompiledCollection>,
     id: &str,
     body: Map<String, Value>,
+    uploads: Vec<Upload>,
     unset: &[String],
     expand: &str,
     req: &RequestInfo,
@@ -403,6 +426,7 @@ pub async fn update_unsetting(
         return Err(locked());
     }
     let tree = ExpandTree::parse(expand)?;
+    let files = super::files::prepare(coll, uploads)?;
     // Updates of one record through this server queue here; the revision
     // check below then only retries against other writers (batch, auth flows).
     let _turn = state.record_lock(&coll.def.id, id).lock().await;
@@ -416,7 +440,7 @@ pub async fn update_unsetting(
                 }
             }
         }
-        let data = plan_update(state, coll, &current, body.clone(), req).await?;
+        let data = plan_update(state, coll, &current, body.clone(), &files, req).await?;
         check_relations(state, coll, &data, &|_, _| None)?;
         let op = WriteOp::PutRecord {
             collection_id: coll.def.id.clone(),
@@ -426,8 +450,23 @@ pub async fn update_unsetting(
         };
         Ok((vec![op], ()))
     };
-    let (results, ()) = replan::write(state, Replan::OnConflict, plan).await?;
-    committed_answer(state, coll, results, &tree, req)
+    // Stored before the plan (the uploads are already checked and spooled,
+    // so this costs what the upload did); a refused write removes them.
+    let staged = if files.0.is_empty() {
+        Staged::none(&state.storage)
+    } else {
+        Staged::store(&state.storage, &coll.def.id, id, &files).await?
+    };
+    match replan::write(state, Replan::OnConflict, plan).await {
+        Ok((results, ())) => {
+            staged.committed();
+            committed_answer(state, coll, results, &tree, req)
+        }
+        Err(e) => {
+            staged.failed().await;
+            Err(e)
+        }
+    }
 }
 
 /// Deletes a record; the deleteRule is checked on the stored record.
@@ -587,7 +626,7 @@ pub async fn create_superuser(state: &AppState, email: &str, password_plain: &st
     body.insert("password".into(), Value::String(password_plain.into()));
     body.insert("passwordConfirm".into(), Value::String(password_plain.into()));
     body.insert("verified".into(), Value::Bool(true));
-    create(state, &coll, body, "", &root).await
+    create(state, &coll, body, Vec::new(), "", &root).await
 }
 
 /// Sets the password of the superuser `id` (the `superuser update` command).
@@ -596,7 +635,7 @@ pub async fn set_superuser_password(state: &AppState, id: &str, password_plain: 
     let mut body = Map::new();
     body.insert("password".into(), Value::String(password_plain.into()));
     body.insert("passwordConfirm".into(), Value::String(password_plain.into()));
-    update(state, &coll, id, body, "", &root).await
+    update(state, &coll, id, body, Vec::new(), "", &root).await
 }
 
 /// Deletes the superuser `id` (the `superuser delete` command); the last

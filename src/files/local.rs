@@ -29,6 +29,20 @@ fn meta_of(m: &fs::Metadata) -> ObjectMeta {
     }
 }
 
+/// Creates `file` in `dir`, making the directory first. A cleanup may
+/// remove the directory in between when it looks empty, so creation is
+/// retried a few times.
+fn create_in(dir: &Path, file: &Path) -> io::Result<File> {
+    let mut attempt = 0;
+    loop {
+        fs::create_dir_all(dir)?;
+        match File::create(file) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Syncs a directory so a new or renamed entry in it survives a crash.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -61,10 +75,9 @@ impl Local {
         let dir = path
             .parent()
             .ok_or_else(|| io::Error::other("storage key without a directory"))?;
-        fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{}.part", crate::ids::record_id()));
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = create_in(dir, &tmp)?;
             fill(&mut f)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -134,11 +147,25 @@ impl Local {
         .await
     }
 
+    /// Removes the file, then its directories while they are empty (a
+    /// record's folder, a thumbnail folder), up to the root.
     pub async fn delete(&self, key: &str) -> io::Result<()> {
         let path = self.path(key)?;
-        blocking(move || match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        let root = self.root.clone();
+        blocking(move || {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+                // Fails (and stops) at the first directory that is not empty.
+                if fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }
@@ -165,7 +192,7 @@ impl Local {
             while let Some(dir) = stack.pop() {
                 let entries = match fs::read_dir(&dir) {
                     Ok(e) => e,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => continue,
                     Err(e) => return Err(e),
                 };
                 for entry in entries {

@@ -70,6 +70,9 @@ pub struct Storage {
     /// Where uploads are spooled while a request streams in, whatever the
     /// backend (`<dir>/.uploads`): local disk, removed when dropped.
     spool: PathBuf,
+    /// Keys stored for writes that have not committed yet (see
+    /// [`Storage::hold`]): the cleanup must not take them for orphans.
+    pending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Storage {
@@ -84,7 +87,29 @@ impl Storage {
                 dir.join("storage"),
             ))))),
             spool,
+            pending: Default::default(),
         })
+    }
+
+    /// Marks `key` as stored for a write that has not committed yet. Call
+    /// it before the key is written and [`Storage::release`] after the
+    /// write committed or failed: a key the cleanup finds unreferenced and
+    /// not held was either committed (the record now names it) or is an
+    /// orphan.
+    pub fn hold(&self, key: &str) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned());
+    }
+
+    pub fn release(&self, key: &str) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Whether `key` is held by a write in flight.
+    pub fn is_held(&self, key: &str) -> bool {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).contains(key)
     }
 
     /// The directory uploads stream into before they are stored.

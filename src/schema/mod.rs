@@ -5,6 +5,7 @@ pub mod collection;
 pub mod compile;
 pub mod fields;
 pub mod files;
+pub mod form;
 pub mod keywords;
 pub mod numbers;
 pub mod pocketbase;

@@ -222,7 +222,7 @@ pub async fn create(req: HttpRequest, form: AdminForm, path: web::Path<String>) 
             sub.body
         }
     };
-    match records::create(&admin.state, &coll, body, "", &admin.request("POST")).await {
+    match records::create(&admin.state, &coll, body, Vec::new(), "", &admin.request("POST")).await {
         Ok(created) => {
             let rec: Value = serde_json::from_str(created.get()).unwrap_or_default();
             let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -284,7 +284,7 @@ pub async fn update(
         }
     };
     let req_info = admin.request("PATCH");
-    match records::update_unsetting(&admin.state, &coll, &path.1, body, &unset, "", &req_info).await {
+    match records::update_unsetting(&admin.state, &coll, &path.1, body, Vec::new(), &unset, "", &req_info).await {
         Ok(_) => Ok(view::redirect_flash(
             &req,
             &record_path(&coll, &path.1),

@@ -49,6 +49,7 @@ pub async fn verify(req: HttpRequest, form: AdminForm, path: Path) -> Result<Htt
         &coll,
         &path.1,
         body,
+        Vec::new(),
         "",
         &form.admin.request("PATCH"),
     )
