@@ -1,8 +1,8 @@
 //! `GET /api/files/{collection}/{recordId}/{name}`: originals, thumbnails,
 //! protected files, PocketBase's headers, ranges and conditional requests.
 //!
-//! Files are stored with `Storage::put_bytes` and named in records created
-//! over HTTP (setup); everything checked goes through HTTP.
+//! Files are uploaded as the SDKs upload them (multipart); everything
+//! checked goes through HTTP.
 
 use std::io::Cursor;
 
@@ -11,6 +11,7 @@ use base64::Engine;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Rgb};
 use serde_json::{json, Value};
 
+use crate::form::{self, Form};
 use crate::helpers::{spawn_app, TestApp};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -122,29 +123,30 @@ async fn collections(app: &TestApp) {
     .await;
 }
 
-/// Creates a record of `collection` holding `files` (name → bytes) in
-/// `field`, stores the bytes, and returns the record.
+/// Creates a record of `collection` with `fields`, uploading `files`
+/// (client name → bytes) into `field` as the SDKs do; returns the record
+/// and the stored names, in upload order.
 async fn record_with(
     app: &TestApp,
     collection: &str,
-    mut body: Value,
+    fields: Value,
     field: &str,
     files: &[(&str, Vec<u8>)],
-) -> Value {
-    let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
-    body[field] = if field == "files" {
-        json!(names)
-    } else {
-        json!(names[0])
-    };
-    let r = app.post(&format!("/api/collections/{collection}/records"), body).await;
-    assert_eq!(r.status, 200, "create: {:?}", r.body);
-    let (cid, rid) = (r.body["collectionId"].as_str().unwrap(), r.body["id"].as_str().unwrap());
+) -> (Value, Vec<String>) {
+    let mut body = Form::new().json(&fields);
     for (name, bytes) in files {
-        let key = basalt::files::key(cid, rid, name);
-        app.state.storage.put_bytes(&key, bytes.clone().into()).await.unwrap();
+        body = body.file(field, name, bytes);
     }
-    r.body
+    let path = format!("/api/collections/{collection}/records");
+    let r = form::send(app, Method::POST, &path, body.finish(), Some(&app.token)).await;
+    assert_eq!(r.status, 200, "create: {:?}", r.body);
+    let names = match &r.body[field] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+        other => panic!("{field}: {other}"),
+    };
+    assert_eq!(names.len(), files.len());
+    (r.body, names)
 }
 
 fn url(rec: &Value, name: &str) -> String {
@@ -166,28 +168,22 @@ async fn originals_are_served_with_pocketbases_headers() {
     let png = picture(ImageFormat::Png);
     let html = b"<!DOCTYPE html><script>alert(document.cookie)</script>".to_vec();
     let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
-    let rec = record_with(
-        &app,
-        "docs",
-        json!({"title": "t"}),
-        "files",
-        &[
-            ("pic_abcdefghij.png", png.clone()),
-            ("page_abcdefghij.html", html.clone()),
-            ("img_abcdefghij.svg", svg.clone()),
-            ("notes_abcdefghij.txt", b"hello".to_vec()),
-        ],
-    )
-    .await;
+    let text = b"hello".to_vec();
+    let files = [
+        ("pic.png", png.clone()),
+        ("page.html", html.clone()),
+        ("img.svg", svg.clone()),
+        ("notes.txt", text.clone()),
+    ];
+    let (rec, n) = record_with(&app, "docs", json!({"title": "t"}), "files", &files).await;
+    let pic = url(&rec, &n[0]);
 
-    let g = get(&app, &url(&rec, "pic_abcdefghij.png")).await;
+    let g = get(&app, &pic).await;
     assert_eq!(g.status, 200);
     assert_eq!(g.body, png);
     assert_eq!(g.header("content-type"), Some("image/png"));
-    assert_eq!(
-        g.header("content-disposition"),
-        Some("inline; filename=\"pic_abcdefghij.png\"")
-    );
+    let inline = format!("inline; filename=\"{}\"", n[0]);
+    assert_eq!(g.header("content-disposition"), Some(inline.as_str()));
     assert_eq!(
         g.header("content-security-policy"),
         Some("default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; sandbox")
@@ -206,40 +202,31 @@ async fn originals_are_served_with_pocketbases_headers() {
         "files may be embedded, as PocketBase"
     );
 
-    let head = fetch(&app, Method::HEAD, &url(&rec, "pic_abcdefghij.png"), &[]).await;
+    let head = fetch(&app, Method::HEAD, &pic, &[]).await;
     assert_eq!((head.status, head.body.len()), (200, 0));
     assert_eq!(head.header("content-length"), Some(png.len().to_string().as_str()));
     assert_eq!(head.header("content-type"), Some("image/png"));
 
-    let download = get(&app, &format!("{}?download=1", url(&rec, "pic_abcdefghij.png"))).await;
-    assert_eq!(
-        download.header("content-disposition"),
-        Some("attachment; filename=\"pic_abcdefghij.png\"")
-    );
+    let download = get(&app, &format!("{pic}?download=1")).await;
+    let attachment = format!("attachment; filename=\"{}\"", n[0]);
+    assert_eq!(download.header("content-disposition"), Some(attachment.as_str()));
     assert_eq!(download.body, png);
 
     // Active content is never shown inline, and never typed for sniffing.
     for (name, bytes, ty) in [
-        ("page_abcdefghij.html", &html, "text/html; charset=utf-8"),
-        ("img_abcdefghij.svg", &svg, "image/svg+xml"),
-        ("notes_abcdefghij.txt", &b"hello".to_vec(), "text/plain; charset=utf-8"),
+        (&n[1], &html, "text/html; charset=utf-8"),
+        (&n[2], &svg, "image/svg+xml"),
+        (&n[3], &text, "text/plain; charset=utf-8"),
     ] {
         let g = get(&app, &url(&rec, name)).await;
         assert_eq!((g.status, &g.body), (200, bytes), "{name}");
         assert_eq!(g.header("content-type"), Some(ty), "{name}");
-        assert_eq!(
-            g.header("content-disposition"),
-            Some(format!("attachment; filename=\"{name}\"").as_str())
-        );
+        let attachment = format!("attachment; filename=\"{name}\"");
+        assert_eq!(g.header("content-disposition"), Some(attachment.as_str()));
         assert!(g.header("content-security-policy").unwrap().contains("sandbox"));
         assert_eq!(g.header("x-content-type-options"), Some("nosniff"));
     }
-    assert_eq!(
-        fetch(&app, Method::POST, &url(&rec, "pic_abcdefghij.png"), &[])
-            .await
-            .status,
-        405
-    );
+    assert_eq!(fetch(&app, Method::POST, &pic, &[]).await.status, 405);
 }
 
 #[actix_web::test]
@@ -247,20 +234,22 @@ async fn names_outside_the_record_are_not_found() {
     let app = spawn_app().await;
     collections(&app).await;
     let png = picture(ImageFormat::Png);
-    let a = record_with(&app, "docs", json!({}), "files", &[("a_abcdefghij.png", png.clone())]).await;
-    let b = record_with(&app, "docs", json!({}), "files", &[("b_abcdefghij.png", png.clone())]).await;
-    assert_eq!(get(&app, &url(&a, "a_abcdefghij.png")).await.status, 200);
+    let (a, an) = record_with(&app, "docs", json!({}), "files", &[("a.png", png.clone())]).await;
+    let (b, bn) = record_with(&app, "docs", json!({}), "files", &[("b.png", png.clone())]).await;
+    let (an, bn) = (&an[0], &bn[0]);
+    assert_eq!(get(&app, &url(&a, an)).await.status, 200);
     // Another record's file, through this record: its key exists, but not here.
-    assert_eq!(get(&app, &url(&a, "b_abcdefghij.png")).await.status, 404);
+    assert_eq!(get(&app, &url(&a, bn)).await.status, 404);
     let (aid, bid) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     for path in [
         format!("/api/files/docs/{aid}/missing_abcdefghij.png"),
-        format!("/api/files/docs/{aid}/..%2F{bid}%2Fb_abcdefghij.png"),
+        format!("/api/files/docs/{aid}/..%2F{bid}%2F{bn}"),
         format!("/api/files/docs/{aid}/%2E%2E"),
-        format!("/api/files/docs/{aid}/a_abcdefghij.png%00"),
-        "/api/files/docs/nosuchrecord123/a_abcdefghij.png".to_owned(),
-        format!("/api/files/nosuch/{aid}/a_abcdefghij.png"),
-        format!("/api/files/docs/{bid}/..%2F{aid}%2Fa_abcdefghij.png"),
+        format!("/api/files/docs/{aid}/{an}%00"),
+        format!("/api/files/docs/nosuchrecord123/{an}"),
+        format!("/api/files/nosuch/{aid}/{an}"),
+        format!("/api/files/docs/{bid}/..%2F{aid}%2F{an}"),
+        format!("/api/files/docs/{bid}/{an}"),
     ] {
         let g = get(&app, &path).await;
         assert_eq!(g.status, 404, "{path}");
@@ -273,8 +262,8 @@ async fn ranges_and_conditional_requests() {
     let app = spawn_app().await;
     collections(&app).await;
     let png = picture(ImageFormat::Png);
-    let rec = record_with(&app, "docs", json!({}), "files", &[("r_abcdefghij.png", png.clone())]).await;
-    let path = url(&rec, "r_abcdefghij.png");
+    let (rec, n) = record_with(&app, "docs", json!({}), "files", &[("r.png", png.clone())]).await;
+    let path = url(&rec, &n[0]);
     let size = png.len();
 
     let first = fetch(&app, Method::GET, &path, &[("Range", "bytes=0-9")]).await;
@@ -291,10 +280,8 @@ async fn ranges_and_conditional_requests() {
     );
     let suffix = fetch(&app, Method::GET, &path, &[("Range", "bytes=-5")]).await;
     assert_eq!((suffix.status, &suffix.body[..]), (206, &png[size - 5..]));
-    assert_eq!(
-        suffix.header("content-range"),
-        Some(format!("bytes {}-{}/{size}", size - 5, size - 1).as_str())
-    );
+    let want = format!("bytes {}-{}/{size}", size - 5, size - 1);
+    assert_eq!(suffix.header("content-range"), Some(want.as_str()));
     let middle = fetch(&app, Method::GET, &path, &[("Range", "bytes=100-")]).await;
     assert_eq!((middle.status, &middle.body[..]), (206, &png[100..]));
 
@@ -317,14 +304,12 @@ async fn ranges_and_conditional_requests() {
     assert_eq!(g.status, 304);
     let g = fetch(&app, Method::GET, &path, &[("If-None-Match", "\"other\"")]).await;
     assert_eq!(g.status, 200, "another tag: the file");
-    let g = fetch(
-        &app,
-        Method::GET,
-        &path,
-        &[("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")],
-    )
-    .await;
-    assert_eq!(g.status, 200, "modified since then");
+    let old = [("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")];
+    assert_eq!(
+        fetch(&app, Method::GET, &path, &old).await.status,
+        200,
+        "modified since then"
+    );
     // If-Range: a stale tag gets the whole file, the current one the range.
     let stale = fetch(
         &app,
@@ -344,19 +329,10 @@ async fn thumbnails_of_each_fit_made_once() {
     collections(&app).await;
     let png = picture(ImageFormat::Png);
     let jpg = picture(ImageFormat::Jpeg);
-    let rec = record_with(
-        &app,
-        "docs",
-        json!({}),
-        "files",
-        &[
-            ("p_abcdefghij.png", png.clone()),
-            ("j_abcdefghij.jpg", jpg.clone()),
-            ("t_abcdefghij.txt", b"not an image".to_vec()),
-        ],
-    )
-    .await;
-    let path = url(&rec, "p_abcdefghij.png");
+    let text = b"not an image".to_vec();
+    let files = [("p.png", png.clone()), ("j.jpg", jpg.clone()), ("t.txt", text.clone())];
+    let (rec, n) = record_with(&app, "docs", json!({}), "files", &files).await;
+    let path = url(&rec, &n[0]);
     for (size, dims) in [
         ("50x30", (50, 30)),
         ("50x30t", (50, 30)),
@@ -369,32 +345,19 @@ async fn thumbnails_of_each_fit_made_once() {
         let g = get(&app, &format!("{path}?thumb={size}")).await;
         assert_eq!(g.status, 200, "{size}");
         assert_eq!(g.header("content-type"), Some("image/png"), "{size}");
-        assert_eq!(
-            g.header("content-disposition"),
-            Some(format!("inline; filename=\"{size}_p_abcdefghij.png\"").as_str())
-        );
+        let inline = format!("inline; filename=\"{size}_{}\"", n[0]);
+        assert_eq!(g.header("content-disposition"), Some(inline.as_str()));
         let img = decode(&g);
         assert_eq!((img.width(), img.height()), dims, "{size}");
     }
     // Top keeps the red half, bottom the blue one.
-    assert_eq!(
-        decode(&get(&app, &format!("{path}?thumb=50x30t")).await)
-            .to_rgb8()
-            .get_pixel(25, 15)
-            .0,
-        [255, 0, 0]
-    );
-    assert_eq!(
-        decode(&get(&app, &format!("{path}?thumb=50x30b")).await)
-            .to_rgb8()
-            .get_pixel(25, 15)
-            .0,
-        [0, 0, 255]
-    );
+    let pixel = |g: &Got| decode(g).to_rgb8().get_pixel(25, 15).0;
+    assert_eq!(pixel(&get(&app, &format!("{path}?thumb=50x30t")).await), [255, 0, 0]);
+    assert_eq!(pixel(&get(&app, &format!("{path}?thumb=50x30b")).await), [0, 0, 255]);
 
     // Cached in storage where PocketBase puts it, and not made again.
     let (cid, rid) = (rec["collectionId"].as_str().unwrap(), rec["id"].as_str().unwrap());
-    let key = format!("{cid}/{rid}/thumbs_p_abcdefghij.png/50x30_p_abcdefghij.png");
+    let key = format!("{cid}/{rid}/thumbs_{0}/50x30_{0}", n[0]);
     assert!(app.state.storage.head(&key).await.unwrap().is_some());
     let made = app.state.thumbs.rendered();
     let again = get(&app, &format!("{path}?thumb=50x30")).await;
@@ -406,15 +369,15 @@ async fn thumbnails_of_each_fit_made_once() {
     );
 
     // JPEG stays JPEG.
-    let g = get(&app, &format!("{}?thumb=50x30", url(&rec, "j_abcdefghij.jpg"))).await;
+    let g = get(&app, &format!("{}?thumb=50x30", url(&rec, &n[1]))).await;
     assert_eq!(g.header("content-type"), Some("image/jpeg"));
     assert_eq!(decode(&g).width(), 50);
     // Sizes the field does not list, and non-images: the original.
-    for (name, size, original) in [
-        ("p_abcdefghij.png", "77x77", &png),
-        ("p_abcdefghij.png", "50x31", &png),
-        ("p_abcdefghij.png", "../50x30", &png),
-        ("t_abcdefghij.txt", "50x30", &b"not an image".to_vec()),
+    for (name, size, original, kind) in [
+        (&n[0], "77x77", &png, "inline"),
+        (&n[0], "50x31", &png, "inline"),
+        (&n[0], "../50x30", &png, "inline"),
+        (&n[2], "50x30", &text, "attachment"),
     ] {
         let g = get(
             &app,
@@ -422,13 +385,8 @@ async fn thumbnails_of_each_fit_made_once() {
         )
         .await;
         assert_eq!((g.status, &g.body), (200, original), "{name} {size}");
-        assert_eq!(
-            g.header("content-disposition").unwrap(),
-            format!(
-                "{}; filename=\"{name}\"",
-                if name.ends_with(".png") { "inline" } else { "attachment" }
-            )
-        );
+        let disposition = format!("{kind}; filename=\"{name}\"");
+        assert_eq!(g.header("content-disposition"), Some(disposition.as_str()));
     }
 }
 
@@ -436,15 +394,15 @@ async fn thumbnails_of_each_fit_made_once() {
 async fn concurrent_first_requests_make_one_thumbnail() {
     let app = spawn_app().await;
     collections(&app).await;
-    let rec = record_with(
+    let (rec, n) = record_with(
         &app,
         "docs",
         json!({}),
         "files",
-        &[("c_abcdefghij.png", picture(ImageFormat::Png))],
+        &[("c.png", picture(ImageFormat::Png))],
     )
     .await;
-    let path = format!("{}?thumb=50x30f", url(&rec, "c_abcdefghij.png"));
+    let path = format!("{}?thumb=50x30f", url(&rec, &n[0]));
     let before = app.state.thumbs.rendered();
     let all = futures_util::future::join_all((0..6).map(|_| get(&app, &path))).await;
     for g in all {
@@ -459,16 +417,9 @@ async fn image_bombs_get_the_original() {
     collections(&app).await;
     let bomb = bomb_png(50_000, 50_000);
     assert!(bomb.len() < 100);
-    let rec = record_with(
-        &app,
-        "docs",
-        json!({}),
-        "files",
-        &[("bomb_abcdefghij.png", bomb.clone())],
-    )
-    .await;
+    let (rec, n) = record_with(&app, "docs", json!({}), "files", &[("bomb.png", bomb.clone())]).await;
     for _ in 0..3 {
-        let g = get(&app, &format!("{}?thumb=100x100", url(&rec, "bomb_abcdefghij.png"))).await;
+        let g = get(&app, &format!("{}?thumb=100x100", url(&rec, &n[0]))).await;
         assert_eq!((g.status, &g.body), (200, &bomb));
     }
     assert_eq!(get(&app, "/api/health").await.status, 200, "the server keeps answering");
@@ -501,15 +452,9 @@ async fn protected_files_need_a_file_token_and_the_view_rule() {
     }
     let owner_id = users[0].0["id"].as_str().unwrap();
     let png = picture(ImageFormat::Png);
-    let rec = record_with(
-        &app,
-        "priv",
-        json!({"owner": owner_id}),
-        "doc",
-        &[("secret_abcdefghij.png", png.clone())],
-    )
-    .await;
-    let path = url(&rec, "secret_abcdefghij.png");
+    let owner = json!({"owner": owner_id});
+    let (rec, n) = record_with(&app, "priv", owner, "doc", &[("secret.png", png.clone())]).await;
+    let path = url(&rec, &n[0]);
     let su_file = app.post("/api/files/token", json!({})).await.body["token"]
         .as_str()
         .unwrap()
