@@ -227,6 +227,14 @@ async fn originals_are_served_with_pocketbases_headers() {
         assert_eq!(g.header("x-content-type-options"), Some("nosniff"));
     }
     assert_eq!(fetch(&app, Method::POST, &pic, &[]).await.status, 405);
+    // The SDKs' getURL names the collection by id.
+    let by_id = format!(
+        "/api/files/{}/{}/{}",
+        rec["collectionId"].as_str().unwrap(),
+        rec["id"].as_str().unwrap(),
+        n[0]
+    );
+    assert_eq!(get(&app, &by_id).await.body, png);
 }
 
 #[actix_web::test]
