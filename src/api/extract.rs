@@ -172,26 +172,37 @@ impl RecordBody {
 /// Default whole-body limit of a multipart batch (PocketBase's 128 MiB).
 const BATCH_BODY: u64 = 128 * 1024 * 1024;
 
-/// The most a multipart body to this route may hold.
-fn multipart_limit(req: &HttpRequest, state: &AppState) -> u64 {
+/// What a multipart body to this route may hold: the whole body (the
+/// form's fields plus what the collection's file fields may take) and one
+/// file (its largest `maxSize`). A batch: `batch.maxBodySize`, or no more
+/// than a JSON body while batches are off (the handler answers 403).
+fn multipart_limits(req: &HttpRequest, state: &AppState) -> super::multipart::Limits {
     let base = state.config.max_body as u64;
+    let mut limits = super::multipart::Limits {
+        body: base,
+        field: base,
+        file: 0,
+    };
     if let Some(name) = req.match_info().get("c") {
-        let files: u64 = state
-            .registry
-            .get(name)
-            .map(|c| {
-                c.files
-                    .iter()
-                    .map(|(_, f)| f.max_size.saturating_mul(f.max_select as u64))
-                    .fold(0u64, u64::saturating_add)
-            })
-            .unwrap_or(0);
-        return base.saturating_add(files);
+        if let Some(c) = state.registry.get(name) {
+            for (_, f) in &c.files {
+                limits.body = limits
+                    .body
+                    .saturating_add(f.max_size.saturating_mul(f.max_select as u64));
+                limits.file = limits.file.max(f.max_size);
+            }
+        }
+        return limits;
     }
-    match state.settings.get().batch.max_body_size {
-        0 => BATCH_BODY,
-        n => n,
+    let batch = &state.settings.get().batch;
+    if batch.enabled {
+        limits.body = match batch.max_body_size {
+            0 => BATCH_BODY,
+            n => n,
+        };
+        limits.file = limits.body;
     }
+    limits
 }
 
 impl FromRequest for RecordBody {
@@ -210,10 +221,7 @@ impl FromRequest for RecordBody {
                 })
             });
         };
-        let limits = super::multipart::Limits {
-            body: multipart_limit(req, state),
-            field: state.config.max_body as u64,
-        };
+        let limits = multipart_limits(req, state);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

@@ -450,7 +450,9 @@ async fn files_kill_9_during_uploads_loses_nothing() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let cid = read(res).await.body["id"].as_str().unwrap().to_owned();
-    let acked: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::default();
+    /// (record id, stored name, content) of each acknowledged upload.
+    type Acked = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+    let acked: Acked = Arc::default();
     let reached = Arc::new(tokio::sync::Notify::new());
     let mut writers = Vec::new();
     for w in 0..6u32 {
@@ -524,4 +526,75 @@ async fn files_kill_9_during_uploads_loses_nothing() {
     let spool = std::fs::read_dir(dir.join(".uploads")).unwrap().count();
     assert_eq!(spool, 0, "the killed server's spool is cleared at start");
     drop(child2);
+}
+
+/// Attacks from the review of the upload path: each must be a clear 4xx
+/// that stores nothing (or, for `.part` names, must not outlive its record).
+#[actix_web::test]
+async fn files_attacks_are_bounded_and_store_nothing() {
+    let app = spawn_app().await;
+    let cid = docs(&app).await["id"].as_str().unwrap().to_owned();
+    let create = |body: Vec<u8>| form::send(&app, Method::POST, "/api/collections/docs/records", body, None);
+    // Two uploads for a single file field: refused, not one kept and one orphaned.
+    let r = create(
+        Form::new()
+            .file("avatar", "a.png", PNG)
+            .file("avatar", "b.png", PNG)
+            .finish(),
+    )
+    .await;
+    assert_eq!(r.field_code("avatar"), Some("validation_too_many_files"), "{}", r.body);
+    // Ids that are not record ids never reach the storage.
+    for id in ["%2E%2E", ".", "%2F", "a%2Fb", &"x".repeat(300)] {
+        let path = format!("/api/collections/docs/records/{id}");
+        let r = form::send(
+            &app,
+            Method::PATCH,
+            &path,
+            Form::new().file("files", "a.txt", b"a").finish(),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404, "{id}: {}", r.body);
+    }
+    // Plain parts are held in memory: together at most --max-body (1 MiB).
+    let mut many = Form::new();
+    for i in 0..3 {
+        many = many.text(&format!("t{i}"), &"x".repeat(600_000));
+    }
+    let r = create(many.finish()).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // A file part past the largest maxSize is stopped while it streams.
+    let r = create(Form::new().file("files", "huge.bin", &vec![7u8; 31_000_000]).finish()).await;
+    assert!(r.status == 400 || r.status == 413, "{} {}", r.status, r.body);
+    // Batches are off by default: a multipart batch gets no file budget.
+    app.patch("/api/settings", json!({"batch": {"enabled": false}})).await;
+    let body = Form::new()
+        .json(&json!({"requests": [{"method": "POST", "url": "/api/collections/docs/records"}]}))
+        .file("requests.0.files", "big.bin", &vec![1u8; 3_000_000])
+        .finish();
+    let r = form::send(&app, Method::POST, "/api/batch", body, None).await;
+    assert!(r.status == 413 || r.status == 403, "{} {}", r.status, r.body);
+    // An integer beyond i64 in a form part is not rounded into a float.
+    let r = create(Form::new().text("views", "99999999999999999999").finish()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["data"]["views"].is_object(), "{}", r.body);
+    // Nothing above stored a file.
+    let left = std::fs::read_dir(app.dir.join("storage").join(&cid))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+    // A stored name ending in `.part` is still cleaned up when replaced.
+    let r = create(Form::new().file("files", "cat.part", b"meow").finish()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["id"].as_str().unwrap().to_owned();
+    let cat = names(&r.body["files"])[0].to_owned();
+    assert!(cat.ends_with(".part"), "{cat}");
+    let dir = storage(&app, &cid, &rid);
+    wait_stored(&dir, &[&cat]).await;
+    let r = app
+        .patch(&format!("/api/collections/docs/records/{rid}"), json!({"files": []}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_stored(&dir, &[]).await;
 }
