@@ -53,6 +53,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         setup_token: Default::default(),
         work: Default::default(),
         storage,
+        thumbs: Default::default(),
     };
     // Files go to the bucket of the `s3` settings when they are enabled.
     crate::core::settings::apply_storage(&state);

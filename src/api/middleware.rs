@@ -115,10 +115,11 @@ pub async fn security_headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
+    let embeddable = res.response().extensions().get::<super::files::Embeddable>().is_some();
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    if !h.contains_key(header::X_FRAME_OPTIONS) {
-        // The dashboard sets its own (DENY).
+    // The dashboard sets its own (DENY); served files may be embedded.
+    if !h.contains_key(header::X_FRAME_OPTIONS) && !embeddable {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
     }
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));

@@ -5,6 +5,7 @@ pub mod bounds;
 mod collections;
 pub mod errors;
 pub mod extract;
+pub mod files;
 mod handlers;
 pub mod logs;
 pub mod mail;
@@ -61,6 +62,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(post("/{key}/restore").to(backups::restore)),
         )
         .service(post("/api/files/token").to(h::file_token))
+        .service(
+            resource("/api/files/{collection}/{recordId}/{name}", "GET, HEAD")
+                .route(web::get().to(files::download))
+                .route(web::head().to(files::download)),
+        )
         .service(
             resource("/api/realtime", "GET, POST")
                 .route(web::get().to(realtime::sse::connect))

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod bootstrap;
 pub mod collections;
 pub mod expand;
+pub mod file_access;
 pub mod files;
 pub mod indexing;
 pub mod list;

@@ -105,8 +105,19 @@ pub fn view(
         }
     }
     let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
-    check_record_rule(state, coll, &coll.rules.view, req, &stored.data, &Value::Null)?;
+    check_view(state, coll, req, &stored.data)?;
     raw(exported(state, coll, stored.data, &tree, req)?)
+}
+
+/// Whether `req` may view `record` (the viewRule): locked → 403,
+/// unsatisfied → 404. Shared with `file_access` (protected files).
+pub(crate) fn check_view(
+    state: &AppState,
+    coll: &CompiledCollection,
+    req: &RequestInfo,
+    record: &Value,
+) -> Result<(), ApiError> {
+    check_record_rule(state, coll, &coll.rules.view, req, record, &Value::Null)
 }
 
 async fn hash_password(password: Option<String>) -> Result<Option<String>, ApiError> {

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod local;
 pub mod names;
 pub mod s3;
+pub mod thumbs;
 pub mod upload;
 
 use std::io;

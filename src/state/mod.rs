@@ -46,6 +46,8 @@ pub struct AppState {
     pub rate_limiter: crate::ratelimit::RateLimiter,
     /// Uploaded files (local disk or S3).
     pub storage: crate::files::Storage,
+    /// Thumbnails being made, and the slots for making them.
+    pub thumbs: crate::files::thumbs::Thumbnails,
     /// Slots for work that may read many records (see [`work`]).
     pub work: WorkSlots,
     /// Open connections per client address (caps from `settings.limits`).

@@ -23,6 +23,7 @@ mod collections;
 mod collections_pb;
 mod errors;
 mod files;
+mod files_serve;
 mod form;
 mod hardening;
 mod helpers;
