@@ -527,6 +527,31 @@ async fn uploads_go_to_the_bucket_and_leave_with_their_record() {
         !app.dir.join("storage").join(&cid).exists(),
         "nothing on the local disk"
     );
+    // Served from the bucket: whole, a range across the big file, a thumbnail
+    // request for a non-image (the original).
+    let url = |name: &str| format!("{}/api/files/docs/{rid}/{name}", app.base);
+    let mut res = app.client.get(url(&names[1])).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let whole = res.body().limit(64 * 1024 * 1024).await.unwrap();
+    assert!(whole.as_ref() == big.as_slice(), "served file differs");
+    let mut res = app
+        .client
+        .get(url(&names[1]))
+        .insert_header(("Range", "bytes=5242870-5242889"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 206);
+    let part = res.body().await.unwrap();
+    assert_eq!(part.as_ref(), &big[5_242_870..5_242_890]);
+    let mut res = app
+        .client
+        .get(format!("{}?thumb=100x100", url(&names[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.body().await.unwrap().as_ref(), b"alpha");
 
     // Replacing a file removes the old object (after the commit).
     let path = format!("/api/collections/docs/records/{rid}");
