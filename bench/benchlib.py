@@ -33,17 +33,6 @@ Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
                                          if not
   dashboard-cookie BASE EMAIL PASSWORD   log in through Basalt's dashboard form;
                                          print the `Cookie` header value of the session
-  file-data BASE TOKEN COLLECTION OUTDIR PHOTOS WIDTH HEIGHT
-                                         the files data set (BENCH_TAG=files): one
-                                         record with a ~100 KB PNG (original.txt: its
-                                         file URL) and PHOTOS records with a WIDTHxHEIGHT
-                                         PNG each (photos.txt), uploaded as multipart
-                                         like the SDKs; prints JSON
-  first-thumb URLS_FILE SIZE             GET each URL with ?thumb=SIZE one after the
-                                         other (the first request makes the
-                                         thumbnail), then once more (cached); prints
-                                         JSON latencies; exit 2 if a thumbnail is not
-                                         served
   jget JSON KEY                          one top-level value of a JSON object
   json KEY=VALUE... KEY:=RAW...          a JSON object on one line: VALUE as a
                                          string, RAW as JSON (numbers, null)
@@ -53,9 +42,6 @@ Subcommands (all print to stdout, errors to stderr, non-zero exit on failure):
 """
 
 import http.client
-import os
-import struct
-import zlib
 import json
 import math
 import random
@@ -229,134 +215,6 @@ def cmd_load(base, collection, n, concurrency=8):
     if stats["last_error"]:
         out["last_error"] = stats["last_error"]
     print(json.dumps(out))
-
-
-# --------------------------------------------------------------------------
-# Files (BENCH_TAG=files)
-
-
-def _png(width, height, pixel):
-    """A PNG (8-bit RGB) whose row y is b"".join(pixel(x, y) for x...)."""
-    def chunk(kind, data):
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-    raw = bytearray()
-    for y in range(height):
-        raw.append(0)
-        raw += pixel(y)
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(bytes(raw), 6)) + chunk(b"IEND", b""))
-
-
-def _noise_png(target_bytes):
-    """A PNG of random pixels (incompressible) of about target_bytes."""
-    rnd = random.Random(7)
-    side = int(math.sqrt(target_bytes / 3))
-    return _png(side, side, lambda y: rnd.randbytes(side * 3))
-
-
-def _photo_png(width, height):
-    """A WIDTHxHEIGHT gradient with a little noise: decodes like a photo of
-    that size (the cost of a thumbnail is in the pixels), stays small."""
-    rnd = random.Random(11)
-    base = bytes((x * 255 // max(1, width - 1)) for x in range(width))
-
-    def row(y):
-        g = y * 255 // max(1, height - 1)
-        noise = rnd.randbytes(width)
-        out = bytearray(width * 3)
-        out[0::3] = base
-        out[1::3] = bytes([g]) * width
-        out[2::3] = bytes(b & 15 for b in noise)
-        return bytes(out)
-    return _png(width, height, row)
-
-
-def _fail(error):
-    """Exit 1 with {"error": …} on stdout, where run.sh reads it."""
-    print(json.dumps({"error": error}))
-    sys.exit(1)
-
-
-def _multipart(fields, files):
-    """multipart/form-data body: fields {name: value}, files [(field, filename, bytes)]."""
-    boundary = "benchboundary" + "".join(random.choice("abcdef0123456789") for _ in range(16))
-    out = bytearray()
-    for k, v in fields.items():
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").encode()
-    for field, filename, data in files:
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-                f"filename=\"{filename}\"\r\nContent-Type: image/png\r\n\r\n").encode()
-        out += data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
-def _upload(base, token, collection, filename, data):
-    body, ctype = _multipart({"title": filename}, [("file", filename, data)])
-    req = urllib.request.Request(_records_url(base, collection), data=body, method="POST",
-                                 headers={"Content-Type": ctype, "Authorization": token,
-                                          "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-            rec = json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        _fail(f"upload {filename}: {e.code} {e.read()[:300].decode(errors='replace')}")
-    name = rec.get("file")
-    if not isinstance(name, str) or not name:
-        _fail(f"upload {filename}: no file name in {str(rec)[:300]}")
-    return f"/api/files/{urllib.parse.quote(collection)}/{rec['id']}/{name}"
-
-
-def cmd_file_data(base, token, collection, outdir, photos, width, height):
-    photos, width, height = int(photos), int(width), int(height)
-    os.makedirs(outdir, exist_ok=True)
-    t0 = time.monotonic()
-    original = _noise_png(100 * 1024)
-    photo = _photo_png(width, height)
-    url = _upload(base, token, collection, "original.png", original)
-    with open(os.path.join(outdir, "original.txt"), "w") as f:
-        f.write(base + url + "\n")
-    urls = [_upload(base, token, collection, f"photo{i}.png", photo) for i in range(photos)]
-    with open(os.path.join(outdir, "photos.txt"), "w") as f:
-        f.writelines(base + u + "\n" for u in urls)
-    print(json.dumps({"original_bytes": len(original), "photos": photos, "photo_bytes": len(photo),
-                      "photo_size": f"{width}x{height}", "seconds": round(time.monotonic() - t0, 2)}))
-
-
-def _pct(values, p):
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, math.ceil(p / 100 * len(v)) - 1))]
-
-
-def cmd_first_thumb(urls_file, size):
-    with open(urls_file) as f:
-        urls = [u.strip() for u in f if u.strip()]
-    if not urls:
-        sys.exit("no URLs")
-    u = urllib.parse.urlsplit(urls[0])
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
-
-    def get(url):
-        path = urllib.parse.urlsplit(url).path + "?thumb=" + urllib.parse.quote(size)
-        t = time.monotonic()
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-        ms = (time.monotonic() - t) * 1000
-        disp = resp.getheader("Content-Disposition") or ""
-        if resp.status != 200 or f"{size}_" not in disp:
-            _fail(f"GET {path}: {resp.status}, {disp!r}: not a thumbnail")
-        return ms, len(body)
-
-    first = [get(url) for url in urls]
-    cached = [get(url) for url in urls]
-    ms = [m for m, _ in first]
-    cms = [m for m, _ in cached]
-    print(json.dumps({"n": len(urls), "size": size, "thumb_bytes": first[0][1],
-                      "first_p50_ms": round(_pct(ms, 50), 1), "first_p90_ms": round(_pct(ms, 90), 1),
-                      "first_max_ms": round(max(ms), 1), "cached_p50_ms": round(_pct(cms, 50), 2)}))
 
 
 # --------------------------------------------------------------------------
@@ -835,23 +693,6 @@ def cmd_report(results_path, meta_path, commands_path):
             sock = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_timeout"]
             w(f"| {wl} | {name} | {_num(r['rps'])} | {_ms(r['p50_us'])} | {_ms(r['p99_us'])} "
               f"| {r['non2xx']} | {sock} | {_num(r['requests'])} |")
-    thumbs = [(name, by.get((key, "file-first-thumb"))) for key, name in SERVERS]
-    if any(r and r.get("kind") == "thumb-latency" for _, r in thumbs):
-        w("")
-        w("## First thumbnail")
-        w("")
-        w("Each photo's first `?thumb=` request makes the thumbnail (one request at a time, "
-          "one keep-alive connection); the second is served from storage.")
-        w("")
-        w("| Server | source | size | photos | first p50 | first p90 | first max | cached p50 | thumb bytes |")
-        w("|---|---|---|---:|---:|---:|---:|---:|---:|")
-        for key, name in SERVERS:
-            r = by.get((key, "file-first-thumb"))
-            if not r or r.get("kind") != "thumb-latency":
-                w(f"| {name} | {absent(key, 'file-first-thumb')} | | | | | | | |")
-                continue
-            w(f"| {name} | {r.get('photo_size', '?')} PNG | {r['size']} | {r['n']} | {r['first_p50_ms']} ms "
-              f"| {r['first_p90_ms']} ms | {r['first_max_ms']} ms | {r['cached_p50_ms']} ms | {r['thumb_bytes']} |")
     if probes:
         w("")
         w("## Query checks")
@@ -1088,8 +929,6 @@ def main(argv):
         "probe": cmd_probe,
         "follow-cursor": cmd_follow_cursor,
         "dashboard-cookie": cmd_dashboard_cookie,
-        "file-data": cmd_file_data,
-        "first-thumb": cmd_first_thumb,
         "jget": cmd_jget,
         "json": cmd_json,
         "wrk-result": cmd_wrk_result,

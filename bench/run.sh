@@ -36,7 +36,6 @@ case "$BENCH_TAG" in
     query) : "${BENCH_WORKLOADS:=preload $QUERY_WORKLOADS}" ;;
     auth) : "${BENCH_WORKLOADS:=auth-data login get-auth-rule get-public}" ;;
     dashboard) : "${BENCH_WORKLOADS:=preload dashboard get-by-id}" ;;
-    files) : "${BENCH_WORKLOADS:=file-data file-original file-thumb file-first-thumb}" ;;
     *) : "${BENCH_WORKLOADS:=create preload get-by-id list}" ;;
 esac
 # Auth data set (auth-data, BENCH_TAG=auth): users in `users`, notes per user
@@ -44,11 +43,6 @@ esac
 : "${BENCH_USERS:=1000}"
 : "${BENCH_NOTES_PER_USER:=10}"
 : "${BENCH_AUTH_CONCURRENCY:=8}"  # threads creating users/notes and logging in once
-# Files data set (file-data, BENCH_TAG=files): photos for the first-thumbnail
-# latency, each a BENCH_PHOTO_SIZE PNG; the thumbnail size served.
-: "${BENCH_PHOTOS:=20}"
-: "${BENCH_PHOTO_SIZE:=1920x1080}"
-: "${BENCH_THUMB:=100x100}"
 # Secondary index on (views, created): by default only when a query workload
 # runs, so the foundation figures keep measuring an unindexed collection.
 if [[ -z "${BENCH_INDEXES:-}" ]]; then
@@ -147,16 +141,6 @@ pocketbase_notes_body() {
            {"name":"updated","type":"autodate","onCreate":true,"onUpdate":true}]}
 JSON
 }
-# <kind>_files_body : JSON for POST /api/collections of `files` (files
-# preset): `title` and one file field `file` (20 MB, thumbnail BENCH_THUMB),
-# public reads.
-pocketbase_files_body() {
-    cat <<JSON
-{"name":"files","type":"base","listRule":"","viewRule":"","createRule":null,"updateRule":null,"deleteRule":null,
- "fields":[{"name":"title","type":"text"},
-           {"name":"file","type":"file","maxSelect":1,"maxSize":20971520,"thumbs":["$BENCH_THUMB"]}]}
-JSON
-}
 # <kind>_hash DIR : the stored password hash of one user, to report the
 # hashing parameters as the server applied them. PocketBase: the users table
 # (SQLite; read-only, the server keeps running).
@@ -201,14 +185,6 @@ basalt_notes_body() {
  "schema":{"type":"object",
            "properties":{"owner":{"type":"string","x-relation":{"collection":"users"}},"text":{"type":"string"}},
            "required":["owner"],"additionalProperties":false}}
-JSON
-}
-basalt_files_body() {
-    cat <<JSON
-{"name":"files","type":"base","listRule":"","viewRule":"","createRule":null,"updateRule":null,"deleteRule":null,
- "schema":{"type":"object",
-           "properties":{"title":{"type":"string"},
-                         "file":{"type":"string","x-file":{"maxSize":20971520,"thumbs":["$BENCH_THUMB"]}}}}}
 JSON
 }
 # Basalt's PHC strings sit uncompressed in its data files.
@@ -564,91 +540,6 @@ workload_get_public() {
     auth_ready "$label" get-public "$base" "$dir" || return 0
     warm_up "$label" get-public "$BENCH_DIR/get.lua" "$url" BENCH_IDS_FILE="$dir/auth/note-ids.txt"
     run_wrk "$label" get-public "$BENCH_DIR/get.lua" "$url" BENCH_IDS_FILE="$dir/auth/note-ids.txt"
-}
-
-# --- files workloads (BENCH_TAG=files) -----------------------------------------
-# file-data uploads the data set once per server (multipart, as the SDKs
-# send; not timed): one ~100 KB PNG of noise and BENCH_PHOTOS photos of
-# BENCH_PHOTO_SIZE. Files in DIR/files: original.txt (the file URL of the
-# 100 KB image), photos.txt (one photo URL a line).
-
-# file_data LABEL BASE DIR : returns 1 if the data set could not be built.
-file_data() {
-    local label=$1 base=$2 dir=$3
-    local fdir="$dir/files" token res rc=0
-    if [[ -f "$fdir/status" ]]; then
-        [[ "$(cat "$fdir/status")" == ok ]]
-        return
-    fi
-    mkdir -p "$fdir"
-    echo failed >"$fdir/status"
-    token=$(bl token "$base" "$BENCH_EMAIL" "$BENCH_PASSWORD") ||
-        { workload_failed "$label" file-data "$dir" "superuser login failed"; return 1; }
-    bl post-json "$base/api/collections" "$("${label}_files_body")" "$token" >/dev/null ||
-        { workload_failed "$label" file-data "$dir" "creating collection files failed"; return 1; }
-    # shellcheck disable=SC2016
-    record_cmd python3 "$BENCH_DIR/benchlib.py" file-data "$base" '$TOKEN' files "$fdir" "$BENCH_PHOTOS" "${BENCH_PHOTO_SIZE%x*}" "${BENCH_PHOTO_SIZE#*x}"
-    res=$(bl file-data "$base" "$token" files "$fdir" "$BENCH_PHOTOS" "${BENCH_PHOTO_SIZE%x*}" "${BENCH_PHOTO_SIZE#*x}") || rc=$?
-    if ((rc != 0)); then
-        workload_failed "$label" file-data "$dir" "$(bl jget "$res" error 2>/dev/null || echo "benchlib.py file-data: exit $rc")"
-        return 1
-    fi
-    log "$label/file-data: $res"
-    echo ok >"$fdir/status"
-}
-
-workload_file_data() { file_data "$@" || true; }
-
-# files_ready LABEL WORKLOAD BASE DIR : the data set, or a skipped row.
-files_ready() {
-    local label=$1 workload=$2 base=$3 dir=$4
-    file_data "$label" "$base" "$dir" && return 0
-    record_json "$(bl_json server="$label" workload="$workload" kind=skipped reason="no files data set (see file-data)")"
-    return 1
-}
-
-# GET the ~100 KB original, as is.
-workload_file_original() {
-    local label=$1 base=$2 dir=$3 url
-    files_ready "$label" file-original "$base" "$dir" || return 0
-    url=$(head -n1 "$dir/files/original.txt")
-    warm_up "$label" file-original "$BENCH_DIR/list.lua" "$url"
-    run_wrk "$label" file-original "$BENCH_DIR/list.lua" "$url"
-}
-
-# GET its thumbnail (BENCH_THUMB): made by the first request (the warm-up),
-# then served from storage.
-workload_file_thumb() {
-    local label=$1 base=$2 dir=$3 url
-    files_ready "$label" file-thumb "$base" "$dir" || return 0
-    url="$(head -n1 "$dir/files/original.txt")?thumb=$BENCH_THUMB"
-    record_cmd curl -s -o /dev/null "$url"
-    curl -s -o /dev/null "$url" || { workload_failed "$label" file-thumb "$dir" "GET $url failed"; return 0; }
-    warm_up "$label" file-thumb "$BENCH_DIR/list.lua" "$url"
-    run_wrk "$label" file-thumb "$BENCH_DIR/list.lua" "$url"
-}
-
-# The latency of a thumbnail's first request (it is made then) and of the
-# next one (cached), per photo, one request at a time.
-workload_file_first_thumb() {
-    local label=$1 base=$2 dir=$3 res rc=0
-    files_ready "$label" file-first-thumb "$base" "$dir" || return 0
-    wait_idle "${SERVER_PID:-}"
-    record_cmd python3 "$BENCH_DIR/benchlib.py" first-thumb "$dir/files/photos.txt" "$BENCH_THUMB"
-    res=$(bl first-thumb "$dir/files/photos.txt" "$BENCH_THUMB") || rc=$?
-    if ((rc != 0)); then
-        workload_failed "$label" file-first-thumb "$dir" "$(bl jget "$res" error 2>/dev/null || echo "benchlib.py first-thumb: exit $rc")"
-        return 0
-    fi
-    log "$label/file-first-thumb: $res"
-    record_json "$(python3 - "$label" "$res" "$BENCH_PHOTO_SIZE" <<'PY'
-import json, sys
-label, res, photo = sys.argv[1:]
-r = json.loads(res)
-r.update(server=label, workload="file-first-thumb", kind="thumb-latency", photo_size=photo)
-print(json.dumps(r))
-PY
-)"
 }
 
 # run_workload NAME LABEL BASE_URL DIR
