@@ -627,25 +627,25 @@ async function fileSteps(su, { step, answer, named }) {
         rec = await albums.create({
             title: "holiday",
             avatar: new File([PNG], "My Photo.png", { type: "image/png" }),
-            docs: [new File(["alpha"], "a.txt"), new File(["beta"], "notes.txt")],
+            docs: [new File(["alpha"], "alpha.txt"), new File(["beta"], "notes.txt")],
         });
         return maskFiles(structuredClone(rec));
     });
     named(rec, "album");
     await step("the created record's file names", () => maskFiles({ avatar: rec.avatar, docs: [...rec.docs] }));
     await step("append a document (docs+)", async () =>
-        maskFiles(await albums.update(rec.id, { "docs+": new File(["gamma"], "c.txt") })),
+        maskFiles(await albums.update(rec.id, { "docs+": new File(["gamma"], "gamma.txt") })),
     );
     await step("remove a document (docs-)", async () => maskFiles(await albums.update(rec.id, { "docs-": [rec.docs[0]] })));
     await step("a file over maxSize (400)", () =>
-        codes(() => albums.update(rec.id, { avatar: new File([PNG, Buffer.alloc(2000)], "big.png") })),
+        codes(() => albums.update(rec.id, { avatar: new File([PNG, Buffer.alloc(2000)], "large.png") })),
     );
     await step("a file of a type the field does not take (400)", () =>
-        codes(() => albums.update(rec.id, { avatar: new File(["just text"], "x.png") })),
+        codes(() => albums.update(rec.id, { avatar: new File(["just text"], "text.png") })),
     );
     await step("more files than maxSelect (400)", () =>
         codes(() =>
-            albums.update(rec.id, { "docs+": [new File(["1"], "1.txt"), new File(["2"], "2.txt"), new File(["3"], "3.txt")] }),
+            albums.update(rec.id, { "docs+": [new File(["1"], "one.txt"), new File(["2"], "two.txt"), new File(["3"], "three.txt")] }),
         ),
     );
     await step("a JSON body naming a file that was not uploaded (400)", () =>
