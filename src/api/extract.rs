@@ -172,21 +172,27 @@ impl RecordBody {
 /// Default whole-body limit of a multipart batch (PocketBase's 128 MiB).
 const BATCH_BODY: u64 = 128 * 1024 * 1024;
 
+/// The most bytes of files one record of collection `name` may take in a
+/// body: each file field's `maxSize` × `maxSelect` (0 for an unknown
+/// collection). The dashboard's record forms add it to their own limit.
+pub fn files_limit(state: &AppState, name: &str) -> u64 {
+    state
+        .registry
+        .get(name)
+        .map(|c| {
+            c.files
+                .iter()
+                .map(|(_, f)| f.max_size.saturating_mul(f.max_select as u64))
+                .fold(0u64, u64::saturating_add)
+        })
+        .unwrap_or(0)
+}
+
 /// The most a multipart body to this route may hold.
 fn multipart_limit(req: &HttpRequest, state: &AppState) -> u64 {
     let base = state.config.max_body as u64;
     if let Some(name) = req.match_info().get("c") {
-        let files: u64 = state
-            .registry
-            .get(name)
-            .map(|c| {
-                c.files
-                    .iter()
-                    .map(|(_, f)| f.max_size.saturating_mul(f.max_select as u64))
-                    .fold(0u64, u64::saturating_add)
-            })
-            .unwrap_or(0);
-        return base.saturating_add(files);
+        return base.saturating_add(files_limit(state, name));
     }
     match state.settings.get().batch.max_body_size {
         0 => BATCH_BODY,
@@ -238,7 +244,8 @@ impl FromRequest for RecordBody {
 /// Feeds actix's payload (not `Send`) to the parser through a small
 /// channel, both driven by this one future: the parser pulls, the pump
 /// reads only as fast as the parser (and the spool's disk) takes chunks.
-async fn stream_multipart(
+/// Shared with the dashboard's form extractor (`admin::session`).
+pub async fn stream_multipart(
     mut payload: Payload,
     boundary: String,
     limits: super::multipart::Limits,
