@@ -379,9 +379,13 @@ fn file_control(name: &str, spec: &FileSpec, record: Option<&Value>, urls: &File
         let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
         f.files = urls.links(id, spec, r.get(name));
     }
-    let mut hint = format!("Up to {} bytes", spec.max_size);
+    let size = match crate::admin::settings::format_size(spec.max_size) {
+        s if s.bytes().all(|b| b.is_ascii_digit()) => format!("{s} bytes"),
+        s => s,
+    };
+    let mut hint = format!("Up to {size}");
     if spec.multiple {
-        hint = format!("Up to {} files of {} bytes each", spec.max_select, spec.max_size);
+        hint = format!("Up to {} files of {size} each", spec.max_select);
     }
     if !spec.mime_types.is_empty() {
         hint = format!("{hint}; {}", spec.mime_types.join(", "));
