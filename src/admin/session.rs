@@ -240,9 +240,10 @@ fn multipart_boundary(req: &HttpRequest) -> Option<Result<String, AdminError>> {
 }
 
 /// Reads a multipart form post with the API's streaming parser and limits:
-/// plain parts at most [`FORM_LIMIT`] bytes each, the whole body at most
-/// [`FORM_LIMIT`] plus what the collection in the path (`{c}`) lets its
-/// file fields take (nothing on other pages), file parts spooled to disk.
+/// plain parts at most [`FORM_LIMIT`] bytes together, the whole body at
+/// most [`FORM_LIMIT`] plus what the collection in the path (`{c}`) lets
+/// its file fields take (no file on other pages), file parts spooled to
+/// disk.
 /// The session and `Origin` are checked before a byte of the body is read;
 /// the CSRF token, a plain part like any other, once it is parsed (the
 /// spooled files of a refused post are removed as the form is dropped).
@@ -254,14 +255,20 @@ async fn read_multipart(
     let admin = Admin::load(&req).ok_or_else(|| login_redirect(&req))?;
     check_origin(&req)?;
     let boundary = boundary?;
-    let files = req
-        .match_info()
-        .get("c")
-        .map(|c| crate::api::extract::files_limit(&admin.state, c))
-        .unwrap_or(0);
-    let limits = crate::api::multipart::Limits {
-        body: (FORM_LIMIT as u64).saturating_add(files),
-        field: FORM_LIMIT as u64,
+    let limits = match req.match_info().get("c") {
+        // One file may take the whole body here: a file over its field's
+        // `maxSize` then reaches core's checks, whose error the form shows
+        // on its field, instead of ending the post with an error page.
+        Some(c) => {
+            let mut l = crate::api::extract::record_limits(&admin.state, c, FORM_LIMIT as u64);
+            l.file = l.body;
+            l
+        }
+        None => crate::api::multipart::Limits {
+            body: FORM_LIMIT as u64,
+            field: FORM_LIMIT as u64,
+            file: 0,
+        },
     };
     let declared = req
         .headers()

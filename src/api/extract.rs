@@ -172,32 +172,49 @@ impl RecordBody {
 /// Default whole-body limit of a multipart batch (PocketBase's 128 MiB).
 const BATCH_BODY: u64 = 128 * 1024 * 1024;
 
-/// The most bytes of files one record of collection `name` may take in a
-/// body: each file field's `maxSize` × `maxSelect` (0 for an unknown
-/// collection). The dashboard's record forms add it to their own limit.
-pub fn files_limit(state: &AppState, name: &str) -> u64 {
-    state
-        .registry
-        .get(name)
-        .map(|c| {
-            c.files
-                .iter()
-                .map(|(_, f)| f.max_size.saturating_mul(f.max_select as u64))
-                .fold(0u64, u64::saturating_add)
-        })
-        .unwrap_or(0)
+/// What a multipart body for a record of collection `name` may hold:
+/// `base` bytes of form fields, plus what the collection's file fields may
+/// take for the whole body, and one file at most the largest `maxSize`.
+/// The dashboard's record forms use it too, with their own `base`.
+pub fn record_limits(state: &AppState, name: &str, base: u64) -> super::multipart::Limits {
+    let mut limits = super::multipart::Limits {
+        body: base,
+        field: base,
+        file: 0,
+    };
+    if let Some(c) = state.registry.get(name) {
+        for (_, f) in &c.files {
+            limits.body = limits
+                .body
+                .saturating_add(f.max_size.saturating_mul(f.max_select as u64));
+            limits.file = limits.file.max(f.max_size);
+        }
+    }
+    limits
 }
 
-/// The most a multipart body to this route may hold.
-fn multipart_limit(req: &HttpRequest, state: &AppState) -> u64 {
+/// What a multipart body to this route may hold: a record's (see
+/// [`record_limits`]); a batch: `batch.maxBodySize`, or no more than a
+/// JSON body while batches are off (the handler answers 403).
+fn multipart_limits(req: &HttpRequest, state: &AppState) -> super::multipart::Limits {
     let base = state.config.max_body as u64;
     if let Some(name) = req.match_info().get("c") {
-        return base.saturating_add(files_limit(state, name));
+        return record_limits(state, name, base);
     }
-    match state.settings.get().batch.max_body_size {
-        0 => BATCH_BODY,
-        n => n,
+    let mut limits = super::multipart::Limits {
+        body: base,
+        field: base,
+        file: 0,
+    };
+    let batch = &state.settings.get().batch;
+    if batch.enabled {
+        limits.body = match batch.max_body_size {
+            0 => BATCH_BODY,
+            n => n,
+        };
+        limits.file = limits.body;
     }
+    limits
 }
 
 impl FromRequest for RecordBody {
@@ -216,10 +233,7 @@ impl FromRequest for RecordBody {
                 })
             });
         };
-        let limits = super::multipart::Limits {
-            body: multipart_limit(req, state),
-            field: state.config.max_body as u64,
-        };
+        let limits = multipart_limits(req, state);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)

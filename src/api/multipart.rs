@@ -94,8 +94,11 @@ const SNIFF_BYTES: usize = 8 * 1024;
 pub struct Limits {
     /// The whole body.
     pub body: u64,
-    /// One plain part (and `@jsonPayload`).
+    /// All plain parts and `@jsonPayload`s together: they are held in memory.
     pub field: u64,
+    /// One file part (the largest `maxSize` the route's fields allow): a
+    /// part past it is refused while it streams, not after.
+    pub file: u64,
 }
 
 /// A parsed body: the fields (plain parts and `@jsonPayload`) and the
@@ -193,6 +196,8 @@ where
     let mut multipart = multer::Multipart::with_constraints(guarded(body, between.clone()), boundary, constraints);
     let mut out = Parsed::default();
     let mut parts = 0usize;
+    // What plain parts may still hold (they are kept in memory).
+    let mut plain_left = limits.field;
     loop {
         between.open.store(false, Ordering::Relaxed);
         between.bytes.store(0, Ordering::Relaxed);
@@ -227,7 +232,7 @@ where
                     "This endpoint takes no files.",
                 ));
             };
-            let upload = spool_part(field, name, original, dir, limits.body).await?;
+            let upload = spool_part(field, name, original, dir, limits).await?;
             // A form's file input left empty sends a nameless, empty part:
             // no file, not an empty one.
             if !(upload.original_name.is_empty() && upload.size == 0) {
@@ -235,7 +240,8 @@ where
             }
             continue;
         }
-        let text = read_plain(field, limits).await?;
+        let text = read_plain(field, plain_left, limits.body).await?;
+        plain_left -= text.len() as u64;
         if name == "@jsonPayload" {
             out.fields.extend(json_payload(&text)?);
         } else {
@@ -248,12 +254,16 @@ where
     Ok(out)
 }
 
-/// A plain part's text, at most `limits.field` bytes.
-async fn read_plain(mut field: multer::Field<'static>, limits: Limits) -> Result<String, ApiError> {
+/// A plain part's text, at most `left` bytes (what the body's plain parts
+/// may still hold).
+async fn read_plain(mut field: multer::Field<'static>, left: u64, body: u64) -> Result<String, ApiError> {
     let mut content = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, limits.body))? {
-        if (content.len() + chunk.len()) as u64 > limits.field {
-            return Err(too_large(limits.field as usize));
+    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, body))? {
+        if (content.len() + chunk.len()) as u64 > left {
+            return Err(ApiError::new(
+                413,
+                "The form's fields (parts without a file) are larger than --max-body bytes together.",
+            ));
         }
         content.extend_from_slice(&chunk);
     }
@@ -289,24 +299,36 @@ fn add_plain(out: &mut Parsed, name: String, text: String) {
 }
 
 /// Streams one file part into a new spool file.
+/// Bytes buffered before a spool write: a body sent in tiny chunks costs
+/// one write per buffer, not one per chunk.
+const SPOOL_BUFFER: usize = 256 * 1024;
+
 async fn spool_part(
     mut field: multer::Field<'static>,
     name: String,
     original: String,
     dir: &Path,
-    limit: u64,
+    limits: Limits,
 ) -> Result<Upload, ApiError> {
     let spool = SpoolFile::new_in(dir);
     let io = |e: std::io::Error| ApiError::internal(format!("cannot spool an upload: {e}"));
-    let mut file = tokio::fs::File::create(spool.path()).await.map_err(io)?;
+    let file = tokio::fs::File::create(spool.path()).await.map_err(io)?;
+    let mut file = tokio::io::BufWriter::with_capacity(SPOOL_BUFFER, file);
     let mut head = Vec::new();
     let mut size = 0u64;
-    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, limit))? {
+    while let Some(chunk) = field.chunk().await.map_err(|e| stream_error(e, limits.body))? {
         if head.len() < SNIFF_BYTES {
             let take = (SNIFF_BYTES - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
         size += chunk.len() as u64;
+        if size > limits.file {
+            return Err(ApiError::field(
+                &name,
+                "validation_file_size_limit",
+                &format!("A file part is larger than the {}-byte limit.", limits.file),
+            ));
+        }
         file.write_all(&chunk).await.map_err(io)?;
     }
     file.flush().await.map_err(io)?;
@@ -324,6 +346,7 @@ pub async fn parse_bytes(body: Bytes, boundary: &str, limit: usize) -> Result<Ma
     let limits = Limits {
         body: limit as u64,
         field: limit as u64,
+        file: 0,
     };
     let stream = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(body)]);
     Ok(parse(stream, boundary, limits, None).await?.fields)

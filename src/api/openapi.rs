@@ -305,11 +305,58 @@ fn collection_ops(c: &CompiledCollection, caller: &Caller, record_ref: &Value) -
                    "description": who(&c.def.create_rule, su),
                    "parameters": read_params(),
                    // An empty body is read as `{}` (as the SDKs send for no data).
-                   "requestBody": {"required": false, "content": {"application/json": {"schema": create_body}}},
+                   "requestBody": {"required": false, "content": body_content(c, create_body, false)},
                    "responses": responses("200", record_ref.clone())}),
         );
     }
     ops
+}
+
+/// The `multipart/form-data` body of a collection with file fields, as
+/// the SDKs send it: files under their field (`field+` appends, `+field`
+/// prepends; `field-` names files to remove), the other fields as text
+/// parts (typed by the schema) or together in `@jsonPayload`. `None` for a
+/// collection without file fields (JSON only).
+fn multipart_body(c: &CompiledCollection, update: bool) -> Option<Value> {
+    if c.files.is_empty() {
+        return None;
+    }
+    let binary = json!({"type": "string", "format": "binary"});
+    let mut props = Map::new();
+    for (field, spec) in &c.files {
+        let mut desc = format!("At most {} bytes per file", spec.max_size);
+        if !spec.mime_types.is_empty() {
+            desc.push_str(&format!("; types: {}", spec.mime_types.join(", ")));
+        }
+        let files = if spec.multiple {
+            json!({"type": "array", "items": binary, "maxItems": spec.max_select, "description": desc})
+        } else {
+            json!({"allOf": [binary], "description": desc})
+        };
+        props.insert(field.clone(), files.clone());
+        if update {
+            props.insert(format!("{field}+"), files.clone());
+            props.insert(format!("+{field}"), files);
+            props.insert(
+                format!("{field}-"),
+                json!({"type": "array", "items": {"type": "string"}, "description": "Stored names to remove"}),
+            );
+        }
+    }
+    props.insert(
+        "@jsonPayload".into(),
+        json!({"type": "string", "description": "The other fields as one JSON object"}),
+    );
+    Some(json!({"schema": {"type": "object", "properties": props, "additionalProperties": {"type": "string"}}}))
+}
+
+/// A request body: JSON, and multipart when the collection has file fields.
+fn body_content(c: &CompiledCollection, json_schema: Value, update: bool) -> Value {
+    let mut content = json!({"application/json": {"schema": json_schema}});
+    if let Some(form) = multipart_body(c, update) {
+        content["multipart/form-data"] = form;
+    }
+    content
 }
 
 /// `GET` (view), `PATCH` (update) and `DELETE` of `…/records/{id}`.
@@ -333,7 +380,7 @@ fn record_ops(c: &CompiledCollection, caller: &Caller, record_ref: &Value) -> Ma
             "patch".into(),
             json!({"operationId": format!("update_{name}"), "tags": tag, "parameters": with_id,
                    "description": who(&c.def.update_rule, su),
-                   "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object"}}}},
+                   "requestBody": {"required": false, "content": body_content(c, json!({"type": "object"}), true)},
                    "responses": responses("200", record_ref.clone())}),
         );
     }

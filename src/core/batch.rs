@@ -234,9 +234,22 @@ impl Batch<'_> {
 
     /// A record as earlier sub-requests left it, else as stored.
     fn current(&self, coll: &CompiledCollection, id: &str) -> Result<Option<Value>, ApiError> {
+        Ok(self.current_expecting(coll, id)?.map(|(v, _)| v))
+    }
+
+    /// [`Batch::current`] and what the write must expect of it: the stored
+    /// revision it was planned on (a record changed meanwhile fails the
+    /// batch instead of being overwritten with a stale plan — which could
+    /// name a file removed meanwhile, or drop a name another write added),
+    /// or nothing for a record this batch already wrote.
+    fn current_expecting(&self, coll: &CompiledCollection, id: &str) -> Result<Option<(Value, Expect)>, ApiError> {
         match self.overlay.get(&(coll.def.id.clone(), id.to_owned())) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.state.store.get(&coll.def.id, id)?.map(|r| r.data)),
+            Some(v) => Ok(v.clone().map(|v| (v, Expect::Any))),
+            None => Ok(self
+                .state
+                .store
+                .get(&coll.def.id, id)?
+                .map(|r| (r.data, Expect::Rev(r.rev)))),
         }
     }
 
@@ -284,7 +297,7 @@ impl Batch<'_> {
         body: Map<String, Value>,
         files: &NewFiles,
     ) -> Result<Step, ApiError> {
-        let cur = self.current(coll, &id)?.ok_or_else(ApiError::missing)?;
+        let (cur, expect) = self.current_expecting(coll, &id)?.ok_or_else(ApiError::missing)?;
         let data = plan_update(self.state, coll, &cur, body, files, self.req).await?;
         check_relations(self.state, coll, &data, &|c, id| self.pending(c, id))?;
         Ok(Step {
@@ -292,7 +305,7 @@ impl Batch<'_> {
                 collection_id: coll.def.id.clone(),
                 id: id.clone(),
                 data: data.clone(),
-                expect: Expect::Any,
+                expect,
             },
             status: 200,
             id,
@@ -301,13 +314,13 @@ impl Batch<'_> {
     }
 
     fn delete(&mut self, coll: &Arc<CompiledCollection>, id: String) -> Result<Step, ApiError> {
-        let cur = self.current(coll, &id)?.ok_or_else(ApiError::missing)?;
+        let (cur, expect) = self.current_expecting(coll, &id)?.ok_or_else(ApiError::missing)?;
         check_delete(self.state, coll, &cur, self.req)?;
         Ok(Step {
             op: WriteOp::DeleteRecord {
                 collection_id: coll.def.id.clone(),
                 id: id.clone(),
-                expect: Expect::Any,
+                expect,
             },
             status: 204,
             id,

@@ -122,6 +122,18 @@ pub fn prepare(coll: &CompiledCollection, uploads: Vec<Upload>) -> Result<NewFil
             upload,
         });
     }
+    // More uploads than a field can hold are refused before anything is
+    // stored (a single file field takes one per request).
+    for (field, spec) in &coll.files {
+        if out.iter().filter(|f| &f.field == field).count() > spec.max_select {
+            field_error(
+                &mut errors,
+                field,
+                "validation_too_many_files",
+                format!("The maximum allowed files is {}", spec.max_select),
+            );
+        }
+    }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -261,6 +273,10 @@ pub fn apply(
     Ok(())
 }
 
+/// How long the files of a cancelled write stay held: far longer than a
+/// write takes to commit once handed to the writer.
+const CANCELLED_HOLD: Duration = Duration::from_secs(600);
+
 /// Files stored for a write that has not committed (step 3). Their keys
 /// are held until [`Staged::committed`] or [`Staged::failed`]; if neither
 /// is called (the request was cancelled), dropping removes them.
@@ -325,11 +341,18 @@ impl Drop for Staged {
         if self.done || self.keys.is_empty() {
             return;
         }
-        // Cancelled mid-request: whether the record committed is not known
-        // here, so the keys are released and the cleanup decides (a key the
-        // record does not name is an orphan for the sweep).
-        for k in &self.keys {
-            self.storage.release(k);
+        // Cancelled mid-request: the write may still commit (the writer
+        // thread has it), so the keys stay held for a while, then the
+        // cleanup decides (a key the record does not name is an orphan).
+        let (storage, keys) = (self.storage.clone(), std::mem::take(&mut self.keys));
+        let release = async move {
+            tokio::time::sleep(CANCELLED_HOLD).await;
+            for k in &keys {
+                storage.release(k);
+            }
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(release);
         }
     }
 }
@@ -434,11 +457,20 @@ impl Cleaner {
     /// deleted, events missed).
     async fn sweep(&self) -> std::io::Result<usize> {
         let keys = self.storage.list("").await?;
+        let now = SystemTime::now();
+        // A key not under `<collection>/<record>/` is never a record's file.
+        for (k, meta) in keys.iter().filter(|(k, _)| k.matches('/').count() < 2) {
+            if !self.storage.is_held(k) && now.duration_since(meta.modified).unwrap_or_default() >= self.grace {
+                self.storage.delete(k).await?;
+            }
+        }
         let mut records: Vec<(String, String)> = keys
             .iter()
             .filter_map(|(k, _)| {
                 let mut parts = k.splitn(3, '/');
-                Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+                let (coll, id) = (parts.next()?, parts.next()?);
+                parts.next()?;
+                Some((coll.to_owned(), id.to_owned()))
             })
             .collect();
         records.sort();

@@ -415,10 +415,10 @@ pub async fn update_unsetting(
         return Err(locked());
     }
     let tree = ExpandTree::parse(expand)?;
+    if !crate::ids::is_valid_record_id(id) {
+        return Err(ApiError::missing());
+    }
     let files = super::files::prepare(coll, uploads)?;
-    // Updates of one record through this server queue here; the revision
-    // check below then only retries against other writers (batch, auth flows).
-    let _turn = state.record_lock(&coll.def.id, id).lock().await;
     let plan = async || {
         let stored = state.store.get(&coll.def.id, id)?.ok_or_else(ApiError::missing)?;
         let mut current = stored.data;
@@ -439,13 +439,18 @@ pub async fn update_unsetting(
         };
         Ok((vec![op], ()))
     };
-    // Stored before the plan (the uploads are already checked and spooled,
-    // so this costs what the upload did); a refused write removes them.
+    // Uploads are stored only for a write that would pass (record there,
+    // updateRule, validation: planned once first), and outside the record's
+    // lock: storing costs what the upload did, and the names are new.
     let staged = if files.0.is_empty() {
         Staged::none(&state.storage)
     } else {
+        plan().await?;
         Staged::store(&state.storage, &coll.def.id, id, &files).await?
     };
+    // Updates of one record through this server queue here; the revision
+    // check below then only retries against other writers (batch, auth flows).
+    let _turn = state.record_lock(&coll.def.id, id).lock().await;
     match replan::write(state, Replan::OnConflict, plan).await {
         Ok((results, ())) => {
             staged.committed();

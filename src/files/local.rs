@@ -29,6 +29,14 @@ fn meta_of(m: &fs::Metadata) -> ObjectMeta {
     }
 }
 
+/// Whether a temporary `.part` file is older than any write takes.
+fn is_stale(meta: &fs::Metadata) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+}
+
 /// Creates `file` in `dir`, making the directory first. A cleanup may
 /// remove the directory in between when it looks empty, so creation is
 /// retried a few times.
@@ -89,12 +97,33 @@ impl Local {
         result
     }
 
+    /// Stores a spooled upload: a hard link when the spool is on the same
+    /// file system (the data dir: no second copy of the bytes), else a copy
+    /// (also when a cleanup removed the directory meanwhile); synced and
+    /// renamed into place either way.
     pub async fn put_file(&self, key: &str, src: &Path) -> io::Result<()> {
         let this = Local {
             root: self.root.clone(),
         };
         let (key, src) = (key.to_owned(), src.to_owned());
         blocking(move || {
+            let path = this.path(&key)?;
+            let dir = path
+                .parent()
+                .ok_or_else(|| io::Error::other("storage key without a directory"))?;
+            fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!(".{}.part", crate::ids::record_id()));
+            if fs::hard_link(&src, &tmp).is_ok() {
+                let linked = (|| {
+                    File::open(&tmp)?.sync_all()?;
+                    fs::rename(&tmp, &path)?;
+                    sync_dir(dir)
+                })();
+                if linked.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                return linked;
+            }
             this.write_with(&key, |f| {
                 let mut from = File::open(&src)?;
                 io::copy(&mut from, f).map(|_| ())
@@ -203,13 +232,17 @@ impl Local {
                         stack.push(path);
                     } else if ty.is_file() {
                         let name = entry.file_name();
-                        // Half-written files of an interrupted write.
-                        if name.to_string_lossy().ends_with(".part") {
+                        let name = name.to_string_lossy();
+                        let meta = entry.metadata()?;
+                        // Files being written (`.<id>.part`: stored names never
+                        // start with a dot) are not listed until they are old
+                        // enough to be an interrupted write's leftovers.
+                        if name.starts_with('.') && name.ends_with(".part") && !is_stale(&meta) {
                             continue;
                         }
                         if let Ok(rel) = path.strip_prefix(&root) {
                             let key = rel.to_string_lossy().replace(std::path::MAIN_SEPARATOR, "/");
-                            out.push((key, meta_of(&entry.metadata()?)));
+                            out.push((key, meta_of(&meta)));
                         }
                     }
                 }

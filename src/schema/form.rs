@@ -26,6 +26,11 @@ fn number(text: &str) -> Option<Value> {
     if let Ok(i) = t.parse::<i64>() {
         return Some(Value::from(i));
     }
+    // An integer literal outside i64 stays text (a clear type error), as a
+    // JSON body's does (SPEC §7): never a rounded float.
+    if t.trim_start_matches(['-', '+']).bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     t.parse::<f64>()
         .ok()
         .filter(|f| f.is_finite())

@@ -312,6 +312,18 @@ async fn a_refused_file_shows_its_error_on_the_form_again() {
     page.assert_has("data-field-error=\"avatar\"");
     page.assert_has("mime type must be one of: image/png, image/jpeg");
 
+    // A file over its field's maxSize and over the largest one of the
+    // collection (5 MiB): still the field's error on the form.
+    let body = Form::new()
+        .text("_csrf", &b.csrf.clone())
+        .text("title", "t")
+        .file("secret", "big.bin", &vec![3u8; 6 * 1024 * 1024])
+        .finish();
+    let page = b.post_multipart(&path, body, &[]).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    page.assert_has("data-field-error=\"secret\"");
+    page.assert_has("the maximum allowed file size is 5242880 bytes");
+
     // A body over what the collection's file fields may take in all: a
     // clear 413 page, before any of it is stored.
     let huge = vec![1u8; 10 * 1024 * 1024];

@@ -402,3 +402,199 @@ async fn files_orphans_are_swept_and_named_files_kept() {
     task.await.unwrap().unwrap();
     drop(tmp);
 }
+
+#[actix_web::test]
+async fn files_openapi_shows_multipart_bodies() {
+    let app = spawn_app().await;
+    docs(&app).await;
+    app.posts().await;
+    let doc = app.get("/api/openapi.json").await.body;
+    let create = &doc["paths"]["/api/collections/docs/records"]["post"]["requestBody"]["content"];
+    let form = &create["multipart/form-data"]["schema"]["properties"];
+    assert_eq!(form["files"]["items"]["format"], "binary", "{create}");
+    assert_eq!(form["files"]["maxItems"], 3);
+    assert!(form["@jsonPayload"].is_object());
+    let update = &doc["paths"]["/api/collections/docs/records/{id}"]["patch"]["requestBody"]["content"];
+    assert!(
+        update["multipart/form-data"]["schema"]["properties"]["files-"].is_object(),
+        "{update}"
+    );
+    // Collections without file fields take JSON only.
+    let posts = &doc["paths"]["/api/collections/posts/records"]["post"]["requestBody"]["content"];
+    assert!(posts.get("multipart/form-data").is_none(), "{posts}");
+}
+
+/// `kill -9` while uploads stream in and commit: every acknowledged upload
+/// is there with its bytes, no record names a missing file, and the spool
+/// of the killed process is gone after the restart.
+#[actix_web::test]
+async fn files_kill_9_during_uploads_loses_nothing() {
+    use crate::persistence::{basalt, login, start_binary};
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let status = basalt()
+        .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (mut child, base) = start_binary(dir);
+    let token = login(&base).await;
+    let res = client()
+        .post(format!("{base}/api/collections"))
+        .insert_header(("Authorization", token.clone()))
+        .send_json(&json!({"name": "docs", "createRule": "", "schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string"}, "x-file": {"maxSelect": 2, "maxSize": 50_000_000}}}}}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let cid = read(res).await.body["id"].as_str().unwrap().to_owned();
+    /// (record id, stored name, content) of each acknowledged upload.
+    type Acked = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+    let acked: Acked = Arc::default();
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let mut writers = Vec::new();
+    for w in 0..6u32 {
+        let (base, acked, reached) = (base.clone(), acked.clone(), reached.clone());
+        writers.push(actix_web::rt::spawn(async move {
+            let c = client();
+            for n in 0u32.. {
+                // Every sixth writer sends big files, which are mid-stream at the kill.
+                let size = if w == 0 {
+                    8_000_000
+                } else {
+                    20_000 + (n as usize % 7) * 1000
+                };
+                let content: Vec<u8> = (0..size).map(|i| (i as u32 ^ w ^ n) as u8).collect();
+                let body = Form::new().file("files", &format!("w{w}n{n}.bin"), &content).finish();
+                let Ok(mut res) = c
+                    .post(format!("{base}/api/collections/docs/records"))
+                    .insert_header(("Content-Type", form::content_type()))
+                    .send_body(body)
+                    .await
+                else {
+                    break;
+                };
+                if res.status().as_u16() != 200 {
+                    break;
+                }
+                let Ok(bytes) = res.body().await else { break };
+                let rec: Value = serde_json::from_slice(&bytes).unwrap();
+                let name = rec["files"][0].as_str().unwrap().to_owned();
+                let mut all = acked.lock().unwrap();
+                all.push((rec["id"].as_str().unwrap().to_owned(), name, content));
+                if all.len() == 30 {
+                    reached.notify_one();
+                }
+            }
+        }));
+    }
+    reached.notified().await;
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    for w in writers {
+        let _ = w.await;
+    }
+    let (child2, base2) = start_binary(dir);
+    let token = login(&base2).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 30);
+    for (id, name, content) in &acked {
+        let stored = std::fs::read(dir.join("storage").join(&cid).join(id).join(name))
+            .unwrap_or_else(|e| panic!("acknowledged file {id}/{name} lost after kill -9: {e}"));
+        assert!(&stored == content, "file {id}/{name} corrupted");
+    }
+    // No record names a missing file.
+    let res = client()
+        .get(format!("{base2}/api/collections/docs/records?perPage=500"))
+        .insert_header(("Authorization", token))
+        .send()
+        .await
+        .unwrap();
+    let page = read(res).await.body;
+    for rec in page["items"].as_array().unwrap() {
+        for name in names(&rec["files"]) {
+            let path = dir
+                .join("storage")
+                .join(&cid)
+                .join(rec["id"].as_str().unwrap())
+                .join(name);
+            assert!(path.exists(), "record {} names a missing file {name}", rec["id"]);
+        }
+    }
+    let spool = std::fs::read_dir(dir.join(".uploads")).unwrap().count();
+    assert_eq!(spool, 0, "the killed server's spool is cleared at start");
+    drop(child2);
+}
+
+/// Attacks from the review of the upload path: each must be a clear 4xx
+/// that stores nothing (or, for `.part` names, must not outlive its record).
+#[actix_web::test]
+async fn files_attacks_are_bounded_and_store_nothing() {
+    let app = spawn_app().await;
+    let cid = docs(&app).await["id"].as_str().unwrap().to_owned();
+    let create = |body: Vec<u8>| form::send(&app, Method::POST, "/api/collections/docs/records", body, None);
+    // Two uploads for a single file field: refused, not one kept and one orphaned.
+    let r = create(
+        Form::new()
+            .file("avatar", "a.png", PNG)
+            .file("avatar", "b.png", PNG)
+            .finish(),
+    )
+    .await;
+    assert_eq!(r.field_code("avatar"), Some("validation_too_many_files"), "{}", r.body);
+    // Ids that are not record ids never reach the storage.
+    for id in ["%2E%2E", ".", "%2F", "a%2Fb", &"x".repeat(300)] {
+        let path = format!("/api/collections/docs/records/{id}");
+        let r = form::send(
+            &app,
+            Method::PATCH,
+            &path,
+            Form::new().file("files", "a.txt", b"a").finish(),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 404, "{id}: {}", r.body);
+    }
+    // Plain parts are held in memory: together at most --max-body (1 MiB).
+    let mut many = Form::new();
+    for i in 0..3 {
+        many = many.text(&format!("t{i}"), &"x".repeat(600_000));
+    }
+    let r = create(many.finish()).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    // A file part past the largest maxSize is stopped while it streams.
+    let r = create(Form::new().file("files", "huge.bin", &vec![7u8; 31_000_000]).finish()).await;
+    assert!(r.status == 400 || r.status == 413, "{} {}", r.status, r.body);
+    // Batches are off by default: a multipart batch gets no file budget.
+    app.patch("/api/settings", json!({"batch": {"enabled": false}})).await;
+    let body = Form::new()
+        .json(&json!({"requests": [{"method": "POST", "url": "/api/collections/docs/records"}]}))
+        .file("requests.0.files", "big.bin", &vec![1u8; 3_000_000])
+        .finish();
+    let r = form::send(&app, Method::POST, "/api/batch", body, None).await;
+    assert!(r.status == 413 || r.status == 403, "{} {}", r.status, r.body);
+    // An integer beyond i64 in a form part is not rounded into a float.
+    let r = create(Form::new().text("views", "99999999999999999999").finish()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body["data"]["views"].is_object(), "{}", r.body);
+    // Nothing above stored a file.
+    let left = std::fs::read_dir(app.dir.join("storage").join(&cid))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+    // A stored name ending in `.part` is still cleaned up when replaced.
+    let r = create(Form::new().file("files", "cat.part", b"meow").finish()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rid = r.body["id"].as_str().unwrap().to_owned();
+    let cat = names(&r.body["files"])[0].to_owned();
+    assert!(cat.ends_with(".part"), "{cat}");
+    let dir = storage(&app, &cid, &rid);
+    wait_stored(&dir, &[&cat]).await;
+    let r = app
+        .patch(&format!("/api/collections/docs/records/{rid}"), json!({"files": []}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_stored(&dir, &[]).await;
+}

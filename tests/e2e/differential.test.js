@@ -521,6 +521,7 @@ async function scenario(server, createCollections) {
     await listStep("amy lists notes after ben's gift", () => amyNotes.getList(1, 30, { fields: "id,owner,text" }));
 
     await collectionSteps(su, { step, knownStep, named });
+    await fileSteps(su, { step, answer, named });
 
     // Admin APIs: health, logs and the settings sections both servers have.
     // (Log contents differ: PocketBase writes its log in batches and logs
@@ -564,6 +565,115 @@ async function scenario(server, createCollections) {
     });
 
     return { transcript: normalise(steps, names), bugs: normalise(bugs, names), known };
+}
+
+/** A 1x1 PNG. */
+const PNG = Buffer.from(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489" +
+        "0000000b49444154789c6360000200000500017a5eab3f0000000049454e44ae426082",
+    "hex",
+);
+
+/** A stored file name with its random part masked (`photo_<rand>.png`). */
+function maskName(name) {
+    return typeof name === "string" ? name.replace(/_[a-z0-9]{10}(\.[^.]*)?$/, "_<rand>$1") : name;
+}
+
+/** A record with the names in its file fields masked. */
+function maskFiles(rec, fields = ["avatar", "docs"]) {
+    if (!rec || rec.error) return rec;
+    for (const f of fields) {
+        if (Array.isArray(rec[f])) rec[f] = rec[f].map(maskName);
+        else if (f in rec) rec[f] = maskName(rec[f]);
+    }
+    return rec;
+}
+
+/**
+ * Files through the SDK on both servers (a collection with file fields in
+ * PocketBase's format): uploads as `File` values, `docs+`/`docs-`, limits,
+ * a name that was not uploaded, and serving through `pb.files.getURL`.
+ */
+async function fileSteps(su, { step, answer, named }) {
+    const autodates = [
+        { name: "created", type: "autodate", onCreate: true },
+        { name: "updated", type: "autodate", onCreate: true, onUpdate: true },
+    ];
+    const coll = await su.collections.create({
+        name: "albums",
+        type: "base",
+        listRule: "",
+        viewRule: "",
+        createRule: "",
+        updateRule: "",
+        deleteRule: "",
+        fields: [
+            { name: "title", type: "text" },
+            { name: "avatar", type: "file", maxSelect: 1, maxSize: 1000, mimeTypes: ["image/png"], thumbs: ["10x10"] },
+            { name: "docs", type: "file", maxSelect: 3, maxSize: 100000 },
+            ...autodates,
+        ],
+    });
+    named(coll, "collection:albums");
+    const albums = new PocketBase(su.baseURL).collection("albums");
+    const codes = async (fn) => {
+        const r = await answer(fn);
+        if (!r?.error) return { written: true };
+        const data = r.error.response?.data ?? {};
+        return { status: r.error.status, codes: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v?.code])) };
+    };
+    let rec;
+    await step("create with an image and two documents", async () => {
+        rec = await albums.create({
+            title: "holiday",
+            avatar: new File([PNG], "My Photo.png", { type: "image/png" }),
+            docs: [new File(["alpha"], "a.txt"), new File(["beta"], "notes.txt")],
+        });
+        return maskFiles(structuredClone(rec));
+    });
+    named(rec, "album");
+    await step("the created record's file names", () => maskFiles({ avatar: rec.avatar, docs: [...rec.docs] }));
+    await step("append a document (docs+)", async () =>
+        maskFiles(await albums.update(rec.id, { "docs+": new File(["gamma"], "c.txt") })),
+    );
+    await step("remove a document (docs-)", async () => maskFiles(await albums.update(rec.id, { "docs-": [rec.docs[0]] })));
+    await step("a file over maxSize (400)", () =>
+        codes(() => albums.update(rec.id, { avatar: new File([PNG, Buffer.alloc(2000)], "big.png") })),
+    );
+    await step("a file of a type the field does not take (400)", () =>
+        codes(() => albums.update(rec.id, { avatar: new File(["just text"], "x.png") })),
+    );
+    await step("more files than maxSelect (400)", () =>
+        codes(() =>
+            albums.update(rec.id, { "docs+": [new File(["1"], "1.txt"), new File(["2"], "2.txt"), new File(["3"], "3.txt")] }),
+        ),
+    );
+    await step("a JSON body naming a file that was not uploaded (400)", () =>
+        codes(() => albums.update(rec.id, { docs: ["someone_else_1234567890.txt"] })),
+    );
+    const now = await albums.getOne(rec.id);
+    await step("serving the original", async () => {
+        const res = await fetch(su.files.getURL(now, now.avatar));
+        const body = Buffer.from(await res.arrayBuffer());
+        return { status: res.status, type: res.headers.get("content-type"), same: body.equals(PNG) };
+    });
+    await step("serving a thumbnail of a listed size", async () => {
+        const res = await fetch(su.files.getURL(now, now.avatar, { thumb: "10x10" }));
+        await res.arrayBuffer();
+        return { status: res.status, type: res.headers.get("content-type") };
+    });
+    await step("serving a document as a download", async () => {
+        const res = await fetch(su.files.getURL(now, now.docs[0], { download: true }));
+        const text = await res.text();
+        return { status: res.status, text, attachment: /^attachment/.test(res.headers.get("content-disposition") ?? "") };
+    });
+    await step("serving a name the record does not hold (404)", async () => {
+        const res = await fetch(su.files.getURL(now, "nothing_1234567890.txt"));
+        await res.arrayBuffer();
+        return { status: res.status };
+    });
+    await step("clear the image", async () => maskFiles(await albums.update(rec.id, { avatar: null })));
+    await step("delete the record with files", () => albums.delete(rec.id));
 }
 
 /** A collection answer without Basalt's own views (`schema`, `authOptions`). */
