@@ -29,6 +29,17 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiosmtpd
 fi
 
+# tests/support/s3_server.py (the S3-compatible server the storage tests use:
+# moto, offline), in its own venv; tests/api/s3.rs finds it there (or at
+# BASALT_MOTO_PYTHON) and, with CI set, fails when it is missing.
+export BASALT_MOTO_PYTHON="${BASALT_MOTO_PYTHON:-/var/tmp/basalt-moto-venv/bin/python}"
+if ! "$BASALT_MOTO_PYTHON" -c 'import moto.server, boto3' 2>/dev/null; then
+    step "installing moto[server] (python3 venv)"
+    MOTO_VENV="$(dirname "$(dirname "$BASALT_MOTO_PYTHON")")"
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
 step "format"
 cargo fmt --all -- --check
 

@@ -33,7 +33,7 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
     let mailer = crate::mail::Mailer::new(&config.dir, settings.clone());
     let storage = crate::files::Storage::open(&config.dir)
         .map_err(|e| StoreError::Io(format!("cannot open file storage in {}: {e}", config.dir.display())))?;
-    Ok(AppState {
+    let state = AppState {
         store,
         registry,
         tokens: Tokens::new(secret),
@@ -53,7 +53,10 @@ pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
         setup_token: Default::default(),
         work: Default::default(),
         storage,
-    })
+    };
+    // Files go to the bucket of the `s3` settings when they are enabled.
+    crate::core::settings::apply_storage(&state);
+    Ok(state)
 }
 
 /// Descriptors kept free for what is not a client connection: the store's

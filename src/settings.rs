@@ -569,8 +569,10 @@ impl LimitsSettings {
 }
 
 /// An S3-compatible bucket (PocketBase's `s3` and `backups.s3`). Stored,
-/// validated and masked as PocketBase does; Basalt does not use it yet
-/// (files and backups stay on local disk until the files issue).
+/// validated and masked as PocketBase does. `s3` holds uploaded files when
+/// enabled (`core::settings::apply_storage`; files stored before a switch
+/// stay where they were, as PocketBase); `backups.s3` can be tested
+/// ("Test S3") but backups stay on the local disk (`<dir>/backups`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct S3Settings {

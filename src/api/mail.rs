@@ -1,5 +1,6 @@
 //! `POST /api/settings/test/email`: lets a superuser check the mail settings
-//! by sending one of the auth mails, with a dummy token, to any address.
+//! by sending one of the auth mails, with a dummy token, to any address; and
+//! `POST /api/settings/test/s3`, the same for an S3 bucket.
 
 use actix_web::{web, HttpResponse};
 use serde_json::Value;
@@ -70,33 +71,12 @@ pub async fn send_test(state: &AppState, email: &str, template: &str) -> Result<
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-/// `POST /api/settings/test/s3` (`{"filesystem": "storage" | "backups"}`),
-/// checked as PocketBase checks it: the field is required and must name
-/// one of the two buckets, whose settings must be enabled. Basalt cannot
-/// talk to S3 yet (it comes with file storage), so an enabled bucket gets
-/// a 400 that says so instead of a connection test that would prove
-/// nothing.
+/// `POST /api/settings/test/s3` (`{"filesystem": "storage" | "backups"}`):
+/// 204 once a probe object was written to, read back from and deleted from
+/// that bucket with the saved settings; 400 saying what failed otherwise
+/// (`core::settings::test_s3`, shared with the dashboard).
 pub async fn test_s3(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
     require_superuser(&caller)?;
-    let failed = |field_code: &str, message: &str| {
-        let mut e = ApiError::field("filesystem", field_code, message);
-        e.message = "Failed to test the S3 filesystem.".into();
-        e
-    };
-    let settings = state.settings.get();
-    let s3 = match body.0.get("filesystem") {
-        None | Some(Value::Null) => return Err(failed("validation_required", "Cannot be blank.")),
-        Some(Value::String(s)) if s.is_empty() => return Err(failed("validation_required", "Cannot be blank.")),
-        Some(Value::String(s)) if s == "storage" => &settings.s3,
-        Some(Value::String(s)) if s == "backups" => &settings.backups.s3,
-        Some(_) => return Err(failed("validation_in_invalid", "Must be a valid value.")),
-    };
-    let raw = if s3.enabled {
-        "S3 is not supported by Basalt yet (it comes with file storage); the settings are stored but not used."
-    } else {
-        "S3 storage filesystem is not enabled."
-    };
-    Err(ApiError::bad_request(format!(
-        "Failed to test the S3 filesystem. Raw error: \n{raw}"
-    )))
+    crate::core::settings::test_s3(&state, body.0.get("filesystem")).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

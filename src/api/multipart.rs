@@ -21,11 +21,13 @@
 //! spool file is removed when its [`Upload`] is dropped.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use actix_web::web::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -111,11 +113,22 @@ pub struct Parsed {
     pub uploads: Vec<Upload>,
 }
 
-/// Counts the bytes that arrive while no part is open and fails the stream
-/// past [`MAX_BETWEEN_PARTS`].
+/// What the parser's input knows of the parse: whether a part is open,
+/// and the bytes handed over since the last part ended.
 struct Between {
     open: AtomicBool,
     bytes: AtomicUsize,
+    /// The budget ran out once without a part opening (see [`Guarded`]).
+    stalled: AtomicBool,
+}
+
+impl Between {
+    /// A new part's headers are awaited.
+    fn await_headers(&self) {
+        self.open.store(false, Ordering::Relaxed);
+        self.bytes.store(0, Ordering::Relaxed);
+        self.stalled.store(false, Ordering::Relaxed);
+    }
 }
 
 /// A transport error while the body streams in (the read deadline, a
@@ -142,26 +155,55 @@ impl std::fmt::Display for HeadersTooLarge {
 
 impl std::error::Error for HeadersTooLarge {}
 
-fn guarded<S, E>(
-    body: S,
+/// The body as the parser sees it. multer reads every chunk that is ready
+/// before it parses, and parses a part's headers from the start each time,
+/// so while no part is open at most [`MAX_BETWEEN_PARTS`] bytes are handed
+/// over (a chunk is split, its rest held back until the part opens). If the
+/// budget runs out, the parser is made to parse what it has (a wake-up and
+/// `Pending`); if it still opens no part, the headers are too large.
+struct Guarded<S> {
+    inner: Pin<Box<S>>,
     between: Arc<Between>,
-) -> impl Stream<Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>>
+    held: Option<Bytes>,
+}
+
+impl<S, E> Stream for Guarded<S>
 where
     S: Stream<Item = Result<Bytes, E>>,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    body.map(move |chunk| {
-        let chunk = chunk.map_err(Into::into)?;
-        // One chunk may carry headers and much of a part's body, so a chunk
-        // is refused only once earlier ones passed the limit: the search
-        // work stays linear in what arrives.
-        if !between.open.load(Ordering::Relaxed)
-            && between.bytes.fetch_add(chunk.len(), Ordering::Relaxed) > MAX_BETWEEN_PARTS
-        {
-            return Err(Box::new(HeadersTooLarge) as Box<dyn std::error::Error + Send + Sync>);
+    type Item = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let mut chunk = match this.held.take() {
+            Some(held) => held,
+            None => match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(c))) => c,
+            },
+        };
+        let between = &this.between;
+        if between.open.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Ok(chunk)));
         }
-        Ok(chunk)
-    })
+        let budget = MAX_BETWEEN_PARTS.saturating_sub(between.bytes.load(Ordering::Relaxed));
+        if budget == 0 {
+            this.held = Some(chunk);
+            if between.stalled.swap(true, Ordering::Relaxed) {
+                return Poll::Ready(Some(Err(Box::new(HeadersTooLarge))));
+            }
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        if chunk.len() > budget {
+            this.held = Some(chunk.split_off(budget));
+        }
+        between.bytes.fetch_add(chunk.len(), Ordering::Relaxed);
+        Poll::Ready(Some(Ok(chunk)))
+    }
 }
 
 fn stream_error(e: multer::Error, limit: u64) -> ApiError {
@@ -192,15 +234,20 @@ where
     let between = Arc::new(Between {
         open: AtomicBool::new(false),
         bytes: AtomicUsize::new(0),
+        stalled: AtomicBool::new(false),
     });
-    let mut multipart = multer::Multipart::with_constraints(guarded(body, between.clone()), boundary, constraints);
+    let guarded = Guarded {
+        inner: Box::pin(body),
+        between: between.clone(),
+        held: None,
+    };
+    let mut multipart = multer::Multipart::with_constraints(guarded, boundary, constraints);
     let mut out = Parsed::default();
     let mut parts = 0usize;
     // What plain parts may still hold (they are kept in memory).
     let mut plain_left = limits.field;
     loop {
-        between.open.store(false, Ordering::Relaxed);
-        between.bytes.store(0, Ordering::Relaxed);
+        between.await_headers();
         let Some(field) = multipart.next_field().await.map_err(|e| stream_error(e, limits.body))? else {
             break;
         };

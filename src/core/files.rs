@@ -424,9 +424,13 @@ impl Cleaner {
         drop(store);
         let now = SystemTime::now();
         for (k, meta) in keys {
-            let name = owner_name(&k[prefix.len()..]);
+            let rest = &k[prefix.len()..];
+            let name = owner_name(rest);
             let old_enough = now.duration_since(meta.modified).unwrap_or_default() >= grace;
-            if !named.contains(name) && old_enough {
+            // Only what Basalt stores under a record: a stored name, its
+            // thumbnails, an interrupted write's `.part`.
+            let made_here = names::is_stored_name(name) || (rest.starts_with('.') && rest.ends_with(".part"));
+            if made_here && !named.contains(name) && old_enough {
                 self.storage.delete(&k).await?;
             }
         }
@@ -458,21 +462,28 @@ impl Cleaner {
     async fn sweep(&self) -> std::io::Result<usize> {
         let keys = self.storage.list("").await?;
         let now = SystemTime::now();
-        // A key not under `<collection>/<record>/` is never a record's file.
-        for (k, meta) in keys.iter().filter(|(k, _)| k.matches('/').count() < 2) {
-            if !self.storage.is_held(k) && now.duration_since(meta.modified).unwrap_or_default() >= self.grace {
-                self.storage.delete(k).await?;
+        let mut records: Vec<(String, String)> = Vec::new();
+        for (k, meta) in &keys {
+            let parts: Vec<&str> = k.splitn(3, '/').collect();
+            // Only keys Basalt made: under a collection that exists, a record
+            // id, then a stored name (or a thumbnail folder). A bucket may
+            // hold other things; they are never touched.
+            let ours = self.registry.get(parts[0]).is_some_and(|c| c.def.id == parts[0]);
+            match parts[..] {
+                [_, id, _] if ours && crate::ids::is_valid_record_id(id) => {
+                    records.push((parts[0].to_owned(), id.to_owned()))
+                }
+                // A file right under the collection: a record id that was
+                // not one (kept out by the API since; swept if left behind).
+                [_, name] if ours && names::is_stored_name(name) => {
+                    let old = now.duration_since(meta.modified).unwrap_or_default() >= self.grace;
+                    if old && !self.storage.is_held(k) {
+                        self.storage.delete(k).await?;
+                    }
+                }
+                _ => {}
             }
         }
-        let mut records: Vec<(String, String)> = keys
-            .iter()
-            .filter_map(|(k, _)| {
-                let mut parts = k.splitn(3, '/');
-                let (coll, id) = (parts.next()?, parts.next()?);
-                parts.next()?;
-                Some((coll.to_owned(), id.to_owned()))
-            })
-            .collect();
         records.sort();
         records.dedup();
         for (coll, id) in &records {

@@ -11,6 +11,7 @@
 
 pub mod local;
 pub mod names;
+pub mod s3;
 pub mod upload;
 
 use std::io;
@@ -58,6 +59,7 @@ pub fn record_prefix(collection_id: &str, record_id: &str) -> String {
 /// methods stay plain `async fn`.
 pub enum Backend {
     Local(local::Local),
+    S3(s3::S3),
 }
 
 /// Cheap-clone handle to the current backend. The backend can be swapped
@@ -131,6 +133,7 @@ impl Storage {
     pub async fn put_file(&self, key: &str, src: &Path) -> io::Result<()> {
         match &*self.backend() {
             Backend::Local(l) => l.put_file(key, src).await,
+            Backend::S3(s) => s.put_file(key, src).await,
         }
     }
 
@@ -138,6 +141,7 @@ impl Storage {
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
         match &*self.backend() {
             Backend::Local(l) => l.put_bytes(key, bytes).await,
+            Backend::S3(s) => s.put_bytes(key, bytes).await,
         }
     }
 
@@ -145,6 +149,7 @@ impl Storage {
     pub async fn head(&self, key: &str) -> io::Result<Option<ObjectMeta>> {
         match &*self.backend() {
             Backend::Local(l) => l.head(key).await,
+            Backend::S3(s) => s.head(key).await,
         }
     }
 
@@ -153,6 +158,7 @@ impl Storage {
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> io::Result<Option<Object>> {
         match &*self.backend() {
             Backend::Local(l) => l.get(key, range).await,
+            Backend::S3(s) => s.get(key, range).await,
         }
     }
 
@@ -160,6 +166,7 @@ impl Storage {
     pub async fn delete(&self, key: &str) -> io::Result<()> {
         match &*self.backend() {
             Backend::Local(l) => l.delete(key).await,
+            Backend::S3(s) => s.delete(key).await,
         }
     }
 
@@ -167,6 +174,7 @@ impl Storage {
     pub async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
         match &*self.backend() {
             Backend::Local(l) => l.delete_prefix(prefix).await,
+            Backend::S3(s) => s.delete_prefix(prefix).await,
         }
     }
 
@@ -174,6 +182,7 @@ impl Storage {
     pub async fn list(&self, prefix: &str) -> io::Result<Vec<(String, ObjectMeta)>> {
         match &*self.backend() {
             Backend::Local(l) => l.list(prefix).await,
+            Backend::S3(s) => s.list(prefix).await,
         }
     }
 }

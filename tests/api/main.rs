@@ -37,3 +37,4 @@ mod ratelimit;
 mod realtime;
 mod records;
 mod references;
+mod s3;

@@ -15,6 +15,7 @@ mod errors;
 pub use errors::format_size;
 mod forms;
 mod limits;
+mod s3;
 mod tokens;
 
 use actix_web::http::StatusCode;
@@ -31,6 +32,7 @@ use forms::{
     Usage,
 };
 use limits::LimitsForm;
+use s3::{Bucket, S3Form};
 use tokens::TokenForm;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -38,6 +40,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/settings/application", web::post().to(save_application))
         .route("/settings/mail", web::post().to(save_mail))
         .route("/settings/mail/test", web::post().to(send_test_mail))
+        .route("/settings/s3", web::post().to(save_s3))
+        .route("/settings/backups-s3", web::post().to(save_backups_s3))
+        .route("/settings/s3/test", web::post().to(test_s3))
         .route("/settings/rate-limits", web::post().to(save_rate_limits))
         .route("/settings/tokens/{collection}", web::post().to(save_tokens))
         .route("/settings/cors", web::post().to(save_cors))
@@ -58,6 +63,9 @@ struct SettingsPage {
     test: TestMailForm,
     /// Where mails go while SMTP is off.
     outbox: String,
+    /// `s3` (uploaded files) and `backups.s3`.
+    s3: S3Form,
+    backups_s3: S3Form,
     limits: LimitsForm,
     tokens: Vec<TokenForm>,
     cors: CorsForm,
@@ -101,6 +109,8 @@ impl SettingsPage {
                 template: "verification".into(),
             },
             outbox: state.mailer.outbox_dir().display().to_string(),
+            s3: S3Form::from_settings(&s, Bucket::Storage),
+            backups_s3: S3Form::from_settings(&s, Bucket::Backups),
             limits: LimitsForm::from_settings(&s),
             tokens,
             cors: CorsForm::from_settings(&s, &state.config.origins),
@@ -115,6 +125,11 @@ impl SettingsPage {
             keep_alive: state.config.keep_alive,
             errors: Errors::default(),
         }
+    }
+
+    /// The two S3 forms, in page order.
+    fn buckets(&self) -> [&S3Form; 2] {
+        [&self.s3, &self.backups_s3]
     }
 
     /// The page again after a failed save: 400, with the errors.
@@ -158,6 +173,7 @@ fn saved(req: &HttpRequest) -> HttpResponse {
 enum Section {
     App(AppForm),
     Mail(MailForm),
+    S3(S3Form),
     Limits(LimitsForm),
     Cors(CorsForm),
     Realtime(RealtimeForm),
@@ -173,6 +189,7 @@ impl Section {
         match self {
             Section::App(f) => f.patch(),
             Section::Mail(f) => f.patch(),
+            Section::S3(f) => f.patch(),
             Section::Limits(f) => f.patch(),
             Section::Cors(f) => f.patch(),
             Section::Realtime(f) => f.patch(),
@@ -205,6 +222,7 @@ impl Section {
         match self {
             Section::App(_) => "meta",
             Section::Mail(_) => "smtp",
+            Section::S3(f) => f.bucket.key(),
             Section::Limits(_) => "rateLimits",
             Section::Cors(_) => "cors.origins",
             Section::Realtime(_) => "realtime",
@@ -221,6 +239,8 @@ impl Section {
         match self {
             Section::App(f) => page.app = f,
             Section::Mail(f) => page.mail = f,
+            Section::S3(f) if f.bucket == Bucket::Storage => page.s3 = f,
+            Section::S3(f) => page.backups_s3 = f,
             Section::Limits(f) => page.limits = f,
             Section::Cors(f) => page.cors = f,
             Section::Realtime(f) => page.realtime = f,
@@ -257,6 +277,45 @@ async fn save_mail(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, Ad
     let current = form.admin.state.settings.get();
     let section = Section::Mail(MailForm::from_form(&form, &current));
     save(&req, form.admin, section).await
+}
+
+async fn save_s3(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let current = form.admin.state.settings.get();
+    let section = Section::S3(S3Form::from_form(&form, &current, Bucket::Storage));
+    save(&req, form.admin, section).await
+}
+
+async fn save_backups_s3(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let current = form.admin.state.settings.get();
+    let section = Section::S3(S3Form::from_form(&form, &current, Bucket::Backups));
+    save(&req, form.admin, section).await
+}
+
+/// `POST /_/settings/s3/test` (`filesystem` = `storage` | `backups`): the
+/// API's `POST /api/settings/test/s3` on the saved settings; the outcome as
+/// a flash, or the page again with the reason under that bucket's form.
+async fn test_s3(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
+    let filesystem = form.text("filesystem").to_owned();
+    let bucket = Bucket::from_filesystem(&filesystem)
+        .ok_or_else(|| AdminError::BadRequest("Unknown S3 filesystem: choose storage or backups.".into()))?;
+    let state = &form.admin.state;
+    let errors = match crate::core::settings::test_s3(state, Some(&Value::String(filesystem))).await {
+        Ok(()) => {
+            let text = format!(
+                "S3 works: a test file was written to bucket \"{}\", read back and deleted.",
+                s3::bucket_name(&state.settings.get(), bucket)
+            );
+            return Ok(view::redirect_flash(&req, "/_/settings", "ok", &text));
+        }
+        Err(e) if e.status == 400 => {
+            let key = format!("{}.test", bucket.key());
+            let mut errors = Errors::default();
+            errors.add(key, e.message);
+            errors
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(SettingsPage::new(&req, &form.admin).failed(&req, errors))
 }
 
 async fn save_rate_limits(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, AdminError> {
