@@ -173,9 +173,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BackupAction {
-    /// Write a consistent snapshot of a stopped server's data dir to FILE.
+    /// Write a consistent snapshot of a stopped server's data dir (the
+    /// database and the locally stored files) to FILE.
     Create { file: PathBuf },
-    /// Restore FILE into a new, empty data dir (then start the server on it).
+    /// Restore FILE (the database and the stored files) into a new, empty
+    /// data dir (then start the server on it).
     Restore { file: PathBuf },
 }
 
@@ -303,13 +305,14 @@ fn main() -> ExitCode {
             } => backup_create(&dir, &file).await,
             Command::Backup {
                 action: BackupAction::Restore { file },
-            } => match basalt::store::backup::restore(&file, &dir) {
+            } => match basalt::core::backups::archive::restore(&file, &dir) {
                 Ok(info) => {
                     println!(
-                        "Restored {} ({} entries in {} trees) into {}. Start the server with --dir {}.",
+                        "Restored {} ({} entries in {} trees; {}) into {}. Start the server with --dir {}.",
                         file.display(),
                         info.entries,
                         info.trees,
+                        files_line(&info),
                         dir.display(),
                         dir.display()
                     );
@@ -322,6 +325,21 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// What a backup says about the stored files, for the CLI's lines.
+fn files_line(info: &basalt::core::backups::archive::ArchiveInfo) -> String {
+    use basalt::core::backups::archive::FilesKept;
+    match info.kept {
+        FilesKept::InBackup => format!(
+            "{} file{}, {} bytes",
+            info.files,
+            if info.files == 1 { "" } else { "s" },
+            info.file_bytes
+        ),
+        FilesKept::InBucket => "no files: they are in the S3 bucket, which backups leave alone".into(),
+        FilesKept::NotBackedUp => "no files: a backup from before files were backed up".into(),
+    }
 }
 
 /// `serve example.com` (PocketBase: certificates from Let's Encrypt) and
@@ -377,17 +395,23 @@ async fn backup_create(dir: &std::path::Path, file: &std::path::Path) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    let result = store.backup(file).await;
+    let result = match basalt::files::Storage::open(dir) {
+        Ok(storage) => basalt::core::backups::archive::write(&store, &storage, file)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot open file storage in {}: {e}", dir.display())),
+    };
     let closing = store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.shutdown()).await;
     match result {
         Ok(info) => {
             println!(
-                "Backup written to {} ({} bytes, {} entries in {} trees).",
+                "Backup written to {} ({} bytes, {} entries in {} trees; {}).",
                 info.path.display(),
                 info.bytes,
                 info.entries,
-                info.trees
+                info.trees,
+                files_line(&info)
             );
             ExitCode::SUCCESS
         }

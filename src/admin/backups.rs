@@ -74,8 +74,10 @@ async fn create(req: HttpRequest, form: AdminForm) -> Result<HttpResponse, Admin
             "/_/backups",
             "ok",
             &format!(
-                "Backup {name} created: {} entries, {}.",
+                "Backup {name} created: {} entries, {} file{}, {}.",
                 info.entries,
+                info.files,
+                if info.files == 1 { "" } else { "s" },
                 human_size(info.bytes)
             ),
         )),

@@ -61,10 +61,15 @@ impl Local {
         Local { root }
     }
 
+    /// The directory the keys live under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The path of `key` under the root. Keys are made by Basalt from ids
     /// and checked names, but this is the last line: anything that could
     /// leave the root (`..`, an absolute path, a NUL) is refused.
-    fn path(&self, key: &str) -> io::Result<PathBuf> {
+    pub(super) fn path(&self, key: &str) -> io::Result<PathBuf> {
         let rel = Path::new(key);
         let plain = !key.is_empty()
             && !key.contains('\0')

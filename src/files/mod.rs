@@ -9,6 +9,7 @@
 //! leaves an orphan that [`sweep`] removes later; it can never leave a
 //! record pointing at a missing file.
 
+pub mod backup;
 pub mod local;
 pub mod names;
 pub mod s3;
@@ -74,21 +75,30 @@ pub struct Storage {
     /// Keys stored for writes that have not committed yet (see
     /// [`Storage::hold`]): the cleanup must not take them for orphans.
     pending: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Backups running now, and where removed local files are kept for
+    /// them (see [`backup`]).
+    holds: Arc<backup::Holds>,
 }
+
+/// Where local storage lives under the data dir (as PocketBase's
+/// `pb_data/storage`).
+pub const LOCAL_DIR: &str = "storage";
 
 impl Storage {
     /// Local storage under `<dir>/storage`, spooling under `<dir>/.uploads`.
-    /// Leftover spool files of a previous run (a crash mid-upload) are removed.
+    /// Leftover spool files of a previous run (a crash mid-upload) are
+    /// removed, and so are files a crashed backup retained.
     pub fn open(dir: &Path) -> io::Result<Storage> {
         let spool = dir.join(".uploads");
         let _ = std::fs::remove_dir_all(&spool);
         std::fs::create_dir_all(&spool)?;
         Ok(Storage {
             backend: Arc::new(RwLock::new(Arc::new(Backend::Local(local::Local::new(
-                dir.join("storage"),
+                dir.join(LOCAL_DIR),
             ))))),
             spool,
             pending: Default::default(),
+            holds: Arc::new(backup::Holds::new(dir.join(backup::RETAINED_DIR))),
         })
     }
 
@@ -162,19 +172,59 @@ impl Storage {
         }
     }
 
-    /// Removes `key`; a missing key is not an error.
+    /// Removes `key`; a missing key is not an error. While a backup runs,
+    /// a local file is kept for it first (see [`backup`]).
     pub async fn delete(&self, key: &str) -> io::Result<()> {
         match &*self.backend() {
-            Backend::Local(l) => l.delete(key).await,
+            Backend::Local(l) => {
+                if !self.keep_for_backups(l, key, false).await? {
+                    return Ok(());
+                }
+                l.delete(key).await
+            }
             Backend::S3(s) => s.delete(key).await,
         }
     }
 
-    /// Removes every key under `prefix` (a record's or a collection's files).
+    /// Removes every key under `prefix` (a record's or a collection's
+    /// files); kept for a running backup first, as [`Storage::delete`].
     pub async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
         match &*self.backend() {
-            Backend::Local(l) => l.delete_prefix(prefix).await,
+            Backend::Local(l) => {
+                if !self.keep_for_backups(l, prefix, true).await? {
+                    return Ok(());
+                }
+                l.delete_prefix(prefix).await
+            }
             Backend::S3(s) => s.delete_prefix(prefix).await,
+        }
+    }
+
+    /// Before a local removal: if a backup runs, hard-links the file (or
+    /// every file under the prefix) into the retained dir. `false`: it
+    /// could not be kept and must stay (an orphan for the sweep).
+    async fn keep_for_backups(&self, local: &local::Local, key: &str, prefix: bool) -> io::Result<bool> {
+        let Some(dir) = self.holds.retaining() else {
+            return Ok(true);
+        };
+        let path = local.path(key.trim_end_matches('/'))?;
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || match prefix {
+            true => backup::keep_tree(&dir, &path, &key),
+            false => backup::keep(&dir, &path, &key),
+        })
+        .await
+        .map_err(|e| io::Error::other(format!("storage task failed: {e}")))
+    }
+
+    /// Holds removals for a backup (see [`backup`]): take it before the
+    /// store snapshot, walk [`backup::Retention::files`] after it, drop it
+    /// when the files are copied. `None` when files are not on the local
+    /// disk (S3: they stay in the bucket and are not in backups).
+    pub fn retain(&self) -> Option<backup::Retention> {
+        match &*self.backend() {
+            Backend::Local(l) => Some(backup::Retention::start(self.holds.clone(), l.root().to_path_buf())),
+            Backend::S3(_) => None,
         }
     }
 

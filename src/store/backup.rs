@@ -1,5 +1,5 @@
-//! Backups: a consistent snapshot of every tree in one file, and restoring
-//! one into an empty data dir.
+//! Backups of the store: a consistent snapshot of every tree, written into
+//! a stream, and restoring one into a new database directory.
 //!
 //! A snapshot is taken by the writer thread between two commit groups
 //! (see `writer.rs`), so it holds exactly the writes committed before it and
@@ -7,33 +7,35 @@
 //! refused unless the queue fills). The request log (`logs`) is left out: it
 //! is not data, and it is written outside the writer.
 //!
-//! File format (version 1), all integers big-endian:
+//! Snapshot format (version 1), all integers big-endian:
 //! `MAGIC ++ version u32 ++ created ms u64`, then per tree
 //! `b'T' ++ name len u32 ++ name` and its entries
 //! `b'E' ++ key len u32 ++ key ++ value len u32 ++ value`, then
-//! `b'Z' ++ sha256 of everything before the digest`. Restoring checks the digest
-//! before it writes anything.
+//! `b'Z' ++ sha256 of everything before the digest`. A snapshot ends with its
+//! digest, so it can be embedded in a larger file: the readers here stop
+//! right after it and leave what follows to their caller (`core::backups`
+//! writes backup files that hold a snapshot and more; backups made before
+//! that are a bare snapshot).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// The first bytes of every backup file.
+/// The first bytes of every snapshot (and of every backup file).
 pub const MAGIC: &[u8; 14] = b"BASALT-BACKUP\n";
-const VERSION: u32 = 1;
+/// The snapshot format's version. (A backup file whose header carries
+/// another number is not a bare snapshot: see `core::backups`.)
+pub const VERSION: u32 = 1;
 /// Trees not backed up (the request log; the writer's filler, empty).
 const SKIP: &[&str] = &["logs", super::writer::PAD_TREE];
 /// Largest key or value accepted when reading (sled's own limit is far
 /// above any Basalt record; this only stops a corrupt length early).
 const MAX_ITEM: u32 = 256 * 1024 * 1024;
 
-/// What a backup holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupInfo {
-    pub path: PathBuf,
-    pub bytes: u64,
+/// What a snapshot holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
     pub trees: usize,
     pub entries: u64,
 }
@@ -49,6 +51,10 @@ pub enum BackupError {
     Damaged(PathBuf, String),
     #[error("{0} already holds a database; restore into a new, empty data dir")]
     NotEmpty(PathBuf),
+    /// Well-formed, but asks for something a restore must not do (a path
+    /// out of the data dir, more bytes than the file holds).
+    #[error("{0} is refused ({1}); nothing was restored")]
+    Refused(PathBuf, String),
 }
 
 fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> BackupError {
@@ -56,17 +62,15 @@ fn io(what: &str, path: &Path, e: impl std::fmt::Display) -> BackupError {
 }
 
 /// A writer that hashes everything it writes.
-struct Hashing<W: Write> {
-    inner: W,
+struct Hashing<'a, W: Write> {
+    inner: &'a mut W,
     hash: Sha256,
-    bytes: u64,
 }
 
-impl<W: Write> Write for Hashing<W> {
+impl<W: Write> Write for Hashing<'_, W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -74,91 +78,63 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Writes a snapshot of `db` to `path` (through a temporary file, then
-/// fsync and rename, so `path` is either absent or whole). Call it only
-/// where no write can happen meanwhile (the writer thread).
-pub fn write(db: &sled::Db, path: &Path, created_ms: i64) -> Result<BackupInfo, BackupError> {
-    let tmp = path.with_extension("partial");
-    let file = File::create(&tmp).map_err(|e| io("cannot create", &tmp, e))?;
-    let result = write_into(db, file, created_ms);
-    let (bytes, trees, entries) = match result {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io("cannot write", &tmp, e));
-        }
-    };
-    std::fs::rename(&tmp, path).map_err(|e| io("cannot rename to", path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(BackupInfo {
-        path: path.to_path_buf(),
-        bytes,
-        trees,
-        entries,
-    })
-}
-
-fn write_into(db: &sled::Db, file: File, created_ms: i64) -> Result<(u64, usize, u64), Box<dyn std::error::Error>> {
+/// Writes a whole snapshot of `db` into `out` (header to digest). Call it
+/// only where no write can happen meanwhile (the writer thread). The caller
+/// owns `out`: flushing, syncing and naming the file are its business.
+pub fn write_into<W: Write>(db: &sled::Db, out: &mut W, created_ms: i64) -> std::io::Result<Counts> {
     let mut out = Hashing {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner: out,
         hash: Sha256::new(),
-        bytes: 0,
     };
     out.write_all(MAGIC)?;
     out.write_all(&VERSION.to_be_bytes())?;
     out.write_all(&created_ms.to_be_bytes())?;
-    let (mut trees, mut entries) = (0usize, 0u64);
+    let mut counts = Counts::default();
     for name in db.tree_names() {
         if SKIP.iter().any(|s| s.as_bytes() == name.as_ref()) {
             continue;
         }
-        let tree = db.open_tree(&name)?;
+        let tree = db.open_tree(&name).map_err(std::io::Error::other)?;
         out.write_all(b"T")?;
         out.write_all(&(name.len() as u32).to_be_bytes())?;
         out.write_all(&name)?;
-        trees += 1;
+        counts.trees += 1;
         for kv in tree.iter() {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(std::io::Error::other)?;
             out.write_all(b"E")?;
             out.write_all(&(k.len() as u32).to_be_bytes())?;
             out.write_all(&k)?;
             out.write_all(&(v.len() as u32).to_be_bytes())?;
             out.write_all(&v)?;
-            entries += 1;
+            counts.entries += 1;
         }
     }
     // The digest covers everything up to and including the end tag.
     out.write_all(b"Z")?;
     let digest = out.hash.clone().finalize();
     out.inner.write_all(&digest)?;
-    let bytes = out.bytes + digest.len() as u64;
-    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok((bytes, trees, entries))
+    Ok(counts)
 }
 
-/// One parsed item of a backup file.
+/// One parsed item of a snapshot.
 enum Item {
     Tree(Vec<u8>),
     Entry(Vec<u8>, Vec<u8>),
 }
 
-/// Reads a backup file item by item, hashing as it goes.
-struct Reader {
-    input: BufReader<File>,
+/// Reads a snapshot item by item from the caller's stream, hashing as it
+/// goes; it reads nothing past the snapshot's digest.
+struct Reader<'a, R: Read> {
+    input: &'a mut R,
     hash: Sha256,
+    /// The backup file, for messages.
     path: PathBuf,
 }
 
-impl Reader {
-    fn open(path: &Path) -> Result<Reader, BackupError> {
-        let file = File::open(path).map_err(|e| io("cannot open", path, e))?;
+impl<'a, R: Read> Reader<'a, R> {
+    fn open(input: &'a mut R, path: &Path) -> Result<Self, BackupError> {
         let mut r = Reader {
-            input: BufReader::with_capacity(1 << 20, file),
+            input,
             hash: Sha256::new(),
             path: path.to_path_buf(),
         };
@@ -193,10 +169,16 @@ impl Reader {
         if len > MAX_ITEM {
             return Err(self.damaged("an item is impossibly large"));
         }
-        let mut b = vec![0u8; len as usize];
-        self.input
-            .read_exact(&mut b)
-            .map_err(|_| self.damaged("it ends early"))?;
+        let mut b = Vec::new();
+        // `take` + `read_to_end`: memory grows with the bytes that are really
+        // there, not with a length a damaged file claims.
+        let got = (&mut *self.input)
+            .take(u64::from(len))
+            .read_to_end(&mut b)
+            .map_err(|e| self.damaged(format!("it cannot be read: {e}")))?;
+        if got != len as usize {
+            return Err(self.damaged("it ends early"));
+        }
         self.hash.update(&b);
         Ok(b)
     }
@@ -220,10 +202,6 @@ impl Reader {
                 if got[..] != expected[..] {
                     return Err(self.damaged("its checksum does not match"));
                 }
-                let mut rest = [0u8; 1];
-                if self.input.read(&mut rest).unwrap_or(0) != 0 {
-                    return Err(self.damaged("there are bytes after its end"));
-                }
                 Ok(None)
             }
             _ => Err(self.damaged("an unknown item")),
@@ -231,81 +209,130 @@ impl Reader {
     }
 }
 
-/// Checks a backup file end to end (structure and checksum) without
-/// writing anything; returns its tree and entry counts.
-pub fn verify(path: &Path) -> Result<(usize, u64), BackupError> {
-    let mut r = Reader::open(path)?;
-    let (mut trees, mut entries) = (0usize, 0u64);
+/// Checks the snapshot `input` is positioned at, end to end (structure and
+/// checksum), writing nothing; `path` names the backup in messages. The
+/// stream is left right after the snapshot.
+pub fn verify_from<R: Read>(input: &mut R, path: &Path) -> Result<Counts, BackupError> {
+    let mut r = Reader::open(input, path)?;
+    let mut counts = Counts::default();
     let mut in_tree = false;
     while let Some(item) = r.next()? {
         match item {
             Item::Tree(_) => {
-                trees += 1;
+                counts.trees += 1;
                 in_tree = true;
             }
             Item::Entry(..) if !in_tree => return Err(r.damaged("an entry outside any tree")),
-            Item::Entry(..) => entries += 1,
+            Item::Entry(..) => counts.entries += 1,
         }
     }
-    Ok((trees, entries))
+    Ok(counts)
 }
 
-/// Restores `backup` into `dir`, which must not hold a database yet. The
-/// file is verified first; a failure half-way removes what was written.
-pub fn restore(backup: &Path, dir: &Path) -> Result<BackupInfo, BackupError> {
-    let db_dir = dir.join("db");
+/// Restores the snapshot `input` is positioned at into a new database at
+/// `db_dir` (which must not exist). Verify first ([`verify_from`]): this
+/// checks as it goes, but has written by the time it finds damage; then it
+/// removes `db_dir` again. The stream is left right after the snapshot.
+pub fn restore_from<R: Read>(input: &mut R, path: &Path, db_dir: &Path) -> Result<Counts, BackupError> {
     if db_dir.exists() {
-        return Err(BackupError::NotEmpty(dir.to_path_buf()));
+        return Err(BackupError::NotEmpty(db_dir.parent().unwrap_or(db_dir).to_path_buf()));
     }
-    let (trees, entries) = verify(backup)?;
-    std::fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-    let result = (|| -> Result<(), BackupError> {
+    let result = (|| -> Result<Counts, BackupError> {
         let db = sled::Config::new()
-            .path(&db_dir)
+            .path(db_dir)
             .open()
-            .map_err(|e| io("cannot open", &db_dir, e))?;
-        let mut r = Reader::open(backup)?;
+            .map_err(|e| io("cannot open", db_dir, e))?;
+        let mut r = Reader::open(input, path)?;
+        let mut counts = Counts::default();
         let mut tree: Option<sled::Tree> = None;
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;
+        let apply = |tree: &Option<sled::Tree>, batch: &mut sled::Batch| match tree {
+            Some(t) => t
+                .apply_batch(std::mem::take(batch))
+                .map_err(|e| io("cannot write", db_dir, e)),
+            None => Ok(()),
+        };
         while let Some(item) = r.next()? {
             match item {
                 Item::Tree(name) => {
-                    if let Some(t) = &tree {
-                        t.apply_batch(std::mem::take(&mut batch))
-                            .map_err(|e| io("cannot write", &db_dir, e))?;
-                        pending = 0;
-                    }
-                    tree = Some(db.open_tree(name).map_err(|e| io("cannot write", &db_dir, e))?);
+                    apply(&tree, &mut batch)?;
+                    pending = 0;
+                    counts.trees += 1;
+                    tree = Some(db.open_tree(name).map_err(|e| io("cannot write", db_dir, e))?);
                 }
+                Item::Entry(..) if tree.is_none() => return Err(r.damaged("an entry outside any tree")),
                 Item::Entry(k, v) => {
                     batch.insert(k, v);
+                    counts.entries += 1;
                     pending += 1;
                     if pending >= 10_000 {
-                        if let Some(t) = &tree {
-                            t.apply_batch(std::mem::take(&mut batch))
-                                .map_err(|e| io("cannot write", &db_dir, e))?;
-                        }
+                        apply(&tree, &mut batch)?;
                         pending = 0;
                     }
                 }
             }
         }
-        if let Some(t) = &tree {
-            t.apply_batch(batch).map_err(|e| io("cannot write", &db_dir, e))?;
-        }
-        db.flush().map_err(|e| io("cannot flush", &db_dir, e))?;
-        Ok(())
+        apply(&tree, &mut batch)?;
+        db.flush().map_err(|e| io("cannot flush", db_dir, e))?;
+        Ok(counts)
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&db_dir);
-        return Err(e);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(db_dir);
     }
-    let bytes = std::fs::metadata(backup).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupInfo {
-        path: backup.to_path_buf(),
-        bytes,
-        trees,
-        entries,
-    })
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_with(entries: &[(&str, &str)]) -> (tempfile::TempDir, sled::Db) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(tmp.path().join("db")).open().unwrap();
+        let t = db.open_tree("records").unwrap();
+        for (k, v) in entries {
+            t.insert(k, *v).unwrap();
+        }
+        (tmp, db)
+    }
+
+    #[test]
+    fn a_snapshot_embedded_in_a_stream_reads_back_and_stops_at_its_end() {
+        let (tmp, db) = db_with(&[("a", "1"), ("b", "2")]);
+        let mut buf = b"before".to_vec();
+        let counts = write_into(&db, &mut buf, 7).unwrap();
+        buf.extend_from_slice(b"after");
+        let name = Path::new("x.backup");
+        let mut input = &buf[6..];
+        assert_eq!(verify_from(&mut input, name).unwrap(), counts);
+        assert_eq!(input, b"after");
+        let mut input = &buf[6..];
+        let target = tmp.path().join("restored");
+        assert_eq!(restore_from(&mut input, name, &target).unwrap(), counts);
+        assert_eq!(input, b"after");
+        let copy = sled::Config::new().path(&target).open().unwrap();
+        assert_eq!(copy.open_tree("records").unwrap().get("b").unwrap().unwrap(), "2");
+    }
+
+    #[test]
+    fn damage_is_named_and_a_half_restore_is_removed() {
+        let (tmp, db) = db_with(&[("a", "1")]);
+        let mut buf = Vec::new();
+        write_into(&db, &mut buf, 7).unwrap();
+        let n = buf.len();
+        buf[n - 40] ^= 0xff;
+        let name = Path::new("x.backup");
+        let err = verify_from(&mut &buf[..], name).unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
+        let target = tmp.path().join("restored");
+        assert!(restore_from(&mut &buf[..], name, &target).is_err());
+        assert!(!target.exists());
+        // A length far beyond the bytes there: refused without allocating it.
+        let mut huge = buf[..18 + 8].to_vec();
+        huge.extend_from_slice(b"T");
+        huge.extend_from_slice(&(MAX_ITEM - 1).to_be_bytes());
+        let err = verify_from(&mut &huge[..], name).unwrap_err().to_string();
+        assert!(err.contains("ends early"), "{err}");
+    }
 }

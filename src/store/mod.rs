@@ -443,20 +443,27 @@ impl Store {
         rx.await.unwrap_or(Err(WriteError::ShuttingDown))
     }
 
-    /// Writes a consistent snapshot to `path` (see [`backup`]): taken by the
-    /// writer between two commit groups, so it holds every write committed
-    /// before this call and none after; writes wait meanwhile.
-    pub async fn backup(&self, path: &Path) -> Result<backup::BackupInfo, backup::BackupError> {
+    /// Writes a consistent snapshot into `out` (see [`backup`]) and hands
+    /// `out` back: taken by the writer between two commit groups, so it
+    /// holds every write committed before this call and none after; writes
+    /// wait meanwhile. The caller flushes and syncs `out`.
+    pub async fn backup_into<W: std::io::Write + Send + 'static>(
+        &self,
+        mut out: W,
+    ) -> Result<(W, backup::Counts), backup::BackupError> {
         let (reply, rx) = oneshot::channel();
+        let snapshot = move |db: &sled::Db| {
+            let result = backup::write_into(db, &mut out, crate::clock::now_millis());
+            let _ = reply.send(result.map(|counts| (out, counts)));
+        };
+        let shutting_down = || backup::BackupError::Io("the store is shutting down".into());
         self.shared
             .jobs
-            .send(Job::Backup {
-                path: path.to_path_buf(),
-                reply,
-            })
-            .map_err(|_| backup::BackupError::Io("the store is shutting down".into()))?;
+            .send(Job::Backup(Box::new(snapshot)))
+            .map_err(|_| shutting_down())?;
         rx.await
-            .unwrap_or_else(|_| Err(backup::BackupError::Io("the store is shutting down".into())))
+            .map_err(|_| shutting_down())?
+            .map_err(|e| backup::BackupError::Io(format!("cannot write the snapshot: {e}")))
     }
 
     /// Stops the writer after it has committed everything queued before this

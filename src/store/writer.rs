@@ -69,11 +69,9 @@ pub(super) enum Job {
         ops: Vec<WriteOp>,
         reply: Reply,
     },
-    /// A snapshot to this file, between two groups (see `backup.rs`).
-    Backup {
-        path: std::path::PathBuf,
-        reply: oneshot::Sender<Result<super::backup::BackupInfo, super::backup::BackupError>>,
-    },
+    /// A snapshot, between two groups (see `backup.rs`): the job gets the
+    /// database and writes it out (and answers its caller) itself.
+    Backup(Box<dyn FnOnce(&sled::Db) + Send>),
     /// The collections' index sets, sent once at start.
     SetSpecs {
         specs: Vec<Arc<CollectionSpec>>,
@@ -265,8 +263,8 @@ impl Writer {
                     let _ = reply.send(Ok(Vec::new()));
                     continue;
                 }
-                Job::Backup { path, reply } => {
-                    self.backup(&path, reply);
+                Job::Backup(snapshot) => {
+                    snapshot(&self.db);
                     continue;
                 }
                 Job::Write { ops, reply } => group.push((ops, reply)),
@@ -278,8 +276,8 @@ impl Writer {
                         let _ = reply.send(Err(WriteError::Storage("collections were already loaded".into())));
                     }
                     // After this group, before anything queued later.
-                    Ok(Job::Backup { path, reply }) => {
-                        backup = Some((path, reply));
+                    Ok(Job::Backup(snapshot)) => {
+                        backup = Some(snapshot);
                         break;
                     }
                     Ok(Job::Shutdown) => {
@@ -290,23 +288,15 @@ impl Writer {
                 }
             }
             self.commit_group(group);
-            if let Some((path, reply)) = backup {
-                self.backup(&path, reply);
+            // Every group before it is applied (the flusher may still be
+            // syncing the last one; the snapshot's file is synced itself).
+            if let Some(snapshot) = backup {
+                snapshot(&self.db);
             }
             if stop {
                 break 'outer;
             }
         }
-    }
-
-    /// Writes a snapshot: every group before it is applied (the flusher may
-    /// still be syncing the last one; the snapshot file is synced itself).
-    fn backup(
-        &mut self,
-        path: &std::path::Path,
-        reply: oneshot::Sender<Result<super::backup::BackupInfo, super::backup::BackupError>>,
-    ) {
-        let _ = reply.send(super::backup::write(&self.db, path, now_millis()));
     }
 
     fn set_specs(&mut self, specs: Vec<Arc<CollectionSpec>>) {

@@ -60,7 +60,7 @@ async fn backups_page_creates_lists_downloads_and_deletes() {
     let page = b.get("/_/backups").await;
     page.assert_has("created:");
     page.assert_has(&name);
-    assert!(basalt::store::backup::verify(&file).is_ok());
+    assert!(basalt::core::backups::archive::verify(&file).is_ok());
 
     let got = b.get(&format!("/_/backups/{name}")).await;
     assert_eq!(got.status, 200);
@@ -205,8 +205,8 @@ async fn cli_backs_up_a_stopped_data_dir_and_refuses_a_running_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, entries) = basalt::store::backup::verify(&file).unwrap();
-    assert!(entries > 0);
+    let info = basalt::core::backups::archive::verify(&file).unwrap();
+    assert!(info.entries > 0);
     let restored = tmp.path().join("restored");
     let out = restore(&file, &restored);
     assert!(out.status.success());

@@ -14,6 +14,7 @@ mod admin_support;
 mod attack;
 mod auth;
 mod auth_flows;
+mod backup_files;
 mod batch;
 mod bounds_budget;
 mod bounds_server;

@@ -1,5 +1,8 @@
 //! Backups as the dashboard and the API manage them: files in
-//! `<data dir>/backups/` written by [`crate::store::Store::backup`].
+//! `<data dir>/backups/`, each the store's snapshot and the stored files
+//! (the format and restoring: [`archive`]).
+
+pub mod archive;
 
 use std::path::PathBuf;
 
@@ -8,7 +11,7 @@ use serde::Serialize;
 use crate::clock::{format_datetime, now_millis};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::backup::BackupInfo;
+use archive::ArchiveInfo;
 
 /// Every backup file name ends with this.
 pub const SUFFIX: &str = ".backup";
@@ -70,7 +73,7 @@ pub fn list(state: &AppState) -> Vec<BackupFile> {
 
 /// Writes a backup named `name` (or `basalt-<UTC date>-<time>.backup`);
 /// an existing name is refused.
-pub async fn create(state: &AppState, name: Option<&str>) -> Result<(String, BackupInfo), ApiError> {
+pub async fn create(state: &AppState, name: Option<&str>) -> Result<(String, ArchiveInfo), ApiError> {
     let target = dir(state);
     std::fs::create_dir_all(&target)
         .map_err(|e| ApiError::internal(format!("Cannot create {}: {e}", target.display())))?;
@@ -108,9 +111,7 @@ pub async fn create(state: &AppState, name: Option<&str>) -> Result<(String, Bac
             name
         }
     };
-    let info = state
-        .store
-        .backup(&target.join(&name))
+    let info = archive::write(&state.store, &state.storage, &target.join(&name))
         .await
         .map_err(|e| ApiError::internal(format!("Backup failed: {e}")))?;
     Ok((name, info))
