@@ -16,3 +16,32 @@
     });
   });
 })();
+
+// Record form: files dropped anywhere on a file field's box go to its
+// input, as if picked (the input alone already takes files without this).
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-file-drop]").forEach((box) => {
+    const input = box.querySelector("input[type=file]");
+    if (!input) return;
+    const on = (e) => { e.preventDefault(); box.classList.add("dragging"); };
+    const off = () => box.classList.remove("dragging");
+    box.addEventListener("dragover", on);
+    box.addEventListener("dragenter", on);
+    box.addEventListener("dragleave", off);
+    box.addEventListener("drop", (e) => {
+      e.preventDefault();
+      off();
+      const files = e.dataTransfer && e.dataTransfer.files;
+      if (!files || files.length === 0) return;
+      if (input.multiple) {
+        input.files = files;
+      } else {
+        const one = new DataTransfer();
+        one.items.add(files[0]);
+        input.files = one.files;
+      }
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+  });
+})();

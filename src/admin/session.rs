@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::dev::Payload;
-use actix_web::http::Method;
+use actix_web::http::{header, Method};
 use actix_web::{web, FromRequest, HttpRequest};
 use serde_json::Value;
 
@@ -28,6 +28,8 @@ use super::view::AdminError;
 use crate::clock::now_millis;
 use crate::core::sessions::{self, Session};
 use crate::core::{Caller, RequestInfo, SUPERUSERS};
+use crate::error::ApiError;
+use crate::files::upload::Upload;
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 
@@ -152,12 +154,16 @@ impl FromRequest for Admin {
     }
 }
 
-/// A form post (`application/x-www-form-urlencoded`) by a logged-in
-/// superuser whose CSRF token (field `_csrf` or header) matched. Fields keep
-/// their order; repeated names (checkboxes) are all kept.
+/// A form post (`application/x-www-form-urlencoded`, or
+/// `multipart/form-data` when it carries files) by a logged-in superuser
+/// whose CSRF token (field `_csrf` or header) matched. Fields keep the
+/// order of their values; repeated names (checkboxes) are all kept.
 pub struct AdminForm {
     pub admin: Admin,
     pub fields: Vec<(String, String)>,
+    /// The file parts of a multipart post, spooled to disk (each spool file
+    /// is removed when its upload is dropped, so a refused post leaves none).
+    pub uploads: Vec<Upload>,
 }
 
 impl AdminForm {
@@ -192,6 +198,9 @@ impl FromRequest for AdminForm {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let req = req.clone();
+        if let Some(boundary) = multipart_boundary(&req) {
+            return Box::pin(read_multipart(req, payload.take(), boundary));
+        }
         let form = web::Form::<Vec<(String, String)>>::from_request(&req, payload);
         Box::pin(async move {
             let admin = Admin::load(&req).ok_or_else(|| login_redirect(&req))?;
@@ -200,13 +209,103 @@ impl FromRequest for AdminForm {
                 .await
                 .map_err(|e| AdminError::BadRequest(format!("Could not read the form: {e}")))?
                 .into_inner();
-            let form = AdminForm { admin, fields };
-            let token = form
-                .get("_csrf")
-                .or_else(|| req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()));
-            form.admin.check_csrf(token)?;
-            Ok(form)
+            AdminForm {
+                admin,
+                fields,
+                uploads: Vec::new(),
+            }
+            .checked(&req)
         })
+    }
+}
+
+impl AdminForm {
+    /// The form if its CSRF token (field `_csrf` or header) is the session's.
+    fn checked(self, req: &HttpRequest) -> Result<AdminForm, AdminError> {
+        let token = self
+            .get("_csrf")
+            .or_else(|| req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()));
+        self.admin.check_csrf(token)?;
+        Ok(self)
+    }
+}
+
+/// `Some` when the body is `multipart/form-data`: its boundary, or the 400
+/// for a missing or malformed one (checked before the body is read).
+fn multipart_boundary(req: &HttpRequest) -> Option<Result<String, AdminError>> {
+    let raw = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = raw.split(';').next().unwrap_or_default().trim();
+    mime.eq_ignore_ascii_case("multipart/form-data")
+        .then(|| crate::api::multipart::boundary(raw).map_err(AdminError::Api))
+}
+
+/// Reads a multipart form post with the API's streaming parser and limits:
+/// plain parts at most [`FORM_LIMIT`] bytes together, the whole body at
+/// most [`FORM_LIMIT`] plus what the collection in the path (`{c}`) lets
+/// its file fields take (no file on other pages), file parts spooled to
+/// disk.
+/// The session and `Origin` are checked before a byte of the body is read;
+/// the CSRF token, a plain part like any other, once it is parsed (the
+/// spooled files of a refused post are removed as the form is dropped).
+async fn read_multipart(
+    req: HttpRequest,
+    payload: Payload,
+    boundary: Result<String, AdminError>,
+) -> Result<AdminForm, AdminError> {
+    let admin = Admin::load(&req).ok_or_else(|| login_redirect(&req))?;
+    check_origin(&req)?;
+    let boundary = boundary?;
+    let limits = match req.match_info().get("c") {
+        // One file may take the whole body here: a file over its field's
+        // `maxSize` then reaches core's checks, whose error the form shows
+        // on its field, instead of ending the post with an error page.
+        Some(c) => {
+            let mut l = crate::api::extract::record_limits(&admin.state, c, FORM_LIMIT as u64);
+            l.file = l.body;
+            l
+        }
+        None => crate::api::multipart::Limits {
+            body: FORM_LIMIT as u64,
+            field: FORM_LIMIT as u64,
+            file: 0,
+        },
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.body) {
+        return Err(AdminError::Api(ApiError::new(
+            413,
+            format!("The request body is larger than the {}-byte limit.", limits.body),
+        )));
+    }
+    let spool = admin.state.storage.spool_dir().to_owned();
+    let parsed = crate::api::extract::stream_multipart(payload, boundary, limits, spool)
+        .await
+        .map_err(AdminError::Api)?;
+    let mut fields = Vec::new();
+    for (name, value) in parsed.fields {
+        match value {
+            Value::String(s) => fields.push((name, s)),
+            Value::Array(list) => fields.extend(list.into_iter().map(|v| (name.clone(), plain_text(v)))),
+            other => fields.push((name, plain_text(other))),
+        }
+    }
+    AdminForm {
+        admin,
+        fields,
+        uploads: parsed.uploads,
+    }
+    .checked(&req)
+}
+
+/// A parsed part's value as form text (`@jsonPayload` values are JSON).
+fn plain_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
     }
 }
 

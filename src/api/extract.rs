@@ -172,28 +172,40 @@ impl RecordBody {
 /// Default whole-body limit of a multipart batch (PocketBase's 128 MiB).
 const BATCH_BODY: u64 = 128 * 1024 * 1024;
 
-/// What a multipart body to this route may hold: the whole body (the
-/// form's fields plus what the collection's file fields may take) and one
-/// file (its largest `maxSize`). A batch: `batch.maxBodySize`, or no more
-/// than a JSON body while batches are off (the handler answers 403).
-fn multipart_limits(req: &HttpRequest, state: &AppState) -> super::multipart::Limits {
-    let base = state.config.max_body as u64;
+/// What a multipart body for a record of collection `name` may hold:
+/// `base` bytes of form fields, plus what the collection's file fields may
+/// take for the whole body, and one file at most the largest `maxSize`.
+/// The dashboard's record forms use it too, with their own `base`.
+pub fn record_limits(state: &AppState, name: &str, base: u64) -> super::multipart::Limits {
     let mut limits = super::multipart::Limits {
         body: base,
         field: base,
         file: 0,
     };
-    if let Some(name) = req.match_info().get("c") {
-        if let Some(c) = state.registry.get(name) {
-            for (_, f) in &c.files {
-                limits.body = limits
-                    .body
-                    .saturating_add(f.max_size.saturating_mul(f.max_select as u64));
-                limits.file = limits.file.max(f.max_size);
-            }
+    if let Some(c) = state.registry.get(name) {
+        for (_, f) in &c.files {
+            limits.body = limits
+                .body
+                .saturating_add(f.max_size.saturating_mul(f.max_select as u64));
+            limits.file = limits.file.max(f.max_size);
         }
-        return limits;
     }
+    limits
+}
+
+/// What a multipart body to this route may hold: a record's (see
+/// [`record_limits`]); a batch: `batch.maxBodySize`, or no more than a
+/// JSON body while batches are off (the handler answers 403).
+fn multipart_limits(req: &HttpRequest, state: &AppState) -> super::multipart::Limits {
+    let base = state.config.max_body as u64;
+    if let Some(name) = req.match_info().get("c") {
+        return record_limits(state, name, base);
+    }
+    let mut limits = super::multipart::Limits {
+        body: base,
+        field: base,
+        file: 0,
+    };
     let batch = &state.settings.get().batch;
     if batch.enabled {
         limits.body = match batch.max_body_size {
@@ -246,7 +258,8 @@ impl FromRequest for RecordBody {
 /// Feeds actix's payload (not `Send`) to the parser through a small
 /// channel, both driven by this one future: the parser pulls, the pump
 /// reads only as fast as the parser (and the spool's disk) takes chunks.
-async fn stream_multipart(
+/// Shared with the dashboard's form extractor (`admin::session`).
+pub async fn stream_multipart(
     mut payload: Payload,
     boundary: String,
     limits: super::multipart::Limits,

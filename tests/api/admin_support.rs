@@ -114,6 +114,25 @@ impl Browser {
     }
 
     pub async fn send(&mut self, method: Method, path: &str, body: Option<String>, extra: &[(&str, &str)]) -> Html {
+        let body = body.map(|b| ("application/x-www-form-urlencoded".to_owned(), b.into_bytes()));
+        self.send_bytes(method, path, body, extra).await
+    }
+
+    /// Posts a `multipart/form-data` body (see `crate::form::Form`) as a
+    /// browser posts a form with files; the body carries its own `_csrf`.
+    pub async fn post_multipart(&mut self, path: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Html {
+        let body = Some((crate::form::content_type(), body));
+        self.send_bytes(Method::POST, path, body, extra).await
+    }
+
+    /// Sends a body of the given content type.
+    pub async fn send_bytes(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<(String, Vec<u8>)>,
+        extra: &[(&str, &str)],
+    ) -> Html {
         let mut req = self
             .client
             .request(method, format!("{}{}", self.base, path))
@@ -122,11 +141,7 @@ impl Browser {
             req = req.insert_header((k.to_string(), v.to_string()));
         }
         let res = match body {
-            Some(b) => {
-                req.insert_header(("Content-Type", "application/x-www-form-urlencoded"))
-                    .send_body(b)
-                    .await
-            }
+            Some((content_type, b)) => req.insert_header(("Content-Type", content_type)).send_body(b).await,
             None => req.send().await,
         };
         let mut res = res.expect("request sent");

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_backups;
 mod admin_collections;
+mod admin_files;
 mod admin_live;
 mod admin_ops;
 mod admin_records;

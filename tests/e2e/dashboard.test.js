@@ -184,6 +184,84 @@ test("a new user's journey: collection, record form, table, filter, edit, live f
     await page.context().close();
 });
 
+// A valid 1x1 PNG.
+const PNG = Buffer.from(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000b494441" +
+        "54789c6360000200000500017a5eab3f0000000049454e44ae426082",
+    "hex",
+);
+
+test("files: upload through the record form, thumbnail and names in the form and table, remove", async () => {
+    await pb.collections.create({
+        name: "gallery",
+        schema: {
+            type: "object",
+            properties: {
+                title: { type: "string", maxLength: 100 },
+                photo: { type: "string", "x-file": { maxSize: 100000, mimeTypes: ["image/png", "image/jpeg"] } },
+                docs: { type: "array", items: { type: "string" }, "x-file": { maxSelect: 5 } },
+            },
+            additionalProperties: false,
+        },
+    });
+    const page = await newPage(browser);
+    await login(page);
+    await page.goto(`${server.url}/_/collections/gallery/records/new`);
+    await page.fill('input[name="title"]', "holiday");
+    await page.setInputFiles('input[type="file"][name="photo"]', { name: "beach.png", mimeType: "image/png", buffer: PNG });
+    await page.setInputFiles('input[type="file"][name="docs+"]', [
+        { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("sand and sea") },
+        { name: "plan.txt", mimeType: "text/plain", buffer: Buffer.from("day one") },
+    ]);
+    await shot(page, "12-record-files-new", { fullPage: false });
+    await page.getByRole("button", { name: "Create record" }).click();
+    await page.waitForURL((u) => !u.pathname.endsWith("/new"));
+    await page.locator(".flash-ok").first().waitFor();
+    const [rec] = await pb.collection("gallery").getFullList();
+    assert.match(rec.photo, /^beach_[a-z0-9]{10}\.png$/);
+    assert.equal(rec.docs.length, 2);
+    assert.match(rec.docs[0], /^notes_[a-z0-9]{10}\.txt$/);
+
+    // The record page: the image's thumbnail, the text files by name, links to open them.
+    const url = `/api/files/${rec.collectionId}/${rec.id}`;
+    assert.equal(await page.locator(`img.thumb[src="${url}/${rec.photo}?thumb=100x100"]`).count(), 1);
+    await page.locator(`a[href="${url}/${rec.docs[0]}"]`, { hasText: rec.docs[0] }).waitFor();
+    assert.equal(await page.locator(`img[src*="${rec.docs[0]}"]`).count(), 0, "no thumbnail for a text file");
+    await shot(page, "13-record-files", { fullPage: false });
+
+    // The table: a small thumbnail for the image, names for the rest.
+    await page.goto(`${server.url}/_/collections/gallery/records?cols=title,photo,docs`);
+    const row = page.locator(`tr:has(a[data-record-id="${rec.id}"])`);
+    assert.equal(await row.locator(`td.files img[alt="${rec.photo}"]`).count(), 1);
+    await row.locator("td.files .file-name", { hasText: rec.docs[1] }).waitFor();
+    await shot(page, "14-records-files", { fullPage: false });
+
+    // Remove one document and the photo with their boxes; dropping a file on
+    // the multiple field's box adds it.
+    await page.goto(`${server.url}/_/collections/gallery/records/${rec.id}`);
+    await page.check(`input[name="docs-"][value="${rec.docs[0]}"]`);
+    await page.check(`input[name="photo-"][value="${rec.photo}"]`);
+    await page.evaluate(() => {
+        const box = document.querySelector('input[name="docs+"]').closest("[data-file-drop]");
+        const dt = new DataTransfer();
+        dt.items.add(new File(["dropped"], "dropped.txt", { type: "text/plain" }));
+        box.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    assert.equal(await page.locator('input[name="docs+"]').evaluate((i) => i.files.length), 1, "the drop reached the input");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.locator(".flash-ok").first().waitFor();
+    const after = await pb.collection("gallery").getOne(rec.id);
+    assert.equal(after.photo, "");
+    assert.equal(after.docs.length, 2);
+    assert.equal(after.docs[0], rec.docs[1]);
+    assert.match(after.docs[1], /^dropped_[a-z0-9]{10}\.txt$/);
+    assert.equal(await page.locator(`input[name="docs-"][value="${rec.docs[0]}"]`).count(), 0);
+    assert.equal(await page.locator("img.thumb").count(), 0);
+
+    assert.deepEqual(page.problems, []);
+    await page.context().close();
+});
+
 test("logs, settings and backups pages work", async () => {
     const page = await newPage(browser);
     await login(page);
@@ -238,6 +316,8 @@ test("works at 360 px wide and in dark mode", async () => {
         "/_/collections/users",
         "/_/collections/users/records",
         "/_/collections/users/records/new",
+        "/_/collections/gallery/records?cols=title,photo,docs",
+        "/_/collections/gallery/records/new",
         "/_/live",
         "/_/logs",
         "/_/settings",
@@ -286,6 +366,9 @@ test("pages have no serious accessibility problems (axe-core, WCAG 2 A/AA), ligh
             "/_/collections/users",
             "/_/collections/users/records",
             "/_/collections/users/records/new",
+            // File fields (the collection from the files test).
+            "/_/collections/gallery/records",
+            "/_/collections/gallery/records/new",
             "/_/live",
             "/_/logs",
             "/_/settings",

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde_json::{Map, Value};
 
+use super::files::{self, FileUrls};
 use super::form::{self, Field};
 use super::{collection, error_text, list_path, record_path};
 use crate::admin::view::{self, AdminError};
@@ -31,6 +32,8 @@ struct RecordPage {
     /// Where the forms post (the create or the record URL).
     action: String,
     fields: Vec<Field>,
+    /// The collection has file fields: the form posts `multipart/form-data`.
+    has_files: bool,
     /// The API's message when it refused the post, and field errors no
     /// control shows.
     error: String,
@@ -57,8 +60,9 @@ struct View {
 }
 
 impl View {
-    fn new(coll: Arc<CompiledCollection>, record: Option<Value>) -> View {
-        let fields = form::fields_for(&coll, record.as_ref());
+    fn new(admin: &Admin, coll: Arc<CompiledCollection>, record: Option<Value>) -> View {
+        let urls = FileUrls::new(admin, &coll);
+        let fields = form::fields_for(&coll, record.as_ref(), &urls);
         View {
             coll,
             record,
@@ -96,6 +100,7 @@ impl View {
                 record_path(coll, &id)
             },
             creating,
+            has_files: !coll.files.is_empty(),
             fields: self.fields,
             error: self.error,
             other_errors: self.other_errors,
@@ -172,7 +177,7 @@ fn parse_raw(text: &str) -> Result<Map<String, Value>, String> {
 
 pub async fn new_page(req: HttpRequest, admin: Admin, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let coll = collection(&admin, &path)?;
-    Ok(View::new(coll, None).render(&req, &admin, StatusCode::OK))
+    Ok(View::new(&admin, coll, None).render(&req, &admin, StatusCode::OK))
 }
 
 pub async fn record_page(
@@ -182,7 +187,7 @@ pub async fn record_page(
 ) -> Result<HttpResponse, AdminError> {
     let coll = collection(&admin, &path.0)?;
     let record = load(&admin, &coll, &path.1)?;
-    Ok(View::new(coll, Some(record)).render(&req, &admin, StatusCode::OK))
+    Ok(View::new(&admin, coll, Some(record)).render(&req, &admin, StatusCode::OK))
 }
 
 /// Shows a refused post again: the API's message on top, field errors on
@@ -199,10 +204,15 @@ fn show_refusal(mut v: View, e: &ApiError, raw: Option<String>) -> View {
 }
 
 /// `POST …/records/new`: the generated form, or `_raw=1` with `body`.
-pub async fn create(req: HttpRequest, form: AdminForm, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+pub async fn create(
+    req: HttpRequest,
+    mut form: AdminForm,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AdminError> {
+    let uploads = std::mem::take(&mut form.uploads);
     let admin = &form.admin;
     let coll = collection(admin, &path)?;
-    let mut v = View::new(coll.clone(), None);
+    let mut v = View::new(admin, coll.clone(), None);
     let raw = (form.get("_raw") == Some("1")).then(|| form.text("body").to_owned());
     let body = match &raw {
         Some(text) => match parse_raw(text) {
@@ -222,7 +232,7 @@ pub async fn create(req: HttpRequest, form: AdminForm, path: web::Path<String>) 
             sub.body
         }
     };
-    match records::create(&admin.state, &coll, body, Vec::new(), "", &admin.request("POST")).await {
+    match records::create(&admin.state, &coll, body, uploads, "", &admin.request("POST")).await {
         Ok(created) => {
             let rec: Value = serde_json::from_str(created.get()).unwrap_or_default();
             let id = rec.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -245,13 +255,14 @@ pub async fn create(req: HttpRequest, form: AdminForm, path: web::Path<String>) 
 /// the JSON are removed, so the text is the record's new content.
 pub async fn update(
     req: HttpRequest,
-    form: AdminForm,
+    mut form: AdminForm,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AdminError> {
+    let uploads = std::mem::take(&mut form.uploads);
     let admin = &form.admin;
     let coll = collection(admin, &path.0)?;
     let current = load(admin, &coll, &path.1)?;
-    let mut v = View::new(coll.clone(), Some(current.clone()));
+    let mut v = View::new(admin, coll.clone(), Some(current.clone()));
     let raw = (form.get("_raw") == Some("1")).then(|| form.text("body").to_owned());
     let (body, unset) = match &raw {
         Some(text) => match parse_raw(text) {
@@ -280,11 +291,14 @@ pub async fn update(
                 v.error = "Some values could not be read; see the fields below.".into();
                 return Ok(v.render(&req, admin, StatusCode::BAD_REQUEST));
             }
-            (sub.body, sub.unset)
+            let mut body = sub.body;
+            let removals = files::read_removals(&coll, |n| form.all(n), &mut body);
+            form::show_removals(&mut v.fields, &removals);
+            (body, sub.unset)
         }
     };
     let req_info = admin.request("PATCH");
-    match records::update_unsetting(&admin.state, &coll, &path.1, body, Vec::new(), &unset, "", &req_info).await {
+    match records::update_unsetting(&admin.state, &coll, &path.1, body, uploads, &unset, "", &req_info).await {
         Ok(_) => Ok(view::redirect_flash(
             &req,
             &record_path(&coll, &path.1),

@@ -14,8 +14,10 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::files::{self, FileLink, FileUrls};
 use super::{field_messages, properties};
 use crate::error::ApiError;
+use crate::schema::files::FileSpec;
 use crate::schema::numbers;
 use crate::schema::record::{is_system_field, PASSWORD_MIN};
 use crate::schema::CompiledCollection;
@@ -40,6 +42,8 @@ enum Parse {
     Json,
     /// Auth passwords: empty = unchanged, never shown back.
     Password,
+    /// A file field: uploads and `field-` removals, never read as text.
+    File,
 }
 
 pub struct SelectOption {
@@ -51,7 +55,7 @@ pub struct SelectOption {
 /// One control of the form (what the template needs).
 pub struct Field {
     pub name: String,
-    /// `input`, `textarea`, `select`, `checkbox` or `json`.
+    /// `input`, `textarea`, `select`, `checkbox`, `json` or `file`.
     pub widget: &'static str,
     /// The `type` of an `input`.
     pub input_type: &'static str,
@@ -67,6 +71,13 @@ pub struct Field {
     pub autocomplete: &'static str,
     pub hint: String,
     pub error: String,
+    /// A file field: its stored files, whether it takes several, the
+    /// `accept` list and the part names of its uploads and removals.
+    pub files: Vec<FileLink>,
+    pub multiple: bool,
+    pub accept: String,
+    pub upload_name: String,
+    pub remove_name: String,
     parse: Parse,
     /// An auth system field (email, password…), not a schema property.
     system: bool,
@@ -90,6 +101,11 @@ impl Field {
             autocomplete: "off",
             hint: String::new(),
             error: String::new(),
+            files: Vec::new(),
+            multiple: false,
+            accept: String::new(),
+            upload_name: String::new(),
+            remove_name: String::new(),
             parse,
             system: false,
         }
@@ -199,6 +215,7 @@ impl Field {
                 v
             }
             Parse::Bool => unreachable!("handled above"),
+            Parse::File => unreachable!("file fields are not read as text"),
         };
         Ok(Some(v))
     }
@@ -348,8 +365,44 @@ fn auth_fields(creating: bool, record: Option<&Value>) -> Vec<Field> {
     out
 }
 
+/// The control of a file field: a file input (several files for a multiple
+/// field, `accept` from `mimeTypes`) and the stored files, each with a
+/// "remove" checkbox.
+fn file_control(name: &str, spec: &FileSpec, record: Option<&Value>, urls: &FileUrls) -> Field {
+    let mut f = Field::new(name, "file", "file", Parse::File);
+    f.multiple = spec.multiple;
+    f.accept = spec.mime_types.join(",");
+    f.upload_name = files::upload_name(name, spec);
+    f.remove_name = files::remove_name(name);
+    f.required = spec.required && record.is_none();
+    if let Some(r) = record {
+        let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+        f.files = urls.links(id, spec, r.get(name));
+    }
+    let size = match crate::admin::settings::format_size(spec.max_size) {
+        s if s.bytes().all(|b| b.is_ascii_digit()) => format!("{s} bytes"),
+        s => s,
+    };
+    let mut hint = format!("Up to {size}");
+    if spec.multiple {
+        hint = format!("Up to {} files of {size} each", spec.max_select);
+    }
+    if !spec.mime_types.is_empty() {
+        hint = format!("{hint}; {}", spec.mime_types.join(", "));
+    }
+    if spec.protected {
+        hint = format!("{hint}; protected (served with a file token)");
+    }
+    f.hint = if spec.multiple || record.is_none() || f.files.is_empty() {
+        format!("{hint}.")
+    } else {
+        format!("{hint}. A new file replaces the current one.")
+    };
+    f
+}
+
 /// The form for a record of `coll`: empty (create) or showing `record`.
-pub fn fields_for(coll: &CompiledCollection, record: Option<&Value>) -> Vec<Field> {
+pub fn fields_for(coll: &CompiledCollection, record: Option<&Value>, urls: &FileUrls) -> Vec<Field> {
     let auth = coll.is_auth();
     let mut out = if auth {
         auth_fields(record.is_none(), record)
@@ -365,6 +418,10 @@ pub fn fields_for(coll: &CompiledCollection, record: Option<&Value>) -> Vec<Fiel
         .unwrap_or_default();
     for (name, p) in properties(coll) {
         if is_system_field(&name, auth) {
+            continue;
+        }
+        if let Some(spec) = coll.file_field(&name) {
+            out.push(file_control(&name, spec, record, urls));
             continue;
         }
         let mut f = control(&name, &p, required.contains(&name.as_str()));
@@ -396,6 +453,10 @@ pub fn read_form<'a>(fields: &mut [Field], get: impl Fn(&str) -> Option<&'a str>
         invalid: false,
     };
     for f in fields {
+        if f.parse == Parse::File {
+            // Uploads travel as files, removals as `field-` (see `files`).
+            continue;
+        }
         match f.read(get(&f.name)) {
             Ok(Some(v)) => {
                 out.body.insert(f.name.clone(), v);
@@ -409,6 +470,17 @@ pub fn read_form<'a>(fields: &mut [Field], get: impl Fn(&str) -> Option<&'a str>
         }
     }
     out
+}
+
+/// Ticks the "remove" boxes of the files a refused post asked to remove.
+pub fn show_removals(fields: &mut [Field], removals: &[(String, Vec<String>)]) {
+    for (field, names) in removals {
+        for f in fields.iter_mut().filter(|f| &f.name == field) {
+            for link in &mut f.files {
+                link.removed = names.contains(&link.name);
+            }
+        }
+    }
 }
 
 /// Puts an API error's per-field messages next to their controls (an error

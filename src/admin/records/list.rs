@@ -11,10 +11,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde_json::Value;
 
+use super::files::{FileLink, FileUrls};
 use super::{collection, field_messages, list_path, properties, record_path};
 use crate::admin::view::{self, enc, AdminError};
 use crate::admin::{Admin, Page};
 use crate::core::list::{self as core_list, ListParams, ListResult, MAX_PER_PAGE};
+use crate::schema::files::FileSpec;
 use crate::schema::record::is_system_field;
 use crate::schema::CompiledCollection;
 
@@ -26,6 +28,8 @@ const PER_PAGE_CHOICES: [usize; 3] = [20, 50, 100];
 const DEFAULT_COLUMNS: usize = 5;
 /// Longest text put in a cell (the CSS truncates further; the full value is on the record page).
 const CELL_CHARS: usize = 120;
+/// Most files drawn in one table cell.
+const FILES_PER_CELL: usize = 3;
 
 /// The columns a record of `coll` can show besides its id, in display
 /// order. Never the password hash or token key (the export drops them anyway).
@@ -143,11 +147,13 @@ pub(super) struct Head {
 }
 
 pub(super) struct Cell {
-    /// `text`, `num`, `bool`, `json` or `none`.
+    /// `text`, `num`, `bool`, `json`, `files` or `none`.
     pub kind: &'static str,
     pub text: String,
     pub title: String,
     pub badge: &'static str,
+    /// A file column's files (thumbnails for images, names otherwise).
+    pub files: Vec<FileLink>,
 }
 
 pub(super) struct Row {
@@ -209,6 +215,7 @@ fn cell(v: Option<&Value>) -> Cell {
         text,
         title,
         badge: "",
+        files: Vec::new(),
     };
     match v {
         None | Some(Value::Null) => plain("none", String::new(), String::new()),
@@ -217,6 +224,7 @@ fn cell(v: Option<&Value>) -> Cell {
             text: b.to_string(),
             title: String::new(),
             badge: if *b { "badge-ok" } else { "" },
+            files: Vec::new(),
         },
         Some(Value::Number(n)) => plain("num", n.to_string(), String::new()),
         Some(Value::String(s)) => {
@@ -231,6 +239,24 @@ fn cell(v: Option<&Value>) -> Cell {
             let json = other.to_string();
             plain("json", truncate(&json, CELL_CHARS), truncate(&json, 400))
         }
+    }
+}
+
+/// A file column's cell: the record's files of that field, at most
+/// [`FILES_PER_CELL`] of them (the record page lists them all).
+fn file_cell(urls: &FileUrls, id: &str, spec: &FileSpec, v: Option<&Value>) -> Cell {
+    let mut files = urls.links(id, spec, v);
+    if files.is_empty() {
+        return cell(None);
+    }
+    let more = files.len().saturating_sub(FILES_PER_CELL);
+    files.truncate(FILES_PER_CELL);
+    Cell {
+        kind: "files",
+        text: if more > 0 { format!("+{more}") } else { String::new() },
+        title: String::new(),
+        badge: "",
+        files,
     }
 }
 
@@ -280,7 +306,7 @@ pub async fn index(req: HttpRequest, admin: Admin, path: web::Path<String>) -> R
     let base = list_path(&coll);
     let Columns { all, picked, visible } = columns(&coll, &q);
     let (result, error, status) = fetch(&admin, &coll, &q)?;
-    let table = table(result, &coll, &visible);
+    let table = table(result, &coll, &visible, &FileUrls::new(&admin, &coll));
     let empty = match (error.is_empty(), table.rows.is_empty()) {
         (true, true) if q.page > 1 || q.cursor.is_some() => "pastend",
         (true, true) if q.filter.is_empty() => "none",
@@ -421,7 +447,7 @@ struct Table {
 /// Turns the list result into table rows holding only the visible cells
 /// (the rest of each record is not rendered); no result means an empty
 /// table under the error message.
-fn table(result: Option<ListResult>, coll: &CompiledCollection, visible: &[String]) -> Table {
+fn table(result: Option<ListResult>, coll: &CompiledCollection, visible: &[String], urls: &FileUrls) -> Table {
     let mut t = Table {
         rows: Vec::new(),
         total: 0,
@@ -437,7 +463,13 @@ fn table(result: Option<ListResult>, coll: &CompiledCollection, visible: &[Strin
             let id = rec.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
             t.rows.push(Row {
                 href: record_path(coll, &id),
-                cells: visible.iter().map(|c| cell(rec.get(c))).collect(),
+                cells: visible
+                    .iter()
+                    .map(|c| match coll.file_field(c) {
+                        Some(spec) => file_cell(urls, &id, spec, rec.get(c)),
+                        None => cell(rec.get(c)),
+                    })
+                    .collect(),
                 id,
             });
         }

@@ -6,12 +6,14 @@
 //! - [`list`]: the table (columns, filter, sort, page and cursor paging);
 //! - [`edit`]: one record (JSON view, edit, delete) and the create page,
 //!   with the form generated from the JSON Schema in [`form`];
+//! - [`files`]: file fields (links and thumbnails, removals);
 //! - [`bulk`]: deleting the selected records, or every record matching a
 //!   filter as a background job with a progress page;
 //! - [`users`]: actions on auth records (verify, mails, impersonate).
 
 mod bulk;
 mod edit;
+mod files;
 mod form;
 mod list;
 mod users;

@@ -11,6 +11,8 @@
 //! the server secret.
 
 mod errors;
+/// Byte counts as the forms show them (also on the record form's file fields).
+pub use errors::format_size;
 mod forms;
 mod limits;
 mod s3;
