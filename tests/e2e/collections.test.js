@@ -75,10 +75,10 @@ test("create and update with PocketBase fields; both views come back", async () 
     await rejection(books.create({ title: "x", isbn: "abc" }));
 });
 
-test("a file field or a bad index is a clear 400", async () => {
-    let err = await rejection(su.collections.create({ name: "docs", fields: [{ name: "scan", type: "file" }] }));
+test("a bad file field option or a bad index is a clear 400", async () => {
+    let err = await rejection(su.collections.create({ name: "docs", fields: [{ name: "scan", type: "file", thumbs: ["huge"] }] }));
     assert.equal(err.status, 400);
-    assert.match(err.response.data["fields.0.type"].message, /file/);
+    assert.match(err.response.data["fields.0.thumbs"].message, /huge/);
     err = await rejection(su.collections.create({ name: "docs", indexes: ["CREATE INDEX i ON docs (lower(x))"] }));
     assert.equal(err.status, 400);
     assert.ok(err.response.data["indexes.0"]);
