@@ -71,7 +71,13 @@ pub async fn resolve(state: &AppState, q: FileQuery<'_>, req: RequestInfo) -> Re
         });
     };
     let thumb_key = thumbs::key(&coll.def.id, q.record_id, q.name, size_text);
-    let cached = state.storage.head(&thumb_key).await.ok().flatten().is_some();
+    let cached = state
+        .storage
+        .head(&thumb_key)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.size > 0);
     if !cached {
         if let Err(e) = state.thumbs.ensure(&state.storage, &original, &thumb_key, size).await {
             tracing::debug!(thumb = %thumb_key, error = %e, "serving the original: no thumbnail");

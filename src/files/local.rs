@@ -137,12 +137,27 @@ impl Local {
         .await
     }
 
+    /// Stores a thumbnail: written and renamed into place (a reader never
+    /// sees half of it) but not synced — it is a cache, made again when
+    /// missing, and two syncs were most of a first thumbnail's latency. What
+    /// a crash can leave is an empty file (the rename committed before the
+    /// data), which readers take for a missing thumbnail.
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
-        let this = Local {
-            root: self.root.clone(),
-        };
-        let key = key.to_owned();
-        blocking(move || this.write_with(&key, |f| f.write_all(&bytes))).await
+        let path = self.path(key)?;
+        blocking(move || {
+            let dir = path
+                .parent()
+                .ok_or_else(|| io::Error::other("storage key without a directory"))?;
+            let tmp = dir.join(format!(".{}.part", crate::ids::record_id()));
+            let written = create_in(dir, &tmp)
+                .and_then(|mut f| f.write_all(&bytes))
+                .and_then(|_| fs::rename(&tmp, &path));
+            if written.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            written
+        })
+        .await
     }
 
     pub async fn head(&self, key: &str) -> io::Result<Option<ObjectMeta>> {

@@ -425,7 +425,8 @@ impl Thumbnails {
 
     async fn make(&self, storage: &Storage, original_key: &str, thumb_key: &str, size: Size) -> Result<(), ThumbError> {
         // A making that ended just before this one was registered.
-        if storage.head(thumb_key).await?.is_some() {
+        // (An empty file is what a crash can leave of an unsynced write.)
+        if storage.head(thumb_key).await?.is_some_and(|m| m.size > 0) {
             return Ok(());
         }
         let _slot = tokio::time::timeout(MAX_WAIT, self.slots.acquire())
