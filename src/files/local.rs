@@ -139,7 +139,8 @@ impl Local {
 
     /// Stores a thumbnail: written and renamed into place (a reader never
     /// sees half of it) but not synced — it is a cache, made again when
-    /// missing, and two syncs were most of a first thumbnail's latency. What
+    /// missing, so the request that makes it need not wait for two syncs
+    /// (BENCHMARKS.md "Files": 3 ms of a first thumbnail's median). What
     /// a crash can leave is an empty file (the rename committed before the
     /// data), which readers take for a missing thumbnail.
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
