@@ -4,11 +4,12 @@
 //! get a file token in their URLs; the collection editor shows `x-file`
 //! mistakes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use crate::admin_support::{Browser, Html};
+use crate::files::{stored, wait_stored};
 use crate::form::{Form, PNG};
 use crate::helpers::{spawn_app, TestApp};
 
@@ -50,36 +51,6 @@ fn names(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default()
-}
-
-/// Files stored for a record.
-fn stored(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Waits (bounded) until the record's stored files are exactly `want`:
-/// replaced and removed files go after the commit, in the background.
-async fn wait_stored(dir: &Path, want: &[&str]) {
-    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let now = stored(dir);
-        if now == want {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "stored {now:?}, want {want:?}");
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
 }
 
 fn record_dir(app: &TestApp, cid: &str, rid: &str) -> PathBuf {

@@ -34,7 +34,7 @@ fn storage(app: &TestApp, cid: &str, rid: &str) -> PathBuf {
 }
 
 /// Files stored for a record (thumbnails aside), sorted.
-fn stored(dir: &Path) -> Vec<String> {
+pub(crate) fn stored(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
@@ -49,7 +49,7 @@ fn stored(dir: &Path) -> Vec<String> {
 
 /// Waits (bounded) until the record's stored files are exactly `want`:
 /// removals happen after the commit, in the background.
-async fn wait_stored(dir: &Path, want: &[&str]) {
+pub(crate) async fn wait_stored(dir: &Path, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
