@@ -180,7 +180,16 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
         ));
     }
     let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
-    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None, Some(ip)).await {
+    let ctx = crate::core::auth::LoginContext {
+        ip: Some(ip),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        mfa_id: None,
+    };
+    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None, &ctx).await {
         Ok(answer) => {
             let id = answer["record"]["id"].as_str().unwrap_or_default();
             logged_in(&st, &req, id, view::see_other(safe_next(&form.next))).await

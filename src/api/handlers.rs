@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::extract::{require_superuser, JsonBody, RecordBody};
 use super::middleware::client_ip;
@@ -172,8 +172,25 @@ pub async fn auth_with_password(
         .filter(|f| !f.is_empty());
     ok_fields(
         &q,
-        core::auth::with_password(&state, &coll, identity, password, field, client_ip(&http)).await?,
+        core::auth::with_password(&state, &coll, identity, password, field, &login_context(&http, &body.0)).await?,
     )
+}
+
+/// What a login request tells about its client besides the factor itself.
+fn login_context(http: &HttpRequest, body: &Map<String, Value>) -> core::auth::LoginContext {
+    core::auth::LoginContext {
+        ip: client_ip(http),
+        user_agent: http
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        mfa_id: body
+            .get("mfaId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    }
 }
 
 pub async fn auth_refresh(state: Data, caller: Caller, path: Name, q: Query) -> Result<HttpResponse, ApiError> {
@@ -247,7 +264,7 @@ pub async fn auth_with_otp(
     let coll = collection(&state, &path)?;
     ok_fields(
         &q,
-        core::auth::with_otp(&state, &coll, &body.0, client_ip(&http)).await?,
+        core::auth::with_otp(&state, &coll, &body.0, &login_context(&http, &body.0)).await?,
     )
 }
 

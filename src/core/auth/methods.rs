@@ -1,0 +1,22 @@
+//! `auth-methods`: what a client may sign in with.
+
+use serde_json::{json, Value};
+
+use super::{options, require_auth_collection};
+use crate::error::ApiError;
+use crate::schema::CompiledCollection;
+
+/// `auth-methods`, in PocketBase's shape (OAuth2 and MFA are not offered).
+pub fn methods(collection: &CompiledCollection) -> Result<Value, ApiError> {
+    require_auth_collection(collection)?;
+    let opts = options(collection);
+    Ok(json!({
+        "password": {"enabled": true, "identityFields": opts.identity_fields},
+        "oauth2": {"enabled": false, "providers": []},
+        "mfa": {"enabled": false, "duration": 0},
+        "otp": {"enabled": opts.otp.enabled, "duration": opts.otp.duration},
+        "authProviders": [],
+        "usernamePassword": opts.identity_fields.iter().any(|f| f != "email"),
+        "emailPassword": opts.identity_fields.iter().any(|f| f == "email"),
+    }))
+}
