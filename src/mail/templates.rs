@@ -71,18 +71,50 @@ fn one_line(s: &str) -> String {
     line.trim().to_owned()
 }
 
-/// The mail to `to` from a template, with `values` (placeholder, with its
-/// braces → raw value) filled in.
-pub fn render(to: &str, subject: &str, body: &str, values: &[(String, String)]) -> Mail {
+/// A template with its placeholders filled: the subject line, the HTML
+/// body (before the layout) and its plain-text version.
+pub struct Filled {
+    pub subject: String,
+    pub body: String,
+    pub text: String,
+}
+
+/// Fills `subject` and `body` with `values` (placeholder, with its braces
+/// → raw value).
+pub fn fill_template(subject: &str, body: &str, values: &[(String, String)]) -> Filled {
     let lookup = |key: &str| values.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let subject = one_line(&fill(subject, |k| lookup(k).map(Cow::Borrowed)));
     let body = fill(body, |k| lookup(k).map(|v| Cow::Owned(html_escape(v))));
+    Filled {
+        subject,
+        text: html_to_text(&body),
+        body,
+    }
+}
+
+/// The mail to `to` from a template, with `values` filled in.
+pub fn render(to: &str, subject: &str, body: &str, values: &[(String, String)]) -> Mail {
+    let f = fill_template(subject, body, values);
     Mail {
         to: to.to_owned(),
-        text: html_to_text(&body),
-        html: layout(&subject, &body),
-        subject,
+        html: layout(&f.subject, &f.body),
+        text: f.text,
+        subject: f.subject,
     }
+}
+
+/// The dashboard's preview of a filled template: the layout of [`layout`]
+/// with its styles in the dashboard's `mail-preview.css` instead of inline
+/// (the preview runs under the dashboard's CSP, which refuses inline
+/// styles; mail clients need them inline).
+pub fn preview_document(f: &Filled) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
+         <link rel=\"stylesheet\" href=\"/_/assets/mail-preview.css\">\n</head>\n\
+         <body class=\"mail\">\n<div class=\"mail-content\">\n{}\n</div>\n</body>\n</html>\n",
+        html_escape(&f.subject),
+        f.body
+    )
 }
 
 /// The body inside a minimal HTML document (inline styles only: mail
@@ -229,7 +261,11 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
         let v = tag[value_at..].trim_start();
         return Some(match v.chars().next() {
             Some(q @ ('"' | '\'')) => v[1..].split(q).next().unwrap_or_default().to_owned(),
-            _ => v.split(|c: char| c.is_whitespace() || c == '/').next().unwrap_or_default().to_owned(),
+            _ => v
+                .split(|c: char| c.is_whitespace() || c == '/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
     None
@@ -292,7 +328,11 @@ mod tests {
         let v = values(&[("{TOKEN}", "t0k"), ("{RECORD:name}", "{TOKEN}")]);
         let lookup = |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| Cow::Borrowed(x.as_str()));
         assert_eq!(fill("a {TOKEN} b", lookup), "a t0k b");
-        assert_eq!(fill("{RECORD:name}/{TOKEN}", lookup), "{TOKEN}/t0k", "values are not filled again");
+        assert_eq!(
+            fill("{RECORD:name}/{TOKEN}", lookup),
+            "{TOKEN}/t0k",
+            "values are not filled again"
+        );
         assert_eq!(fill("{NOPE} {{TOKEN}} {", lookup), "{NOPE} {t0k} {");
         assert_eq!(fill("ünï {TOKEN}}", lookup), "ünï t0k}");
     }
@@ -302,10 +342,19 @@ mod tests {
         let v = values(&[("{RECORD:name}", "<script>alert(1)</script> & \"x\"\r\nBcc: evil@x")]);
         let m = render("a@b.c", "Hi {RECORD:name}", "<p>Hi {RECORD:name}</p>", &v);
         assert_eq!(m.subject, "Hi <script>alert(1)</script> & \"x\"  Bcc: evil@x");
-        assert!(m.html.contains("<p>Hi &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"), "{}", m.html);
+        assert!(
+            m.html
+                .contains("<p>Hi &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;x&quot;"),
+            "{}",
+            m.html
+        );
         assert!(!m.html.contains("<script>"));
         assert!(m.html.contains("<title>Hi &lt;script&gt;"));
-        assert!(m.text.starts_with("Hi <script>alert(1)</script> & \"x\" Bcc: evil@x"), "{}", m.text);
+        assert!(
+            m.text.starts_with("Hi <script>alert(1)</script> & \"x\" Bcc: evil@x"),
+            "{}",
+            m.text
+        );
     }
 
     #[test]

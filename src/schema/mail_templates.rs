@@ -98,9 +98,7 @@ impl TemplateKind {
     /// and `{RECORD:…}`.
     pub fn placeholders(self) -> &'static [&'static str] {
         match self {
-            TemplateKind::Verification | TemplateKind::ResetPassword | TemplateKind::ConfirmEmailChange => {
-                &["{TOKEN}"]
-            }
+            TemplateKind::Verification | TemplateKind::ResetPassword | TemplateKind::ConfirmEmailChange => &["{TOKEN}"],
             TemplateKind::Otp => &["{OTP}", "{OTP_ID}"],
             TemplateKind::AuthAlert => &["{ALERT_INFO}"],
         }
@@ -217,7 +215,11 @@ fn invalid(field: String, code: &str, message: impl Into<String>) -> SchemaError
 fn check_template(at: &str, t: &MailTemplate) -> Result<(), SchemaError> {
     for (key, value) in [("subject", &t.subject), ("body", &t.body)] {
         if value.trim().is_empty() {
-            return Err(invalid(format!("{at}.{key}"), "validation_required", "Cannot be blank."));
+            return Err(invalid(
+                format!("{at}.{key}"),
+                "validation_required",
+                "Cannot be blank.",
+            ));
         }
     }
     if t.subject.chars().count() > MAX_SUBJECT {
@@ -250,9 +252,13 @@ pub fn check(opts: &AuthOptions) -> Result<(), SchemaError> {
 /// replace the current ones, as PocketBase decodes JSON into the stored
 /// options; other keys are ignored, as there.
 fn merge_template(at: &str, current: MailTemplate, value: &Value) -> Result<MailTemplate, SchemaError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid(at.to_owned(), "validation_invalid_value", "Must be an object {subject, body}."))?;
+    let obj = value.as_object().ok_or_else(|| {
+        invalid(
+            at.to_owned(),
+            "validation_invalid_value",
+            "Must be an object {subject, body}.",
+        )
+    })?;
     let mut t = current;
     for (key, slot) in [("subject", &mut t.subject), ("body", &mut t.body)] {
         match obj.get(key) {
@@ -377,7 +383,11 @@ mod tests {
         );
         let big = "x".repeat(MAX_BODY + 1);
         assert_eq!(
-            field(apply_key("authAlert", &json!({"emailTemplate": {"body": big}}), &mut opts)),
+            field(apply_key(
+                "authAlert",
+                &json!({"emailTemplate": {"body": big}}),
+                &mut opts
+            )),
             "authAlert.emailTemplate.body"
         );
         assert_eq!(
@@ -389,6 +399,8 @@ mod tests {
             subject: "s".repeat(MAX_SUBJECT + 1),
             body: "b".into(),
         });
-        assert!(matches!(check(&opts), Err(SchemaError::Invalid { field, .. }) if field == "otp.emailTemplate.subject"));
+        assert!(
+            matches!(check(&opts), Err(SchemaError::Invalid { field, .. }) if field == "otp.emailTemplate.subject")
+        );
     }
 }

@@ -143,7 +143,13 @@ async fn track(
     let excess = origins.fingerprints.len().saturating_sub(MAX_ORIGINS);
     origins.fingerprints.drain(..excess);
     let value = serde_json::to_vec(&origins).map_err(|e| ApiError::internal(e.to_string()))?;
-    state.store.write(vec![WriteOp::PutMeta { key, value: Some(value) }]).await?;
+    state
+        .store
+        .write(vec![WriteOp::PutMeta {
+            key,
+            value: Some(value),
+        }])
+        .await?;
     let to = record.get("email").and_then(Value::as_str).unwrap_or_default();
     if first_login || to.is_empty() || !state.mailer.admit(MailKind::AuthAlert, to) {
         return Ok(());

@@ -126,9 +126,9 @@ fn sample_values(collection: &CompiledCollection, kind: TemplateKind) -> Vec<(&'
     }
 }
 
-/// `template` as a `kind` mail of `collection` would look, filled with a
-/// sample record and sample values (the dashboard's preview).
-pub fn preview(
+/// `template` as a `kind` mail of `collection` would be, filled with a
+/// sample record and sample values.
+fn sample_mail(
     state: &AppState,
     collection: &CompiledCollection,
     kind: TemplateKind,
@@ -138,6 +138,34 @@ pub fn preview(
     let values = sample_values(collection, kind);
     let extra: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
     fill(state, collection, &sample_record(collection, to), template, to, &extra)
+}
+
+/// The dashboard's preview of `template` as a `kind` mail of `collection`.
+pub struct Preview {
+    pub subject: String,
+    /// An HTML document for a sandboxed iframe (`templates::preview_document`).
+    pub document: String,
+    pub text: String,
+}
+
+/// `template` filled as [`sample_mail`] fills it, for the dashboard.
+pub fn preview(
+    state: &AppState,
+    collection: &CompiledCollection,
+    kind: TemplateKind,
+    template: &MailTemplate,
+    to: &str,
+) -> Preview {
+    let values = sample_values(collection, kind);
+    let mut all: Vec<(String, String)> = values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    all.extend(app_values(state));
+    all.extend(record_values(collection, &sample_record(collection, to)));
+    let f = templates::fill_template(&template.subject, &template.body, &all);
+    Preview {
+        document: templates::preview_document(&f),
+        subject: f.subject,
+        text: f.text,
+    }
 }
 
 /// The test mail `template` (a [`TemplateKind`] slug; empty =
@@ -166,5 +194,5 @@ pub fn test_mail(state: &AppState, collection: &str, template: &str, to: &str) -
             "Must be a valid auth collection id or name.",
         )
     })?;
-    Ok(preview(state, &c, kind, &kind.of(&options(&c)), to))
+    Ok(sample_mail(state, &c, kind, &kind.of(&options(&c)), to))
 }
