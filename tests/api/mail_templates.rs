@@ -376,7 +376,8 @@ async fn alerts_never_when_disabled() {
     let r = patch_users(&app, json!({"authAlert": {"enabled": false}})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["authAlert"]["enabled"], false);
-    sign_up(&app, "dan@example.com", "Dan").await;
+    // A name with a line break: the subject stays one header line.
+    sign_up(&app, "dan@example.com", "Dan\r\nBcc: eve@example.com").await;
     for ua in ["a/1", "b/2", "c/3"] {
         login_from(&app, "dan@example.com", ua).await;
     }
@@ -391,8 +392,10 @@ async fn alerts_never_when_disabled() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     login_from(&app, "dan@example.com", "d/4").await;
     login_from(&app, "dan@example.com", "e/5").await;
-    let alert = parts(&mail_to(&app.dir, "dan@example.com", 0).await);
-    assert_eq!(alert.subject, "New sign-in: Dan");
+    let raw = mail_to(&app.dir, "dan@example.com", 0).await;
+    assert!(!raw.contains("\nBcc:"), "{raw}");
+    let alert = parts(&raw);
+    assert_eq!(alert.subject, "New sign-in: Dan  Bcc: eve@example.com");
     assert!(alert.html.contains("127.0.0.1 e/5"), "{}", alert.html);
     assert_eq!(alerts_to(&app, "dan@example.com").len(), 1, "none while disabled");
 }
@@ -430,4 +433,37 @@ async fn templates_test_mail_uses_the_collections_template() {
         )
         .await;
     assert_eq!(r.field_code("collection"), Some("validation_invalid_auth_collection"));
+}
+
+#[actix_web::test]
+async fn alerts_a_new_password_forgets_the_origins() {
+    let app = spawn_app().await;
+    sign_up(&app, "eva@example.com", "Eva").await;
+    login_from(&app, "eva@example.com", "one/1").await;
+    login_from(&app, "eva@example.com", "two/2").await;
+    mail_to(&app.dir, "eva@example.com", 0).await;
+    // A password reset (the mail is the second one to her).
+    let r = app
+        .guest_post(
+            &format!("{USERS}/request-password-reset"),
+            json!({"email": "eva@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let reset = mail_to(&app.dir, "eva@example.com", 1).await;
+    let token = crate::auth_flows::token_in(&parts(&reset).text);
+    let r = app
+        .guest_post(
+            &format!("{USERS}/confirm-password-reset"),
+            json!({"token": token, "password": "password-1", "passwordConfirm": "password-1"}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    // The origins went with the old password: the next login is a first
+    // one (no alert), the one after from elsewhere alerts again.
+    login_from(&app, "eva@example.com", "three/3").await;
+    login_from(&app, "eva@example.com", "four/4").await;
+    let alert = parts(&mail_to(&app.dir, "eva@example.com", 2).await);
+    assert!(alert.html.contains("four/4"), "{}", alert.html);
+    assert_eq!(alerts_to(&app, "eva@example.com").len(), 2);
 }
