@@ -41,6 +41,7 @@ async fn auth_options_need_a_session_and_the_csrf_token() {
         "oauth2",
         "providers",
         "providers/remove",
+        "templates/otp/test",
     ] {
         let r = b
             .send_form(
@@ -127,6 +128,23 @@ async fn auth_options_templates_save_preview_and_reset() {
     r.assert_has("id=\"e-password-reset-subject\">Cannot be blank.</span>");
     r.assert_has("&#60;p&#62;kept body&#60;/p&#62;</textarea>");
     r.assert_has("aria-invalid=\"true\" aria-describedby=\"e-password-reset-subject\"");
+
+    // A test mail of the saved template, from this collection.
+    let r = b
+        .post(
+            &format!("{PAGE}/templates/verification/test"),
+            &[("to", "ops@example.com")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mail = crate::auth_flows::mail_to(&app.dir, "ops@example.com", 0).await;
+    assert!(mail.contains("Subject: Welcome to Basalt\r\n"), "{mail}");
+    let r = b
+        .post(&format!("{PAGE}/templates/verification/test"), &[("to", "nobody")])
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    r.assert_has("id=\"e-verification-to\">Must be a valid email address.</span>");
+    r.assert_has("value=\"nobody\"");
 
     // Reset to the default.
     let r = b

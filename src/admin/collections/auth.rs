@@ -46,6 +46,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/collections/{name}/auth/templates/{kind}/preview",
             web::post().to(preview_template),
+        )
+        .route(
+            "/collections/{name}/auth/templates/{kind}/test",
+            web::post().to(test_template),
         );
 }
 
@@ -139,6 +143,10 @@ pub struct TemplateForm {
     field_keys: String,
     save_path: String,
     preview_path: String,
+    test_path: String,
+    to_key: String,
+    /// The address typed for a test mail.
+    to: String,
 }
 
 pub struct Preview {
@@ -279,6 +287,9 @@ fn template_form(k: TemplateKind, subject: String, body: String) -> TemplateForm
         field_keys: format!("{slug}.subject {slug}.body"),
         save_path: format!("templates/{slug}"),
         preview_path: format!("templates/{slug}/preview"),
+        test_path: format!("templates/{slug}/test"),
+        to_key: format!("{slug}.to"),
+        to: String::new(),
     }
 }
 
@@ -650,4 +661,49 @@ async fn preview_template(
     });
     keep_template(&mut p, kind, t);
     Ok(view::render(&req, &p))
+}
+
+/// `POST …/auth/templates/{kind}/test` (`to`): mails the saved template,
+/// filled with sample values, to `to` (`POST /api/settings/test/email`
+/// with this collection, shared code).
+async fn test_template(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: AdminForm,
+) -> Result<HttpResponse, AdminError> {
+    let (name, slug) = path.into_inner();
+    let c = auth_collection(&form.admin, &name)?;
+    let kind = template_kind(&slug)?;
+    let to = form.text("to").trim().to_owned();
+    let state = &form.admin.state;
+    match crate::api::mail::send_test(state, &to, kind.slug(), &c.def.id).await {
+        Ok(()) => {
+            let text = if state.settings.get().smtp.enabled {
+                format!("Test mail sent to {to}.")
+            } else {
+                format!(
+                    "SMTP is off: the test mail was written to the dev outbox ({}).",
+                    state.mailer.outbox_dir().display()
+                )
+            };
+            let location = format!("/_/collections/{}/auth#template-{slug}", view::enc(&key_of(&c)));
+            Ok(view::redirect_flash(&req, &location, "ok", &text))
+        }
+        Err(e) if e.status == 400 => {
+            // A bad address or a failed delivery: shown at the address.
+            let message = e
+                .data
+                .get("email")
+                .and_then(|v| v["message"].as_str())
+                .unwrap_or(&e.message)
+                .to_owned();
+            let e = ApiError::field(&format!("{slug}.to"), "validation_invalid_value", &message);
+            Ok(refused(&req, &form, &c, &e, &slug, |p| {
+                if let Some(f) = p.templates.iter_mut().find(|f| f.slug == kind.slug()) {
+                    f.to = to;
+                }
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
