@@ -467,3 +467,43 @@ async fn alerts_a_new_password_forgets_the_origins() {
     assert!(alert.html.contains("four/4"), "{}", alert.html);
     assert_eq!(alerts_to(&app, "eva@example.com").len(), 2);
 }
+
+#[actix_web::test]
+async fn templates_hidden_fields_are_no_placeholders() {
+    let app = spawn_app().await;
+    app.create_collection(json!({
+        "name": "members",
+        "type": "auth",
+        "schema": {"type": "object", "properties": {
+            "note": {"type": "string", "x-hidden": true},
+            "nick": {"type": "string"},
+        }},
+        "verificationTemplate": {"subject": "Hi {RECORD:nick}", "body": "<p>[{RECORD:note}] [{RECORD:nick}] [{RECORD:verified}]</p>"},
+    }))
+    .await;
+    // The note is the admin's, hidden from clients: a mail to the member
+    // must not carry it either.
+    let r = app
+        .post(
+            "/api/collections/members/records",
+            json!({"email": "max@example.com", "password": "password-1", "passwordConfirm": "password-1",
+                   "note": "internal: slow payer", "nick": "Max"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .guest_post(
+            "/api/collections/members/request-verification",
+            json!({"email": "max@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let mail = parts(&mail_to(&app.dir, "max@example.com", 0).await);
+    assert_eq!(mail.subject, "Hi Max");
+    assert!(
+        mail.html.contains("<p>[{RECORD:note}] [Max] [false]</p>"),
+        "{}",
+        mail.html
+    );
+    assert!(!mail.html.contains("slow payer"));
+}
