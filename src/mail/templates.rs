@@ -190,6 +190,13 @@ pub fn html_to_text(html: &str) -> String {
             link = attribute(tag, "href").map(|h| (decode_entities(&h).into_owned(), out.len()));
         } else if name == "a" {
             if let Some((href, at)) = link.take() {
+                // A line break inside the link may have dropped spaces
+                // from before it: `at` can lie past the end, or in a
+                // character written since.
+                let mut at = at.min(out.len());
+                while !out.is_char_boundary(at) {
+                    at -= 1;
+                }
                 let label = out[at..].trim().to_owned();
                 if !href.is_empty() && label != href {
                     out.truncate(at);
@@ -368,5 +375,16 @@ mod tests {
         );
         assert_eq!(html_to_text("plain & <b>bold</b> text < 3"), "plain & bold text < 3");
         assert_eq!(html_to_text("a <unclosed"), "a <unclosed");
+        // Spaces before a link that a line break inside it removes.
+        assert_eq!(html_to_text("x&nbsp;&nbsp;<a href=\"u\"><br>é</a>"), "x\né: u");
+    }
+
+    proptest::proptest! {
+        /// Whatever an admin writes, making the text part never panics.
+        #[test]
+        fn templates_text_of_any_markup_never_panics(s in "(<a href=\"[a-zé ]{0,3}\">|</a>|<br>|<p>|</p>|&nbsp;|&#x41;|&amp|<style>|</style>|[ é\\n<>&;x]){0,40}") {
+            let _ = html_to_text(&s);
+            let _ = fill(&s, |k| (k == "{x}").then_some(Cow::Borrowed("v")));
+        }
     }
 }
