@@ -8,15 +8,13 @@ use serde_json::Value;
 use super::extract::{require_superuser, JsonBody};
 use crate::core::Caller;
 use crate::error::ApiError;
-use crate::mail::templates;
 use crate::state::AppState;
 
-/// Stands in for the token: the mail only has to show that delivery works,
-/// and a real token would be a usable credential sent to an arbitrary address.
-const DUMMY_TOKEN: &str = "TEST-TOKEN-not-valid";
-
 /// `{"email": "...", "template": "verification" | "password-reset" |
-/// "email-change" | "otp"}` (default `verification`) → 204 once the mail is
+/// "email-change" | "otp" | "login-alert", "collection": "<auth collection>"}`
+/// (defaults `verification`, `_superusers`, as PocketBase) → 204 once the
+/// mail, that collection's template filled with sample values (never a
+/// usable token), is
 /// handed over (to the SMTP server, or to the dev outbox when SMTP is off);
 /// 400 with the delivery error otherwise, so the dashboard can show why.
 pub async fn test_email(state: web::Data<AppState>, caller: Caller, body: JsonBody) -> Result<HttpResponse, ApiError> {
@@ -27,14 +25,16 @@ pub async fn test_email(state: web::Data<AppState>, caller: Caller, body: JsonBo
         Some(Value::String(s)) => Ok(s.as_str()),
         Some(_) => Err(ApiError::field(key, "validation_invalid_type", "Must be a string.")),
     };
-    send_test(&state, text("email")?, text("template")?).await?;
+    send_test(&state, text("email")?, text("template")?, text("collection")?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Sends the test mail `template` (empty = `verification`) to `email`:
-/// shared by the API above and the dashboard's settings page, so both check
-/// and deliver the same way. Field errors are keyed `email` / `template`.
-pub async fn send_test(state: &AppState, email: &str, template: &str) -> Result<(), ApiError> {
+/// Sends the test mail `template` (empty = `verification`) of the auth
+/// collection `collection` (empty = `_superusers`) to `email`: shared by
+/// the API above and the dashboard's settings page, so both check and
+/// deliver the same way. Field errors are keyed `email` / `template` /
+/// `collection`.
+pub async fn send_test(state: &AppState, email: &str, template: &str, collection: &str) -> Result<(), ApiError> {
     if email.is_empty() {
         return Err(ApiError::field(
             "email",
@@ -49,21 +49,7 @@ pub async fn send_test(state: &AppState, email: &str, template: &str) -> Result<
             "Must be a valid email address.",
         ));
     }
-    let settings = state.settings.get();
-    let meta = &settings.meta;
-    let mail = match template {
-        "" | "verification" => templates::verification(meta, email, DUMMY_TOKEN),
-        "password-reset" => templates::password_reset(meta, email, DUMMY_TOKEN),
-        "email-change" => templates::email_change(meta, email, DUMMY_TOKEN),
-        "otp" => templates::otp(meta, email, "000000"),
-        _ => {
-            return Err(ApiError::field(
-                "template",
-                "validation_invalid_value",
-                "Must be verification, password-reset, email-change or otp.",
-            ))
-        }
-    };
+    let mail = crate::core::auth::mails::test_mail(state, collection, template, email)?;
     state
         .mailer
         .send(mail)

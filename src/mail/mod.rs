@@ -98,12 +98,30 @@ impl Mailer {
     }
 }
 
+/// Writes `mail` as an `.eml` file a mail client opens: a
+/// multipart/alternative message with the text part first, both parts 8-bit
+/// UTF-8 as they are (no transfer encoding), so a developer (or a test) can
+/// read the links and codes in the file directly.
 fn write_outbox(dir: &Path, from: &str, mail: &Mail) -> Result<(), MailError> {
     std::fs::create_dir_all(dir).map_err(|e| MailError::Outbox(e.to_string()))?;
-    let name = format!("{}-{}.eml", crate::clock::now_millis(), crate::ids::record_id());
+    let id = crate::ids::record_id();
+    let name = format!("{}-{id}.eml", crate::clock::now_millis());
+    let boundary = format!("basalt-{id}");
     let body = format!(
-        "From: {from}\r\nTo: {}\r\nSubject: {}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
-        mail.to, mail.subject, mail.text
+        "From: {from}\r\nTo: {}\r\nSubject: {}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n\
+         --{boundary}--\r\n",
+        mail.to,
+        mail.subject,
+        crlf(&mail.text),
+        crlf(&mail.html)
     );
     std::fs::write(dir.join(name), body).map_err(|e| MailError::Outbox(e.to_string()))
+}
+
+/// `s` with CRLF line ends (a form's textarea sends CRLF already).
+fn crlf(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\n', "\r\n")
 }

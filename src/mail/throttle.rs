@@ -35,6 +35,9 @@ pub enum MailKind {
     PasswordReset,
     EmailChange,
     Otp,
+    /// New-origin login alerts (whoever has the password could otherwise
+    /// mail the owner once per made-up browser).
+    AuthAlert,
 }
 
 /// Recent send times per (kind, recipient).

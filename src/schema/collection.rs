@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::mail_templates::{AuthAlert, MailTemplate};
 use super::pocketbase::{self, RelationIds};
 use super::SchemaError;
 use crate::store::index::IndexField;
@@ -37,6 +38,9 @@ pub struct OtpOptions {
     pub duration: u64,
     /// Digits in a code.
     pub length: usize,
+    /// `otp.emailTemplate` (`None`: the default; see `schema::mail_templates`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_template: Option<MailTemplate>,
 }
 
 impl Default for OtpOptions {
@@ -45,6 +49,7 @@ impl Default for OtpOptions {
             enabled: false,
             duration: 180,
             length: 8,
+            email_template: None,
         }
     }
 }
@@ -62,6 +67,16 @@ pub struct AuthOptions {
     pub file_token_duration: u64,
     pub identity_fields: Vec<String>,
     pub otp: OtpOptions,
+    /// Mail templates and login alerts (`None`: the default; see
+    /// `schema::mail_templates`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_template: Option<MailTemplate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_password_template: Option<MailTemplate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_email_change_template: Option<MailTemplate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_alert: Option<AuthAlert>,
 }
 
 impl Default for AuthOptions {
@@ -75,6 +90,10 @@ impl Default for AuthOptions {
             file_token_duration: 180,
             identity_fields: vec!["email".into()],
             otp: OtpOptions::default(),
+            verification_template: None,
+            reset_password_template: None,
+            confirm_email_change_template: None,
+            auth_alert: None,
         }
     }
 }
@@ -505,6 +524,9 @@ impl Collection {
                     ));
                 }
             }
+        }
+        if let Some(opts) = &self.auth_options {
+            super::mail_templates::check(opts)?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, idx) in self.indexes.iter().enumerate() {

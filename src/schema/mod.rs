@@ -7,6 +7,7 @@ pub mod fields;
 pub mod files;
 pub mod form;
 pub mod keywords;
+pub mod mail_templates;
 pub mod numbers;
 pub mod pocketbase;
 pub mod record;

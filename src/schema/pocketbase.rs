@@ -984,6 +984,9 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
     if let Some(d) = duration_slot(&mut o, key) {
         return Some(json!({ "duration": *d }));
     }
+    if let Some(v) = super::mail_templates::key_view(key, opts) {
+        return Some(v);
+    }
     let mut kept = extra.get(key).cloned();
     match key {
         "passwordAuth" => {
@@ -996,6 +999,7 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
             v["enabled"] = json!(opts.otp.enabled);
             v["duration"] = json!(opts.otp.duration);
             v["length"] = json!(opts.otp.length);
+            v["emailTemplate"] = json!(super::mail_templates::TemplateKind::Otp.of(opts));
             Some(v)
         }
         // Structural defaults as PocketBase shows them (Basalt has neither
@@ -1053,6 +1057,10 @@ pub fn apply_auth_key(
         }
         _ => {}
     }
+    if super::mail_templates::apply_key(key, &value, opts)? {
+        extra.remove(key);
+        return Ok(());
+    }
     match key {
         "passwordAuth" => {
             if let Some(f) = obj.get("identityFields") {
@@ -1075,8 +1083,9 @@ pub fn apply_auth_key(
             if let Some(n) = positive("length")? {
                 opts.otp.length = n as usize;
             }
+            super::mail_templates::apply_otp_template(obj, opts)?;
             let mut kept = obj.clone();
-            for k in ["enabled", "duration", "length"] {
+            for k in ["enabled", "duration", "length", "emailTemplate"] {
                 kept.remove(k);
             }
             extra.insert(key.into(), Value::Object(kept));

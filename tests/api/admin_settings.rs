@@ -338,7 +338,7 @@ async fn test_mail_goes_to_the_dev_outbox_while_smtp_is_off() {
         "/_/settings/mail/test",
         &[("test.email", "ops@acme.example"), ("test.template", "spam")],
         "test-template",
-        "Must be verification, password-reset, email-change or otp.",
+        "Must be verification, password-reset, email-change, otp or login-alert.",
     )
     .await;
     assert_eq!(std::fs::read_dir(&outbox).expect("outbox").count(), 1);

@@ -2,6 +2,7 @@
 //! (One binary for all areas, so it links once.)
 
 mod admin;
+mod admin_auth_options;
 mod admin_backups;
 mod admin_collections;
 mod admin_files;
@@ -30,6 +31,7 @@ mod hardening;
 mod helpers;
 mod mail;
 mod mail_links;
+mod mail_templates;
 mod numbers;
 mod openapi;
 mod persistence;

@@ -522,6 +522,7 @@ async function scenario(server, createCollections) {
 
     await collectionSteps(su, { step, knownStep, named });
     await fileSteps(su, { step, answer, named });
+    await mailTemplateSteps(su, { step, answer });
 
     // Admin APIs: health, logs and the settings sections both servers have.
     // (Log contents differ: PocketBase writes its log in batches and logs
@@ -683,6 +684,44 @@ function pbView(c) {
         delete c.authOptions;
     }
     return c;
+}
+
+/**
+ * Mail templates and login alerts in PocketBase's shapes, the same calls on
+ * both servers: custom templates written and read back, one template's
+ * subject changed alone (the body stays), an empty subject refused, login
+ * alerts off and on again. (The default texts differ by design.)
+ */
+async function mailTemplateSteps(su, { step, answer }) {
+    const custom = (what) => ({ subject: `${what} {APP_NAME}`, body: `<p>${what} {RECORD:email} {TOKEN}</p>` });
+    const view = (c) => ({
+        verificationTemplate: c.verificationTemplate,
+        resetPasswordTemplate: c.resetPasswordTemplate,
+        confirmEmailChangeTemplate: c.confirmEmailChangeTemplate,
+        otpEmailTemplate: c.otp?.emailTemplate,
+        authAlert: c.authAlert,
+    });
+    await step("mail templates written in PocketBase's shape and read back", async () =>
+        view(
+            await su.collections.update("users", {
+                verificationTemplate: custom("Verify"),
+                resetPasswordTemplate: custom("Reset"),
+                confirmEmailChangeTemplate: custom("Change"),
+                otp: { emailTemplate: { subject: "Code {OTP}", body: "<p>{OTP} {OTP_ID}</p>" } },
+                authAlert: { enabled: false, emailTemplate: { subject: "Alert", body: "<p>{ALERT_INFO}</p>" } },
+            }),
+        ),
+    );
+    await step("one template's subject changed alone", async () =>
+        view(await su.collections.update("users", { verificationTemplate: { subject: "Only the subject" } })),
+    );
+    await step("a template with an empty subject (400)", async () => {
+        const r = await answer(() => su.collections.update("users", { resetPasswordTemplate: { subject: "", body: "<p>b</p>" } }));
+        return { status: r.error?.status };
+    });
+    await step("login alerts on again", async () =>
+        (await su.collections.update("users", { authAlert: { enabled: true } })).authAlert.enabled,
+    );
 }
 
 /**

@@ -6,6 +6,7 @@
 //! message) as the equivalent API call; the page only decides where each
 //! message is shown.
 
+mod auth;
 mod edit;
 mod form;
 mod indexes;
@@ -22,6 +23,7 @@ use crate::schema::CompiledCollection;
 use form::CollectionForm;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    auth::routes(cfg);
     cfg.route("/collections", web::get().to(index))
         // Before `/collections/{name}`, which would match it too.
         .service(

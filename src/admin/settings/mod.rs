@@ -385,7 +385,7 @@ async fn send_test_mail(req: HttpRequest, form: AdminForm) -> Result<HttpRespons
         template: form.text("test.template").to_owned(),
     };
     let state = &form.admin.state;
-    let errors = match crate::api::mail::send_test(state, &test.email, &test.template).await {
+    let errors = match crate::api::mail::send_test(state, &test.email, &test.template, "").await {
         Ok(()) => {
             let text = if state.settings.get().smtp.enabled {
                 format!("Test mail sent to {}.", test.email)

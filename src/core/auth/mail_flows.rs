@@ -11,9 +11,9 @@ use super::{
 };
 use crate::auth::{password, Claims};
 use crate::error::ApiError;
-use crate::mail::templates;
 use crate::mail::throttle::MailKind;
 use crate::schema::collection::AuthOptions;
+use crate::schema::mail_templates::TemplateKind;
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 use crate::store::{Expect, WriteOp};
@@ -23,7 +23,8 @@ struct MailFlow {
     name: &'static str,
     kind: TokenKind,
     duration: fn(&AuthOptions) -> u64,
-    template: fn(&crate::settings::MetaSettings, &str, &str) -> crate::mail::Mail,
+    /// The collection's template for its mail.
+    template: TemplateKind,
     /// Accounts that get no mail (already verified, for verification).
     skip: fn(&Value) -> bool,
     /// Its per-recipient throttle.
@@ -34,7 +35,7 @@ const VERIFICATION: MailFlow = MailFlow {
     name: "request-verification",
     kind: TokenKind::Verification,
     duration: |o| o.verification_token_duration,
-    template: templates::verification,
+    template: TemplateKind::Verification,
     skip: |rec| rec.get("verified").and_then(Value::as_bool) == Some(true),
     mail: MailKind::Verification,
 };
@@ -43,7 +44,7 @@ const PASSWORD_RESET: MailFlow = MailFlow {
     name: "request-password-reset",
     kind: TokenKind::PasswordReset,
     duration: |o| o.password_reset_token_duration,
-    template: templates::password_reset,
+    template: TemplateKind::ResetPassword,
     skip: |_| false,
     mail: MailKind::PasswordReset,
 };
@@ -74,7 +75,8 @@ fn mail_token(
         }
         let d = (flow.duration)(&options(&collection));
         let token = issue(&state, &collection, &rec, flow.kind, d, (Some(to.clone()), None), false);
-        send(&state, (flow.template)(&state.settings.get().meta, &to, &token)).await
+        let mail = super::mails::compose(&state, &collection, &rec, flow.template, &to, &[("{TOKEN}", &token)]);
+        send(&state, mail).await
     });
     Ok(())
 }
@@ -267,10 +269,15 @@ pub async fn request_email_change(
         (old, Some(new_email.clone())),
         false,
     );
-    let (state, mail) = (
-        state.clone(),
-        templates::email_change(&state.settings.get().meta, &new_email, &token),
+    let mail = super::mails::compose(
+        state,
+        collection,
+        record,
+        TemplateKind::ConfirmEmailChange,
+        &new_email,
+        &[("{TOKEN}", &token)],
     );
+    let state = state.clone();
     background("request-email-change", async move { send(&state, mail).await });
     Ok(())
 }

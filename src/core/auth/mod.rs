@@ -26,6 +26,7 @@ use crate::state::AppState;
 mod alerts;
 mod login;
 mod mail_flows;
+pub mod mails;
 mod methods;
 mod mfa;
 mod otp;

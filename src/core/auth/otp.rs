@@ -13,8 +13,8 @@ use super::{
 };
 use crate::clock::now_millis;
 use crate::error::ApiError;
-use crate::mail::templates;
 use crate::mail::throttle::MailKind;
+use crate::schema::mail_templates::TemplateKind;
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
 use crate::store::{meta, WriteOp};
@@ -89,7 +89,9 @@ pub async fn request_otp(
                 value: Some(serde_json::to_vec(&entry).expect("serialize otp")),
             }])
             .await?;
-        send(&state2, templates::otp(&state2.settings.get().meta, &to, &code)).await
+        let values = [("{OTP}", code.as_str()), ("{OTP_ID}", id2.as_str())];
+        let mail = super::mails::compose(&state2, &collection2, &rec, TemplateKind::Otp, &to, &values);
+        send(&state2, mail).await
     });
     Ok(json!({"otpId": otp_id}))
 }
