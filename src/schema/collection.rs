@@ -62,6 +62,7 @@ pub struct AuthOptions {
     pub file_token_duration: u64,
     pub identity_fields: Vec<String>,
     pub otp: OtpOptions,
+    pub mfa: super::mfa::MfaOptions,
 }
 
 impl Default for AuthOptions {
@@ -75,6 +76,7 @@ impl Default for AuthOptions {
             file_token_duration: 180,
             identity_fields: vec!["email".into()],
             otp: OtpOptions::default(),
+            mfa: Default::default(),
         }
     }
 }
@@ -505,6 +507,11 @@ impl Collection {
                     ));
                 }
             }
+        }
+        if let Some(opts) = &self.auth_options {
+            // Password sign-in cannot be turned off in Basalt, so it always
+            // counts as one method (OAuth2 adds one more once it exists).
+            opts.mfa.check(1 + usize::from(opts.otp.enabled))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, idx) in self.indexes.iter().enumerate() {

@@ -7,6 +7,7 @@ pub mod fields;
 pub mod files;
 pub mod form;
 pub mod keywords;
+pub mod mfa;
 pub mod numbers;
 pub mod pocketbase;
 pub mod record;

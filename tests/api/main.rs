@@ -30,6 +30,7 @@ mod hardening;
 mod helpers;
 mod mail;
 mod mail_links;
+mod mfa;
 mod numbers;
 mod openapi;
 mod persistence;
