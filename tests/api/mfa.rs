@@ -467,3 +467,68 @@ async fn mfa_password_then_otp_over_smtp() {
     let r = with_otp(&app, "users", &(otp_id, code), Some(&mfa)).await;
     assert_logged_in(&r, "kim@example.com");
 }
+
+#[actix_web::test]
+async fn mfa_dashboard_login_asks_superusers_for_a_mailed_code() {
+    use crate::admin_support::{attr_after, Browser};
+    use crate::helpers::{SU_EMAIL, SU_PASSWORD};
+    let app = spawn_app().await;
+    let r = app
+        .patch(
+            "/api/collections/_superusers",
+            json!({"otp": {"enabled": true, "length": OTP_LEN}, "mfa": {"enabled": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut b = Browser::new(&app);
+    // A wrong password gets no further than before (and no mail).
+    let r = b.login_with(SU_EMAIL, "wrong password").await;
+    assert_eq!(r.status, 400);
+    r.assert_has("Wrong email or password.");
+    // The right one asks for the code instead of logging in.
+    let page = b.login_with(SU_EMAIL, SU_PASSWORD).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_has("One-time code");
+    assert!(!b.cookies.contains_key("basalt_admin"), "no session before the code");
+    let field = |page: &crate::admin_support::Html, name: &str| {
+        attr_after(&page.body, &format!("name=\"{name}\""), "value").unwrap_or_else(|| panic!("{name} in form"))
+    };
+    let submit = |page: &crate::admin_support::Html, code: &str| {
+        vec![
+            ("_csrf".to_owned(), field(page, "_csrf")),
+            ("mfaId".to_owned(), field(page, "mfaId")),
+            ("otpId".to_owned(), field(page, "otpId")),
+            ("email".to_owned(), SU_EMAIL.to_owned()),
+            ("next".to_owned(), "/_/settings".to_owned()),
+            ("code".to_owned(), code.to_owned()),
+        ]
+    };
+    let code = code_in(&mail_to(&app.dir, SU_EMAIL, 0).await);
+    let post = |fields: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        crate::admin_support::form_encode(&pairs)
+    };
+    // A wrong code: the form again, still no session.
+    let wrong = b
+        .send(Method::POST, "/_/login/mfa", Some(post(submit(&page, "0000000x"))), &[])
+        .await;
+    assert_eq!(wrong.status, 400, "{}", wrong.body);
+    wrong.assert_has("Wrong or expired code.");
+    assert!(!b.cookies.contains_key("basalt_admin"));
+    // Another pending login's id with this code: refused, starts over.
+    let mut forged = submit(&wrong, &code);
+    forged[1].1 = "aaaaaaaaaaaaaaa".into();
+    let r = b.send(Method::POST, "/_/login/mfa", Some(post(forged)), &[]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    r.assert_has("Log in again.");
+    assert!(!b.cookies.contains_key("basalt_admin"));
+    // That try spent the OTP (as in the API); the password again, a new code.
+    let page = b.login_with(SU_EMAIL, SU_PASSWORD).await;
+    let code = code_in(&mail_to(&app.dir, SU_EMAIL, 1).await);
+    let ok = b
+        .send(Method::POST, "/_/login/mfa", Some(post(submit(&page, &code))), &[])
+        .await;
+    assert_eq!((ok.status, ok.location()), (303, "/_/settings"), "{}", ok.body);
+    assert!(b.cookies.contains_key("basalt_admin"));
+    assert_eq!(b.get("/_/collections").await.status, 200);
+}

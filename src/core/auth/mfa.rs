@@ -56,9 +56,12 @@ struct Pending {
     key: String,
 }
 
-/// PocketBase's answers to a bad `mfaId`.
+/// PocketBase's message for an `mfaId` that names no pending login of
+/// this record (unknown, spent, expired, another account's).
+pub const SESSION_INVALID: &str = "Invalid or expired MFA session.";
+
 fn invalid_or_expired() -> ApiError {
-    ApiError::bad_request("Invalid or expired MFA session.")
+    ApiError::bad_request(SESSION_INVALID)
 }
 
 fn key_digest(record: &Value) -> String {
