@@ -20,7 +20,7 @@
 //! issued; impersonation needs a superuser).
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -44,6 +44,23 @@ pub const SWEEP_EVERY_MS: i64 = 3_600_000;
 
 /// When the next full sweep may run (Unix ms; per process).
 static NEXT_SWEEP: AtomicI64 = AtomicI64::new(0);
+
+/// Stripes of the locks that let one second factor at a time spend an
+/// `mfaId`. Kept apart from `AppState::record_locks` on purpose:
+/// `auth-with-otp` holds one of those (its OTP's) while the login
+/// completes, and a tokio mutex is not re-entrant, so taking a stripe of
+/// the same array here could make a login wait on itself (or two logins
+/// on each other). Nothing is locked while one of these is held.
+const LOCK_STRIPES: usize = 256;
+static LOCKS: LazyLock<Vec<tokio::sync::Mutex<()>>> =
+    LazyLock::new(|| (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect());
+
+fn lock_for(id: &str) -> &'static tokio::sync::Mutex<()> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    &LOCKS[(h.finish() as usize) % LOCK_STRIPES]
+}
 
 /// A pending MFA: what its first factor was, when, and a digest of the
 /// record's `tokenKey` then.
@@ -198,7 +215,7 @@ async fn finish(
     let key = meta::mfa(&collection.def.id, &record_id(record), id);
     // One second factor at a time per entry: of two concurrent ones, the
     // second finds the entry gone.
-    let _turn = state.record_lock("mfa", id).lock().await;
+    let _turn = lock_for(id).lock().await;
     let Some(pending) = read(state, &key)? else {
         return Err(invalid_or_expired());
     };
