@@ -532,3 +532,30 @@ async fn mfa_dashboard_login_asks_superusers_for_a_mailed_code() {
     assert!(b.cookies.contains_key("basalt_admin"));
     assert_eq!(b.get("/_/collections").await.status, 200);
 }
+
+#[actix_web::test]
+async fn mfa_impersonation_needs_no_second_factor_as_in_pocketbase() {
+    let app = spawn_app().await;
+    let user = sign_up(&app, "liv@example.com").await;
+    enable_mfa(&app, json!({"enabled": true})).await;
+    // A superuser's impersonation is not a login (no method to pair with).
+    let id = user["id"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/collections/users/impersonate/{id}"),
+            json!({"duration": 60}),
+        )
+        .await;
+    let token = assert_logged_in(&r, "liv@example.com");
+    let me = app
+        .call(
+            Method::GET,
+            &format!("/api/collections/users/records/{id}"),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    // The user herself still needs both factors.
+    mfa_id_of(&password(&app, "users", "liv@example.com", PASSWORD, None).await);
+}
