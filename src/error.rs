@@ -20,6 +20,8 @@ pub struct FieldError {
 /// Field path → error; `""` holds root-level problems.
 pub type FieldErrors = BTreeMap<String, FieldError>;
 
+const MFA_ID: &str = "mfaId";
+
 /// An error a client sees. `data` holds per-field errors keyed by field path.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -57,6 +59,20 @@ impl ApiError {
     /// The generic 404 PocketBase answers for a missing record or collection.
     pub fn missing() -> ApiError {
         ApiError::not_found("The requested resource wasn't found.")
+    }
+
+    /// The 401 that asks for a second login factor: `data.mfaId` names the
+    /// pending login, and the answer repeats it at the top level, where
+    /// PocketBase puts it (its SDKs read `response.mfaId`).
+    pub fn mfa_required(mfa_id: &str) -> ApiError {
+        let mut e = ApiError::unauthorized("A second authentication factor is required.");
+        e.data.insert(MFA_ID.into(), Value::String(mfa_id.to_owned()));
+        e
+    }
+
+    /// The pending login's id when this is the 401 of [`ApiError::mfa_required`].
+    pub fn mfa_id(&self) -> Option<&str> {
+        (self.status == 401).then(|| self.data.get(MFA_ID)?.as_str()).flatten()
     }
 
     /// A 400 with per-field errors.

@@ -6,6 +6,12 @@
 //! must carry both, equal. Logins count against the `*:auth` rate limits
 //! like the API's password login: per address, and failures per account
 //! and address (so a stranger cannot lock the owner out).
+//!
+//! When `_superusers` has MFA on, a right password does not log in yet: the
+//! server mails a one-time code to the superuser (its `request-otp`) and
+//! shows a code form; the code, with the `mfaId` the password earned, goes
+//! through `auth-with-otp`'s checks and `login::complete` like any second
+//! factor, and only then is there a session.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -25,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(login_page))
             .route(web::post().to(login_submit)),
     )
+    .route("/login/mfa", web::post().to(mfa_submit))
     .route("/logout", web::post().to(logout))
     .service(
         web::resource("/setup")
@@ -41,6 +48,36 @@ struct LoginPage<'a> {
     email: &'a str,
     error: &'a str,
     app_name: &'a str,
+}
+
+/// The second step of a login when MFA is on: the mailed code.
+#[derive(Template)]
+#[template(path = "login_mfa.html")]
+struct MfaPage<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    email: &'a str,
+    mfa_id: &'a str,
+    otp_id: &'a str,
+    error: &'a str,
+    app_name: &'a str,
+}
+
+/// What the code form posts: the code and the two ids the first step gave.
+#[derive(Deserialize)]
+struct MfaForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default, rename = "mfaId")]
+    mfa_id: String,
+    #[serde(default, rename = "otpId")]
+    otp_id: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    next: String,
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
 }
 
 #[derive(Template)]
@@ -157,19 +194,44 @@ async fn login_page(req: HttpRequest, q: web::Query<NextQuery>) -> HttpResponse 
     login_form(&req, StatusCode::OK, &q.next, "", "")
 }
 
+/// The client's address and the login's context (`mfa_id`: the pending
+/// login a second factor finishes), as the API's login handlers build it.
+fn login_context(req: &HttpRequest, mfa_id: Option<String>) -> (IpAddr, crate::core::auth::LoginContext) {
+    let ip = crate::api::middleware::client_ip(req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let ctx = crate::core::auth::LoginContext {
+        ip: Some(ip),
+        user_agent: req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        mfa_id,
+    };
+    (ip, ctx)
+}
+
+/// Takes a slot in the `*:auth` limit of the API route `route` (a superuser
+/// login of the same kind); Err(seconds to wait) when it is used up.
+fn rate_limited(st: &AppState, ip: IpAddr, route: &str) -> Result<(), u64> {
+    let path = format!("/api/collections/{SUPERUSERS}/{route}");
+    st.rate_limiter.check_request(
+        &st.settings.get(),
+        "POST",
+        &path,
+        ip,
+        |_| Some(SUPERUSERS.to_owned()),
+        || false,
+    )
+}
+
 async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, AdminError> {
     session::check_origin(&req)?;
     if !pre_cookie_ok(&req, &form.csrf) {
         return Err(AdminError::Csrf);
     }
     let st = state(&req);
-    let settings = st.settings.get();
-    let ip = crate::api::middleware::client_ip(&req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let path = format!("/api/collections/{SUPERUSERS}/auth-with-password");
-    if let Err(secs) =
-        st.rate_limiter
-            .check_request(&settings, "POST", &path, ip, |_| Some(SUPERUSERS.to_owned()), || false)
-    {
+    let (ip, ctx) = login_context(&req, None);
+    if let Err(secs) = rate_limited(&st, ip, "auth-with-password") {
         let msg = format!("Too many login attempts. Try again in {secs} s.");
         return Ok(login_form(
             &req,
@@ -180,19 +242,15 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
         ));
     }
     let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
-    let ctx = crate::core::auth::LoginContext {
-        ip: Some(ip),
-        user_agent: req
-            .headers()
-            .get(actix_web::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        mfa_id: None,
-    };
-    match crate::core::auth::with_password(&st, &superusers, form.email.trim(), &form.password, None, &ctx).await {
+    let email = form.email.trim();
+    match crate::core::auth::with_password(&st, &superusers, email, &form.password, None, &ctx).await {
         Ok(answer) => {
             let id = answer["record"]["id"].as_str().unwrap_or_default();
             logged_in(&st, &req, id, view::see_other(safe_next(&form.next))).await
+        }
+        Err(e) if e.mfa_id().is_some() => {
+            let mfa_id = e.mfa_id().unwrap_or_default();
+            Ok(ask_for_code(&req, &st, &superusers, &form.next, email, mfa_id).await)
         }
         Err(e) if e.status == 429 => Ok(login_form(
             &req,
@@ -208,6 +266,101 @@ async fn login_submit(req: HttpRequest, form: web::Form<LoginForm>) -> Result<Ht
             &form.email,
             "Wrong email or password.",
         )),
+    }
+}
+
+/// The password was right and MFA wants a second factor: mails a code to
+/// the superuser (through `request-otp`, so its throttle and template
+/// apply) and shows the code form.
+async fn ask_for_code(
+    req: &HttpRequest,
+    st: &AppState,
+    superusers: &std::sync::Arc<crate::schema::CompiledCollection>,
+    next: &str,
+    email: &str,
+    mfa_id: &str,
+) -> HttpResponse {
+    let mut body = serde_json::Map::new();
+    body.insert("email".into(), email.into());
+    match crate::core::auth::request_otp(st, superusers, &body).await {
+        Ok(answer) => {
+            let otp_id = answer["otpId"].as_str().unwrap_or_default();
+            code_form(req, StatusCode::OK, next, email, mfa_id, otp_id, "")
+        }
+        // Saves refuse MFA without a second method; this is a defence.
+        Err(e) => login_form(req, StatusCode::BAD_REQUEST, next, email, &e.message),
+    }
+}
+
+fn code_form(
+    req: &HttpRequest,
+    status: StatusCode,
+    next: &str,
+    email: &str,
+    mfa_id: &str,
+    otp_id: &str,
+    error: &str,
+) -> HttpResponse {
+    let app_name = state(req).settings.get().meta.app_name.clone();
+    with_pre_cookie(req, status, |csrf| {
+        view::render(
+            req,
+            &MfaPage {
+                csrf,
+                next: safe_next(next),
+                email,
+                mfa_id,
+                otp_id,
+                error,
+                app_name: &app_name,
+            },
+        )
+    })
+}
+
+/// The code form's post: `auth-with-otp` with the pending login's `mfaId`.
+/// A wrong code shows the form again (the OTP dies after a few, as in the
+/// API); a pending login that expired or was spent starts over.
+async fn mfa_submit(req: HttpRequest, form: web::Form<MfaForm>) -> Result<HttpResponse, AdminError> {
+    session::check_origin(&req)?;
+    if !pre_cookie_ok(&req, &form.csrf) {
+        return Err(AdminError::Csrf);
+    }
+    let st = state(&req);
+    let (ip, ctx) = login_context(&req, Some(form.mfa_id.clone()).filter(|s| !s.is_empty()));
+    let again =
+        |status, error: &str| code_form(&req, status, &form.next, &form.email, &form.mfa_id, &form.otp_id, error);
+    if let Err(secs) = rate_limited(&st, ip, "auth-with-otp") {
+        let msg = format!("Too many attempts. Try again in {secs} s.");
+        return Ok(again(StatusCode::TOO_MANY_REQUESTS, &msg));
+    }
+    if ctx.mfa_id.is_none() {
+        return Ok(login_form(
+            &req,
+            StatusCode::BAD_REQUEST,
+            &form.next,
+            &form.email,
+            "Log in again.",
+        ));
+    }
+    let superusers = st.registry.get(SUPERUSERS).ok_or(AdminError::NotFound)?;
+    let mut body = serde_json::Map::new();
+    body.insert("otpId".into(), form.otp_id.clone().into());
+    body.insert("password".into(), form.code.trim().into());
+    match crate::core::auth::with_otp(&st, &superusers, &body, &ctx).await {
+        Ok(answer) => {
+            let id = answer["record"]["id"].as_str().unwrap_or_default();
+            logged_in(&st, &req, id, view::see_other(safe_next(&form.next))).await
+        }
+        Err(e) if e.status == 429 => Ok(again(StatusCode::TOO_MANY_REQUESTS, &e.message)),
+        Err(e) if e.message == crate::core::auth::MFA_SESSION_INVALID => Ok(login_form(
+            &req,
+            StatusCode::BAD_REQUEST,
+            &form.next,
+            &form.email,
+            "This login expired or was already used. Log in again.",
+        )),
+        Err(_) => Ok(again(StatusCode::BAD_REQUEST, "Wrong or expired code.")),
     }
 }
 

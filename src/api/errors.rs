@@ -17,7 +17,11 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        res.json(json!({"status": self.status, "message": self.message, "data": self.data}))
+        let mut body = json!({"status": self.status, "message": self.message, "data": self.data});
+        if let Some(id) = self.mfa_id() {
+            body["mfaId"] = json!(id);
+        }
+        res.json(body)
     }
 }
 

@@ -177,7 +177,18 @@ pub async fn auth_with_password(
 }
 
 /// What a login request tells about its client besides the factor itself.
+/// `mfaId` comes from the query (where the JS SDK puts unknown options,
+/// e.g. `authWithOTP(id, code, {mfaId})`) or else the body, as PocketBase
+/// reads it; a non-string one is kept as text, which names no MFA.
 fn login_context(http: &HttpRequest, body: &Map<String, Value>) -> core::auth::LoginContext {
+    let from_query = web::Query::<HashMap<String, String>>::from_query(http.query_string())
+        .ok()
+        .and_then(|q| q.get("mfaId").cloned());
+    let from_body = || match body.get("mfaId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
     core::auth::LoginContext {
         ip: client_ip(http),
         user_agent: http
@@ -185,11 +196,10 @@ fn login_context(http: &HttpRequest, body: &Map<String, Value>) -> core::auth::L
             .get(actix_web::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        mfa_id: body
-            .get("mfaId")
-            .and_then(Value::as_str)
+        mfa_id: from_query
             .filter(|s| !s.is_empty())
-            .map(str::to_owned),
+            .or_else(from_body)
+            .filter(|s| !s.is_empty()),
     }
 }
 

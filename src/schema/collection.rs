@@ -77,6 +77,7 @@ pub struct AuthOptions {
     pub confirm_email_change_template: Option<MailTemplate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_alert: Option<AuthAlert>,
+    pub mfa: super::mfa::MfaOptions,
 }
 
 impl Default for AuthOptions {
@@ -94,6 +95,7 @@ impl Default for AuthOptions {
             reset_password_template: None,
             confirm_email_change_template: None,
             auth_alert: None,
+            mfa: Default::default(),
         }
     }
 }
@@ -527,6 +529,9 @@ impl Collection {
         }
         if let Some(opts) = &self.auth_options {
             super::mail_templates::check(opts)?;
+            // Password sign-in cannot be turned off in Basalt, so it always
+            // counts as one method (OAuth2 adds one more once it exists).
+            opts.mfa.check(1 + usize::from(opts.otp.enabled))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, idx) in self.indexes.iter().enumerate() {

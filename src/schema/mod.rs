@@ -8,6 +8,7 @@ pub mod files;
 pub mod form;
 pub mod keywords;
 pub mod mail_templates;
+pub mod mfa;
 pub mod numbers;
 pub mod pocketbase;
 pub mod record;

@@ -1002,9 +1002,9 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
             v["emailTemplate"] = json!(super::mail_templates::TemplateKind::Otp.of(opts));
             Some(v)
         }
-        // Structural defaults as PocketBase shows them (Basalt has neither
-        // MFA nor OAuth2 yet: they are kept, not acted on).
-        "mfa" => Some(kept.unwrap_or_else(|| json!({"enabled": false, "duration": 600, "rule": ""}))),
+        "mfa" => Some(opts.mfa.view()),
+        // Structural defaults as PocketBase shows them (Basalt has no
+        // OAuth2 yet: it is kept, not acted on).
         "oauth2" => Some(kept.unwrap_or_else(|| {
             json!({"providers": [], "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "enabled": false})
         })),
@@ -1040,7 +1040,7 @@ pub fn apply_auth_key(
         return Ok(());
     }
     // A protection shown as on but not enforced is worse than a refusal:
-    // the dashboard would show MFA on while a password alone signs in.
+    // the dashboard would show a sign-in method on that nothing serves.
     let enabled = obj.get("enabled").and_then(Value::as_bool);
     match (key, enabled) {
         ("passwordAuth", Some(false)) => {
@@ -1049,7 +1049,7 @@ pub fn apply_auth_key(
                 "password sign-in cannot be turned off in Basalt yet",
             ))
         }
-        ("mfa" | "oauth2", Some(true)) => {
+        ("oauth2", Some(true)) => {
             return Err(invalid(
                 format!("{key}.enabled"),
                 format!("{key} is not built in Basalt yet; leave it disabled"),
@@ -1062,6 +1062,11 @@ pub fn apply_auth_key(
         return Ok(());
     }
     match key {
+        "mfa" => {
+            opts.mfa.apply(obj)?;
+            // Typed now: a copy kept from before MFA was built must not linger.
+            extra.remove(key);
+        }
         "passwordAuth" => {
             if let Some(f) = obj.get("identityFields") {
                 opts.identity_fields = serde_json::from_value(f.clone())

@@ -45,3 +45,17 @@ pub fn otp(id: &str) -> String {
 pub fn admin_session(hash_hex: &str) -> String {
     format!("{ADMIN_SESSION_PREFIX}{hash_hex}")
 }
+
+/// Pending multi-factor logins (`core::auth::mfa`):
+/// `mfa/<collection id>/<record id>/<mfa id>`.
+pub const MFA_PREFIX: &str = "mfa/";
+
+/// The pending multi-factor logins of one auth record.
+pub fn mfa_prefix(collection_id: &str, record_id: &str) -> String {
+    format!("{MFA_PREFIX}{collection_id}/{record_id}/")
+}
+
+/// One pending multi-factor login, by the `mfaId` its first factor got.
+pub fn mfa(collection_id: &str, record_id: &str, id: &str) -> String {
+    format!("{}{id}", mfa_prefix(collection_id, record_id))
+}

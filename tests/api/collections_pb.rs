@@ -499,7 +499,6 @@ async fn auth_collections_take_pocketbase_auth_options() {
     assert!(!app.login("members", "m@x.io", "password123").await.is_empty());
     // Protections Basalt cannot enforce yet are refused, never stored as on.
     for (key, value) in [
-        ("mfa", json!({"enabled": true, "duration": 900, "rule": ""})),
         ("oauth2", json!({"enabled": true, "providers": []})),
         ("passwordAuth", json!({"enabled": false, "identityFields": ["email"]})),
     ] {

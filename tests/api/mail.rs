@@ -16,9 +16,9 @@ use crate::helpers::{spawn_app, TestApp};
 /// The sink process; killed (and reaped) on drop, so a failing test does not
 /// leave it behind. Its stdin is a pipe held here: if the test process dies
 /// without dropping this, the sink sees EOF and exits by itself.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -31,7 +31,7 @@ impl Drop for Sink {
 }
 
 /// Starts the sink; `auth` = Some("user:password") makes it require AUTH.
-fn start_sink(auth: Option<&str>) -> Sink {
+pub(crate) fn start_sink(auth: Option<&str>) -> Sink {
     let tmp = tempfile::tempdir().expect("sink dir");
     let dir = tmp.path().join("mails");
     let mut cmd = Command::new("python3");
@@ -67,7 +67,7 @@ fn start_sink(auth: Option<&str>) -> Sink {
 /// relay) and sets the sender and app URL the mails use. Rate limits go off:
 /// a flow here (login, request, confirm, login again) is near the default
 /// `*:auth` budget, and the limits have their own tests.
-async fn use_smtp(app: &TestApp, port: u16) {
+pub(crate) async fn use_smtp(app: &TestApp, port: u16) {
     let r = app
         .patch(
             "/api/settings",
@@ -96,7 +96,7 @@ fn stored(dir: &Path) -> Vec<String> {
 
 /// Waits (bounded: ~30 s) for the `seen`-th (0-based) mail to `to`; auth
 /// flows send from a background task, so the HTTP answer comes first.
-async fn mail_to(sink: &Sink, to: &str, seen: usize) -> String {
+pub(crate) async fn mail_to(sink: &Sink, to: &str, seen: usize) -> String {
     for _ in 0..1500 {
         let mut mails = stored(&sink.dir);
         mails.retain(|m| m.contains(&format!("\r\nTo: {to}\r\n")));
@@ -141,7 +141,7 @@ fn decode_qp(s: &str) -> String {
 
 /// The decoded text/plain part of a multipart message, whatever transfer
 /// encoding lettre chose for it.
-fn text_part(raw: &str) -> String {
+pub(crate) fn text_part(raw: &str) -> String {
     let start = raw.find("Content-Type: text/plain").expect("a text/plain part");
     let part = &raw[start..];
     let (head, rest) = part.split_once("\r\n\r\n").expect("part headers");

@@ -32,6 +32,7 @@ mod helpers;
 mod mail;
 mod mail_links;
 mod mail_templates;
+mod mfa;
 mod numbers;
 mod openapi;
 mod persistence;

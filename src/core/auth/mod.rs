@@ -38,6 +38,7 @@ pub use mail_flows::{
     request_password_reset, request_verification, MailedToken,
 };
 pub use methods::methods;
+pub use mfa::SESSION_INVALID as MFA_SESSION_INVALID;
 pub use otp::{issue_otp, otp_enabled, request_otp, with_otp, IssuedOtp};
 pub use password_login::{check_old_password, with_password};
 
