@@ -112,7 +112,7 @@ pub async fn with_otp(
     let fail = || ApiError::bad_request("Invalid or expired one-time password.");
     let key = meta::otp(otp_id);
     // One check at a time per OTP: concurrent guesses cannot share a count.
-    let _turn = state.record_lock("otp", otp_id).lock().await;
+    let turn = state.record_lock("otp", otp_id).lock().await;
     let mut entry: OtpEntry = match state.store.meta_get(&key)? {
         Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| fail())?,
         None => return Err(fail()),
@@ -131,6 +131,10 @@ pub async fn with_otp(
     }
     attempt.succeeded();
     state.store.write(vec![WriteOp::PutMeta { key, value: None }]).await?;
+    // The OTP is spent: let go of its stripe before the login completes, so
+    // nothing `login::complete` locks (the MFA check, the new-device
+    // alert's writes) can ever wait on a stripe this task holds.
+    drop(turn);
     let rec = state
         .store
         .get(&collection.def.id, &entry.record_id)?
