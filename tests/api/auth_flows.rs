@@ -377,6 +377,24 @@ async fn otp_login() {
         .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
     assert_eq!(ok.body["record"]["email"], "eli@example.com");
+    // The mailed code proved the address: verified now, and (no MFA) the
+    // password whoever signed up with this address chose is gone, as in
+    // PocketBase (pre-hijacking); the token issued is the working one.
+    assert_eq!(ok.body["record"]["verified"], true);
+    let fresh = ok.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        as_user(&app, Method::POST, "/api/collections/users/auth-refresh", None, &fresh)
+            .await
+            .status,
+        200
+    );
+    let old_password = app
+        .guest_post(
+            "/api/collections/users/auth-with-password",
+            json!({"identity": "eli@example.com", "password": "password-1"}),
+        )
+        .await;
+    assert_eq!(old_password.status, 400);
     let reuse = app
         .guest_post(
             "/api/collections/users/auth-with-otp",

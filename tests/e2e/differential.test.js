@@ -281,7 +281,6 @@ const KNOWN = {
  * test of its own marked TODO (reported, not failing the suite) until fixed.
  */
 const BUGS = {
-    "an OTP login marks the record verified": "PocketBase sets verified when the OTP went to the record's email; Basalt's auth-with-otp does not yet",
 };
 
 // --- the scenario ----------------------------------------------------------------
@@ -752,7 +751,7 @@ async function mfaSteps(su, mail, { step, knownStep, bugStep, answer, named }) {
     await step("MFA: requestOTP gives an otpId", () => typeof otpId);
     const second = await answer(async () => users.authWithOTP(otpId, await code("mia@example.com"), { mfaId }));
     await step("MFA: authWithOTP with the mfaId logs in", () => ({ email: second.record?.email, token: second.token }));
-    await bugStep("an OTP login marks the record verified", () => ({ verified: second.record?.verified }));
+    await step("an OTP login marks the record verified", () => ({ verified: second.record?.verified }));
     const again = await users.requestOTP("mia@example.com");
     await step("MFA: the spent mfaId again (400)", async () =>
         refusal(await answer(async () => users.authWithOTP(again.otpId, await code("mia@example.com"), { mfaId }))),

@@ -7,6 +7,8 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::login::{self, LoginContext, Method};
+use super::mail_flows::rewrite;
+use crate::auth::password;
 use super::{
     background, find_by_email, login_attempt, options, record_id, require_auth_collection, required_email,
     required_string, send,
@@ -30,6 +32,11 @@ struct OtpEntry {
     /// Wrong codes tried so far (the OTP dies at [`OTP_MAX_FAILURES`]).
     #[serde(default)]
     failures: u32,
+    /// The address the code was mailed to (`None`: handed to the operator).
+    /// A login with a code mailed to the record's current address proves
+    /// that address, so it marks the record verified, as PocketBase does.
+    #[serde(default)]
+    sent_to: Option<String>,
 }
 
 /// Wrong codes one OTP takes: the fifth wrong one deletes it, so even the
@@ -81,6 +88,7 @@ pub async fn request_otp(
             mac: code_mac(&state2, &id2, &code),
             exp: now_millis() / 1000 + opts.otp.duration as i64,
             failures: 0,
+            sent_to: Some(to.clone()),
         };
         state2
             .store
@@ -135,12 +143,49 @@ pub async fn with_otp(
     // nothing `login::complete` locks (the MFA check, the new-device
     // alert's writes) can ever wait on a stripe this task holds.
     drop(turn);
-    let rec = state
+    let mut rec = state
         .store
         .get(&collection.def.id, &entry.record_id)?
         .ok_or_else(fail)?
         .data;
+    if proves_address(&entry, &rec) {
+        verify_address(state, collection, &entry.record_id).await?;
+        rec = state
+            .store
+            .get(&collection.def.id, &entry.record_id)?
+            .ok_or_else(fail)?
+            .data;
+    }
     login::complete(state, collection, rec, Method::Otp, ctx).await
+}
+
+/// Whether a spent OTP proves the unverified record's current address.
+fn proves_address(entry: &OtpEntry, rec: &Value) -> bool {
+    let unverified = rec.get("verified").and_then(Value::as_bool) != Some(true);
+    unverified && entry.sent_to.is_some() && rec.get("email").and_then(Value::as_str) == entry.sent_to.as_deref()
+}
+
+/// Marks the record verified after an OTP login proved its address. Unless
+/// MFA guards the collection, the password is replaced by a random one
+/// (and `tokenKey` rotated) as PocketBase does: whoever registered the
+/// address before its owner proved it (pre-hijacking) loses the account.
+async fn verify_address(state: &AppState, collection: &CompiledCollection, id: &str) -> Result<(), ApiError> {
+    let reset = !options(collection).mfa.enabled;
+    let hash = if reset {
+        let random = crate::ids::token_key();
+        Some(password::hash_async(random).await.map_err(ApiError::internal)?)
+    } else {
+        None
+    };
+    let key = crate::ids::token_key();
+    rewrite(state, collection, id, |d| {
+        d.insert("verified".into(), Value::Bool(true));
+        if let Some(hash) = &hash {
+            d.insert("password".into(), Value::String(hash.clone()));
+            d.insert("tokenKey".into(), Value::String(key.clone()));
+        }
+    })
+    .await
 }
 /// A one-time password issued to an operator (the `superuser otp` command).
 #[derive(Debug, Clone)]
@@ -186,6 +231,7 @@ pub async fn issue_otp(
         mac: code_mac(state, &id, &code),
         exp: now_millis() / 1000 + opts.otp.duration as i64,
         failures: 0,
+        sent_to: None,
     };
     state
         .store
