@@ -62,6 +62,8 @@ pub struct AuthOptions {
     pub file_token_duration: u64,
     pub identity_fields: Vec<String>,
     pub otp: OtpOptions,
+    /// PocketBase's `oauth2` option (shown as the top-level `oauth2` key only).
+    pub oauth2: super::oauth2::OAuth2Options,
 }
 
 impl Default for AuthOptions {
@@ -75,6 +77,7 @@ impl Default for AuthOptions {
             file_token_duration: 180,
             identity_fields: vec!["email".into()],
             otp: OtpOptions::default(),
+            oauth2: Default::default(),
         }
     }
 }
@@ -352,6 +355,9 @@ impl Collection {
             out.entry("authRule").or_insert(Value::Null);
             out.entry("manageRule").or_insert(Value::Null);
         }
+        if let Some(Value::Object(alias)) = out.get_mut("authOptions") {
+            alias.remove("oauth2"); // shown as `oauth2`, without its secrets
+        }
         if let (CollectionType::Auth, Some(opts)) = (self.kind, &self.auth_options) {
             for key in pocketbase::AUTH_KEYS {
                 if let Some(v) = pocketbase::auth_key_view(key, opts, &self.kept) {
@@ -464,13 +470,16 @@ impl Collection {
                 "only auth collections have auth options",
             ));
         }
-        self.auth_options = Some(serde_json::from_value(value).map_err(|e| {
+        let mut opts: AuthOptions = serde_json::from_value(value).map_err(|e| {
             field_error(
                 "authOptions",
                 "validation_invalid_value",
                 format!("invalid auth options: {e}"),
             )
-        })?);
+        })?;
+        // OAuth2 is set through the `oauth2` key only (checked, secrets kept).
+        opts.oauth2 = self.auth_options.as_ref().map(|o| o.oauth2.clone()).unwrap_or_default();
+        self.auth_options = Some(opts);
         Ok(())
     }
 

@@ -8,6 +8,7 @@ pub mod files;
 pub mod form;
 pub mod keywords;
 pub mod numbers;
+pub mod oauth2;
 pub mod pocketbase;
 pub mod record;
 mod registry;

@@ -998,12 +998,10 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
             v["length"] = json!(opts.otp.length);
             Some(v)
         }
+        "oauth2" => Some(opts.oauth2.view()),
         // Structural defaults as PocketBase shows them (Basalt has neither
         // MFA nor OAuth2 yet: they are kept, not acted on).
         "mfa" => Some(kept.unwrap_or_else(|| json!({"enabled": false, "duration": 600, "rule": ""}))),
-        "oauth2" => Some(kept.unwrap_or_else(|| {
-            json!({"providers": [], "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "enabled": false})
-        })),
         _ => kept.take(),
     }
 }
@@ -1045,7 +1043,7 @@ pub fn apply_auth_key(
                 "password sign-in cannot be turned off in Basalt yet",
             ))
         }
-        ("mfa" | "oauth2", Some(true)) => {
+        ("mfa", Some(true)) => {
             return Err(invalid(
                 format!("{key}.enabled"),
                 format!("{key} is not built in Basalt yet; leave it disabled"),
@@ -1080,6 +1078,10 @@ pub fn apply_auth_key(
                 kept.remove(k);
             }
             extra.insert(key.into(), Value::Object(kept));
+        }
+        "oauth2" => {
+            opts.oauth2 = super::oauth2::OAuth2Options::apply(obj, &opts.oauth2)?;
+            extra.remove(key);
         }
         _ => {
             extra.insert(key.into(), value);

@@ -31,6 +31,7 @@ mod helpers;
 mod mail;
 mod mail_links;
 mod numbers;
+mod oauth2;
 mod openapi;
 mod persistence;
 mod pocketbase_admin;
