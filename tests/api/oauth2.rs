@@ -635,3 +635,61 @@ async fn options_are_checked_and_the_client_secret_never_shown() {
         .await;
     assert_eq!(r.status, 403, "{:?}", r.body);
 }
+
+// ---- the dashboard ---------------------------------------------------------
+
+#[actix_web::test]
+async fn the_dashboard_lists_and_unlinks_a_users_providers() {
+    let app = spawn_app().await;
+    let users = app.get("/api/collections/users").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ids = Vec::new();
+    for email in ["ann@example.test", "ben@example.test"] {
+        let r = app
+            .post(
+                "/api/collections/users/records",
+                json!({"email": email, "password": "password-1", "passwordConfirm": "password-1"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let mut links = Vec::new();
+    for (user, account) in [(&ids[0], "ann-at-the-provider"), (&ids[1], "ben-at-the-provider")] {
+        let r = app
+            .post(
+                "/api/collections/_externalAuths/records",
+                json!({"collectionRef": users, "recordRef": user, "provider": "oidc", "providerId": account}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        links.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let path = format!("/_/collections/users/records/{}", ids[0]);
+    let mut b = crate::admin_support::Browser::login(&app).await;
+    let page = b.get(&path).await;
+    assert_eq!(page.status, 200);
+    for text in ["Linked providers", "ann-at-the-provider", "Unlink"] {
+        page.assert_has(text);
+    }
+    assert!(!page.body.contains("ben-at-the-provider"));
+    // Another user's link through this user's page: refused, kept.
+    let r = b.post(&format!("{path}/unlink"), &[("link", links[1].as_str())]).await;
+    assert_eq!(r.status, 303);
+    b.get(&path).await.assert_has("No such linked provider.");
+    assert_eq!(links_of(&app, &ids[1]).await.len(), 1);
+    let r = b.post(&format!("{path}/unlink"), &[("link", links[0].as_str())]).await;
+    assert_eq!((r.status, r.location()), (303, path.as_str()));
+    let page = b.get(&path).await;
+    page.assert_has("The provider was unlinked.");
+    page.assert_has("No OAuth2 provider is linked to this account.");
+    assert!(links_of(&app, &ids[0]).await.is_empty());
+    assert_eq!(
+        app.get(&format!("/api/collections/users/records/{}", ids[0]))
+            .await
+            .status,
+        200
+    );
+}

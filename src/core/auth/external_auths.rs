@@ -178,6 +178,45 @@ fn of_record(
     Ok(out)
 }
 
+/// The links of record `record_id` of `collection` (`_externalAuths`
+/// records, oldest first), for the dashboard's record page.
+pub fn linked(state: &AppState, collection: &CompiledCollection, record_id: &str) -> Result<Vec<Value>, ApiError> {
+    let coll = links(state)?;
+    let mut out = Vec::new();
+    for (id, _) in of_record(state, &coll, &collection.def.id, record_id)? {
+        if let Some(r) = state.store.get(&coll.def.id, &id)? {
+            out.push(r.data);
+        }
+    }
+    out.sort_by(|a, b| {
+        a.get("created")
+            .and_then(Value::as_str)
+            .cmp(&b.get("created").and_then(Value::as_str))
+    });
+    Ok(out)
+}
+
+/// Removes the link `link_id` of record `record_id` of `collection` (the
+/// dashboard's unlink), through the records API's delete as `req`'s
+/// caller; false when there is no such link of that record.
+pub async fn unlink(
+    state: &AppState,
+    collection: &CompiledCollection,
+    record_id: &str,
+    link_id: &str,
+    req: &crate::rules::RequestInfo,
+) -> Result<bool, ApiError> {
+    let coll = links(state)?;
+    let owned = of_record(state, &coll, &collection.def.id, record_id)?
+        .iter()
+        .any(|(id, _)| id == link_id);
+    if !owned {
+        return Ok(false);
+    }
+    crate::core::records::delete(state, &coll, link_id, req).await?;
+    Ok(true)
+}
+
 /// The ops that delete every link of record `record_id` of `collection`.
 pub(super) fn delete_all_ops(
     state: &AppState,

@@ -34,7 +34,10 @@ mod oauth2_http;
 mod otp;
 mod password_login;
 
-pub use external_auths::{ensure_collection as ensure_external_auths, unlink_deleted, EXTERNAL_AUTHS};
+pub use external_auths::{
+    ensure_collection as ensure_external_auths, linked as linked_providers, unlink as unlink_provider, unlink_deleted,
+    EXTERNAL_AUTHS,
+};
 pub use login::{LoginContext, Method};
 pub use mail_flows::{
     confirm_email_change, confirm_password_reset, confirm_verification, mailed_token, request_email_change,
