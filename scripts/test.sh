@@ -40,6 +40,16 @@ if ! "$BASALT_MOTO_PYTHON" -c 'import moto.server, boto3' 2>/dev/null; then
     "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
 fi
 
+# tests/support/oidc (the OpenID Connect provider the OAuth2 tests sign in
+# with: panva's oidc-provider on Node.js, from the npm registry).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    step "installing nodejs and npm (apt)"
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm
+fi
+step "installing the OpenID Connect test provider (npm)"
+(cd tests/support/oidc && npm ci --no-audit --no-fund --silent)
+
 step "format"
 cargo fmt --all -- --check
 

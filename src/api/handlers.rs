@@ -278,6 +278,22 @@ pub async fn auth_with_otp(
     )
 }
 
+pub async fn auth_with_oauth2(
+    state: Data,
+    http: HttpRequest,
+    caller: Caller,
+    path: Name,
+    q: Query,
+    body: JsonBody,
+) -> Result<HttpResponse, ApiError> {
+    let coll = collection(&state, &path)?;
+    let ctx = login_context(&http, &body.0);
+    ok_fields(
+        &q,
+        core::auth::with_oauth2(&state, &coll, &body.0, &caller, &ctx).await?,
+    )
+}
+
 pub async fn file_token(state: Data, caller: Caller) -> Result<HttpResponse, ApiError> {
     Ok(ok(core::auth::file_token(&state, &caller)?))
 }

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod mail;
 pub mod middleware;
 pub mod multipart;
+mod oauth2;
 pub mod openapi;
 pub mod ratelimit;
 pub mod realtime;
@@ -72,6 +73,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(realtime::sse::connect))
                 .route(web::post().to(realtime::sse::set_subscriptions)),
         )
+        .service(
+            resource("/api/oauth2-redirect", "GET, POST")
+                .route(web::get().to(oauth2::redirect_get))
+                .route(web::post().to(oauth2::redirect_post)),
+        )
         .service(resource("/api/realtime/ws", "GET").route(web::get().to(realtime::ws::handle)))
         .service(resource("/api/batch", "POST").route(web::post().to(h::batch)))
         .service(resource("/api/openapi.json", "GET").route(web::get().to(openapi::handler)))
@@ -114,6 +120,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(post("/confirm-email-change").to(h::confirm_email_change))
                 .service(post("/request-otp").to(h::request_otp))
                 .service(post("/auth-with-otp").to(h::auth_with_otp))
+                .service(post("/auth-with-oauth2").to(h::auth_with_oauth2))
                 .service(post("/impersonate/{id}").to(h::impersonate)),
         );
 }

@@ -1,5 +1,6 @@
 //! Passwords, tokens and the caller's identity.
 
+pub mod oauth2;
 pub mod password;
 pub mod token;
 

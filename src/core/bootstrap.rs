@@ -74,6 +74,7 @@ pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
             .map_err(|e| StoreError::Corrupt(format!("collection {name} no longer compiles: {e}")))?;
         registry.put(Arc::new(compiled));
     }
+    crate::core::auth::ensure_external_auths(store, &registry).await?;
     store
         .set_specs(registry.all().iter().map(|c| c.spec.clone()).collect())
         .await

@@ -48,6 +48,24 @@ pub fn on_delete(
     current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
     pending: &dyn Fn(&str) -> Vec<String>,
 ) -> Result<Vec<WriteOp>, ApiError> {
+    let mut ops = relation_effects(state, roots, current, pending)?;
+    // Deleted users (roots and cascades) lose their OAuth2 links.
+    let cascaded = ops.iter().filter_map(|op| match op {
+        WriteOp::DeleteRecord { collection_id, id, .. } => Some((collection_id.clone(), id.clone())),
+        _ => None,
+    });
+    let deleted: Vec<(String, String)> = roots.iter().cloned().chain(cascaded).collect();
+    ops.extend(super::auth::unlink_deleted(state, &deleted)?);
+    Ok(ops)
+}
+
+/// [`on_delete`]'s relation part: cascades and dropped references.
+fn relation_effects(
+    state: &AppState,
+    roots: &[(String, String)],
+    current: &dyn Fn(&str, &str) -> Result<Current, ApiError>,
+    pending: &dyn Fn(&str) -> Vec<String>,
+) -> Result<Vec<WriteOp>, ApiError> {
     let pointing = relation_fields(state);
     if pointing.is_empty() {
         return Ok(Vec::new());

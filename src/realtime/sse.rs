@@ -56,6 +56,8 @@ struct Client {
     /// set from it (as PocketBase: a leaked or guessed `clientId` is of no
     /// use from elsewhere).
     address: Option<std::net::IpAddr>,
+    /// The client's frame queue (the pump's too), for `@oauth2` messages.
+    tx: mpsc::Sender<String>,
 }
 
 struct ClientState {
@@ -110,15 +112,16 @@ pub fn open(
 ) -> Opened<impl std::future::Future<Output = ()>> {
     let state = state.clone();
     let client_id = crate::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", 40);
+    let (tx, frames) = mpsc::channel::<String>(QUEUE);
     let client = Arc::new(Client {
         inner: Mutex::new(ClientState {
             who: Subscriber::guest(),
             subs: Arc::new(Vec::new()),
         }),
         address,
+        tx: tx.clone(),
     });
     let rx = state.store.subscribe();
-    let (tx, frames) = mpsc::channel::<String>(QUEUE);
     let connect = json!({"clientId": client_id}).to_string();
     let _ = tx.try_send(sse_frame(&client_id, "PB_CONNECT", &connect));
     clients.insert(client_id.clone(), client.clone());
@@ -339,4 +342,42 @@ fn may_change(held: &Caller, caller: &Caller) -> bool {
         }
         (Caller::Auth { .. }, Caller::Guest) => false,
     }
+}
+
+/// The topic the SDK's one-call OAuth2 flow listens on.
+pub const OAUTH2_TOPIC: &str = "@oauth2";
+
+/// Hands an OAuth2 redirect's `{state, code, error}` to the client whose id
+/// is `state` (`/api/oauth2-redirect`), as PocketBase: only to a live
+/// client subscribed to [`OAUTH2_TOPIC`], only when the redirect comes from
+/// the address that opened the stream, and once: the subscription is
+/// dropped, so a replayed or forged redirect finds nobody to talk to.
+/// False when nothing was sent.
+pub fn send_oauth2(clients: &SseClients, state: &str, data: &Value, address: Option<std::net::IpAddr>) -> bool {
+    let Some(client) = clients.get(state) else {
+        return false;
+    };
+    if client.address.is_some() && client.address != address {
+        return false;
+    }
+    {
+        let mut st = client.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.subs.iter().any(|s| s.name == OAUTH2_TOPIC) {
+            return false;
+        }
+        let kept: Vec<SseSub> = st
+            .subs
+            .iter()
+            .filter(|s| s.name != OAUTH2_TOPIC)
+            .map(|s| SseSub {
+                name: s.name.clone(),
+                spec: s.spec.clone(),
+            })
+            .collect();
+        st.subs = Arc::new(kept);
+    }
+    client
+        .tx
+        .try_send(sse_frame(state, OAUTH2_TOPIC, &data.to_string()))
+        .is_ok()
 }

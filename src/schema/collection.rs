@@ -78,6 +78,8 @@ pub struct AuthOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_alert: Option<AuthAlert>,
     pub mfa: super::mfa::MfaOptions,
+    /// PocketBase's `oauth2` option (shown as the top-level `oauth2` key only).
+    pub oauth2: super::oauth2::OAuth2Options,
 }
 
 impl Default for AuthOptions {
@@ -96,6 +98,7 @@ impl Default for AuthOptions {
             confirm_email_change_template: None,
             auth_alert: None,
             mfa: Default::default(),
+            oauth2: Default::default(),
         }
     }
 }
@@ -373,6 +376,9 @@ impl Collection {
             out.entry("authRule").or_insert(Value::Null);
             out.entry("manageRule").or_insert(Value::Null);
         }
+        if let Some(Value::Object(alias)) = out.get_mut("authOptions") {
+            alias.remove("oauth2"); // shown as `oauth2`, without its secrets
+        }
         if let (CollectionType::Auth, Some(opts)) = (self.kind, &self.auth_options) {
             for key in pocketbase::AUTH_KEYS {
                 if let Some(v) = pocketbase::auth_key_view(key, opts, &self.kept) {
@@ -485,13 +491,16 @@ impl Collection {
                 "only auth collections have auth options",
             ));
         }
-        self.auth_options = Some(serde_json::from_value(value).map_err(|e| {
+        let mut opts: AuthOptions = serde_json::from_value(value).map_err(|e| {
             field_error(
                 "authOptions",
                 "validation_invalid_value",
                 format!("invalid auth options: {e}"),
             )
-        })?);
+        })?;
+        // OAuth2 is set through the `oauth2` key only (checked, secrets kept).
+        opts.oauth2 = self.auth_options.as_ref().map(|o| o.oauth2.clone()).unwrap_or_default();
+        self.auth_options = Some(opts);
         Ok(())
     }
 
@@ -530,8 +539,9 @@ impl Collection {
         if let Some(opts) = &self.auth_options {
             super::mail_templates::check(opts)?;
             // Password sign-in cannot be turned off in Basalt, so it always
-            // counts as one method (OAuth2 adds one more once it exists).
-            opts.mfa.check(1 + usize::from(opts.otp.enabled))?;
+            // counts as one method.
+            opts.mfa
+                .check(1 + usize::from(opts.otp.enabled) + usize::from(opts.oauth2.enabled))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, idx) in self.indexes.iter().enumerate() {

@@ -10,6 +10,7 @@ pub mod keywords;
 pub mod mail_templates;
 pub mod mfa;
 pub mod numbers;
+pub mod oauth2;
 pub mod pocketbase;
 pub mod record;
 mod registry;

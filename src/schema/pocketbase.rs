@@ -1003,11 +1003,7 @@ pub fn auth_key_view(key: &str, opts: &AuthOptions, extra: &Map<String, Value>) 
             Some(v)
         }
         "mfa" => Some(opts.mfa.view()),
-        // Structural defaults as PocketBase shows them (Basalt has no
-        // OAuth2 yet: it is kept, not acted on).
-        "oauth2" => Some(kept.unwrap_or_else(|| {
-            json!({"providers": [], "mappedFields": {"id": "", "name": "", "username": "", "avatarURL": ""}, "enabled": false})
-        })),
+        "oauth2" => Some(opts.oauth2.view()),
         _ => kept.take(),
     }
 }
@@ -1049,12 +1045,6 @@ pub fn apply_auth_key(
                 "password sign-in cannot be turned off in Basalt yet",
             ))
         }
-        ("oauth2", Some(true)) => {
-            return Err(invalid(
-                format!("{key}.enabled"),
-                format!("{key} is not built in Basalt yet; leave it disabled"),
-            ))
-        }
         _ => {}
     }
     if super::mail_templates::apply_key(key, &value, opts)? {
@@ -1094,6 +1084,10 @@ pub fn apply_auth_key(
                 kept.remove(k);
             }
             extra.insert(key.into(), Value::Object(kept));
+        }
+        "oauth2" => {
+            opts.oauth2 = super::oauth2::OAuth2Options::apply(obj, &opts.oauth2)?;
+            extra.remove(key);
         }
         _ => {
             extra.insert(key.into(), value);

@@ -21,8 +21,8 @@ async fn collection_lifecycle() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["_superusers", "posts", "users"]);
-    assert_eq!(list.body["totalItems"], 3);
+    assert_eq!(names, vec!["_externalAuths", "_superusers", "posts", "users"]);
+    assert_eq!(list.body["totalItems"], 4);
 
     // By name and by id.
     assert_eq!(app.get("/api/collections/posts").await.body["id"], id);
@@ -149,8 +149,8 @@ async fn invalid_definitions_are_refused() {
         assert_eq!(r.field_code(field), Some(code), "{body} -> {:?}", r.body);
         assert!(!r.body["data"][field]["message"].as_str().unwrap().is_empty());
     }
-    // Nothing was created.
-    assert_eq!(app.get("/api/collections").await.body["totalItems"], 2);
+    // Nothing was created (the system collections and `users` are there).
+    assert_eq!(app.get("/api/collections").await.body["totalItems"], 3);
 }
 
 #[actix_web::test]

@@ -499,7 +499,6 @@ async fn auth_collections_take_pocketbase_auth_options() {
     assert!(!app.login("members", "m@x.io", "password123").await.is_empty());
     // Protections Basalt cannot enforce yet are refused, never stored as on.
     for (key, value) in [
-        ("oauth2", json!({"enabled": true, "providers": []})),
         ("passwordAuth", json!({"enabled": false, "identityFields": ["email"]})),
     ] {
         let r = app.patch("/api/collections/members", json!({ key: value })).await;
@@ -556,7 +555,7 @@ async fn import_creates_replaces_and_deletes_missing_all_or_nothing() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(names, ["_superusers", "books", "writers"]);
+    assert_eq!(names, ["_externalAuths", "_superusers", "books", "writers"]);
     // A rename to a `_` name (the system collections' own) is refused, as in update.
     let r = put(json!({"collections": [{"id": "pbc_1", "name": "_writers", "type": "base", "fields": [{"name": "name", "type": "text"}]}]})).await;
     assert_eq!(r.status, 400, "{}", r.body);

@@ -34,6 +34,7 @@ mod mail_links;
 mod mail_templates;
 mod mfa;
 mod numbers;
+mod oauth2;
 mod openapi;
 mod persistence;
 mod pocketbase_admin;

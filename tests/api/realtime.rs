@@ -418,7 +418,7 @@ async fn ws_slow_consumer_is_resynced_without_slowing_writers() {
 }
 
 /// Reads SSE messages `(id, event, data)` from a streaming response.
-struct Sse<S> {
+pub(crate) struct Sse<S> {
     body: awc::ClientResponse<S>,
     buf: String,
 }
@@ -427,7 +427,7 @@ impl<S> Sse<S>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
 {
-    async fn next(&mut self) -> (String, String, Value) {
+    pub(crate) async fn next(&mut self) -> (String, String, Value) {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let msg: String = self.buf.drain(..end + 2).collect();
@@ -535,7 +535,7 @@ async fn sse_protocol_as_pocketbase() {
 }
 
 /// Opens an SSE stream; returns it and its `clientId`.
-async fn sse_connect(
+pub(crate) async fn sse_connect(
     app: &TestApp,
 ) -> (
     Sse<impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin>,

@@ -45,6 +45,8 @@ struct RecordPage {
     json: String,
     auth: bool,
     verified: bool,
+    /// Linked OAuth2 accounts: (link id, provider, provider's account id).
+    providers: Vec<(String, String, String)>,
 }
 
 /// The record page's state before the template: the record (if any) and
@@ -119,6 +121,7 @@ impl View {
                 .and_then(|r| r.get("verified"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            providers: linked_providers(admin, coll, &id),
             id,
         };
         view::render_status(req, status, &tpl)
@@ -336,4 +339,17 @@ pub async fn delete(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The OAuth2 accounts linked to auth record `id` (none for other records).
+fn linked_providers(admin: &Admin, coll: &CompiledCollection, id: &str) -> Vec<(String, String, String)> {
+    if !coll.is_auth() || id.is_empty() {
+        return Vec::new();
+    }
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    crate::core::auth::linked_providers(&admin.state, coll, id)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| (text(l, "id"), text(l, "provider"), text(l, "providerId")))
+        .collect()
 }

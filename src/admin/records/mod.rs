@@ -53,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/collections/{c}/records/{id}/delete", web::post().to(edit::delete))
         .route("/collections/{c}/records/{id}/verify", web::post().to(users::verify))
+        .route("/collections/{c}/records/{id}/unlink", web::post().to(users::unlink))
         .route(
             "/collections/{c}/records/{id}/send-verification",
             web::post().to(users::send_verification),

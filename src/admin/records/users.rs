@@ -1,5 +1,6 @@
 //! Actions on an auth record (the "Account" card of the record page): mark
-//! verified, mail a verification or password-reset link, impersonate. All
+//! verified, mail a verification or password-reset link, impersonate,
+//! unlink an OAuth2 provider. All
 //! go through the same core functions as the API's endpoints.
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -94,6 +95,21 @@ pub async fn send_reset(req: HttpRequest, form: AdminForm, path: Path) -> Result
         "ok",
         &format!("A password reset mail to {email} is on its way."),
     ))
+}
+
+/// `POST …/{id}/unlink {link}`: removes one linked OAuth2 account (the
+/// user stays; the provider account can sign in again as a new link).
+pub async fn unlink(req: HttpRequest, form: AdminForm, path: Path) -> Result<HttpResponse, AdminError> {
+    let (coll, _) = account(&form, &path)?;
+    let back = record_path(&coll, &path.1);
+    let link = form.text("link").to_owned();
+    let state = &form.admin.state;
+    match auth::unlink_provider(state, &coll, &path.1, &link, &form.admin.request("DELETE")).await {
+        Ok(true) => Ok(view::redirect_flash(&req, &back, "ok", "The provider was unlinked.")),
+        Ok(false) => Ok(view::redirect_flash(&req, &back, "error", "No such linked provider.")),
+        Err(e) if e.status < 500 => Ok(view::redirect_flash(&req, &back, "error", &error_text(&e))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn as_body(email: &str) -> Map<String, Value> {

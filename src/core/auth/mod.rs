@@ -24,14 +24,21 @@ use crate::schema::{CollectionType, CompiledCollection};
 use crate::state::AppState;
 
 mod alerts;
+mod external_auths;
 mod login;
 mod mail_flows;
 pub mod mails;
 mod methods;
 mod mfa;
+mod oauth2;
+mod oauth2_http;
 mod otp;
 mod password_login;
 
+pub use external_auths::{
+    ensure_collection as ensure_external_auths, linked as linked_providers, unlink as unlink_provider, unlink_deleted,
+    EXTERNAL_AUTHS,
+};
 pub use login::{LoginContext, Method};
 pub use mail_flows::{
     confirm_email_change, confirm_password_reset, confirm_verification, mailed_token, request_email_change,
@@ -39,6 +46,7 @@ pub use mail_flows::{
 };
 pub use methods::methods;
 pub use mfa::SESSION_INVALID as MFA_SESSION_INVALID;
+pub use oauth2::with_oauth2;
 pub use otp::{issue_otp, otp_enabled, request_otp, with_otp, IssuedOtp};
 pub use password_login::{check_old_password, with_password};
 
