@@ -93,6 +93,9 @@ struct Session {
 struct Link {
     config: tokio_postgres::Config,
     session: Mutex<Option<Arc<Session>>>,
+    /// Creates the tables (if needed) on connecting: the writer's link,
+    /// which connects first.
+    creates_schema: bool,
 }
 
 impl Link {
@@ -100,6 +103,7 @@ impl Link {
         Arc::new(Link {
             config,
             session: Mutex::new(None),
+            creates_schema: false,
         })
     }
 
@@ -116,6 +120,9 @@ impl Link {
                 tracing::warn!(error = %e, "PostgreSQL connection lost");
             }
         });
+        if self.creates_schema {
+            client.batch_execute(SCHEMA).await.map_err(read_err)?;
+        }
         let stmts = Stmts {
             get: client
                 .prepare("SELECT rev, data::text FROM basalt.records WHERE collection_id = $1 AND id = $2")
@@ -154,19 +161,28 @@ fn is_unavailable(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// The error's text: the server's message and SQLSTATE when it sent one
+/// (tokio-postgres' own text is only "db error" then).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
 fn read_err(e: tokio_postgres::Error) -> StoreError {
     if is_unavailable(&e) {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(describe(&e))
     } else {
-        StoreError::Io(format!("PostgreSQL: {e}"))
+        StoreError::Io(describe(&e))
     }
 }
 
 fn write_err(e: tokio_postgres::Error) -> WriteError {
     if is_unavailable(&e) {
-        WriteError::Unavailable(e.to_string())
+        WriteError::Unavailable(describe(&e))
     } else {
-        WriteError::Storage(format!("PostgreSQL: {e}"))
+        WriteError::Storage(describe(&e))
     }
 }
 
@@ -225,17 +241,40 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
             .enable_all()
             .build()?,
     )));
+    let writer = Arc::new(Link {
+        config: config.clone(),
+        session: Mutex::new(None),
+        creates_schema: true,
+    });
+    // On a thread of its own: the caller may be on an async runtime, where
+    // blocking on this engine's runtime would panic.
+    let head = std::thread::scope(|scope| {
+        scope
+            .spawn(|| first_contact(&rt, &writer, wait))
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Io("opening PostgreSQL panicked".into())))
+    })?;
+    let pg = Pg {
+        rt: rt.clone(),
+        links: (0..READ_LINKS).map(|_| Link::new(config.clone())).collect(),
+        next: AtomicUsize::new(0),
+    };
+    let backend = PgBackend { rt, link: writer };
+    Ok((pg, backend, head.0, head.1))
+}
+
+/// Connects (retrying until `wait` has passed, logging why), creates the
+/// tables if needed and reads the head: `(seq, change-log bytes)`.
+fn first_contact(rt: &Rt, writer: &Link, wait: Duration) -> Result<(u64, u64), StoreError> {
     let deadline = Instant::now() + wait;
-    let writer = Link::new(config.clone());
-    let head = loop {
+    loop {
         let attempt = rt.block_on(async {
             let s = writer.session().await?;
-            s.client.batch_execute(SCHEMA).await.map_err(read_err)?;
             let row = s.client.query_one(&s.stmts.head, &[]).await.map_err(read_err)?;
             Ok::<_, StoreError>((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
         });
         match attempt {
-            Ok(head) => break head,
+            Ok(head) => return Ok(head),
             Err(StoreError::Unavailable(why)) if Instant::now() < deadline => {
                 tracing::warn!(error = %why, "waiting for PostgreSQL");
                 std::thread::sleep(Duration::from_secs(1));
@@ -248,14 +287,7 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
             }
             Err(e) => return Err(e),
         }
-    };
-    let pg = Pg {
-        rt: rt.clone(),
-        links: (0..READ_LINKS).map(|_| Link::new(config.clone())).collect(),
-        next: AtomicUsize::new(0),
-    };
-    let backend = PgBackend { rt, link: writer };
-    Ok((pg, backend, head.0, head.1))
+    }
 }
 
 fn rev_of(row: &Row) -> u64 {

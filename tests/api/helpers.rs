@@ -74,9 +74,53 @@ pub async fn spawn_app_with_defaults() -> TestApp {
     app
 }
 
+/// The configuration of a test server on `dir`: the embedded store, or,
+/// with `BASALT_TEST_PG` set to a PostgreSQL URL (`scripts/pg.sh` starts a
+/// throwaway cluster; `scripts/test.sh` sets it), a database of its own for
+/// this data dir, created on first use (so a restart on the same dir finds
+/// its data again).
+pub async fn config_for(dir: &Path) -> Config {
+    let mut config = Config::for_dir(dir);
+    if let Some(url) = std::env::var("BASALT_TEST_PG").ok().filter(|u| !u.is_empty()) {
+        config.store = Some(database_for(&url, dir).await);
+        config.store_wait = 10;
+    }
+    config
+}
+
+/// A database named after `dir` on the server of `url` (created if
+/// missing); returns its URL.
+async fn database_for(url: &str, dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = format!("bt_{:016x}", h.finish());
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("BASALT_TEST_PG: connect");
+    actix_web::rt::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up the test database")
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+    }
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 /// Starts a server on `dir` (which may hold data from an earlier run).
 pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
-    let mut config = Config::for_dir(dir);
+    let mut config = config_for(dir).await;
     config.workers = 2;
     let app = build_when_unlocked(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -115,6 +159,27 @@ pub async fn build_when_unlocked(config: Config) -> App {
 }
 
 impl TestApp {
+    /// A handle on a server a test built itself (a second node, a special
+    /// configuration); not logged in.
+    pub fn from_parts(
+        base: String,
+        dir: PathBuf,
+        handle: ServerHandle,
+        task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+        state: basalt::state::AppState,
+    ) -> TestApp {
+        TestApp {
+            base,
+            dir,
+            _tmp: None,
+            handle,
+            task: Some(task),
+            client: client(),
+            token: String::new(),
+            state,
+        }
+    }
+
     /// Stops gracefully and waits until the store is closed; returns the
     /// temp dir so the test can restart on it.
     pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {

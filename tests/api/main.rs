@@ -34,6 +34,7 @@ mod numbers;
 mod openapi;
 mod persistence;
 mod pocketbase_admin;
+mod postgres;
 mod query;
 mod ratelimit;
 mod realtime;
