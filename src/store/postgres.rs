@@ -294,8 +294,38 @@ fn rev_of(row: &Row) -> u64 {
     row.get::<_, i64>(0) as u64
 }
 
+/// A JSONB column read as text, compact: JSONB prints `": "` and `", "`
+/// between members, serde_json (and PocketBase) print no spaces, and
+/// answers splice the stored text verbatim.
 fn text_of(row: &Row, i: usize) -> Vec<u8> {
-    row.get::<_, String>(i).into_bytes()
+    compact(row.get::<_, &str>(i))
+}
+
+/// Drops the space JSONB's output puts after each `:` and `,` outside
+/// strings (its only whitespace).
+fn compact(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        out.push(b);
+        i += 1;
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if (b == b':' || b == b',') && bytes.get(i) == Some(&b' ') {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// `rev ++ JSON`, the embedded layout's record value.
@@ -389,6 +419,10 @@ impl Pg {
     }
 
     fn get_row(&self, collection_id: &str, id: &str) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        // PostgreSQL text cannot hold U+0000, so no stored id does.
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let (c, i) = (collection_id.to_owned(), id.to_owned());
         let row = self.run(move |s| async move { s.client.query_opt(&s.stmts.get, &[&c, &i]).await })?;
         Ok(row.map(|r| (rev_of(&r), text_of(&r, 1))))
@@ -460,6 +494,9 @@ impl Pg {
                 } else {
                     lo = Bound::Excluded(a.clone());
                 }
+            }
+            if primary {
+                (lo, hi) = (id_bound(lo, true), id_bound(hi, false));
             }
             let sql = range_sql(primary, reverse, &lo, &hi);
             let tree = tree.clone();
@@ -603,6 +640,23 @@ type IndexEntry = (Vec<u8>, String);
 fn parse_record(rev: u64, json: &[u8]) -> Result<StoredRecord, StoreError> {
     let data = serde_json::from_slice(json).map_err(|e| StoreError::Corrupt(format!("record JSON: {e}")))?;
     Ok(StoredRecord { rev, data })
+}
+
+/// An id bound without U+0000 (PostgreSQL text cannot hold it) that
+/// selects the same ids: no id holds U+0000, so `>= s\0…` is `> s` and
+/// `<= s\0…` is `<= s`.
+fn id_bound(b: Bound<Vec<u8>>, lower: bool) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(mut v) | Bound::Excluded(mut v) if v.contains(&0) => {
+            v.truncate(v.iter().position(|c| *c == 0).unwrap_or(v.len()));
+            if lower {
+                Bound::Excluded(v)
+            } else {
+                Bound::Included(v)
+            }
+        }
+        other => other,
+    }
 }
 
 /// The range query of an index walk: `$1` the tree (or collection id),
@@ -934,9 +988,11 @@ impl Backend for PgBackend {
         let result = self.block(async {
             let s = self.session().await?;
             let c = &s.client;
+            // Of the collections just changed, or (at start) of all.
             c.execute(
-                "DELETE FROM basalt.records r WHERE NOT EXISTS (SELECT 1 FROM basalt.meta m WHERE m.key = 'coll/' || r.collection_id)",
-                &[],
+                "DELETE FROM basalt.records r WHERE ($1::text[] IS NULL OR r.collection_id = ANY($1)) \
+                 AND NOT EXISTS (SELECT 1 FROM basalt.meta m WHERE m.key = 'coll/' || r.collection_id)",
+                &[&only],
             )
             .await
             .map_err(write_err)?;
@@ -1076,5 +1132,28 @@ impl backup::Source for PgSource<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonb_text_is_made_compact_outside_strings_only() {
+        let jsonb = r#"{"a": 1, "b": [1, 2, {"c": "x, y: \"z\", w"}], "d": "\\", "e": null}"#;
+        let out = String::from_utf8(compact(jsonb)).unwrap();
+        assert_eq!(out, r#"{"a":1,"b":[1,2,{"c":"x, y: \"z\", w"}],"d":"\\","e":null}"#);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v, serde_json::from_str::<serde_json::Value>(jsonb).unwrap());
+    }
+
+    #[test]
+    fn id_bounds_with_u0000_select_the_same_ids() {
+        let b = |s: &[u8]| s.to_vec();
+        assert_eq!(id_bound(Bound::Included(b(b"ab\0c")), true), Bound::Excluded(b(b"ab")));
+        assert_eq!(id_bound(Bound::Excluded(b(b"ab\0")), false), Bound::Included(b(b"ab")));
+        assert_eq!(id_bound(Bound::Included(b(b"ab")), true), Bound::Included(b(b"ab")));
+        assert_eq!(id_bound(Bound::Unbounded, false), Bound::Unbounded);
     }
 }

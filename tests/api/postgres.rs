@@ -2,15 +2,15 @@
 //! PostgreSQL: `BASALT_TEST_PG` names a server (`scripts/pg.sh` starts a
 //! throwaway one; `scripts/test.sh` does it for CI). Without it these tests
 //! pass without checking anything, except in CI (`CI` set), where they
-//! fail. The rest of `tests/api` runs on PostgreSQL too with the variable
-//! set (see `helpers::config_for`).
+//! fail. The rest of `tests/api` runs on PostgreSQL too with
+//! `BASALT_TEST_ENGINE=postgres` (see `helpers::suite_pg`).
 
 use std::process::Command;
 
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{build_when_unlocked, client, config_for, spawn_app, TestApp};
+use crate::helpers::{build_when_unlocked, client, config_on, spawn_app_on, TestApp};
 
 /// The server URL, or `None` (outside CI) when no PostgreSQL is given.
 fn pg_url() -> Option<String> {
@@ -52,10 +52,8 @@ async fn second_node(store_url: &str) -> (TestApp, tempfile::TempDir) {
 
 #[actix_web::test]
 async fn two_nodes_on_one_database_keep_unique_values_and_one_gapless_seq() {
-    if pg_url().is_none() {
-        return;
-    }
-    let a = spawn_app().await;
+    let Some(pg) = pg_url() else { return };
+    let a = spawn_app_on(Some(&pg)).await;
     a.create_collection(json!({
         "name": "tickets",
         "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
@@ -63,7 +61,7 @@ async fn two_nodes_on_one_database_keep_unique_values_and_one_gapless_seq() {
         "schema": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
     }))
     .await;
-    let store_url = config_for(&a.dir).await.store.expect("a PostgreSQL test server");
+    let store_url = config_on(&a.dir, Some(&pg)).await.store.expect("a database");
     // Started after the collection exists: it loads it at start.
     let (b, _tmp) = second_node(&store_url).await;
 
@@ -127,10 +125,8 @@ async fn two_nodes_on_one_database_keep_unique_values_and_one_gapless_seq() {
 
 #[actix_web::test]
 async fn a_string_with_u0000_is_a_400_naming_the_field_and_nothing_else_fails() {
-    if pg_url().is_none() {
-        return;
-    }
-    let app = spawn_app().await;
+    let Some(pg) = pg_url() else { return };
+    let app = spawn_app_on(Some(&pg)).await;
     app.posts().await;
     // Written in the same group as a good write, it must not take it down.
     let (bad, good) = futures_util::join!(
@@ -170,10 +166,8 @@ async fn an_unreachable_database_at_start_is_a_clear_error_and_a_failing_exit() 
 
 #[actix_web::test]
 async fn a_backup_of_a_postgresql_store_restores_into_a_data_dir() {
-    if pg_url().is_none() {
-        return;
-    }
-    let app = spawn_app().await;
+    let Some(pg) = pg_url() else { return };
+    let app = spawn_app_on(Some(&pg)).await;
     app.posts().await;
     for i in 0..5 {
         let r = app
