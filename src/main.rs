@@ -338,6 +338,12 @@ fn main() -> ExitCode {
                 action: BackupAction::Create { file },
             } => backup_create(&for_dir(&dir), &file).await,
             Command::Backup {
+                action: BackupAction::Restore { .. },
+            } if store.is_some() => {
+                eprintln!("error: a backup restores into a new data dir (run it without --store); restoring into PostgreSQL is not supported yet");
+                ExitCode::FAILURE
+            }
+            Command::Backup {
                 action: BackupAction::Restore { file },
             } => match basalt::core::backups::archive::restore(&file, &dir) {
                 Ok(info) => {

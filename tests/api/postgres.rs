@@ -162,6 +162,17 @@ async fn an_unreachable_database_at_start_is_a_clear_error_and_a_failing_exit() 
         .expect("run basalt");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--store takes a PostgreSQL URL"));
+    // A restore goes into a new data dir only: with --store it is refused,
+    // not silently written to the data dir.
+    let out = Command::new(env!("CARGO_BIN_EXE_basalt"))
+        .args(["backup", "restore", "any.backup", "--dir"])
+        .arg(tmp.path().join("restored"))
+        .args(["--store", "postgres://basalt@127.0.0.1:1/basalt"])
+        .output()
+        .expect("run basalt");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("restoring into PostgreSQL is not supported yet"));
+    assert!(!tmp.path().join("restored").exists());
 }
 
 #[actix_web::test]
