@@ -26,7 +26,11 @@ pub enum BuildError {
 
 /// Opens the data dir and loads collections (shared by `serve` and the CLI).
 pub async fn open_state(config: Config) -> Result<AppState, StoreError> {
-    let store = Store::open(&config.dir)?;
+    let engine = crate::store::EngineChoice {
+        url: config.store.clone(),
+        wait: std::time::Duration::from_secs(config.store_wait),
+    };
+    let store = Store::open_with(&config.dir, &engine)?;
     let secret = bootstrap::secret(&store)?;
     let registry = bootstrap::load_collections(&store).await?;
     let settings = crate::settings::SettingsStore::load(&store)?;

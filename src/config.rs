@@ -26,6 +26,11 @@ pub const DEFAULT_KEEP_ALIVE: u64 = 120;
 /// between being stored and its record committing.
 pub const DEFAULT_ORPHAN_GRACE: u64 = 3600;
 
+/// Default of `--store-wait` in seconds: long enough for a database
+/// restart or an HA failover (Patroni's takes ~10 s), short enough that a
+/// wrong URL is reported within a minute.
+pub const DEFAULT_STORE_WAIT: u64 = 60;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port (tests).
@@ -49,6 +54,12 @@ pub struct Config {
     /// Seconds an unreferenced stored file is kept before the orphan sweep
     /// removes it.
     pub orphan_grace: u64,
+    /// Where the data lives: `None` = the embedded store in `dir`, or a
+    /// `postgres://…` URL (`--store`; `dir` still holds the lock, the
+    /// control socket, files and this node's request log).
+    pub store: Option<String>,
+    /// Seconds to wait for the database at start before giving up.
+    pub store_wait: u64,
 }
 
 impl Config {
@@ -64,6 +75,8 @@ impl Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             keep_alive: DEFAULT_KEEP_ALIVE,
             orphan_grace: DEFAULT_ORPHAN_GRACE,
+            store: None,
+            store_wait: DEFAULT_STORE_WAIT,
         }
     }
 }

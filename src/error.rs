@@ -107,6 +107,12 @@ impl std::fmt::Display for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable(msg) = &e {
+            tracing::warn!(error = %msg, "store read failed: database unavailable");
+            let mut e = ApiError::new(503, "The database is unavailable; retry shortly.");
+            e.retry_after = Some(1);
+            return e;
+        }
         tracing::error!(error = %e, "store read failed");
         ApiError::internal("Something went wrong while reading data.")
     }
@@ -149,6 +155,17 @@ impl From<WriteError> for ApiError {
                 e
             }
             WriteError::ShuttingDown => ApiError::new(503, "The server is shutting down."),
+            WriteError::Unstorable { field } => ApiError::field(
+                &field,
+                "validation_invalid_string",
+                "Text with the character U+0000 cannot be stored.",
+            ),
+            WriteError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "write failed: database unavailable");
+                let mut e = ApiError::new(503, "The database is unavailable; retry shortly.");
+                e.retry_after = Some(1);
+                e
+            }
             WriteError::Storage(msg) => {
                 tracing::error!(error = %msg, "write failed");
                 ApiError::internal("Something went wrong while saving data.")

@@ -36,6 +36,22 @@ struct Cli {
     /// the command, as PocketBase's `--dir`.
     #[arg(long, global = true, env = "BASALT_DIR", default_value = "./basalt_data")]
     dir: PathBuf,
+    /// Keep the data in PostgreSQL instead of the data dir: a libpq URL,
+    /// `postgres://user:password@host:port/db` (several hosts with
+    /// `target_session_attrs=read-write` for an HA cluster). The data dir
+    /// still holds uploaded files, the control socket and this node's
+    /// request log.
+    #[arg(
+        long,
+        global = true,
+        env = "BASALT_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    store: Option<String>,
+    /// Seconds to wait for the database at start (then exit non-zero).
+    #[arg(long, global = true, env = "BASALT_STORE_WAIT", default_value_t = basalt::config::DEFAULT_STORE_WAIT)]
+    store_wait: u64,
     /// Print the version.
     #[arg(short = 'v', long = "version", short_alias = 'V', action = clap::ArgAction::Version)]
     version: Option<bool>,
@@ -253,6 +269,22 @@ fn main() -> ExitCode {
         eprintln!("{note}");
     }
     let dir = cli.dir;
+    let store = match cli.store.as_deref().map(check_store_url).transpose() {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store_wait = cli.store_wait;
+    let for_dir = {
+        let store = store.clone();
+        move |dir: &std::path::Path| Config {
+            store: store.clone(),
+            store_wait,
+            ..Config::for_dir(dir)
+        }
+    };
     actix_web::rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve {
@@ -281,12 +313,14 @@ fn main() -> ExitCode {
                     header_timeout,
                     keep_alive,
                     orphan_grace,
+                    store,
+                    store_wait,
                 })
                 .await
             }
             Command::Superuser { action: Some(action) } => {
                 let (name, args) = action.split();
-                superuser(dir, name, &args).await
+                superuser(for_dir(&dir), name, &args).await
             }
             Command::Superuser { action: None } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command().bin_name("basalt");
@@ -302,7 +336,13 @@ fn main() -> ExitCode {
             }
             Command::Backup {
                 action: BackupAction::Create { file },
-            } => backup_create(&dir, &file).await,
+            } => backup_create(&for_dir(&dir), &file).await,
+            Command::Backup {
+                action: BackupAction::Restore { .. },
+            } if store.is_some() => {
+                eprintln!("error: a backup restores into a new data dir (run it without --store); restoring into PostgreSQL is not supported yet");
+                ExitCode::FAILURE
+            }
             Command::Backup {
                 action: BackupAction::Restore { file },
             } => match basalt::core::backups::archive::restore(&file, &dir) {
@@ -325,6 +365,17 @@ fn main() -> ExitCode {
             },
         }
     })
+}
+
+/// `--store` takes a PostgreSQL URL only (the embedded store is the
+/// default, in `--dir`); the text is checked here so a typo is named
+/// before anything starts.
+fn check_store_url(url: &str) -> Result<String, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(url.to_owned())
+    } else {
+        Err("--store takes a PostgreSQL URL (postgres://user:password@host:port/database); without it the data is kept in --dir".into())
+    }
 }
 
 /// What a backup says about the stored files, for the CLI's lines.
@@ -383,12 +434,17 @@ async fn serve(config: Config) -> ExitCode {
     }
 }
 
-async fn backup_create(dir: &std::path::Path, file: &std::path::Path) -> ExitCode {
-    if !dir.join("db").exists() {
+async fn backup_create(config: &Config, file: &std::path::Path) -> ExitCode {
+    let dir = config.dir.as_path();
+    if config.store.is_none() && !dir.join("db").exists() {
         eprintln!("error: {} holds no Basalt data", dir.display());
         return ExitCode::FAILURE;
     }
-    let store = match basalt::store::Store::open(dir) {
+    let engine = basalt::store::EngineChoice {
+        url: config.store.clone(),
+        wait: std::time::Duration::from_secs(config.store_wait),
+    };
+    let store = match basalt::store::Store::open_with(dir, &engine) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e} (while the server runs, create backups from the dashboard: Settings → Backups)");
@@ -425,7 +481,8 @@ async fn backup_create(dir: &std::path::Path, file: &std::path::Path) -> ExitCod
 /// `basalt superuser ACTION ARGS…`: on the data dir itself when no server
 /// holds it, else through the running server's control socket. Prints
 /// PocketBase's lines; exit code 1 on any error.
-async fn superuser(dir: PathBuf, action: &str, args: &[String]) -> ExitCode {
+async fn superuser(config: Config, action: &str, args: &[String]) -> ExitCode {
+    let dir = config.dir.clone();
     let fail = |message: &str| {
         eprintln!("{message}");
         ExitCode::FAILURE
@@ -437,7 +494,7 @@ async fn superuser(dir: PathBuf, action: &str, args: &[String]) -> ExitCode {
         Ok(cmd) => cmd,
         Err(e) => return fail(&e),
     };
-    let answer = match basalt::app::open_state(Config::for_dir(&dir)).await {
+    let answer = match basalt::app::open_state(config).await {
         Ok(state) => {
             let result = control::execute(&state, cmd).await;
             let store = state.store.clone();

@@ -28,7 +28,7 @@ pub const MAGIC: &[u8; 14] = b"BASALT-BACKUP\n";
 /// another number is not a bare snapshot: see `core::backups`.)
 pub const VERSION: u32 = 1;
 /// Trees not backed up (the request log; the writer's filler, empty).
-const SKIP: &[&str] = &["logs", super::writer::PAD_TREE];
+const SKIP: &[&str] = &["logs", super::embedded::PAD_TREE];
 /// Largest key or value accepted when reading (sled's own limit is far
 /// above any Basalt record; this only stops a corrupt length early).
 const MAX_ITEM: u32 = 256 * 1024 * 1024;
@@ -78,10 +78,25 @@ impl<W: Write> Write for Hashing<'_, W> {
     }
 }
 
+/// Receives a snapshot's entries, `(key, value)`, one tree at a time.
+pub type Sink<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + 'a;
+
+/// A snapshot job: gets the engine's committed state (see [`Source`]).
+pub type SnapshotJob = Box<dyn FnOnce(&mut dyn Source) + Send>;
+
+/// A consistent view of an engine's committed state in the embedded
+/// layout's trees (what a snapshot holds, whichever engine wrote it).
+pub trait Source {
+    /// The trees, in any order.
+    fn tree_names(&mut self) -> std::io::Result<Vec<Vec<u8>>>;
+    /// Calls `f(key, value)` for every entry of `tree`.
+    fn entries(&mut self, tree: &[u8], f: &mut Sink) -> std::io::Result<()>;
+}
+
 /// Writes a whole snapshot of `db` into `out` (header to digest). Call it
 /// only where no write can happen meanwhile (the writer thread). The caller
 /// owns `out`: flushing, syncing and naming the file are its business.
-pub fn write_into<W: Write>(db: &sled::Db, out: &mut W, created_ms: i64) -> std::io::Result<Counts> {
+pub fn write_into<W: Write>(db: &mut dyn Source, out: &mut W, created_ms: i64) -> std::io::Result<Counts> {
     let mut out = Hashing {
         inner: out,
         hash: Sha256::new(),
@@ -90,24 +105,23 @@ pub fn write_into<W: Write>(db: &sled::Db, out: &mut W, created_ms: i64) -> std:
     out.write_all(&VERSION.to_be_bytes())?;
     out.write_all(&created_ms.to_be_bytes())?;
     let mut counts = Counts::default();
-    for name in db.tree_names() {
-        if SKIP.iter().any(|s| s.as_bytes() == name.as_ref()) {
+    for name in db.tree_names()? {
+        if SKIP.iter().any(|s| s.as_bytes() == name.as_slice()) {
             continue;
         }
-        let tree = db.open_tree(&name).map_err(std::io::Error::other)?;
         out.write_all(b"T")?;
         out.write_all(&(name.len() as u32).to_be_bytes())?;
         out.write_all(&name)?;
         counts.trees += 1;
-        for kv in tree.iter() {
-            let (k, v) = kv.map_err(std::io::Error::other)?;
+        db.entries(&name, &mut |k, v| {
             out.write_all(b"E")?;
             out.write_all(&(k.len() as u32).to_be_bytes())?;
-            out.write_all(&k)?;
+            out.write_all(k)?;
             out.write_all(&(v.len() as u32).to_be_bytes())?;
-            out.write_all(&v)?;
+            out.write_all(v)?;
             counts.entries += 1;
-        }
+            Ok(())
+        })?;
     }
     // The digest covers everything up to and including the end tag.
     out.write_all(b"Z")?;
@@ -301,7 +315,7 @@ mod tests {
     fn a_snapshot_embedded_in_a_stream_reads_back_and_stops_at_its_end() {
         let (tmp, db) = db_with(&[("a", "1"), ("b", "2")]);
         let mut buf = b"before".to_vec();
-        let counts = write_into(&db, &mut buf, 7).unwrap();
+        let counts = write_into(&mut super::super::embedded::SledSource(&db), &mut buf, 7).unwrap();
         buf.extend_from_slice(b"after");
         let name = Path::new("x.backup");
         let mut input = &buf[6..];
@@ -319,7 +333,7 @@ mod tests {
     fn damage_is_named_and_a_half_restore_is_removed() {
         let (tmp, db) = db_with(&[("a", "1")]);
         let mut buf = Vec::new();
-        write_into(&db, &mut buf, 7).unwrap();
+        write_into(&mut super::super::embedded::SledSource(&db), &mut buf, 7).unwrap();
         let n = buf.len();
         buf[n - 40] ^= 0xff;
         let name = Path::new("x.backup");

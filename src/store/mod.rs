@@ -1,10 +1,16 @@
 //! The document store: records, secondary indexes, the change log and
-//! collection metadata on sled, behind Basalt's own types.
+//! collection metadata, behind Basalt's own types.
 //!
-//! Nothing of sled leaks out of this module, so a second engine (PostgreSQL +
-//! NATS for scale-out) can replace it without touching handlers.
+//! Two engines sit behind [`Store`]: sled in the data dir (`embedded.rs`,
+//! the default) and PostgreSQL (`postgres/`, `--store postgres://…`, for
+//! several nodes on one database). Nothing of either leaks out of this
+//! module: handlers, planner, rules, realtime and dashboard call the same
+//! methods whichever runs. The engine is an enum, not a trait object: a
+//! read is one well-predicted branch before the engine's own code, which
+//! the compiler inlines as before (callgrind figures in BENCHMARKS.md).
 //!
-//! Layout (sled trees):
+//! Layout (sled trees; the PostgreSQL engine maps the same trees and keys
+//! onto tables, see `postgres/`):
 //! - `meta`: `coll/<id>` → collection JSON, `count/<id>` → u64 record count,
 //!   `seq` → u64 head sequence number, `secret` → server signing secret,
 //!   `settings` → settings JSON.
@@ -18,14 +24,16 @@
 //!   trims the oldest entries in every group that ends over the budget.
 //! - `logs`: the request log, written by its own thread (see [`logs`]).
 //!
-//! Reads go straight to sled (lock-free, never wait for writes). Every write
-//! goes through the single [`writer`] thread, which commits groups atomically
-//! and fsyncs once per group before anyone is answered.
+//! Reads go straight to the engine (sled: lock-free, never wait for writes).
+//! Every write goes through the single [`writer`] thread, which commits
+//! groups atomically and makes them durable before anyone is answered.
 
 pub mod backup;
+mod embedded;
 pub mod index;
 pub mod logs;
 pub mod meta;
+mod postgres;
 mod writer;
 
 use std::fs::File;
@@ -74,6 +82,9 @@ pub enum StoreError {
     /// with a gap.
     #[error("the change log was trimmed past seq {0} during the replay")]
     Trimmed(u64),
+    /// The database cannot be reached (PostgreSQL down or failing over).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -107,6 +118,14 @@ pub enum WriteError {
     Conflict,
     #[error("the write queue is full")]
     Overloaded,
+    /// A string the engine cannot store (U+0000 in PostgreSQL's JSONB),
+    /// in this top-level field.
+    #[error("field {field} holds a character the database cannot store (U+0000)")]
+    Unstorable { field: String },
+    /// The database cannot be reached (PostgreSQL down or failing over):
+    /// nothing of the job was committed; a retry may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("the store is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]
@@ -233,12 +252,27 @@ pub enum Action {
 
 /// A stored record as bytes: read without parsing, for answers that can
 /// be spliced from the stored JSON.
-pub struct RawRecord(sled::IVec);
+pub struct RawRecord(Raw);
+
+enum Raw {
+    /// `rev ++ JSON` as sled holds it.
+    Sled(sled::IVec),
+    /// The JSON alone.
+    Json(Vec<u8>),
+}
 
 impl RawRecord {
-    /// The record JSON, as the writer serialised it.
+    fn sled(bytes: sled::IVec) -> RawRecord {
+        RawRecord(Raw::Sled(bytes))
+    }
+
+    /// The record JSON, as the engine holds it.
+    #[inline]
     pub fn json(&self) -> &[u8] {
-        self.0.get(8..).unwrap_or_default()
+        match &self.0 {
+            Raw::Sled(b) => b.get(8..).unwrap_or_default(),
+            Raw::Json(j) => j,
+        }
     }
 }
 
@@ -251,6 +285,9 @@ pub struct StoredRecord {
 
 /// `(raw index key, record id)` pairs from an index walk.
 pub type IndexEntries = Box<dyn Iterator<Item = Result<(Vec<u8>, String), StoreError>> + Send>;
+
+/// `(seq, change JSON)` pairs of a change-log walk, undecoded.
+type ChangeEntries = Box<dyn Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + Send>;
 
 /// Cheap-clone handle to the store (mini-redis style `Db { shared }`).
 #[derive(Clone)]
@@ -271,10 +308,14 @@ impl WeakStore {
     }
 }
 
+/// Which engine holds the data.
+enum Engine {
+    Sled(embedded::Sled),
+    Postgres(postgres::Pg),
+}
+
 struct Shared {
-    db: sled::Db,
-    meta: sled::Tree,
-    changes: sled::Tree,
+    engine: Engine,
     /// Std `SyncSender`: the writer is a plain thread (it blocks on fsync), and
     /// `try_send` lets async handlers enqueue without blocking the runtime.
     jobs: SyncSender<Job>,
@@ -285,6 +326,9 @@ struct Shared {
     change_log: Arc<ChangeLogBytes>,
     /// The request log (its own tree and thread; not part of transactions).
     logs: logs::RequestLog,
+    /// The node-local sled database of the request log on PostgreSQL
+    /// (flushed at shutdown; the embedded engine's is its main database).
+    log_db: Option<sled::Db>,
     /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
     /// process gets a clear message instead of sled's internal error.
     _lock: File,
@@ -327,24 +371,52 @@ pub(crate) fn encode_record(rev: u64, data: &Value) -> Vec<u8> {
     out
 }
 
-fn read_u64(v: Option<sled::IVec>) -> u64 {
+pub(crate) fn read_u64(v: Option<sled::IVec>) -> u64 {
     v.and_then(|b| b.as_ref().try_into().ok().map(u64::from_be_bytes))
         .unwrap_or(0)
 }
 
+/// Where the data lives: `None` = the embedded engine in the data dir, or
+/// a `postgres://…` URL, with how long to wait for the database at start.
+#[derive(Debug, Clone, Default)]
+pub struct EngineChoice {
+    pub url: Option<String>,
+    pub wait: std::time::Duration,
+}
+
+/// Takes the data dir's OS lock (a second process gets a clear message).
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    std::fs::create_dir_all(dir)?;
+    restrict_permissions(dir, 0o700);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))?;
+    if lock.try_lock().is_err() {
+        return Err(StoreError::Locked(dir.to_path_buf()));
+    }
+    Ok(lock)
+}
+
 impl Store {
-    /// Opens (creating if needed) the store in `dir` and starts its writer.
+    /// Opens (creating if needed) the embedded store in `dir` and starts
+    /// its writer.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        restrict_permissions(dir, 0o700);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("LOCK"))?;
-        if lock.try_lock().is_err() {
-            return Err(StoreError::Locked(dir.to_path_buf()));
+        Store::open_with(dir, &EngineChoice::default())
+    }
+
+    /// Opens the store `engine` names (the data dir still holds the lock,
+    /// the control socket and, on PostgreSQL, this node's request log).
+    pub fn open_with(dir: &Path, engine: &EngineChoice) -> Result<Store, StoreError> {
+        let lock = lock_dir(dir)?;
+        match &engine.url {
+            None => Store::open_sled(dir, lock),
+            Some(url) => Store::open_postgres(dir, lock, url, engine.wait),
         }
+    }
+
+    fn open_sled(dir: &Path, lock: File) -> Result<Store, StoreError> {
         // sled holds a lock of its own, which a store closed a moment ago in
         // this process can still hold (its background threads let go last):
         // that too is a data dir in use, not a storage failure.
@@ -384,38 +456,61 @@ impl Store {
                 n
             }
         };
+        let logs = logs::RequestLog::open(&db)?;
+        let sled = embedded::Sled { db, meta, changes };
+        let backend = embedded::SledBackend::new(&sled);
+        Store::start(Engine::Sled(sled), backend, head, bytes, logs, None, lock)
+    }
+
+    fn open_postgres(dir: &Path, lock: File, url: &str, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let (pg, backend, head, bytes) = postgres::open(url, wait)?;
+        // The request log is this node's own (not data; see docs/scale-out.md).
+        let log_db = sled::Config::new().path(dir.join("nodelog")).open()?;
+        let logs = logs::RequestLog::open(&log_db)?;
+        Store::start(Engine::Postgres(pg), backend, head, bytes, logs, Some(log_db), lock)
+    }
+
+    /// Starts the writer over `backend` and assembles the handle.
+    fn start<B: writer::Backend>(
+        engine: Engine,
+        backend: B,
+        head: u64,
+        change_bytes: u64,
+        logs: logs::RequestLog,
+        log_db: Option<sled::Db>,
+        lock: File,
+    ) -> Result<Store, StoreError> {
         let change_log = Arc::new(ChangeLogBytes {
             budget: AtomicU64::new(DEFAULT_CHANGE_BUDGET),
-            total: AtomicU64::new(bytes),
+            total: AtomicU64::new(change_bytes),
         });
-        let logs = logs::RequestLog::open(&db)?;
         let (hub, _) = broadcast::channel(HUB_CAPACITY);
         let (jobs, rx) = mpsc::sync_channel(WRITE_QUEUE);
-        let writer = Writer::new(
-            db.clone(),
-            meta.clone(),
-            changes.clone(),
-            head,
-            hub.clone(),
-            change_log.clone(),
-        );
+        let writer = Writer::new(backend, head, hub.clone(), change_log.clone());
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
             .spawn(move || writer.run(rx))?;
-        let store = Store {
+        Ok(Store {
             shared: Arc::new(Shared {
-                db,
-                meta,
-                changes,
+                engine,
                 jobs,
                 writer: Mutex::new(Some(handle)),
                 hub,
                 change_log,
                 logs,
+                log_db,
                 _lock: lock,
             }),
-        };
-        Ok(store)
+        })
+    }
+
+    /// Which engine runs: "embedded" or "postgres" (for logs and the
+    /// dashboard; nothing decides on it).
+    pub fn engine_name(&self) -> &'static str {
+        match self.shared.engine {
+            Engine::Sled(_) => "embedded",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
     /// Tells the writer the index set of every collection (once, at start,
@@ -452,7 +547,7 @@ impl Store {
         mut out: W,
     ) -> Result<(W, backup::Counts), backup::BackupError> {
         let (reply, rx) = oneshot::channel();
-        let snapshot = move |db: &sled::Db| {
+        let snapshot = move |db: &mut dyn backup::Source| {
             let result = backup::write_into(db, &mut out, crate::clock::now_millis());
             let _ = reply.send(result.map(|counts| (out, counts)));
         };
@@ -474,7 +569,15 @@ impl Store {
             let _ = h.join();
         }
         self.shared.logs.stop();
-        let _ = self.shared.db.flush();
+        match &self.shared.engine {
+            Engine::Sled(s) => {
+                let _ = s.db.flush();
+            }
+            Engine::Postgres(_) => {}
+        }
+        if let Some(db) = &self.shared.log_db {
+            let _ = db.flush();
+        }
     }
 
     /// The request log.
@@ -494,40 +597,50 @@ impl Store {
 
     /// The seq of the newest committed change.
     pub fn head_seq(&self) -> u64 {
-        read_u64(self.shared.meta.get(meta::SEQ).ok().flatten())
+        self.meta_u64(meta::SEQ)
+    }
+
+    #[inline]
+    fn meta_u64(&self, key: &str) -> u64 {
+        match &self.shared.engine {
+            Engine::Sled(s) => s.meta_u64(key),
+            Engine::Postgres(pg) => pg.meta_u64(key),
+        }
     }
 
     /// Reads a `meta` key.
     pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()))
+        match &self.shared.engine {
+            Engine::Sled(s) => s.meta_get(key),
+            Engine::Postgres(pg) => pg.meta_get(key),
+        }
     }
 
     /// Sets a `meta` key only if absent (used once, for the server secret);
     /// returns the value that is stored afterwards. Durable before returning.
     pub fn meta_init(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let _ = self
-            .shared
-            .meta
-            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?;
-        self.shared.db.flush()?;
-        Ok(self.shared.meta.get(key)?.map(|v| v.to_vec()).unwrap_or_default())
+        match &self.shared.engine {
+            Engine::Sled(s) => s.meta_init(key, value),
+            Engine::Postgres(pg) => pg.meta_init(key, value),
+        }
+    }
+
+    fn meta_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        match &self.shared.engine {
+            Engine::Sled(s) => s.meta_scan(prefix),
+            Engine::Postgres(pg) => pg.meta_scan(prefix),
+        }
     }
 
     /// `meta` keys starting with `prefix`.
     pub fn meta_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.shared.meta.scan_prefix(prefix) {
-            let (k, _) = kv?;
-            out.push(String::from_utf8_lossy(&k).into_owned());
-        }
-        Ok(out)
+        Ok(self.meta_scan(prefix)?.into_iter().map(|(k, _)| k).collect())
     }
 
     /// All collection definitions as stored.
     pub fn collections(&self) -> Result<Vec<Value>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.shared.meta.scan_prefix(meta::COLLECTION_PREFIX) {
-            let (_, v) = kv?;
+        for (_, v) in self.meta_scan(meta::COLLECTION_PREFIX)? {
             out.push(serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("collection JSON: {e}")))?);
         }
         Ok(out)
@@ -535,24 +648,25 @@ impl Store {
 
     /// The number of records in a collection (kept by the writer, O(1)).
     pub fn count(&self, collection_id: &str) -> u64 {
-        read_u64(self.shared.meta.get(meta::count(collection_id)).ok().flatten())
-    }
-
-    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        Ok(self.shared.db.open_tree(name)?)
+        self.meta_u64(&meta::count(collection_id))
     }
 
     /// One record by id.
+    #[inline]
     pub fn get(&self, collection_id: &str, id: &str) -> Result<Option<StoredRecord>, StoreError> {
-        match self.tree(&records_tree(collection_id))?.get(id)? {
-            Some(bytes) => Ok(Some(decode_record(&bytes)?)),
-            None => Ok(None),
+        match &self.shared.engine {
+            Engine::Sled(s) => s.get(collection_id, id),
+            Engine::Postgres(pg) => pg.get(collection_id, id),
         }
     }
 
     /// One record by id, unparsed.
+    #[inline]
     pub fn get_raw(&self, collection_id: &str, id: &str) -> Result<Option<RawRecord>, StoreError> {
-        Ok(self.tree(&records_tree(collection_id))?.get(id)?.map(RawRecord))
+        match &self.shared.engine {
+            Engine::Sled(s) => s.get_raw(collection_id, id),
+            Engine::Postgres(pg) => pg.get_raw(collection_id, id),
+        }
     }
 
     /// Iterates a collection's records in id order, optionally in reverse.
@@ -561,16 +675,10 @@ impl Store {
         collection_id: &str,
         reverse: bool,
     ) -> Result<Box<dyn Iterator<Item = Result<StoredRecord, StoreError>> + Send>, StoreError> {
-        let tree = self.tree(&records_tree(collection_id))?;
-        let map = |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
-            Ok((_, v)) => decode_record(&v),
-            Err(e) => Err(StoreError::from(e)),
-        };
-        Ok(if reverse {
-            Box::new(tree.iter().rev().map(map))
-        } else {
-            Box::new(tree.iter().map(map))
-        })
+        match &self.shared.engine {
+            Engine::Sled(s) => s.scan(collection_id, reverse),
+            Engine::Postgres(pg) => pg.scan(collection_id, reverse),
+        }
     }
 
     /// Walks an index between raw key bounds, yielding `(key, record id)`.
@@ -583,29 +691,10 @@ impl Store {
         upper: Bound<Vec<u8>>,
         reverse: bool,
     ) -> Result<IndexEntries, StoreError> {
-        let primary = index.name == PRIMARY_INDEX;
-        let tree = if primary {
-            self.tree(&records_tree(collection_id))?
-        } else {
-            self.tree(&index.tree(collection_id))?
-        };
-        let map = move |kv: sled::Result<(sled::IVec, sled::IVec)>| match kv {
-            Ok((k, v)) => {
-                // Ids are written by this store as ASCII; lossy only for a
-                // damaged key, without a second copy when it is not.
-                let raw = if primary { &k } else { &v };
-                let id =
-                    std::str::from_utf8(raw).map_or_else(|_| String::from_utf8_lossy(raw).into_owned(), str::to_owned);
-                Ok((k.to_vec(), id))
-            }
-            Err(e) => Err(StoreError::from(e)),
-        };
-        let range = tree.range::<Vec<u8>, _>((lower, upper));
-        Ok(if reverse {
-            Box::new(range.rev().map(map))
-        } else {
-            Box::new(range.map(map))
-        })
+        match &self.shared.engine {
+            Engine::Sled(s) => s.index_range(collection_id, index, lower, upper, reverse),
+            Engine::Postgres(pg) => pg.index_range(collection_id, index, lower, upper, reverse),
+        }
     }
 
     /// Looks up a record id by the exact key of a unique index.
@@ -616,8 +705,11 @@ impl Store {
         values: &[&Value],
     ) -> Result<Option<String>, StoreError> {
         let key = index.key_of_values(values);
-        let tree = self.tree(&index.tree(collection_id))?;
-        Ok(tree.get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        let tree = index.tree(collection_id);
+        match &self.shared.engine {
+            Engine::Sled(s) => s.unique_lookup(&tree, key),
+            Engine::Postgres(pg) => pg.unique_lookup(&tree, key),
+        }
     }
 
     /// Changes with `seq > after`, oldest first, without a gap: seqs are
@@ -627,16 +719,19 @@ impl Store {
     pub fn changes_since(&self, after: u64) -> impl Iterator<Item = Result<Change, StoreError>> + Send {
         let mut next = after.saturating_add(1);
         let mut done = false;
-        self.shared.changes.range(next.to_be_bytes()..).map_while(move |kv| {
+        let entries: ChangeEntries = match &self.shared.engine {
+            Engine::Sled(s) => Box::new(s.changes_from(next)),
+            Engine::Postgres(pg) => Box::new(pg.changes_from(next)),
+        };
+        entries.map_while(move |kv| {
             if done {
                 return None;
             }
-            let item = kv.map_err(StoreError::from).and_then(|(k, v)| {
-                let seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let item = kv.and_then(|(seq, v)| {
                 if seq != next {
                     return Err(StoreError::Trimmed(next));
                 }
-                serde_json::from_slice::<Change>(&v).map_err(|e| StoreError::Corrupt(format!("change JSON: {e}")))
+                embedded::decode_change(&v)
             });
             match &item {
                 Ok(_) => next += 1,
@@ -651,10 +746,13 @@ impl Store {
     /// dashboard's live feed shows recent history without reading the whole
     /// log).
     pub fn recent_changes(&self, limit: usize, scan: usize, keep: impl Fn(&Change) -> bool) -> Vec<Change> {
+        let entries = match &self.shared.engine {
+            Engine::Sled(s) => s.recent_changes(scan),
+            Engine::Postgres(pg) => pg.recent_changes(scan),
+        };
         let mut out = Vec::new();
-        for kv in self.shared.changes.iter().rev().take(scan) {
-            let Ok((_, v)) = kv else { break };
-            let Ok(change) = serde_json::from_slice::<Change>(&v) else {
+        for v in entries {
+            let Ok(change) = embedded::decode_change(&v) else {
                 continue;
             };
             if keep(&change) {
@@ -669,8 +767,10 @@ impl Store {
 
     /// The oldest retained change's seq, if any.
     pub fn first_change_seq(&self) -> Option<u64> {
-        let (k, _) = self.shared.changes.first().ok()??;
-        k.as_ref().try_into().ok().map(u64::from_be_bytes)
+        match &self.shared.engine {
+            Engine::Sled(s) => s.first_change_seq(),
+            Engine::Postgres(pg) => pg.first_change_seq(),
+        }
     }
 
     /// The seq of the last change committed before `ts` (ms), scanning from
@@ -681,16 +781,24 @@ impl Store {
         struct Stamp {
             ts: i64,
         }
-        let mut last = None;
-        for kv in self.shared.changes.iter() {
-            let (k, v) = kv.ok()?;
-            let change: Stamp = serde_json::from_slice(&v).ok()?;
-            if change.ts >= ts {
-                break;
+        let (mut last, mut corrupt) = (None, false);
+        let mut visit = |seq: u64, v: &[u8]| match serde_json::from_slice::<Stamp>(v) {
+            Ok(change) if change.ts < ts => {
+                last = Some(seq);
+                true
             }
-            last = k.as_ref().try_into().ok().map(u64::from_be_bytes);
-        }
-        last
+            Ok(_) => false,
+            Err(_) => {
+                corrupt = true;
+                false
+            }
+        };
+        let walked = match &self.shared.engine {
+            Engine::Sled(s) => s.each_change(&mut visit),
+            Engine::Postgres(pg) => pg.each_change(&mut visit),
+        };
+        walked.ok()?;
+        (!corrupt).then_some(last).flatten()
     }
 
     /// Sets the change log's byte budget: the writer trims the oldest
@@ -713,17 +821,18 @@ impl Store {
     /// The change log's bytes counted entry by entry (walks the whole log:
     /// for checks and tests; [`Store::change_log_bytes`] is the kept total).
     pub fn recount_change_log_bytes(&self) -> Result<u64, StoreError> {
-        let mut n = 0u64;
-        for kv in self.shared.changes.iter() {
-            let (k, v) = kv?;
-            n += (k.len() + v.len()) as u64;
+        match &self.shared.engine {
+            Engine::Sled(s) => s.recount_change_log_bytes(),
+            Engine::Postgres(pg) => pg.recount_change_log_bytes(),
         }
-        Ok(n)
     }
 
     /// Approximate bytes on disk (for the dashboard and benchmarks).
     pub fn size_on_disk(&self) -> u64 {
-        self.shared.db.size_on_disk().unwrap_or(0)
+        match &self.shared.engine {
+            Engine::Sled(s) => s.size_on_disk(),
+            Engine::Postgres(pg) => pg.size_on_disk(),
+        }
     }
 }
 
@@ -841,7 +950,10 @@ mod tests {
         // Kept in meta: the same after a restart, and recounted if missing.
         let store = reopen();
         assert_eq!(store.change_log_bytes(), total);
-        store.shared.meta.remove(meta::CHANGE_BYTES).unwrap();
+        match &store.shared.engine {
+            Engine::Sled(s) => s.meta.remove(meta::CHANGE_BYTES).unwrap(),
+            Engine::Postgres(_) => unreachable!("an embedded store"),
+        };
         store.shutdown();
         drop(store);
         let store = reopen();

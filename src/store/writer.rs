@@ -11,8 +11,15 @@
 //! the group's overlay and then sled; if any op is refused the job's overlay is
 //! discarded and only that job is answered with the error. Successful jobs'
 //! writes are merged into the group overlay, and the group commits as one.
-//! A second thread, the flusher, fsyncs committed groups and only then
+//! A second thread, the flusher, makes committed groups durable and only then
 //! answers their waiters (see [`run_flusher`]).
+//!
+//! The planning here is the same for every engine: it reads through the
+//! overlays and then the engine's [`Backend`], which is a type parameter
+//! (monomorphised, so the embedded engine's hot path pays no dispatch).
+//! `embedded.rs` applies a group as one sled transaction and fsyncs in the
+//! flusher; `postgres/` takes the cluster's write turn when a group starts
+//! and applies it as one PostgreSQL transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -20,7 +27,6 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use tokio::sync::{broadcast, oneshot};
 
 use super::meta;
@@ -45,23 +51,6 @@ const TRIM_BATCH: u64 = 10_000;
 /// trim jobs) take the rest.
 const GROUP_TRIM: u64 = 4096;
 
-/// Values at least this large count as written out of line: sled writes a
-/// log message over a quarter segment (~128 KiB; a leaf holds up to 16
-/// values) to a blob file of its own and puts only a pointer in the log.
-const LARGE_VALUE: usize = 64 * 1024;
-
-/// After this many bytes of large values the writer moves sled's log on
-/// to a new segment (see [`Writer::advance_log`]).
-const ADVANCE_EVERY: u64 = 8 * 1024 * 1024;
-
-/// The filler that moves the log on: this many inline writes of
-/// [`PAD_VALUE`] bytes, more than one 512 KiB segment in all.
-const PAD_WRITES: u8 = 6;
-const PAD_VALUE: usize = 100 * 1024;
-
-/// The tree the filler goes to (empty between groups; not backed up).
-pub(super) const PAD_TREE: &str = "pad";
-
 pub(super) type Reply = oneshot::Sender<Result<Vec<Committed>, WriteError>>;
 
 pub(super) enum Job {
@@ -70,8 +59,9 @@ pub(super) enum Job {
         reply: Reply,
     },
     /// A snapshot, between two groups (see `backup.rs`): the job gets the
-    /// database and writes it out (and answers its caller) itself.
-    Backup(Box<dyn FnOnce(&sled::Db) + Send>),
+    /// engine's committed state and writes it out (and answers its caller)
+    /// itself.
+    Backup(super::backup::SnapshotJob),
     /// The collections' index sets, sent once at start.
     SetSpecs {
         specs: Vec<Arc<CollectionSpec>>,
@@ -81,20 +71,54 @@ pub(super) enum Job {
 }
 
 /// Pending writes per tree: key → new value (`None` = remove).
-type Overlay = HashMap<String, HashMap<Vec<u8>, Option<Vec<u8>>>>;
+pub(super) type Overlay = HashMap<String, HashMap<Vec<u8>, Option<Vec<u8>>>>;
 
 /// Pending collection changes: id → new spec (`None` = deleted).
 type SpecChanges = HashMap<String, Option<Arc<CollectionSpec>>>;
 
-pub(super) struct Writer {
-    db: sled::Db,
-    meta: sled::Tree,
-    changes: sled::Tree,
+/// What an engine gives the writer: committed state to plan against, and
+/// a way to commit a planned group atomically. Trees and keys are the
+/// embedded layout's (`meta`, `changes`, `rec/<id>`, `idx/...`; see
+/// `store/mod.rs`), which each engine maps onto its own storage.
+pub(super) trait Backend: Send + 'static {
+    /// What the flusher uses to make applied groups durable.
+    type Durable: Durable;
+    fn durable(&self) -> Self::Durable;
+    /// Starts a group. An engine other nodes also write to takes the
+    /// cluster's write turn here and returns the committed head seq and
+    /// change-log bytes; `None` means the writer's own figures are current.
+    fn begin(&mut self) -> Result<Option<(u64, u64)>, WriteError>;
+    /// A committed value (within the group's turn).
+    fn read(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError>;
+    /// Calls `f(key, bytes)` for the change log's entries, oldest first,
+    /// until it returns false (`bytes`: what the entry counts against the
+    /// byte budget).
+    fn oldest_changes(&mut self, f: &mut dyn FnMut(&[u8], u64) -> bool) -> Result<(), WriteError>;
+    /// Commits the group's writes, all or none, and ends the group (also
+    /// when `overlay` is empty).
+    fn apply(&mut self, overlay: Overlay) -> Result<(), WriteError>;
+    /// Removes the records and index entries of trees not in `live`, of the
+    /// collections in `only` (of every collection when `None`).
+    fn drop_unreferenced(&mut self, live: &HashSet<String>, only: Option<&HashSet<String>>);
+    /// Hands a consistent view of the committed state to a snapshot job.
+    fn snapshot(&mut self, job: super::backup::SnapshotJob);
+    /// Called once when the writer stops.
+    fn close(&mut self);
+    /// Whether strings may hold U+0000 (PostgreSQL's JSONB cannot).
+    const ACCEPTS_NUL: bool;
+}
+
+/// Makes applied groups durable (the embedded engine's fsync; a no-op
+/// where the commit itself is durable).
+pub(super) trait Durable: Send + 'static {
+    fn sync(&self) -> Result<(), WriteError>;
+}
+
+pub(super) struct Writer<B: Backend> {
+    backend: B,
     /// The last assigned seq.
     head: u64,
     hub: broadcast::Sender<Arc<Change>>,
-    /// Open tree handles (sled caches them too, but this avoids the name lookup).
-    trees: HashMap<String, sled::Tree>,
     /// The committed index set of every collection.
     specs: HashMap<String, Arc<CollectionSpec>>,
     /// Hands committed groups to the flusher thread.
@@ -104,8 +128,6 @@ pub(super) struct Writer {
     /// the limit.
     change_bytes: u64,
     change_log: Arc<ChangeLogBytes>,
-    /// Bytes of large values committed since the log last moved on.
-    large_since_advance: u64,
 }
 
 /// A committed (applied, not yet durable) group: who to answer, what to publish.
@@ -125,25 +147,24 @@ const FLUSH_QUEUE: usize = 4;
 /// being fsynced, group N+1 is already being planned and applied. (Data
 /// applied but not yet flushed is visible to readers for that moment, as it
 /// is within any group; no write is *answered* before its flush.)
-fn run_flusher(db: sled::Db, hub: broadcast::Sender<Arc<Change>>, rx: Receiver<Committable>) {
+fn run_flusher<D: Durable>(durable: D, hub: broadcast::Sender<Arc<Change>>, rx: Receiver<Committable>) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
             batches.push(more);
         }
-        finish(&db, &hub, batches);
+        finish(&durable, &hub, batches);
     }
 }
 
 /// Flushes, then publishes each change and answers each waiter, in order.
-fn finish(db: &sled::Db, hub: &broadcast::Sender<Arc<Change>>, batches: Vec<Committable>) {
+fn finish<D: Durable>(durable: &D, hub: &broadcast::Sender<Arc<Change>>, batches: Vec<Committable>) {
     tracing::trace!(
         groups = batches.len(),
         writes = batches.iter().map(|b| b.outcomes.len()).sum::<usize>(),
         "flush"
     );
-    if let Err(e) = db.flush() {
-        let err = storage(e);
+    if let Err(err) = durable.sync() {
         tracing::error!(error = %err, "flush failed; answering the unflushed writes with errors");
         for b in batches {
             for (reply, outcome) in b.outcomes {
@@ -204,36 +225,30 @@ struct Group<'g> {
     specs: &'g SpecChanges,
 }
 
-impl Writer {
+impl<B: Backend> Writer<B> {
     pub(super) fn new(
-        db: sled::Db,
-        meta: sled::Tree,
-        changes: sled::Tree,
+        backend: B,
         head: u64,
         hub: broadcast::Sender<Arc<Change>>,
         change_log: Arc<ChangeLogBytes>,
-    ) -> Writer {
+    ) -> Writer<B> {
         Writer {
-            db,
-            meta,
-            changes,
+            backend,
             head,
             hub,
-            trees: HashMap::new(),
             specs: HashMap::new(),
             flusher: None,
             change_bytes: change_log.total.load(Ordering::Relaxed),
             change_log,
-            large_since_advance: 0,
         }
     }
 
     pub(super) fn run(mut self, rx: Receiver<Job>) {
         let (tx, flush_rx) = mpsc::sync_channel::<Committable>(FLUSH_QUEUE);
-        let (db, hub) = (self.db.clone(), self.hub.clone());
+        let (durable, hub) = (self.backend.durable(), self.hub.clone());
         let flusher = std::thread::Builder::new()
             .name("basalt-flusher".into())
-            .spawn(move || run_flusher(db, hub, flush_rx));
+            .spawn(move || run_flusher(durable, hub, flush_rx));
         match flusher {
             Ok(handle) => {
                 self.flusher = Some(tx);
@@ -246,9 +261,7 @@ impl Writer {
                 self.run_groups(rx);
             }
         }
-        if let Err(e) = self.db.flush() {
-            tracing::error!(error = %e, "final flush failed");
-        }
+        self.backend.close();
     }
 
     fn run_groups(&mut self, rx: Receiver<Job>) {
@@ -264,7 +277,7 @@ impl Writer {
                     continue;
                 }
                 Job::Backup(snapshot) => {
-                    snapshot(&self.db);
+                    self.backend.snapshot(snapshot);
                     continue;
                 }
                 Job::Write { ops, reply } => group.push((ops, reply)),
@@ -291,7 +304,7 @@ impl Writer {
             // Every group before it is applied (the flusher may still be
             // syncing the last one; the snapshot's file is synced itself).
             if let Some(snapshot) = backup {
-                snapshot(&self.db);
+                self.backend.snapshot(snapshot);
             }
             if stop {
                 break 'outer;
@@ -314,33 +327,7 @@ impl Writer {
                 live.insert(idx.tree(id));
             }
         }
-        for name in self.db.tree_names() {
-            let name = String::from_utf8_lossy(&name).into_owned();
-            let owner = name
-                .strip_prefix("rec/")
-                .or_else(|| name.strip_prefix("idx/").and_then(|r| r.split('/').next()));
-            let Some(owner) = owner else { continue };
-            if only.is_some_and(|o| !o.contains(owner)) || live.contains(&name) {
-                continue;
-            }
-            self.trees.remove(&name);
-            if let Err(e) = self.db.drop_tree(name.as_bytes()) {
-                tracing::warn!(tree = %name, error = %e, "dropping an unused tree failed; it is retried at next start");
-            }
-        }
-    }
-
-    fn tree(&mut self, name: &str) -> Result<sled::Tree, WriteError> {
-        if let Some(t) = self.trees.get(name) {
-            return Ok(t.clone());
-        }
-        let t = match name {
-            "meta" => self.meta.clone(),
-            "changes" => self.changes.clone(),
-            _ => self.db.open_tree(name).map_err(storage)?,
-        };
-        self.trees.insert(name.to_owned(), t.clone());
-        Ok(t)
+        self.backend.drop_unreferenced(&live, only);
     }
 
     /// Reads `key` of `tree` as it is after the planned writes.
@@ -356,7 +343,7 @@ impl Writer {
                 return Ok(v.clone());
             }
         }
-        Ok(self.tree(tree)?.get(key).map_err(storage)?.map(|v| v.to_vec()))
+        self.backend.read(tree, key)
     }
 
     /// The index set of a collection as it is after the planned changes.
@@ -370,6 +357,20 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<(Vec<WriteOp>, Reply)>) {
+        match self.backend.begin() {
+            Ok(Some((head, bytes))) => {
+                (self.head, self.change_bytes) = (head, bytes);
+                self.change_log.total.store(bytes, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a group; answering its writes with errors");
+                for (_, reply) in group {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
         // The group's running head and change-log bytes: the writer's own
         // move on only once the group is applied.
         let (mut head, mut change_bytes) = (self.head, self.change_bytes);
@@ -437,83 +438,16 @@ impl Writer {
         match &self.flusher {
             Some(tx) => {
                 if let Err(mpsc::SendError(batch)) = tx.send(batch) {
-                    finish(&self.db, &self.hub, vec![batch]);
+                    finish(&self.backend.durable(), &self.hub, vec![batch]);
                 }
             }
-            None => finish(&self.db, &self.hub, vec![batch]),
+            None => finish(&self.backend.durable(), &self.hub, vec![batch]),
         }
     }
 
-    /// Commits the overlay in one transaction over every touched tree (the
-    /// flusher makes it durable).
+    /// Commits the overlay atomically (the flusher makes it durable).
     fn apply(&mut self, overlay: Overlay) -> Result<(), WriteError> {
-        if overlay.is_empty() {
-            return Ok(());
-        }
-        let mut trees = Vec::with_capacity(overlay.len());
-        let mut batches = Vec::with_capacity(overlay.len());
-        let mut large = 0u64;
-        for (name, entries) in overlay {
-            trees.push(self.tree(&name)?);
-            let mut batch = sled::Batch::default();
-            for (k, v) in entries {
-                match v {
-                    Some(v) => {
-                        if v.len() >= LARGE_VALUE {
-                            large += v.len() as u64;
-                        }
-                        batch.insert(k, v)
-                    }
-                    None => batch.remove(k),
-                }
-            }
-            batches.push(batch);
-        }
-        let refs: Vec<&sled::Tree> = trees.iter().collect();
-        refs.as_slice()
-            .transaction(|tx| {
-                for (t, b) in tx.iter().zip(&batches) {
-                    t.apply_batch(b)?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(()) => WriteError::Storage("transaction aborted".into()),
-                TransactionError::Storage(e) => storage(e),
-            })?;
-        self.large_since_advance += large;
-        if self.large_since_advance >= ADVANCE_EVERY {
-            self.large_since_advance = 0;
-            self.advance_log();
-        }
-        Ok(())
-    }
-
-    /// Moves sled's log on to a new segment, so the blob files of replaced
-    /// large values are deleted.
-    ///
-    /// sled deletes a replaced blob only when the log segment in which the
-    /// replacement was logged is sealed, and a segment is sealed when the
-    /// log has filled it. A write of large values puts only pointers into
-    /// the log, so while clients rewrite large records the open segment
-    /// fills with a few hundred bytes per write, and the dead blobs of
-    /// hundreds of writes pile up before it is sealed (measured: the data
-    /// dir grew by ~3.9x the bytes written, linearly, with a 2 MiB change
-    /// log). Writing a little more than one segment of inline filler every
-    /// [`ADVANCE_EVERY`] bytes of large values (7% more written for such
-    /// writes, nothing for ordinary records) seals it; the filler is
-    /// removed at once and its segment space reclaimed like any garbage.
-    fn advance_log(&mut self) {
-        let result = self.tree(PAD_TREE).and_then(|pad| {
-            for i in 0..PAD_WRITES {
-                pad.insert(b"pad", vec![i; PAD_VALUE]).map_err(storage)?;
-            }
-            pad.remove(b"pad").map_err(storage)?;
-            Ok(())
-        });
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "moving the log on failed; replaced blobs are deleted later");
-        }
+        self.backend.apply(overlay)
     }
 
     fn load(
@@ -599,6 +533,11 @@ impl Writer {
         now: i64,
     ) -> Result<Committed, WriteError> {
         let spec = self.spec(g, &plan.specs, collection_id)?;
+        if !B::ACCEPTS_NUL {
+            if let Some(field) = nul_in(&data) {
+                return Err(WriteError::Unstorable { field });
+            }
+        }
         let tree = records_tree(&spec.id);
         let old = self.load(g.overlay, &plan.overlay, &tree, &id)?;
         match (expect, &old) {
@@ -740,7 +679,7 @@ impl Writer {
     /// `local`; entries already removed by the planned writes are passed
     /// over. Returns how many it removed.
     fn trim_oldest(
-        &self,
+        &mut self,
         group: &Overlay,
         local: &mut Overlay,
         up_to: u64,
@@ -749,27 +688,23 @@ impl Writer {
     ) -> Result<u64, WriteError> {
         let budget = self.change_log.budget.load(Ordering::Relaxed);
         let mut removed = 0u64;
-        for kv in self.changes.iter() {
+        self.backend.oldest_changes(&mut |k, size| {
             if removed >= max {
-                break;
+                return false;
             }
-            let (k, v) = kv.map_err(storage)?;
-            let seq = k.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            let seq = k.try_into().map(u64::from_be_bytes).unwrap_or(0);
             if seq > up_to && *change_bytes <= budget {
-                break;
+                return false;
             }
-            let gone = |o: &Overlay| {
-                o.get("changes")
-                    .and_then(|t| t.get(k.as_ref()))
-                    .is_some_and(Option::is_none)
-            };
+            let gone = |o: &Overlay| o.get("changes").and_then(|t| t.get(k)).is_some_and(Option::is_none);
             if gone(group) || gone(local) {
-                continue;
+                return true;
             }
             set(local, "changes", k.to_vec(), None);
-            *change_bytes = change_bytes.saturating_sub((k.len() + v.len()) as u64);
+            *change_bytes = change_bytes.saturating_sub(size);
             removed += 1;
-        }
+            true
+        })?;
         Ok(removed)
     }
 
@@ -837,10 +772,26 @@ fn log_change(
     added
 }
 
-fn set(overlay: &mut Overlay, tree: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
-    overlay.entry(tree.to_owned()).or_default().insert(key, value);
+/// The top-level field of the first string (or object key) in `data`
+/// that holds U+0000, if any.
+fn nul_in(data: &Value) -> Option<String> {
+    fn has(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has),
+            Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has(v)),
+            _ => false,
+        }
+    }
+    match data {
+        Value::Object(m) => m
+            .iter()
+            .find(|(k, v)| k.contains('\0') || has(v))
+            .map(|(k, _)| k.replace('\0', "")),
+        other => has(other).then(String::new),
+    }
 }
 
-fn storage(e: sled::Error) -> WriteError {
-    WriteError::Storage(e.to_string())
+fn set(overlay: &mut Overlay, tree: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+    overlay.entry(tree.to_owned()).or_default().insert(key, value);
 }

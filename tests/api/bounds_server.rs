@@ -351,7 +351,7 @@ async fn cap_slow_headers_after_a_first_request_are_closed() {
     // actix times out only a connection's first request head; a short
     // keep-alive and header timeout make the watchdog's limit 2 s here.
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut config = basalt::Config::for_dir(tmp.path());
+    let mut config = crate::helpers::config_for(tmp.path()).await;
     config.workers = 2;
     config.keep_alive = 1;
     config.header_timeout = 1;

@@ -390,7 +390,7 @@ async fn files_orphans_are_swept_and_named_files_kept() {
     std::fs::create_dir_all(&ghost).unwrap();
     std::fs::write(ghost.join("lost_abcdefghij.txt"), b"l").unwrap();
     let (dir_path, tmp) = app.stop().await;
-    let mut config = basalt::Config::for_dir(&dir_path);
+    let mut config = crate::helpers::config_for(&dir_path).await;
     config.workers = 1;
     config.orphan_grace = 0;
     let app2 = build_when_unlocked(config).await;

@@ -51,7 +51,13 @@ pub fn client() -> awc::Client {
 /// Starts a server on a fresh temp dir with one superuser, logged in, and
 /// auth rate limits switched off (see below).
 pub async fn spawn_app() -> TestApp {
-    let app = spawn_app_with_defaults().await;
+    spawn_app_on(suite_pg().as_deref()).await
+}
+
+/// [`spawn_app`] on the PostgreSQL server `pg` (a database of its own), or
+/// on the embedded store.
+pub async fn spawn_app_on(pg: Option<&str>) -> TestApp {
+    let app = spawn_app_with_defaults_on(pg).await;
     // Auth rate limits are on by default (5 tries / 10 s per IP), and every
     // test client is 127.0.0.1: tests that exercise many logins would trip
     // them. The rate-limit tests use `spawn_app_with_defaults`.
@@ -64,9 +70,13 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with every setting at its default.
 pub async fn spawn_app_with_defaults() -> TestApp {
+    spawn_app_with_defaults_on(suite_pg().as_deref()).await
+}
+
+async fn spawn_app_with_defaults_on(pg: Option<&str>) -> TestApp {
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
-    let mut app = start(&dir, Some(tmp)).await;
+    let mut app = start_on(&dir, Some(tmp), pg).await;
     basalt::core::records::upsert_superuser(&app.state, SU_EMAIL, SU_PASSWORD)
         .await
         .expect("create superuser");
@@ -74,9 +84,72 @@ pub async fn spawn_app_with_defaults() -> TestApp {
     app
 }
 
+/// The PostgreSQL server the whole suite runs on: `BASALT_TEST_PG` (a URL;
+/// `scripts/pg.sh` starts a throwaway cluster) when `BASALT_TEST_ENGINE`
+/// is `postgres`; `None`, the embedded store, otherwise.
+pub fn suite_pg() -> Option<String> {
+    if std::env::var("BASALT_TEST_ENGINE").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let url = std::env::var("BASALT_TEST_PG").ok().filter(|u| !u.is_empty());
+    Some(url.expect("BASALT_TEST_ENGINE=postgres needs BASALT_TEST_PG, a PostgreSQL URL"))
+}
+
+/// The configuration of a test server on `dir`, on the suite's engine
+/// (see [`suite_pg`]).
+pub async fn config_for(dir: &Path) -> Config {
+    config_on(dir, suite_pg().as_deref()).await
+}
+
+/// The configuration of a test server on `dir`: the embedded store, or on
+/// the PostgreSQL server `pg`, a database of its own for this data dir,
+/// created on first use (so a restart on the same dir finds its data again).
+pub async fn config_on(dir: &Path, pg: Option<&str>) -> Config {
+    let mut config = Config::for_dir(dir);
+    if let Some(url) = pg {
+        config.store = Some(database_for(url, dir).await);
+        config.store_wait = 10;
+    }
+    config
+}
+
+/// A database named after `dir` on the server of `url` (created if
+/// missing); returns its URL.
+async fn database_for(url: &str, dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = format!("bt_{:016x}", h.finish());
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("BASALT_TEST_PG: connect");
+    actix_web::rt::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up the test database")
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+    }
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 /// Starts a server on `dir` (which may hold data from an earlier run).
 pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
-    let mut config = Config::for_dir(dir);
+    start_on(dir, tmp, suite_pg().as_deref()).await
+}
+
+async fn start_on(dir: &Path, tmp: Option<tempfile::TempDir>, pg: Option<&str>) -> TestApp {
+    let mut config = config_on(dir, pg).await;
     config.workers = 2;
     let app = build_when_unlocked(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -115,6 +188,27 @@ pub async fn build_when_unlocked(config: Config) -> App {
 }
 
 impl TestApp {
+    /// A handle on a server a test built itself (a second node, a special
+    /// configuration); not logged in.
+    pub fn from_parts(
+        base: String,
+        dir: PathBuf,
+        handle: ServerHandle,
+        task: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+        state: basalt::state::AppState,
+    ) -> TestApp {
+        TestApp {
+            base,
+            dir,
+            _tmp: None,
+            handle,
+            task: Some(task),
+            client: client(),
+            token: String::new(),
+            state,
+        }
+    }
+
     /// Stops gracefully and waits until the store is closed; returns the
     /// temp dir so the test can restart on it.
     pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {

@@ -38,6 +38,7 @@ mod oauth2;
 mod openapi;
 mod persistence;
 mod pocketbase_admin;
+mod postgres;
 mod query;
 mod ratelimit;
 mod realtime;

@@ -240,7 +240,7 @@ async fn start_with_origins(
     dir: &std::path::Path,
     origins: &str,
 ) -> (String, basalt::state::AppState, impl std::future::Future<Output = ()>) {
-    let mut config = basalt::Config::for_dir(dir);
+    let mut config = crate::helpers::config_for(dir).await;
     config.workers = 1;
     config.origins = origins.to_owned();
     let app = crate::helpers::build_when_unlocked(config).await;
