@@ -498,9 +498,7 @@ async fn auth_collections_take_pocketbase_auth_options() {
     assert_eq!(u.status, 200, "{}", u.body);
     assert!(!app.login("members", "m@x.io", "password123").await.is_empty());
     // Protections Basalt cannot enforce yet are refused, never stored as on.
-    for (key, value) in [
-        ("passwordAuth", json!({"enabled": false, "identityFields": ["email"]})),
-    ] {
+    for (key, value) in [("passwordAuth", json!({"enabled": false, "identityFields": ["email"]}))] {
         let r = app.patch("/api/collections/members", json!({ key: value })).await;
         assert_eq!(r.status, 400, "{key}: {}", r.body);
         assert!(

@@ -93,7 +93,12 @@ pub fn request_verification(
 
 /// Applies `change` to the stored record of a verified token (with the
 /// usual revision check), through the normal write path.
-pub(super) async fn rewrite<F>(state: &AppState, collection: &CompiledCollection, id: &str, change: F) -> Result<(), ApiError>
+pub(super) async fn rewrite<F>(
+    state: &AppState,
+    collection: &CompiledCollection,
+    id: &str,
+    change: F,
+) -> Result<(), ApiError>
 where
     F: Fn(&mut Map<String, Value>),
 {

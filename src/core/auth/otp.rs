@@ -8,11 +8,11 @@ use serde_json::{json, Map, Value};
 
 use super::login::{self, LoginContext, Method};
 use super::mail_flows::rewrite;
-use crate::auth::password;
 use super::{
     background, find_by_email, login_attempt, options, record_id, require_auth_collection, required_email,
     required_string, send,
 };
+use crate::auth::password;
 use crate::clock::now_millis;
 use crate::error::ApiError;
 use crate::mail::throttle::MailKind;
