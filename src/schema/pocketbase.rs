@@ -1038,14 +1038,11 @@ pub fn apply_auth_key(
     // A protection shown as on but not enforced is worse than a refusal:
     // the dashboard would show a sign-in method on that nothing serves.
     let enabled = obj.get("enabled").and_then(Value::as_bool);
-    match (key, enabled) {
-        ("passwordAuth", Some(false)) => {
-            return Err(invalid(
-                "passwordAuth.enabled",
-                "password sign-in cannot be turned off in Basalt yet",
-            ))
-        }
-        _ => {}
+    if let ("passwordAuth", Some(false)) = (key, enabled) {
+        return Err(invalid(
+            "passwordAuth.enabled",
+            "password sign-in cannot be turned off in Basalt yet",
+        ));
     }
     if super::mail_templates::apply_key(key, &value, opts)? {
         extra.remove(key);
