@@ -180,6 +180,8 @@ struct Batch<'a> {
 /// for a delete).
 struct Step {
     op: WriteOp,
+    /// Writes this step implies beside its own (a verified upgrade's unlinks).
+    extra: Vec<WriteOp>,
     status: u16,
     id: String,
     data: Option<Value>,
@@ -224,6 +226,7 @@ impl Batch<'_> {
         }
         self.overlay.insert((coll.def.id.clone(), step.id), step.data);
         self.ops.push(step.op);
+        self.ops.extend(step.extra);
         self.planned.push(Planned {
             expand: params.get("expand").cloned().unwrap_or_default(),
             coll,
@@ -284,6 +287,7 @@ impl Batch<'_> {
                 data: data.clone(),
                 expect: Expect::Absent,
             },
+            extra: Vec::new(),
             status: 200,
             id,
             data: Some(data),
@@ -298,8 +302,9 @@ impl Batch<'_> {
         files: &NewFiles,
     ) -> Result<Step, ApiError> {
         let (cur, expect) = self.current_expecting(coll, &id)?.ok_or_else(ApiError::missing)?;
-        let data = plan_update(self.state, coll, &cur, body, files, self.req).await?;
+        let mut data = plan_update(self.state, coll, &cur, body, files, self.req).await?;
         check_relations(self.state, coll, &data, &|c, id| self.pending(c, id))?;
+        let extra = crate::core::auth::verified_upgrade(self.state, coll, &cur, &mut data)?;
         Ok(Step {
             op: WriteOp::PutRecord {
                 collection_id: coll.def.id.clone(),
@@ -307,6 +312,7 @@ impl Batch<'_> {
                 data: data.clone(),
                 expect,
             },
+            extra,
             status: 200,
             id,
             data: Some(data),
@@ -322,6 +328,7 @@ impl Batch<'_> {
                 id: id.clone(),
                 expect,
             },
+            extra: Vec::new(),
             status: 204,
             id,
             data: None,

@@ -440,15 +440,16 @@ pub async fn update_unsetting(
                 }
             }
         }
-        let data = plan_update(state, coll, &current, body.clone(), &files, req).await?;
+        let mut data = plan_update(state, coll, &current, body.clone(), &files, req).await?;
         check_relations(state, coll, &data, &|_, _| None)?;
+        let unlinks = super::auth::verified_upgrade(state, coll, &current, &mut data)?;
         let op = WriteOp::PutRecord {
             collection_id: coll.def.id.clone(),
             id: id.to_owned(),
             data,
             expect: Expect::Rev(stored.rev),
         };
-        Ok((vec![op], ()))
+        Ok((std::iter::once(op).chain(unlinks).collect(), ()))
     };
     // Uploads are stored only for a write that would pass (record there,
     // updateRule, validation: planned once first), and outside the record's

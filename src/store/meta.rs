@@ -59,3 +59,8 @@ pub fn mfa_prefix(collection_id: &str, record_id: &str) -> String {
 pub fn mfa(collection_id: &str, record_id: &str, id: &str) -> String {
     format!("{}{id}", mfa_prefix(collection_id, record_id))
 }
+
+/// The known login origins of one auth record (`core::auth::alerts`).
+pub fn auth_origins(collection_id: &str, record_id: &str) -> String {
+    format!("authorigins/{collection_id}/{record_id}")
+}

@@ -693,3 +693,71 @@ async fn the_dashboard_lists_and_unlinks_a_users_providers() {
         200
     );
 }
+
+/// Pre-hijacking (found by the session-6 review): an attacker signs up
+/// through their own provider account with the victim's address (kept
+/// unverified) and so holds a link to that record. When the owner later
+/// claims the account — a password reset here, a superuser marking it
+/// verified for the second record — the verified upgrade must drop every
+/// link, as PocketBase does, so the attacker's next sign-in does not land
+/// in the owner's account.
+#[actix_web::test]
+async fn a_verified_upgrade_drops_links_made_while_unverified() {
+    use crate::auth_flows::{mail_to, token_in};
+    let Some(oidc) = start_oidc() else { return };
+    let app = spawn_app().await;
+    enable(&app, json!([provider(&oidc, json!({}))])).await;
+    for (victim, login, claim_by_reset) in [
+        ("victim-one@example.test", "mallory", true),
+        ("victim-two@example.test", "mallory-two", false),
+    ] {
+        let (p, code) = authorize(&app, &oidc, login).await;
+        let squat = exchange(&app, &p, &code, json!({"createData": {"email": victim}})).await;
+        assert_eq!(squat.status, 200, "{:?}", squat.body);
+        assert_eq!(squat.body["record"]["verified"], false);
+        let victim_id = squat.body["record"]["id"].as_str().unwrap().to_owned();
+        assert_eq!(links_of(&app, &victim_id).await.len(), 1, "the squatter's link");
+        if claim_by_reset {
+            let r = app
+                .guest_post(
+                    "/api/collections/users/request-password-reset",
+                    json!({"email": victim}),
+                )
+                .await;
+            assert_eq!(r.status, 204);
+            let token = token_in(&mail_to(&app.dir, victim, 0).await);
+            let r = app
+                .guest_post(
+                    "/api/collections/users/confirm-password-reset",
+                    json!({"token": token, "password": "owner-password", "passwordConfirm": "owner-password"}),
+                )
+                .await;
+            assert_eq!(r.status, 204, "{:?}", r.body);
+        } else {
+            let r = app
+                .patch(
+                    &format!("/api/collections/users/records/{victim_id}"),
+                    json!({"verified": true}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+        assert!(
+            links_of(&app, &victim_id).await.is_empty(),
+            "links dropped on the upgrade"
+        );
+        let again = sign_in(&app, &oidc, login).await;
+        assert_ne!(
+            again.body["record"]["id"].as_str(),
+            Some(victim_id.as_str()),
+            "the squatter's sign-in must not reach the owner's account: {:?}",
+            again.body
+        );
+        // The squatter's earlier token died with the rotated tokenKey.
+        let old = squat.body["token"].as_str().unwrap();
+        let r = app
+            .call(Method::POST, "/api/collections/users/auth-refresh", None, Some(old))
+            .await;
+        assert_eq!(r.status, 401, "{:?}", r.body);
+    }
+}

@@ -110,6 +110,15 @@ impl ProviderRow {
         }
     }
 
+    /// Marks the row as having a secret when the collection stores one for
+    /// its provider: the API's view never shows secrets (as PocketBase), so
+    /// only the typed options can tell.
+    fn with_stored_secret(mut self, c: &CompiledCollection) -> ProviderRow {
+        let stored = c.def.auth_options.as_ref().and_then(|o| o.oauth2.provider(&self.name));
+        self.has_secret |= stored.is_some_and(|p| !p.client_secret.is_empty());
+        self
+    }
+
     fn from_form(f: &AdminForm) -> ProviderRow {
         let s = |k: &str| f.text(k).trim().to_owned();
         ProviderRow {
@@ -204,7 +213,11 @@ impl AuthPage {
                 .collect(),
             providers: v["oauth2"]["providers"]
                 .as_array()
-                .map(|a| a.iter().map(ProviderRow::from_value).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|p| ProviderRow::from_value(p).with_stored_secret(c))
+                        .collect()
+                })
                 .unwrap_or_default(),
             provider_form: None,
             mfa_enabled: v["mfa"]["enabled"] == true,
@@ -325,7 +338,7 @@ async fn page(
         }
         p.provider_form = Some(ProviderForm {
             original: name.to_owned(),
-            row: ProviderRow::from_value(&stored),
+            row: ProviderRow::from_value(&stored).with_stored_secret(&c),
         });
     } else if q.add.is_some() {
         p.provider_form = Some(ProviderForm {
@@ -482,7 +495,7 @@ async fn save_provider(req: HttpRequest, path: web::Path<String>, form: AdminFor
         .unwrap_or_default();
     let at = providers.iter().position(|p| p["name"] == original.as_str());
     let stored = at.map(|i| providers[i].clone()).unwrap_or(Value::Null);
-    row.has_secret = ProviderRow::from_value(&stored).has_secret;
+    row.has_secret = ProviderRow::from_value(&stored).with_stored_secret(&c).has_secret;
     let clash = row.name != original && providers.iter().any(|p| p["name"] == row.name.as_str());
     let problem = if row.name.is_empty() {
         Some(("provider.name", "Name the provider (e.g. google, github, oidc)."))

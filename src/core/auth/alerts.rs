@@ -40,10 +40,9 @@ const MAX_USER_AGENT: usize = 200;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
-/// The `meta` key of a record's origins. (Spelled here rather than in
-/// `store::meta` while the store module is being reworked elsewhere.)
+/// The `meta` key of a record's origins.
 fn key(collection_id: &str, record_id: &str) -> String {
-    format!("authorigins/{collection_id}/{record_id}")
+    crate::store::meta::auth_origins(collection_id, record_id)
 }
 
 /// What is stored per record.

@@ -234,6 +234,32 @@ pub(super) fn delete_all_ops(
         .collect())
 }
 
+/// What a write that makes an auth record verified must also do, as
+/// PocketBase: remove every provider link the record had while unverified
+/// (and rotate its `tokenKey` when there were any), in the same write.
+/// Without this, an attacker who registered the address first and linked
+/// their own provider account (pre-hijacking) keeps signing in through
+/// that link after the owner claims the account by a password reset, a
+/// verification mail, an OTP or a superuser's edit. `old` is the stored
+/// record, `new` the one about to be written; every update path calls this.
+pub fn verified_upgrade(
+    state: &AppState,
+    collection: &CompiledCollection,
+    old: &Value,
+    new: &mut Value,
+) -> Result<Vec<WriteOp>, ApiError> {
+    let verified = |r: &Value| r.get("verified").and_then(Value::as_bool) == Some(true);
+    if collection.def.kind != crate::schema::CollectionType::Auth || verified(old) || !verified(new) {
+        return Ok(Vec::new());
+    }
+    let id = new.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let ops = delete_all_ops(state, collection, &id)?;
+    if !ops.is_empty() {
+        new["tokenKey"] = Value::String(crate::ids::token_key());
+    }
+    Ok(ops)
+}
+
 /// The ops that delete the links of the deleted records `deleted`
 /// (collection id, record id) that are auth records: a user that is gone
 /// keeps no provider account pointing at its id.

@@ -107,13 +107,15 @@ where
         let mut data = stored.data.as_object().cloned().unwrap_or_default();
         change(&mut data);
         data.insert("updated".into(), Value::String(crate::clock::now_string()));
+        let mut data = Value::Object(data);
+        let unlinks = super::verified_upgrade(state, collection, &stored.data, &mut data)?;
         let op = WriteOp::PutRecord {
             collection_id: collection.def.id.clone(),
             id: id.to_owned(),
-            data: Value::Object(data),
+            data,
             expect: Expect::Rev(stored.rev),
         };
-        Ok((vec![op], ()))
+        Ok((std::iter::once(op).chain(unlinks).collect(), ()))
     };
     crate::core::replan::write(state, crate::core::replan::Replan::OnConflict, plan).await?;
     Ok(())

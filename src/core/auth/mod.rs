@@ -37,7 +37,7 @@ mod password_login;
 
 pub use external_auths::{
     ensure_collection as ensure_external_auths, linked as linked_providers, unlink as unlink_provider, unlink_deleted,
-    EXTERNAL_AUTHS,
+    verified_upgrade, EXTERNAL_AUTHS,
 };
 pub use login::{LoginContext, Method};
 pub use mail_flows::{
