@@ -198,6 +198,33 @@ pub fn on_delete_in_store(state: &AppState, roots: &[(String, String)]) -> Resul
     on_delete(state, roots, &from_store, &|_| Vec::new())
 }
 
+/// Ids of the records of `coll` whose first `index` field is `value`, in
+/// index order: one prefix range of the index, no other record read.
+pub(crate) fn ids_by_index_value(
+    state: &AppState,
+    coll: &CompiledCollection,
+    index: &crate::store::IndexDef,
+    value: &str,
+) -> Result<Vec<String>, ApiError> {
+    let prefix = index.key_of_values(&[&Value::String(value.to_owned())]);
+    let mut out = Vec::new();
+    let entries = state.store.index_range(
+        &coll.def.id,
+        index,
+        Bound::Included(prefix.clone()),
+        Bound::Unbounded,
+        false,
+    )?;
+    for entry in entries {
+        let (key, id) = entry?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
 /// Ids of records of `coll` whose `field` may hold `target` (callers
 /// re-check each one against its current version).
 fn referencing(
@@ -219,23 +246,7 @@ fn referencing(
         })
         .flatten();
     if let Some(index) = index {
-        let prefix = index.key_of_values(&[&Value::String(target.to_owned())]);
-        let mut out = Vec::new();
-        let entries = state.store.index_range(
-            &coll.def.id,
-            index,
-            Bound::Included(prefix.clone()),
-            Bound::Unbounded,
-            false,
-        )?;
-        for entry in entries {
-            let (key, id) = entry?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            out.push(id);
-        }
-        return Ok(out);
+        return ids_by_index_value(state, coll, index, target);
     }
     let mut out = Vec::new();
     for r in state.store.scan(&coll.def.id, false)? {

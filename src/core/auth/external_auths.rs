@@ -6,7 +6,6 @@
 //! change one (`auth-with-oauth2` writes them). Deleting a user removes
 //! its links in the same write (see [`unlink_deleted`]).
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -155,20 +154,8 @@ fn of_record(
     let Some(index) = coll.spec.indexes.iter().find(|i| i.name == BY_RECORD) else {
         return Ok(Vec::new());
     };
-    let prefix = index.key_of_values(&[&Value::String(record_id.to_owned())]);
     let mut out = Vec::new();
-    let entries = state.store.index_range(
-        &coll.def.id,
-        index,
-        Bound::Included(prefix.clone()),
-        Bound::Unbounded,
-        false,
-    )?;
-    for entry in entries {
-        let (key, id) = entry?;
-        if !key.starts_with(&prefix) {
-            break;
-        }
+    for id in crate::core::references::ids_by_index_value(state, coll, index, record_id)? {
         if let Some(r) = state.store.get(&coll.def.id, &id)? {
             if r.data.get("collectionRef").and_then(Value::as_str) == Some(cid) {
                 out.push((id, r.rev));
