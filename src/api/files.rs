@@ -131,14 +131,19 @@ pub async fn download(
         token: params.token.as_deref(),
         thumb: params.thumb.as_deref().filter(|t| !t.is_empty()),
     };
-    let served = file_access::resolve(&state, query, info).await?;
-    let object = state
-        .storage
-        .get(&served.key, None)
-        .await
-        .map_err(|e| ApiError::internal(format!("reading a stored file: {e}")))?
-        .ok_or_else(ApiError::missing)?;
-    let meta = object.meta;
+    let mut served = file_access::resolve(&state, query, info).await?;
+    let (meta, stored) = match served.fresh.take() {
+        Some(fresh) => (fresh.meta, Stored::Memory(fresh.bytes)),
+        None => {
+            let object = state
+                .storage
+                .get(&served.key, None)
+                .await
+                .map_err(|e| ApiError::internal(format!("reading a stored file: {e}")))?
+                .ok_or_else(ApiError::missing)?;
+            (object.meta, Stored::Object(object.body))
+        }
+    };
     let etag = etag(&meta);
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
@@ -158,7 +163,10 @@ pub async fn download(
         Err(()) => return Ok(unsatisfiable(meta.size)),
     };
     let head = req.method() == Method::HEAD;
-    let (sniffed, body) = open_body(&state, &served.key, object.body, range.clone(), head).await?;
+    let (sniffed, body) = match stored {
+        Stored::Memory(bytes) => memory_body(bytes, range.clone(), head),
+        Stored::Object(body) => open_body(&state, &served.key, body, range.clone(), head).await?,
+    };
     let content_type = match type_by_extension(&served.key) {
         Some(t) => t.to_owned(),
         // Text as PocketBase's detector names it (with its charset).
@@ -257,6 +265,28 @@ fn unsatisfiable(size: u64) -> HttpResponse {
 }
 
 type BodyStream = BoxStream<'static, Result<Bytes, io::Error>>;
+
+/// Where an answer's bytes come from.
+enum Stored {
+    /// A stored object, opened.
+    Object(Body),
+    /// A thumbnail just made (see `thumbs::Fresh`).
+    Memory(Bytes),
+}
+
+/// The sniffed type and the body of an answer from memory.
+fn memory_body(bytes: Bytes, range: Option<std::ops::Range<u64>>, head_only: bool) -> (String, BodyStream) {
+    let sniffed = upload::sniff(&bytes[..bytes.len().min(SNIFF_LEN)]);
+    let range = range.unwrap_or(0..bytes.len() as u64);
+    let body = match head_only {
+        true => stream::empty().boxed(),
+        false => stream::once(std::future::ready(Ok(
+            bytes.slice(range.start as usize..range.end as usize)
+        )))
+        .boxed(),
+    };
+    (sniffed, body)
+}
 
 /// The object's sniffed type and the stream of `range` of it (nothing for
 /// `HEAD`). A local file is typed and its first chunk read in one trip to

@@ -53,6 +53,9 @@ pub struct Served {
     /// The name the client is given (`Content-Disposition`): the stored
     /// name, or `<size>_<name>` for a thumbnail, as PocketBase.
     pub name: String,
+    /// A thumbnail this request waited for: served from memory (it may
+    /// not be stored yet).
+    pub fresh: Option<thumbs::Fresh>,
 }
 
 /// Decides whether `req` may download the file and which object answers.
@@ -68,6 +71,7 @@ pub async fn resolve(state: &AppState, q: FileQuery<'_>, req: RequestInfo) -> Re
         return Ok(Served {
             key: original,
             name: q.name.to_owned(),
+            fresh: None,
         });
     };
     let thumb_key = thumbs::key(&coll.def.id, q.record_id, q.name, size_text);
@@ -78,18 +82,24 @@ pub async fn resolve(state: &AppState, q: FileQuery<'_>, req: RequestInfo) -> Re
         .ok()
         .flatten()
         .is_some_and(|m| m.size > 0);
+    let mut fresh = None;
     if !cached {
-        if let Err(e) = state.thumbs.ensure(&state.storage, &original, &thumb_key, size).await {
-            tracing::debug!(thumb = %thumb_key, error = %e, "serving the original: no thumbnail");
-            return Ok(Served {
-                key: original,
-                name: q.name.to_owned(),
-            });
+        match state.thumbs.ensure(&state.storage, &original, &thumb_key, size).await {
+            Ok(made) => fresh = made,
+            Err(e) => {
+                tracing::debug!(thumb = %thumb_key, error = %e, "serving the original: no thumbnail");
+                return Ok(Served {
+                    key: original,
+                    name: q.name.to_owned(),
+                    fresh: None,
+                });
+            }
         }
     }
     Ok(Served {
         key: thumb_key,
         name: format!("{size_text}_{}", q.name),
+        fresh,
     })
 }
 

@@ -143,7 +143,11 @@ impl Local {
     /// (BENCHMARKS.md "Files": 3 ms of a first thumbnail's median). What
     /// a crash can leave is an empty file (the rename committed before the
     /// data), which readers take for a missing thumbnail.
-    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
+    ///
+    /// `modified`, when given, becomes the file's modification time: the
+    /// thumbnail maker answers its first requests from memory before the
+    /// file is written, with a date (and so an `ETag`) the file then keeps.
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes, modified: Option<std::time::SystemTime>) -> io::Result<()> {
         let path = self.path(key)?;
         blocking(move || {
             let dir = path
@@ -151,7 +155,13 @@ impl Local {
                 .ok_or_else(|| io::Error::other("storage key without a directory"))?;
             let tmp = dir.join(format!(".{}.part", crate::ids::record_id()));
             let written = create_in(dir, &tmp)
-                .and_then(|mut f| f.write_all(&bytes))
+                .and_then(|mut f| {
+                    f.write_all(&bytes)?;
+                    match modified {
+                        Some(t) => f.set_modified(t),
+                        None => Ok(()),
+                    }
+                })
                 .and_then(|_| fs::rename(&tmp, &path));
             if written.is_err() {
                 let _ = fs::remove_file(&tmp);

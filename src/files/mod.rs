@@ -151,7 +151,17 @@ impl Storage {
     /// Stores `bytes` under `key` (thumbnails).
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> io::Result<()> {
         match &*self.backend() {
-            Backend::Local(l) => l.put_bytes(key, bytes).await,
+            Backend::Local(l) => l.put_bytes(key, bytes, None).await,
+            Backend::S3(s) => s.put_bytes(key, bytes).await,
+        }
+    }
+
+    /// Stores a thumbnail dated `modified` where the backend can set a
+    /// date (local files); an S3 object gets the bucket's own date, so a
+    /// client revalidating the first answer's `ETag` downloads it once more.
+    pub async fn put_thumb(&self, key: &str, bytes: Bytes, modified: SystemTime) -> io::Result<()> {
+        match &*self.backend() {
+            Backend::Local(l) => l.put_bytes(key, bytes, Some(modified)).await,
             Backend::S3(s) => s.put_bytes(key, bytes).await,
         }
     }

@@ -30,7 +30,7 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use tokio::sync::{watch, Semaphore};
 
-use super::{upload::SpoolFile, Body, Storage};
+use super::{upload::SpoolFile, Body, ObjectMeta, Storage};
 
 /// Largest source image, in pixels (40 megapixels: the photos of current
 /// phone cameras fit; decoded as RGBA that is 160 MB).
@@ -354,7 +354,16 @@ pub fn render(src: impl BufRead + Seek, size: Size) -> Result<Rendered, ThumbErr
     encode(out, format)
 }
 
-type Outcome = Option<Result<(), Arc<str>>>;
+/// A thumbnail just made, as the requests that waited for it are
+/// answered: from these bytes, with the date the stored file gets, so
+/// they need not wait for the file (nor read it back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fresh {
+    pub bytes: Bytes,
+    pub meta: ObjectMeta,
+}
+
+type Outcome = Option<Result<Option<Fresh>, Arc<str>>>;
 
 /// The thumbnail maker shared by every request: slots (one per core) for
 /// the CPU work, and the thumbnails being made now, so that concurrent
@@ -368,6 +377,8 @@ pub struct Thumbnails {
     /// Thumbnails that cannot be made (not an image, too large, corrupt):
     /// asked again, they fail at once instead of taking a slot each time.
     failed: Arc<Mutex<HashSet<String>>>,
+    /// Woken whenever a making ends (stored or not): see [`Thumbnails::settled`].
+    ended: Arc<tokio::sync::Notify>,
 }
 
 /// Most keys [`Thumbnails`] remembers as failed (then it starts over).
@@ -383,11 +394,13 @@ impl Default for Thumbnails {
 struct Forget {
     pending: Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>,
     key: String,
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Forget {
     fn drop(&mut self) {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+        self.ended.notify_waiters();
     }
 }
 
@@ -399,6 +412,19 @@ impl Thumbnails {
             pending: Arc::default(),
             rendered: Arc::default(),
             failed: Arc::default(),
+            ended: Arc::default(),
+        }
+    }
+
+    /// Returns once no making is under way: every thumbnail answered from
+    /// memory so far is stored (or failed to be). For tests and shutdown.
+    pub async fn settled(&self) {
+        loop {
+            let ended = self.ended.notified();
+            if self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -410,14 +436,18 @@ impl Thumbnails {
     /// Makes the thumbnail `thumb_key` of the image at `original_key`
     /// unless it exists. Concurrent calls for the same `thumb_key` wait
     /// for one making; the making goes on if the requests that wanted it
-    /// are gone, so its work is not wasted.
+    /// are gone, so its work is not wasted. `Some` is the thumbnail made
+    /// for this call (or the one it waited for): the waiters are answered
+    /// as soon as it is rendered, and it is stored after that, while
+    /// later requests for it still join this making. `None`: it was
+    /// stored already.
     pub async fn ensure(
         &self,
         storage: &Storage,
         original_key: &str,
         thumb_key: &str,
         size: Size,
-    ) -> Result<(), ThumbError> {
+    ) -> Result<Option<Fresh>, ThumbError> {
         let (mut rx, leader) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             match pending.get(thumb_key) {
@@ -433,6 +463,7 @@ impl Thumbnails {
             let forget = Forget {
                 pending: self.pending.clone(),
                 key: thumb_key.to_owned(),
+                ended: self.ended.clone(),
             };
             let (this, storage) = (self.clone(), storage.clone());
             let original_key = original_key.to_owned();
@@ -445,23 +476,37 @@ impl Thumbnails {
                     }
                     failed.insert(forget.key.clone());
                 }
+                let fresh = outcome.as_ref().ok().cloned().flatten();
                 let _ = tx.send(Some(outcome.map_err(|e| Arc::from(e.to_string()))));
+                if let Some(f) = fresh {
+                    // Not stored: the next request makes it again.
+                    if let Err(e) = storage.put_thumb(&forget.key, f.bytes, f.meta.modified).await {
+                        tracing::warn!(thumb = %forget.key, error = %e, "storing a thumbnail");
+                    }
+                }
                 drop(forget);
             });
         }
         let done = rx.wait_for(Option::is_some).await;
         match done.as_deref() {
-            Ok(Some(Ok(()))) => Ok(()),
+            Ok(Some(Ok(fresh))) => Ok(fresh.clone()),
             Ok(Some(Err(e))) => Err(ThumbError::Shared(e.clone())),
             _ => Err(ThumbError::Shared("the thumbnail task stopped".into())),
         }
     }
 
-    async fn make(&self, storage: &Storage, original_key: &str, thumb_key: &str, size: Size) -> Result<(), ThumbError> {
+    /// Renders the thumbnail unless it is stored already (`None`).
+    async fn make(
+        &self,
+        storage: &Storage,
+        original_key: &str,
+        thumb_key: &str,
+        size: Size,
+    ) -> Result<Option<Fresh>, ThumbError> {
         // A making that ended just before this one was registered.
         // (An empty file is what a crash can leave of an unsynced write.)
         if storage.head(thumb_key).await?.is_some_and(|m| m.size > 0) {
-            return Ok(());
+            return Ok(None);
         }
         let _slot = tokio::time::timeout(MAX_WAIT, self.slots.acquire())
             .await
@@ -480,8 +525,12 @@ impl Thumbnails {
             .map_err(|_| ThumbError::Decode("the image decoder failed".into()))??;
         drop(spool);
         self.rendered.fetch_add(1, Ordering::Relaxed);
-        storage.put_bytes(thumb_key, Bytes::from(rendered.bytes)).await?;
-        Ok(())
+        let bytes = Bytes::from(rendered.bytes);
+        let meta = ObjectMeta {
+            size: bytes.len() as u64,
+            modified: std::time::SystemTime::now(),
+        };
+        Ok(Some(Fresh { bytes, meta }))
     }
 }
 
@@ -642,13 +691,29 @@ mod tests {
         let key = key("c", "r", "a.png", "10x10");
         let s = size(10, 10, Fit::Center);
         let all = (0..8).map(|_| thumbs.ensure(&storage, "c/r/a.png", &key, s));
-        for outcome in futures_util::future::join_all(all).await {
-            outcome.unwrap();
-        }
+        let made: Vec<Fresh> = futures_util::future::join_all(all)
+            .await
+            .into_iter()
+            .map(|outcome| outcome.unwrap().expect("answered from the making"))
+            .collect();
         assert_eq!(thumbs.rendered(), 1);
+        assert!(made.iter().all(|f| *f == made[0]), "every waiter gets the one making");
+        // The making stores the thumbnail after answering; it is pending
+        // until then.
+        thumbs.settled().await;
         let meta = storage.head(&key).await.unwrap().expect("the thumbnail is stored");
-        assert!(meta.size > 0);
-        thumbs.ensure(&storage, "c/r/a.png", &key, s).await.unwrap();
+        assert_eq!(
+            meta, made[0].meta,
+            "stored with the date (and so the ETag) of the first answer"
+        );
+        let stored = storage.get(&key, None).await.unwrap().unwrap();
+        let Body::File { mut file, .. } = stored.body else {
+            panic!("a local file")
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+        assert_eq!(bytes, made[0].bytes);
+        assert_eq!(thumbs.ensure(&storage, "c/r/a.png", &key, s).await.unwrap(), None);
         assert_eq!(thumbs.rendered(), 1, "a stored thumbnail is not made again");
         assert!(thumbs.pending.lock().unwrap().is_empty());
         let missing = thumbs.ensure(&storage, "c/r/none.png", "c/r/thumbs_none.png/10x10_none.png", s);

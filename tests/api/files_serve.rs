@@ -364,6 +364,7 @@ async fn thumbnails_of_each_fit_made_once() {
     assert_eq!(pixel(&get(&app, &format!("{path}?thumb=50x30b")).await), [0, 0, 255]);
 
     // Cached in storage where PocketBase puts it, and not made again.
+    app.state.thumbs.settled().await;
     let (cid, rid) = (rec["collectionId"].as_str().unwrap(), rec["id"].as_str().unwrap());
     let key = format!("{cid}/{rid}/thumbs_{0}/50x30_{0}", n[0]);
     assert!(app.state.storage.head(&key).await.unwrap().is_some());
@@ -417,6 +418,61 @@ async fn concurrent_first_requests_make_one_thumbnail() {
         assert_eq!((g.status, decode(&g).width()), (200, 45));
     }
     assert_eq!(app.state.thumbs.rendered(), before + 1);
+}
+
+/// A first thumbnail is answered from the bytes just made, before the
+/// file is stored: the answer must be the one the stored file gives later
+/// (same bytes, same `ETag` and date, so revalidation gets a 304), and a
+/// first request may be a `HEAD` or a Range.
+#[actix_web::test]
+async fn first_thumbnails_from_memory_match_the_stored_ones() {
+    let app = spawn_app().await;
+    collections(&app).await;
+    let files = [
+        ("a.png", picture(ImageFormat::Png)),
+        ("b.png", picture(ImageFormat::Png)),
+        ("c.png", picture(ImageFormat::Png)),
+    ];
+    let (rec, n) = record_with(&app, "docs", json!({}), "files", &files).await;
+    let thumb = |i: usize| format!("{}?thumb=50x30", url(&rec, &n[i]));
+
+    let made = app.state.thumbs.rendered();
+    let first = get(&app, &thumb(0)).await;
+    assert_eq!((first.status, app.state.thumbs.rendered()), (200, made + 1));
+    assert_eq!(first.header("content-type"), Some("image/png"));
+    assert_eq!(
+        first.header("content-length"),
+        Some(first.body.len().to_string().as_str())
+    );
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    app.state.thumbs.settled().await;
+    let stored = get(&app, &thumb(0)).await;
+    assert_eq!(app.state.thumbs.rendered(), made + 1, "served from storage now");
+    assert_eq!(stored.body, first.body);
+    assert_eq!(stored.header("etag"), Some(etag.as_str()));
+    assert_eq!(stored.header("last-modified"), first.header("last-modified"));
+    let again = fetch(&app, Method::GET, &thumb(0), &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, 304);
+
+    // A first HEAD: the length and no body; the GET after it gets the same.
+    let head = fetch(&app, Method::HEAD, &thumb(1), &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let full = get(&app, &thumb(1)).await;
+    assert_eq!(
+        head.header("content-length"),
+        Some(full.body.len().to_string().as_str())
+    );
+    assert_eq!(head.header("etag"), full.header("etag"));
+
+    // A first Range.
+    let part = fetch(&app, Method::GET, &thumb(2), &[("range", "bytes=0-9")]).await;
+    assert_eq!(part.status, 206);
+    app.state.thumbs.settled().await;
+    let whole = get(&app, &thumb(2)).await;
+    assert_eq!(part.body, whole.body[..10]);
+    let range = format!("bytes 0-9/{}", whole.body.len());
+    assert_eq!(part.header("content-range"), Some(range.as_str()));
 }
 
 #[actix_web::test]
