@@ -28,7 +28,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::{upload::SpoolFile, Body, ObjectMeta, Storage};
 
@@ -468,7 +468,11 @@ impl Thumbnails {
             let (this, storage) = (self.clone(), storage.clone());
             let original_key = original_key.to_owned();
             tokio::spawn(async move {
-                let outcome = this.make(&storage, &original_key, &forget.key, size).await;
+                let (outcome, slot) = match this.make(&storage, &original_key, &forget.key, size).await {
+                    Ok(Some((fresh, slot))) => (Ok(Some(fresh)), Some(slot)),
+                    Ok(None) => (Ok(None), None),
+                    Err(e) => (Err(e), None),
+                };
                 if let Err(ThumbError::Unsupported | ThumbError::TooLarge(_) | ThumbError::Decode(_)) = outcome {
                     let mut failed = this.failed.lock().unwrap_or_else(|e| e.into_inner());
                     if failed.len() >= MAX_FAILED {
@@ -484,6 +488,8 @@ impl Thumbnails {
                         tracing::warn!(thumb = %forget.key, error = %e, "storing a thumbnail");
                     }
                 }
+                // The slot bounds renders and the bytes held until stored.
+                drop(slot);
                 drop(forget);
             });
         }
@@ -495,20 +501,21 @@ impl Thumbnails {
         }
     }
 
-    /// Renders the thumbnail unless it is stored already (`None`).
+    /// Renders the thumbnail unless it is stored already (`None`), in a
+    /// slot the caller keeps until the bytes are stored.
     async fn make(
         &self,
         storage: &Storage,
         original_key: &str,
         thumb_key: &str,
         size: Size,
-    ) -> Result<Option<Fresh>, ThumbError> {
+    ) -> Result<Option<(Fresh, OwnedSemaphorePermit)>, ThumbError> {
         // A making that ended just before this one was registered.
         // (An empty file is what a crash can leave of an unsynced write.)
         if storage.head(thumb_key).await?.is_some_and(|m| m.size > 0) {
             return Ok(None);
         }
-        let _slot = tokio::time::timeout(MAX_WAIT, self.slots.acquire())
+        let slot = tokio::time::timeout(MAX_WAIT, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| ThumbError::Busy)?
             .map_err(|_| ThumbError::Busy)?;
@@ -530,7 +537,7 @@ impl Thumbnails {
             size: bytes.len() as u64,
             modified: std::time::SystemTime::now(),
         };
-        Ok(Some(Fresh { bytes, meta }))
+        Ok(Some((Fresh { bytes, meta }, slot)))
     }
 }
 
