@@ -510,15 +510,12 @@ pub fn spawn_cleanup(state: &AppState) {
                     }
                 }
                 // A PostgreSQL node's feed restarts after it lost its place
-                // (see `store::Hub`): follow the new one, and sweep for what
-                // was missed. Ends when the store is gone.
+                // (see `store::Hub`; every second while its database is out
+                // of reach): follow the new one; the hourly sweep removes
+                // what was missed. Ends when the store is gone.
                 Err(RecvError::Closed) => {
                     let Some(store) = cleaner.store.upgrade() else { break };
                     rx = store.subscribe();
-                    drop(store);
-                    if let Err(e) = cleaner.sweep().await {
-                        tracing::warn!(error = %e, "file sweep failed");
-                    }
                 }
             }
         }

@@ -21,7 +21,8 @@
 //! the next seq was trimmed before it was read, or the database's head went
 //! back (a failover that lost commits) — it resets the hub ([`Hub::reset`]):
 //! every client of the node is ended with a clear reason and resumes with
-//! `since`, on this node or another. A lost connection that opens again at
+//! `since`, on this node or another (and again at every failed attempt to
+//! reconnect, so no client waits on a node that cannot follow the log). A lost connection that opens again at
 //! once (a restarted backend, `pg_terminate_backend`) loses nothing: the
 //! task reads on from its last seq and clients only see a pause.
 
@@ -74,9 +75,13 @@ async fn run(config: tokio_postgres::Config, hub: Arc<Hub>, wake: Arc<Notify>, m
             Err(e) => {
                 if !told {
                     tracing::warn!(error = %e, "realtime: the change-log tail lost the database; clients are told to resume with since");
-                    hub.reset();
                     told = true;
                 }
+                // Again at every failed attempt: a client that subscribed
+                // meanwhile (its reads may work while this connection
+                // cannot be opened, e.g. at max_connections) must not wait
+                // for events silently either.
+                hub.reset();
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
