@@ -35,11 +35,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
 
 use super::writer::{Backend, Durable, Overlay};
-
-mod tail;
 use super::{
     backup, meta, IndexDef, IndexEntries, Raw, RawRecord, StoreError, StoredRecord, WriteError, PRIMARY_INDEX,
 };
+
+mod tail;
 pub(super) use tail::tail;
 
 /// Connections for reads (each pipelines concurrent queries).
