@@ -18,7 +18,7 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
-: "${RN_PG_PORT:=55439}"
+: "${RN_PG_PORT:=55441}"  # not 55439, the port scripts/test.sh uses
 : "${RN_RATE:=200}"
 : "${RN_SECONDS:=10}"
 : "${CARGO_TARGET_DIR:=/var/tmp/basalt-target}"
