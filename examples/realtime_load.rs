@@ -69,7 +69,7 @@ const KEEP_ERRORS: usize = 5;
 
 const USAGE: &str = "usage: realtime_load --url http://127.0.0.1:PORT --protocol ws|sse --subscribers N \
 --rate WRITES_PER_S --seconds S [--collection posts] [--token SUPERUSER_TOKEN] [--threads 1] \
-[--writers 16] [--batch 100] [--ramp-timeout 300] [--drain-idle 5] [--drain-max 60] [--label TEXT]";
+[--writers 16] [--write-url http://OTHER-NODE] [--batch 100] [--ramp-timeout 300] [--drain-idle 5] [--drain-max 60] [--label TEXT]";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Protocol {
@@ -80,6 +80,9 @@ enum Protocol {
 #[derive(Clone, Debug)]
 struct Cfg {
     url: String,
+    /// Where the writer creates records (default: `url`). Another node on
+    /// the same database measures realtime across nodes.
+    write_url: Option<String>,
     protocol: Protocol,
     subscribers: usize,
     rate: f64,
@@ -100,6 +103,7 @@ struct Cfg {
 fn parse_args() -> Result<Cfg, String> {
     let mut cfg = Cfg {
         url: String::new(),
+        write_url: None,
         protocol: Protocol::Ws,
         subscribers: 0,
         rate: 0.0,
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Cfg, String> {
         let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
         match a.as_str() {
             "--url" => cfg.url = v.trim_end_matches('/').to_owned(),
+            "--write-url" => cfg.write_url = Some(v.trim_end_matches('/').to_owned()),
             "--protocol" => {
                 cfg.protocol = match v.as_str() {
                     "ws" => Protocol::Ws,
@@ -862,7 +867,8 @@ fn writer_thread(cfg: Arc<Cfg>) -> WriterResult {
         let period = Duration::from_secs_f64(1.0 / cfg.rate);
         let start = tokio::time::Instant::now() + Duration::from_millis(50);
         let deadline = start + Duration::from_secs_f64(cfg.seconds) + Duration::from_secs(10);
-        let url: Rc<str> = format!("{}/api/collections/{}/records", cfg.url, cfg.collection).into();
+        let base = cfg.write_url.as_deref().unwrap_or(&cfg.url);
+        let url: Rc<str> = format!("{base}/api/collections/{}/records", cfg.collection).into();
         let token: Option<Rc<str>> = cfg.token.as_deref().map(Rc::from);
         let client = awc::Client::builder()
             .connector(awc::Connector::new().limit(cfg.writers))
@@ -1103,6 +1109,7 @@ fn main() {
         "label": cfg.label,
         "protocol": proto,
         "url": cfg.url,
+        "write_url": cfg.write_url.as_deref().unwrap_or(&cfg.url),
         "collection": cfg.collection,
         "subscribers_requested": cfg.subscribers,
         "subscribers_connected": subscribed,

@@ -509,7 +509,14 @@ pub fn spawn_cleanup(state: &AppState) {
                         tracing::warn!(error = %e, "file sweep failed");
                     }
                 }
-                Err(RecvError::Closed) => break,
+                // A PostgreSQL node's feed restarts after it lost its place
+                // (see `store::Hub`; every second while its database is out
+                // of reach): follow the new one; the hourly sweep removes
+                // what was missed. Ends when the store is gone.
+                Err(RecvError::Closed) => {
+                    let Some(store) = cleaner.store.upgrade() else { break };
+                    rx = store.subscribe();
+                }
             }
         }
     });

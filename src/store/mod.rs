@@ -320,7 +320,7 @@ struct Shared {
     /// `try_send` lets async handlers enqueue without blocking the runtime.
     jobs: SyncSender<Job>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    hub: broadcast::Sender<Arc<Change>>,
+    hub: Arc<Hub>,
     /// The change log's byte budget and committed byte total, shared with
     /// the writer (which enforces the one and keeps the other).
     change_log: Arc<ChangeLogBytes>,
@@ -332,6 +332,43 @@ struct Shared {
     /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
     /// process gets a clear message instead of sled's internal error.
     _lock: File,
+}
+
+/// The realtime hub: committed changes in seq order, for every subscriber
+/// of this node. On sled the writer's flusher publishes into it; on
+/// PostgreSQL the node's tail of `basalt.changes` does (`postgres/tail.rs`),
+/// for its own commits and every other node's alike.
+///
+/// The sender can be replaced ([`Hub::reset`]): every receiver of the old
+/// one then gets the changes it still holds and `RecvError::Closed`. That
+/// is how a PostgreSQL node that lost its place in the change log (the
+/// database out of reach, the log trimmed past it) tells its clients to
+/// resume with `since` instead of skipping events silently. Never on sled.
+pub(crate) struct Hub(std::sync::RwLock<broadcast::Sender<Arc<Change>>>);
+
+impl Hub {
+    fn new() -> Arc<Hub> {
+        Arc::new(Hub(std::sync::RwLock::new(broadcast::channel(HUB_CAPACITY).0)))
+    }
+
+    fn sender(&self) -> broadcast::Sender<Arc<Change>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).subscribe()
+    }
+
+    /// Publishes one change (no receivers is fine: nobody listens yet).
+    pub(crate) fn publish(&self, change: Arc<Change>) {
+        let _ = self.0.read().unwrap_or_else(|e| e.into_inner()).send(change);
+    }
+
+    /// Ends every current receiver (after what it holds); later
+    /// subscribers get the new channel.
+    pub(crate) fn reset(&self) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = broadcast::channel(HUB_CAPACITY).0;
+    }
 }
 
 /// The change log's size and budget, in bytes (keys + values).
@@ -459,18 +496,31 @@ impl Store {
         let logs = logs::RequestLog::open(&db)?;
         let sled = embedded::Sled { db, meta, changes };
         let backend = embedded::SledBackend::new(&sled);
-        Store::start(Engine::Sled(sled), backend, head, bytes, logs, None, lock)
+        Store::start(Engine::Sled(sled), backend, head, bytes, logs, None, lock, Hub::new())
     }
 
     fn open_postgres(dir: &Path, lock: File, url: &str, wait: std::time::Duration) -> Result<Store, StoreError> {
         let (pg, backend, head, bytes) = postgres::open(url, wait)?;
+        // Realtime across nodes: the hub follows the change log from here.
+        let hub = Hub::new();
+        postgres::tail(&pg, &backend, hub.clone(), head);
         // The request log is this node's own (not data; see docs/scale-out.md).
         let log_db = sled::Config::new().path(dir.join("nodelog")).open()?;
         let logs = logs::RequestLog::open(&log_db)?;
-        Store::start(Engine::Postgres(pg), backend, head, bytes, logs, Some(log_db), lock)
+        Store::start(
+            Engine::Postgres(pg),
+            backend,
+            head,
+            bytes,
+            logs,
+            Some(log_db),
+            lock,
+            hub,
+        )
     }
 
     /// Starts the writer over `backend` and assembles the handle.
+    #[allow(clippy::too_many_arguments)]
     fn start<B: writer::Backend>(
         engine: Engine,
         backend: B,
@@ -479,14 +529,21 @@ impl Store {
         logs: logs::RequestLog,
         log_db: Option<sled::Db>,
         lock: File,
+        hub: Arc<Hub>,
     ) -> Result<Store, StoreError> {
         let change_log = Arc::new(ChangeLogBytes {
             budget: AtomicU64::new(DEFAULT_CHANGE_BUDGET),
             total: AtomicU64::new(change_bytes),
         });
-        let (hub, _) = broadcast::channel(HUB_CAPACITY);
         let (jobs, rx) = mpsc::sync_channel(WRITE_QUEUE);
-        let writer = Writer::new(backend, head, hub.clone(), change_log.clone());
+        // A tailed engine's writer publishes nothing (the tail does), and
+        // holds no sender of the hub, so a reset ends its receivers.
+        let writer_hub = if B::TAILED {
+            broadcast::channel(1).0
+        } else {
+            hub.sender()
+        };
+        let writer = Writer::new(backend, head, writer_hub, change_log.clone());
         let handle = std::thread::Builder::new()
             .name("basalt-writer".into())
             .spawn(move || writer.run(rx))?;
@@ -590,7 +647,10 @@ impl Store {
         WeakStore(Arc::downgrade(&self.shared))
     }
 
-    /// Subscribes to committed changes, in seq order, after they are durable.
+    /// Subscribes to committed changes, in seq order, after they are
+    /// durable (on PostgreSQL: every node's, as this node's tail reads
+    /// them). The receiver ends (`Closed`) when the feed was interrupted
+    /// (see [`Hub`]): its holder resumes from the change log.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
         self.shared.hub.subscribe()
     }

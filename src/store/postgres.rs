@@ -39,6 +39,9 @@ use super::{
     backup, meta, IndexDef, IndexEntries, Raw, RawRecord, StoreError, StoredRecord, WriteError, PRIMARY_INDEX,
 };
 
+mod tail;
+pub(super) use tail::tail;
+
 /// Connections for reads (each pipelines concurrent queries).
 const READ_LINKS: usize = 4;
 /// Rows fetched per page by scans, index walks and change-log replays.
@@ -259,7 +262,11 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
         links: (0..READ_LINKS).map(|_| Link::new(config.clone())).collect(),
         next: AtomicUsize::new(0),
     };
-    let backend = PgBackend { rt, link: writer };
+    let backend = PgBackend {
+        rt,
+        link: writer,
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
     Ok((pg, backend, head.0, head.1))
 }
 
@@ -687,6 +694,9 @@ fn range_sql(primary: bool, reverse: bool, lower: &Bound<Vec<u8>>, upper: &Bound
 pub(super) struct PgBackend {
     rt: Arc<Rt>,
     link: Arc<Link>,
+    /// Wakes this node's tail of the change log after each commit (see
+    /// `tail.rs`; other nodes' commits wake it by NOTIFY).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Commits are durable when COMMIT returns: nothing to sync.
@@ -868,6 +878,11 @@ impl PgBackend {
                 vec![a, b, d],
             ));
         }
+        if !w.change_put.0.is_empty() {
+            // Delivered at COMMIT to every node's tail: a wake-up only, the
+            // table is the truth (see `tail.rs`).
+            stmts.push((tail::NOTIFY, Vec::new()));
+        }
         if w.head.0.is_some() || w.head.1.is_some() {
             stmts.push((
                 "UPDATE basalt.head SET seq = coalesce($1, seq), change_bytes = coalesce($2, change_bytes)",
@@ -885,6 +900,7 @@ impl PgBackend {
 impl Backend for PgBackend {
     type Durable = PgDurable;
     const ACCEPTS_NUL: bool = false;
+    const TAILED: bool = true;
 
     fn durable(&self) -> PgDurable {
         PgDurable
@@ -975,6 +991,9 @@ impl Backend for PgBackend {
         if result.is_err() {
             self.rollback();
         }
+        // Also after a failure: a COMMIT whose answer was lost may have
+        // committed (the tail reads the table, so a spare wake costs a query).
+        self.wake.notify_one();
         result
     }
 

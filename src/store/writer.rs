@@ -106,6 +106,10 @@ pub(super) trait Backend: Send + 'static {
     fn close(&mut self);
     /// Whether strings may hold U+0000 (PostgreSQL's JSONB cannot).
     const ACCEPTS_NUL: bool;
+    /// Whether the engine publishes committed changes to the realtime hub
+    /// itself, by following the change log (PostgreSQL, where other nodes
+    /// commit too): the writer then publishes nothing.
+    const TAILED: bool = false;
 }
 
 /// Makes applied groups durable (the embedded engine's fsync; a no-op
@@ -434,6 +438,7 @@ impl<B: Backend> Writer<B> {
             }
             self.drop_unreferenced_trees(Some(&touched));
         }
+        let published = if B::TAILED { Vec::new() } else { published };
         let batch = Committable { outcomes, published };
         match &self.flusher {
             Some(tx) => {

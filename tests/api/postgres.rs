@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::helpers::{build_when_unlocked, client, config_on, spawn_app_on, TestApp};
 
 /// The server URL, or `None` (outside CI) when no PostgreSQL is given.
-fn pg_url() -> Option<String> {
+pub(crate) fn pg_url() -> Option<String> {
     match std::env::var("BASALT_TEST_PG").ok().filter(|u| !u.is_empty()) {
         Some(url) => Some(url),
         None if std::env::var_os("CI").is_some() => {
@@ -24,7 +24,7 @@ fn pg_url() -> Option<String> {
 }
 
 /// A plain SQL client on the database a test server uses.
-async fn sql(store_url: &str) -> tokio_postgres::Client {
+pub(crate) async fn sql(store_url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(store_url, tokio_postgres::NoTls)
         .await
         .expect("connect to the test database");
@@ -33,7 +33,7 @@ async fn sql(store_url: &str) -> tokio_postgres::Client {
 }
 
 /// A second node: another data dir, the same database as `first`.
-async fn second_node(store_url: &str) -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn second_node(store_url: &str) -> (TestApp, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut config = basalt::Config::for_dir(tmp.path());
     config.workers = 2;

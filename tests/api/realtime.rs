@@ -49,7 +49,10 @@ impl Ws {
             match frame {
                 Frame::Text(b) => return serde_json::from_slice(&b).expect("JSON frame"),
                 Frame::Ping(p) => self.conn.send(Message::Pong(p)).await.expect("pong"),
-                Frame::Close(reason) => return json!({"type": "closed", "code": reason.map(|r| u16::from(r.code))}),
+                Frame::Close(reason) => {
+                    let code = reason.as_ref().map(|r| u16::from(r.code));
+                    return json!({"type": "closed", "code": code, "reason": reason.and_then(|r| r.description)});
+                }
                 _ => {}
             }
         }
@@ -365,7 +368,10 @@ async fn ws_bad_frames_get_errors_and_huge_frames_close_1009() {
     // Over 64 KiB: closed with 1009.
     ws.conn.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
     let closed = ws.recv().await;
-    assert_eq!(closed, json!({"type": "closed", "code": 1009}));
+    assert_eq!(
+        closed,
+        json!({"type": "closed", "code": 1009, "reason": "frames are limited to 65536 bytes"})
+    );
     assert_eq!(app.guest_get("/api/health").await.status, 200);
 }
 

@@ -237,7 +237,14 @@ impl Conn {
                 }
                 Next::Continue
             }
-            Err(RecvError::Closed) => Next::Close(Some(CloseReason::from(CloseCode::Restart))),
+            // The node's feed was interrupted (on PostgreSQL: it lost its
+            // place in the change log; see `store::Hub`).
+            Err(RecvError::Closed) => Next::Close(Some(CloseReason {
+                code: CloseCode::Restart,
+                description: Some(
+                    "the change feed was interrupted: reconnect and subscribe with since to resume".into(),
+                ),
+            })),
         }
     }
 
