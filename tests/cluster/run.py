@@ -368,6 +368,51 @@ class Writers:
             return {ni for (t, ni, st) in self.events if t > t0 and 200 <= st < 300 and ni in nodes}
 
 
+class Readers:
+    """One thread per node reading a record acknowledged earlier, and one
+    asking node 1's /api/health, until stopped: what reads and health
+    checks answer during the failover (reported, not asserted)."""
+
+    def __init__(self, nodes, writers):
+        self.stop_flag = threading.Event()
+        self.reads, self.health = {}, {}
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._read, args=(b, writers), daemon=True) for b in nodes]
+        self.threads.append(threading.Thread(target=self._health, args=(nodes[0],), daemon=True))
+
+    def _count(self, into, st):
+        with self.lock:
+            into[st] = into.get(st, 0) + 1
+
+    def _read(self, base, writers):
+        h = Http(base, timeout=20)
+        while not self.stop_flag.is_set():
+            with writers.lock:
+                some = next(iter(writers.acked), None)
+            if some is None:
+                time.sleep(0.05)
+                continue
+            st, _ = h.call("GET", f"/api/collections/writes/records/{some}")
+            self._count(self.reads, st)
+            time.sleep(0.02)
+
+    def _health(self, base):
+        h = Http(base, timeout=20)
+        while not self.stop_flag.is_set():
+            st, _ = h.call("GET", "/api/health")
+            self._count(self.health, st)
+            time.sleep(0.1)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout=TIMEOUT + 5)
+
+
 def test_failover(cluster, report):
     nodes = cluster.nodes
     writers = Writers(nodes, 3, "writes",
@@ -386,6 +431,8 @@ def failover_with(cluster, writers, report):
     while len(writers.ok_since(0, {0, 1, 2})) < 3 or len(writers.acked) < 60:
         check(time.monotonic() < deadline, "writes did not start through all three nodes")
         time.sleep(0.1)
+    readers = Readers(nodes, writers)
+    readers.start()
     member, port = cluster.leader()
     log(f"failover: {len(writers.acked)} writes acknowledged; kill -9 the leader pg{member} (:{port}) and its Patroni")
     t_kill = time.monotonic()
@@ -411,6 +458,7 @@ def failover_with(cluster, writers, report):
         check(time.monotonic() < deadline, "writes stopped again after the failover")
         time.sleep(0.1)
     writers.stop()
+    readers.stop()
     new_member, _ = cluster.leader()
 
     with writers.lock:
@@ -443,6 +491,8 @@ def failover_with(cluster, writers, report):
         "first_to_last_failure_s": round(window, 2),
         "kill_to_all_nodes_writing_s": round(resume, 2),
         "kill_to_resume_per_node_s": {f"node{ni + 1}": round(t - t_kill, 2) for ni, t in sorted(resumed_at.items())},
+        "reads_during": {str(k): v for k, v in sorted(readers.reads.items())},
+        "health_during": {str(k): v for k, v in sorted(readers.health.items())},
         "old_leader": f"pg{member}",
         "new_leader": f"pg{new_member}",
     }
