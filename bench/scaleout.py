@@ -22,7 +22,8 @@ From it the report states how throughput would grow with nodes on bigger
 machines (the PostgreSQL machine being the limit).
 
 Usage: bench/scaleout.py [--basalt BIN] [--records 20000] [--duration 10s]
-       [--connections 64] [--port 56050] [--out FILE.md]
+       [--connections 64] [--port 56041] [--workers N] [--setups sled,pg-1,pg-3]
+       [--out FILE.md]
 BIN defaults to $CARGO_TARGET_DIR/release/basalt (build it with
 `CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --locked`).
 Needs wrk and PostgreSQL 15 (/usr/lib/postgresql/15/bin; as root it runs as
@@ -122,7 +123,7 @@ def wait_idle(setup, max_s=30):
 class Setup:
     def __init__(self, name, bin_path, work, store, ports):
         self.name, self.bin, self.work, self.store, self.ports = name, bin_path, work, store, ports
-        self.procs, self.postmaster = [], None
+        self.procs, self.postmaster, self.workers = [], None, 0
 
     @property
     def pids(self):
@@ -139,20 +140,31 @@ class Setup:
         return cmd
 
     def start_node(self, i):
-        logf = open(os.path.join(self.work, f"{self.name}-node{i}.log"), "ab")
-        p = subprocess.Popen(self._cmd(i, "serve", "--http", f"127.0.0.1:{self.ports[i]}"),
-                             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.procs.append(p)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if benchlib._request("GET", self.bases[i] + "/api/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{self.name} node {i} did not start (log in {self.work})")
-            time.sleep(0.2)
+        """Starts node i on its port; when that port is taken (the ports
+        lie in the ephemeral range: an outgoing connection may hold one),
+        on another (odd) one."""
+        for _ in range(10):
+            logf = open(os.path.join(self.work, f"{self.name}-node{i}.log"), "ab")
+            extra = ["--workers", str(self.workers)] if self.workers else []
+            p = subprocess.Popen(self._cmd(i, "serve", "--http", f"127.0.0.1:{self.ports[i]}", *extra),
+                                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.procs.append(p)
+            deadline = time.monotonic() + 60
+            while p.poll() is None and time.monotonic() < deadline:
+                try:
+                    if benchlib._request("GET", self.bases[i] + "/api/health")[0] == 200:
+                        return
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            self.procs.remove(p)
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+                break
+            log(f"{self.name} node {i}: port {self.ports[i]} taken? trying {self.ports[i] + 20}")
+            self.ports[i] += 20
+        raise SystemExit(f"{self.name} node {i} did not start (log in {self.work})")
 
     def start(self):
         """Superuser, node 0, the collection, then the other nodes (they load
@@ -257,8 +269,8 @@ def _quiet(fn, *args):
 
 def run_setup(setup, args):
     rows = []
-    setup.start()
     try:
+        setup.start()
         rows.append(wrk(setup, "create", "create.lua", "/api/collections/posts/records",
                         args.connections, args.duration))
         preload(setup, args.records)
@@ -312,7 +324,8 @@ def report(rows, meta):
     w.append(f"- Basalt: {meta['bin']} (commit {meta['commit']}); PostgreSQL {meta['pg_version']}")
     w.append(f"- wrk: {meta['connections']} connections in all (one wrk per node, 1 thread), "
              f"{meta['duration']} per run, {meta['warmup']} warm-up before reads; "
-             f"{meta['records']:,} records preloaded before the reads")
+             f"{meta['records']:,} records preloaded before the reads; Basalt `--workers` "
+             f"{meta['workers'] or 'default (one per core)'}")
     w.append(f"- Load average before the run: {meta['loadavg']}")
     w.append("")
     w.append("| setup | workload | req/s | p50 | p99 | non-2xx | Basalt CPU/req | PostgreSQL CPU/req |")
@@ -358,8 +371,11 @@ def main():
     ap.add_argument("--duration", default="10s")
     ap.add_argument("--warmup", default="2s")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--port", type=int, default=56050, help="PostgreSQL; Basalt nodes on the next ports")
+    ap.add_argument("--port", type=int, default=56041,
+                    help="PostgreSQL's (odd); the Basalt nodes on the next odd ports")
     ap.add_argument("--setups", default="sled,pg-1,pg-3")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="Basalt's --workers on every node (0: its default, one per core)")
     ap.add_argument("--out", help="Markdown report (default bench/results/<date>-scaleout.md)")
     args = ap.parse_args()
     if not os.access(args.basalt, os.X_OK):
@@ -373,17 +389,21 @@ def main():
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     meta = {
         "date": date, "bin": args.basalt, "commit": git_commit(), "records": args.records,
-        "duration": args.duration, "warmup": args.warmup, "connections": args.connections, "loadavg": loadavg,
+        "duration": args.duration, "warmup": args.warmup, "workers": args.workers, "connections": args.connections, "loadavg": loadavg,
         "machine": f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}",
         "command": "CARGO_PROFILE_RELEASE_STRIP=false cargo build --release --locked && "
                    "python3 bench/scaleout.py " + " ".join(sys.argv[1:]),
     }
     rows, pg_dir = [], None
-    ports = [args.port + 1 + i for i in range(3)]
+    # Odd ports (with an odd --port): Linux gives outgoing connections even
+    # ephemeral ports first, and their TIME_WAIT sockets block a bind.
+    ports = lambda n: [args.port + 2 + 2 * i for i in range(n)]  # noqa: E731 (a fresh list per setup)
     try:
         wanted = args.setups.split(",")
         if "sled" in wanted:
-            rows += run_setup(Setup("sled", args.basalt, work, None, ports[:1]), args)
+            s = Setup("sled", args.basalt, work, None, ports(1))
+            s.workers = args.workers
+            rows += run_setup(s, args)
         if "pg-1" in wanted or "pg-3" in wanted:
             pg_dir, url, postmaster = pg_start(work, args.port)
             meta["pg_version"] = subprocess.run([os.path.join(PG_BIN, "postgres"), "--version"],
@@ -391,8 +411,8 @@ def main():
             for name, n in (("pg-1", 1), ("pg-3", 3)):
                 if name not in wanted:
                     continue
-                s = Setup(name, args.basalt, work, pg_database(url, name.replace("-", "_")), ports[:n])
-                s.postmaster = postmaster
+                s = Setup(name, args.basalt, work, pg_database(url, name.replace("-", "_")), ports(n))
+                s.postmaster, s.workers = postmaster, args.workers
                 rows += run_setup(s, args)
     finally:
         if pg_dir:

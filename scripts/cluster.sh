@@ -12,9 +12,10 @@
 #   scripts/cluster.sh pg-start DIR I   # (re)start Patroni member I
 #   scripts/cluster.sh url DIR          # the --store URL the nodes use
 #
-# Environment: CLUSTER_PORT (default 56000) is the first of 60 ports used
-# (etcd client/peer +1..+6, Patroni REST +11..+13, PostgreSQL +21..+23,
-# Basalt nodes +31..); CLUSTER_NODES (default 3) Basalt nodes; BASALT_BIN
+# Environment: CLUSTER_PORT (default 56000, even) is the base of the ports
+# used, all odd (etcd client +1,+3,+5 and peer +7,+9,+11, Patroni REST
+# +13,+15,+17, PostgreSQL +21,+23,+25, Basalt nodes +31,+33,...);
+# CLUSTER_NODES (default 3) Basalt nodes; BASALT_BIN
 # (default $CARGO_TARGET_DIR/debug/basalt); CLUSTER_SU_EMAIL and
 # CLUSTER_SU_PASSWORD, the superuser created before the nodes start.
 #
@@ -42,11 +43,15 @@ cmd="${1:-}"
 dir="${2:-}"
 [ -n "$cmd" ] && [ -n "$dir" ] || usage
 
+# Odd ports only (with an even BASE): Linux hands out even ephemeral ports
+# to outgoing connections first, and a client's TIME_WAIT socket on a port
+# keeps a server from binding it for a minute; on a busy machine the even
+# ports around here are often taken that way.
 etcd_client() { echo $((BASE + 2 * $1 - 1)); }
-etcd_peer() { echo $((BASE + 2 * $1)); }
-rest_port() { echo $((BASE + 10 + $1)); }
-pg_port() { echo $((BASE + 20 + $1)); }
-node_port() { echo $((BASE + 30 + $1)); }
+etcd_peer() { echo $((BASE + 5 + 2 * $1)); }
+rest_port() { echo $((BASE + 11 + 2 * $1)); }
+pg_port() { echo $((BASE + 19 + 2 * $1)); }
+node_port() { echo $((BASE + 29 + 2 * $1)); }
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() {
