@@ -210,15 +210,22 @@ leader() {
     return 1
 }
 
-# Every member streaming and one of them the synchronous standby.
+# Every member's PostgreSQL running (Patroni's /health), a leader, and a
+# synchronous standby among the members (the member list alone lags: a
+# dead member stays listed until its key expires).
 cluster_ready() {
-    local n
-    n=$(curl -fs --max-time 2 "http://127.0.0.1:$(rest_port 1)/cluster" | python3 -c '
+    local i sync=""
+    for i in 1 2 3; do
+        curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$(rest_port "$i")/health" || return 1
+    done
+    leader >/dev/null || return 1
+    for i in 1 2 3; do
+        sync=$(curl -fs --max-time 2 "http://127.0.0.1:$(rest_port "$i")/cluster" | python3 -c '
 import json, sys
 m = json.load(sys.stdin)["members"]
-print(sum(1 for x in m if x.get("state") in ("running", "streaming")),
-      sum(1 for x in m if x.get("role") == "sync_standby"))')
-    [ "$n" = "3 1" ]
+print(sum(1 for x in m if x.get("role") == "sync_standby"))' 2>/dev/null) && break
+    done
+    [ "$sync" = 1 ]
 }
 
 start_node() {
@@ -244,7 +251,9 @@ kill_pidfile() {
 kill_postgres_of() {
     local data=$1 pid
     if [ -f "$data/postmaster.pid" ]; then
+        # Negative while a single-user postgres runs (Patroni's crash recovery).
         pid="$(head -n1 "$data/postmaster.pid")"
+        pid="${pid#-}"
         if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$data"; then
             kill -9 "$pid" 2>/dev/null || true
         fi
@@ -265,9 +274,11 @@ start)
     wait_for "the first PostgreSQL leader" 90 leader
     start_patroni 2
     start_patroni 3
-    wait_for "two streaming replicas, one synchronous" 180 cluster_ready
+    wait_for "three members running, one synchronous standby" 180 cluster_ready
     read -r _ lport < <(leader)
-    as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$lport" -U postgres -qAt -c "CREATE DATABASE basalt" postgres >/dev/null
+    if [ -z "$(as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$lport" -U postgres -qAt -c "SELECT 1 FROM pg_database WHERE datname = 'basalt'" postgres)" ]; then
+        as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$lport" -U postgres -qAt -c "CREATE DATABASE basalt" postgres >/dev/null
+    fi
     log "superuser $SU_EMAIL"
     "$BASALT_BIN" superuser upsert "$SU_EMAIL" "$SU_PASSWORD" --dir "$dir/node1/data" --store "$(store_url)" \
         >"$dir/superuser.log" 2>&1 || die "superuser upsert failed: $(cat "$dir/superuser.log")"
