@@ -612,7 +612,7 @@ def main():
     cluster = Cluster(directory, args.bin)
     # A TERM (CI cancelling) unwinds through the `finally` that stops the cluster.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report, failures = {}, []
+    report, failures, finished = {}, [], False
     try:
         log(f"starting the cluster in {directory}")
         cluster.start()
@@ -636,9 +636,12 @@ def main():
                 failures.append(name)
                 traceback.print_exc()
                 log(f"{name}: FAILED: {e}")
+        finished = True
     finally:
         cluster.stop()
-        if not args.keep:
+        if args.keep or failures or not finished:
+            log(f"logs kept in {directory}")
+        else:
             subprocess.run(["rm", "-rf", directory])
     if args.report:
         with open(args.report, "w") as f:
