@@ -81,6 +81,13 @@ cargo nextest run --locked --no-fail-fast
 step "tests/api on PostgreSQL (the areas that pass there; docs/scale-out.md)"
 BASALT_TEST_ENGINE=postgres cargo nextest run --locked --no-fail-fast --test api -E "$(cat scripts/pg-suite.filter)"
 
+step "cluster tests (etcd x3 + Patroni x3 + 3 nodes on loopback; tests/cluster/run.py)"
+# Installs etcd-server and patroni if missing (scripts/cluster.sh) and always
+# stops every process it started. The realtime test runs once realtime
+# across nodes is merged (BASALT_CLUSTER_REALTIME=1).
+cargo build --locked --bin basalt
+BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" python3 tests/cluster/run.py
+
 step "contract (OpenAPI document + schemathesis)"
 BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" tests/contract/run.sh
 
