@@ -83,8 +83,8 @@ BASALT_TEST_ENGINE=postgres cargo nextest run --locked --no-fail-fast --test api
 
 step "cluster tests (etcd x3 + Patroni x3 + 3 nodes on loopback; tests/cluster/run.py)"
 # Installs etcd-server and patroni if missing (scripts/cluster.sh) and always
-# stops every process it started. The realtime test runs once realtime
-# across nodes is merged (BASALT_CLUSTER_REALTIME=1).
+# stops every process it started; the realtime test (a node killed, its
+# WebSocket client resumes on another with `since`) is on.
 cargo build --locked --bin basalt
 BASALT_BIN="$CARGO_TARGET_DIR/debug/basalt" python3 tests/cluster/run.py
 

@@ -14,9 +14,7 @@ HTTP and WebSocket and checks, in order:
             not asserted (the machine is shared);
   realtime  kill -9 a Basalt node: its WebSocket client reconnects to
             another node with `since` and gets every event of writes made
-            through the other nodes, with no gap and no duplicate. Needs
-            realtime across nodes; runs only with BASALT_CLUSTER_REALTIME=1
-            until that is merged (otherwise it is reported as skipped).
+            through the other nodes, with no gap and no duplicate.
 
 Usage: tests/cluster/run.py [--bin BASALT] [--keep DIR] [TEST...]
 The cluster is always stopped at the end (scripts/cluster.sh stop), also
@@ -620,10 +618,6 @@ def main():
         create_collections(cluster)
         for name in TESTS:
             if name not in args.tests:
-                continue
-            if name == "realtime" and os.environ.get("BASALT_CLUSTER_REALTIME") != "1":
-                log("realtime: SKIPPED (needs realtime across nodes; set BASALT_CLUSTER_REALTIME=1 once merged)")
-                report["realtime"] = "skipped"
                 continue
             log(f"{name}: running")
             try:
