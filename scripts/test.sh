@@ -68,6 +68,8 @@ trap stop_pg EXIT
 step "starting PostgreSQL 15 (scripts/pg.sh, $PG_DIR)"
 BASALT_TEST_PG="$(PG_BIN="$PG_BIN" scripts/pg.sh start "$PG_DIR" "${BASALT_TEST_PG_PORT:-55439}")"
 export BASALT_TEST_PG
+# The CA of the cluster's TLS certificate (tests of sslmode=verify-full).
+export BASALT_TEST_PG_CA="$PG_DIR/ca.crt"
 
 step "format"
 cargo fmt --all -- --check

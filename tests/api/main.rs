@@ -45,3 +45,4 @@ mod realtime;
 mod records;
 mod references;
 mod s3;
+mod store_copy;
