@@ -395,6 +395,36 @@ mod tests {
     }
 
     #[test]
+    fn a_difference_in_any_tree_is_a_mismatch_and_printed() {
+        let same = TreeSum { entries: 2, sum: 7 };
+        let other = TreeSum { entries: 2, sum: 8 };
+        let mut report = CopyReport {
+            trees: vec![
+                ("rec/c1".into(), same, same),
+                ("idx/c1/by_x".into(), same, same),
+                ("meta".into(), same, same),
+            ],
+            names: BTreeMap::from([("c1".to_owned(), "notes".to_owned())]),
+        };
+        assert!(report.mismatches().is_empty());
+        assert!(report
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("notes ") && l.ends_with(" ok")));
+        report.trees[1].2 = other;
+        report.trees.push(("rec/c2".into(), same, TreeSum::default()));
+        assert_eq!(report.mismatches(), vec!["idx/c1/by_x", "rec/c2"]);
+        let lines = report.lines().join("\n");
+        assert!(lines.contains("c2 ") && lines.contains("MISMATCH"), "{lines}");
+        assert!(
+            lines
+                .lines()
+                .any(|l| l.starts_with("index entries") && l.ends_with("MISMATCH")),
+            "{lines}"
+        );
+    }
+
+    #[test]
     fn locations_are_urls_or_dirs() {
         assert_eq!(
             Location::parse("postgresql://h/db"),

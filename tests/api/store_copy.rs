@@ -215,6 +215,46 @@ async fn a_copy_refuses_a_full_target_a_served_source_and_no_data() {
 }
 
 #[actix_web::test]
+async fn a_copy_that_fails_midway_leaves_the_database_empty() {
+    let Some(pg) = pg_url() else { return };
+    let app = spawn_app_on(None).await;
+    fill(&app).await;
+    // The embedded store keeps U+0000 in strings; JSONB cannot: the load
+    // fails after many rows were sent.
+    let r = app
+        .post("/api/collections/notes/records", json!({"code": "a\u{0}b"}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (source_dir, _tmp) = app.stop().await;
+    let (db, _db_tmp) = empty_database(&pg).await;
+    let out = basalt(&[
+        "store",
+        "copy",
+        "--from",
+        source_dir.to_str().expect("utf-8"),
+        "--to",
+        &db,
+    ]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("22P05"), "PostgreSQL's reason is shown: {said}");
+    let (client, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    actix_web::rt::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM basalt.records), (SELECT count(*) FROM basalt.meta), (SELECT seq FROM basalt.head)",
+            &[],
+        )
+        .await
+        .expect("count");
+    let (records, meta, seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((records, seq), (0, 0), "nothing of the failed load stayed");
+    assert_eq!(meta, 1, "only the key format row the tables are created with");
+}
+
+#[actix_web::test]
 async fn a_backup_restores_into_an_empty_postgresql_database_with_its_files() {
     let Some(pg) = pg_url() else { return };
     let app = spawn_app_on(None).await;
