@@ -199,7 +199,8 @@ enum StoreAction {
     /// an empty one, then verify counts and checksums per collection (exit
     /// code 1 on any difference). Each side is a data dir or a
     /// postgres://… URL. Stop the servers on the source first. Uploaded
-    /// files are not copied: they stay in the source's storage.
+    /// files are not copied: they stay in the source's storage. Two
+    /// snapshots, each about the data's size, go through $TMPDIR.
     Copy {
         /// The store to copy: a data dir, or postgres://…
         #[arg(long, value_name = "DIR|URL")]
