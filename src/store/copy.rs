@@ -106,6 +106,13 @@ impl CopyReport {
                 ));
             }
         }
+        // Collections without records have no tree on either side.
+        for (id, name) in &self.names {
+            let tree = format!("rec/{id}");
+            if !self.trees.iter().any(|(t, _, _)| *t == tree) {
+                out.push(format!("{name:<32} {:>10} {:>10}  {:<16} ok", 0, 0, "-"));
+            }
+        }
         let mut other: BTreeMap<&str, (TreeSum, TreeSum, bool)> = BTreeMap::new();
         for (tree, a, b) in &self.trees {
             let kind = if tree.starts_with("idx/") {
@@ -411,6 +418,11 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.starts_with("notes ") && l.ends_with(" ok")));
+        report.names.insert("c9".into(), "empty".into());
+        assert!(report
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("empty ") && l.contains(" 0 ")));
         report.trees[1].2 = other;
         report.trees.push(("rec/c2".into(), same, TreeSum::default()));
         assert_eq!(report.mismatches(), vec!["idx/c1/by_x", "rec/c2"]);
