@@ -183,8 +183,33 @@ enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// Copy the whole store between engines or places.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Print the version (as --version).
     Version,
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copy every record (ids, dates, revisions), user (password hashes),
+    /// collection, setting, index and the change log from one store into
+    /// an empty one, then verify counts and checksums per collection (exit
+    /// code 1 on any difference). Each side is a data dir or a
+    /// postgres://… URL. Stop the servers on the source first. Uploaded
+    /// files are not copied: they stay in the source's storage. Two
+    /// snapshots, each about the data's size, go through $TMPDIR.
+    Copy {
+        /// The store to copy: a data dir, or postgres://…
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        /// The empty store to fill: a new data dir, or a postgres://… URL
+        /// of an empty database no node has started on.
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,7 +218,9 @@ enum BackupAction {
     /// database and the locally stored files) to FILE.
     Create { file: PathBuf },
     /// Restore FILE (the database and the stored files) into a new, empty
-    /// data dir (then start the server on it).
+    /// data dir (then start the server on it); with --store, the database
+    /// goes into that PostgreSQL database, which must be empty (no node
+    /// started on it yet), and the files into the data dir.
     Restore { file: PathBuf },
 }
 
@@ -338,33 +365,82 @@ fn main() -> ExitCode {
                 action: BackupAction::Create { file },
             } => backup_create(&for_dir(&dir), &file).await,
             Command::Backup {
-                action: BackupAction::Restore { .. },
-            } if store.is_some() => {
-                eprintln!("error: a backup restores into a new data dir (run it without --store); restoring into PostgreSQL is not supported yet");
-                ExitCode::FAILURE
-            }
-            Command::Backup {
                 action: BackupAction::Restore { file },
-            } => match basalt::core::backups::archive::restore(&file, &dir) {
-                Ok(info) => {
-                    println!(
-                        "Restored {} ({} entries in {} trees; {}) into {}. Start the server with --dir {}.",
-                        file.display(),
-                        info.entries,
-                        info.trees,
-                        files_line(&info),
-                        dir.display(),
-                        dir.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+            } => backup_restore(&file, &dir, store.as_deref()),
+            Command::Store {
+                action: StoreAction::Copy { from, to },
+            } => store_copy(&from, &to).await,
         }
     })
+}
+
+/// `basalt backup restore FILE`: into a new data dir, or into the empty
+/// PostgreSQL database `store` (the files into the data dir).
+fn backup_restore(file: &std::path::Path, dir: &std::path::Path, store: Option<&str>) -> ExitCode {
+    use basalt::core::backups::archive;
+    let (restored, into) = match store {
+        Some(url) => (
+            archive::restore_into_postgres(file, dir, url),
+            format!(
+                "{} (files into {})",
+                basalt::store::pg_import::describe(url),
+                dir.display()
+            ),
+        ),
+        None => (archive::restore(file, dir), dir.display().to_string()),
+    };
+    match restored {
+        Ok(info) => {
+            let start = match store {
+                Some(_) => format!("--dir {} --store URL", dir.display()),
+                None => format!("--dir {}", dir.display()),
+            };
+            println!(
+                "Restored {} ({} entries in {} trees; {}) into {into}. Start the server with {start}.",
+                file.display(),
+                info.entries,
+                info.trees,
+                files_line(&info),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `basalt store copy --from … --to …`: copies, prints the per-collection
+/// counts and checksums, exits 1 on any difference.
+async fn store_copy(from: &str, to: &str) -> ExitCode {
+    use basalt::store::copy::{copy, Location};
+    let (from, to) = (Location::parse(from), Location::parse(to));
+    println!("Copying {} into {} ...", from.describe(), to.describe());
+    let report = match copy(&from, &to).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for line in report.lines() {
+        println!("{line}");
+    }
+    let bad = report.mismatches();
+    if !bad.is_empty() {
+        eprintln!("error: the copy differs from the source in {}", bad.join(", "));
+        return ExitCode::FAILURE;
+    }
+    if let Location::Dir(dir) = &from {
+        println!(
+            "Copied and verified. Uploaded files were not copied: they stay in {} (copy that directory into each node's data dir, or use S3).",
+            dir.join("storage").display()
+        );
+    } else {
+        println!("Copied and verified. Uploaded files were not copied: they stay where the source's nodes keep them (their data dirs' storage, or S3).");
+    }
+    ExitCode::SUCCESS
 }
 
 /// `--store` takes a PostgreSQL URL only (the embedded store is the

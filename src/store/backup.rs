@@ -227,17 +227,33 @@ impl<'a, R: Read> Reader<'a, R> {
 /// checksum), writing nothing; `path` names the backup in messages. The
 /// stream is left right after the snapshot.
 pub fn verify_from<R: Read>(input: &mut R, path: &Path) -> Result<Counts, BackupError> {
+    read_entries(input, path, &mut |_, _, _| Ok(()))
+}
+
+/// Receives a snapshot's entries as they are read: `(tree, key, value)`.
+pub type EntrySink<'a> = dyn FnMut(&[u8], Vec<u8>, Vec<u8>) -> Result<(), BackupError> + 'a;
+
+/// Reads the snapshot `input` is positioned at and hands every entry to
+/// `f` with its tree. The checksum is checked at the end only: a caller
+/// that writes what it gets must be able to undo it (a transaction) or
+/// verify the snapshot first. The stream is left right after the snapshot.
+pub fn read_entries<R: Read>(input: &mut R, path: &Path, f: &mut EntrySink) -> Result<Counts, BackupError> {
     let mut r = Reader::open(input, path)?;
     let mut counts = Counts::default();
-    let mut in_tree = false;
+    let mut tree: Option<Vec<u8>> = None;
     while let Some(item) = r.next()? {
         match item {
-            Item::Tree(_) => {
+            Item::Tree(name) => {
                 counts.trees += 1;
-                in_tree = true;
+                tree = Some(name);
             }
-            Item::Entry(..) if !in_tree => return Err(r.damaged("an entry outside any tree")),
-            Item::Entry(..) => counts.entries += 1,
+            Item::Entry(k, v) => match &tree {
+                None => return Err(r.damaged("an entry outside any tree")),
+                Some(t) => {
+                    counts.entries += 1;
+                    f(t, k, v)?;
+                }
+            },
         }
     }
     Ok(counts)

@@ -29,10 +29,13 @@
 //! groups atomically and makes them durable before anyone is answered.
 
 pub mod backup;
+pub mod copy;
 mod embedded;
 pub mod index;
 pub mod logs;
 pub mod meta;
+pub mod pg_import;
+mod pg_tls;
 mod postgres;
 mod writer;
 

@@ -26,14 +26,14 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Bound;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, SimpleQueryMessage, Statement};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
+use super::pg_tls::{self, Tls};
 use super::writer::{Backend, Durable, Overlay};
 use super::{
     backup, meta, IndexDef, IndexEntries, Raw, RawRecord, StoreError, StoredRecord, WriteError, PRIMARY_INDEX,
@@ -49,7 +49,7 @@ const PAGE: i64 = 256;
 
 /// The tables, created on first start (idempotent; under an advisory lock
 /// so nodes starting together do not race on the catalog).
-const SCHEMA: &str = r#"
+pub(super) const SCHEMA: &str = r#"
 SELECT pg_advisory_xact_lock(7361696);
 CREATE SCHEMA IF NOT EXISTS basalt;
 CREATE TABLE IF NOT EXISTS basalt.meta (
@@ -95,6 +95,7 @@ struct Session {
 /// One connection, opened again when it was lost.
 struct Link {
     config: tokio_postgres::Config,
+    tls: Tls,
     session: Mutex<Option<Arc<Session>>>,
     /// Creates the tables (if needed) on connecting: the writer's link,
     /// which connects first.
@@ -102,9 +103,10 @@ struct Link {
 }
 
 impl Link {
-    fn new(config: tokio_postgres::Config) -> Arc<Link> {
+    fn new(config: tokio_postgres::Config, tls: Tls) -> Arc<Link> {
         Arc::new(Link {
             config,
+            tls,
             session: Mutex::new(None),
             creates_schema: false,
         })
@@ -117,12 +119,7 @@ impl Link {
                 return Ok(s);
             }
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(read_err)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection lost");
-            }
-        });
+        let client = pg_tls::connect(&self.config, &self.tls).await.map_err(read_err)?;
         if self.creates_schema {
             client.batch_execute(SCHEMA).await.map_err(read_err)?;
         }
@@ -155,6 +152,9 @@ impl Link {
 /// Whether an error means the database is out of reach (connection lost,
 /// server shutting down, read-only after a failover) rather than a bug.
 fn is_unavailable(e: &tokio_postgres::Error) -> bool {
+    if pg_tls::refused_certificate(e) {
+        return false;
+    }
     match e.code() {
         None => true,
         Some(code) => {
@@ -169,7 +169,12 @@ fn is_unavailable(e: &tokio_postgres::Error) -> bool {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
-        None => format!("PostgreSQL: {e}"),
+        // tokio-postgres' text names the step only ("error performing TLS
+        // handshake"); the cause says what went wrong.
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("PostgreSQL: {e}: {cause}"),
+            None => format!("PostgreSQL: {e}"),
+        },
     }
 }
 
@@ -231,12 +236,7 @@ pub(super) struct Pg {
 /// why), creates the tables if needed, and returns the read side, the
 /// writer's backend, the head seq and the change log's bytes.
 pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64), StoreError> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::Io(format!("--store: not a PostgreSQL URL ({e})")))?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(5));
-    }
-    config.application_name("basalt");
+    let (config, tls) = parse_url(url)?;
     let rt = Arc::new(Rt(Some(
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -246,6 +246,7 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
     )));
     let writer = Arc::new(Link {
         config: config.clone(),
+        tls: tls.clone(),
         session: Mutex::new(None),
         creates_schema: true,
     });
@@ -259,7 +260,9 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
     })?;
     let pg = Pg {
         rt: rt.clone(),
-        links: (0..READ_LINKS).map(|_| Link::new(config.clone())).collect(),
+        links: (0..READ_LINKS)
+            .map(|_| Link::new(config.clone(), tls.clone()))
+            .collect(),
         next: AtomicUsize::new(0),
     };
     let backend = PgBackend {
@@ -268,6 +271,17 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
         wake: Arc::new(tokio::sync::Notify::new()),
     };
     Ok((pg, backend, head.0, head.1))
+}
+
+/// The connection settings and TLS of a `--store` URL (see `pg_tls`),
+/// with Basalt's defaults (a 5 s connect timeout, the application name).
+pub(super) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, Tls), StoreError> {
+    let (mut config, tls) = pg_tls::parse(url).map_err(StoreError::Io)?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.application_name("basalt");
+    Ok((config, tls))
 }
 
 /// Connects (retrying until `wait` has passed, logging why), creates the
@@ -708,9 +722,10 @@ impl Durable for PgDurable {
     }
 }
 
-/// The group's writes by table.
+/// The group's writes by table (also what `pg_import` loads a snapshot
+/// with, a batch at a time).
 #[derive(Default)]
-struct Writes {
+pub(super) struct Writes {
     rec_put: (Vec<String>, Vec<String>, Vec<i64>, Vec<String>),
     rec_del: (Vec<String>, Vec<String>),
     idx_put: (Vec<String>, Vec<Vec<u8>>, Vec<String>),
@@ -737,7 +752,7 @@ impl Writes {
         Ok(w)
     }
 
-    fn add(&mut self, tree: &str, k: Vec<u8>, v: Option<Vec<u8>>) -> Result<(), WriteError> {
+    pub(super) fn add(&mut self, tree: &str, k: Vec<u8>, v: Option<Vec<u8>>) -> Result<(), WriteError> {
         if let Some(cid) = tree.strip_prefix("rec/") {
             let id = utf8(k)?;
             match v {
@@ -826,75 +841,78 @@ impl PgBackend {
     }
 
     async fn write(s: &Session, w: Writes) -> Result<(), tokio_postgres::Error> {
-        type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
-        let mut stmts: Vec<(&str, Params)> = Vec::new();
-        if !w.rec_put.0.is_empty() {
-            let (a, b, r, d) = &w.rec_put;
-            stmts.push((
+        write_rows(&s.client, &w).await?;
+        s.client.batch_execute("COMMIT").await
+    }
+}
+
+/// Sends `w`'s statements (in the caller's transaction), pipelined on the
+/// one connection (each key is in one of them only: the overlay, or a
+/// snapshot, holds a key's final state).
+pub(super) async fn write_rows(c: &Client, w: &Writes) -> Result<(), tokio_postgres::Error> {
+    type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+    let mut stmts: Vec<(&str, Params)> = Vec::new();
+    if !w.rec_put.0.is_empty() {
+        let (a, b, r, d) = &w.rec_put;
+        stmts.push((
                 "INSERT INTO basalt.records SELECT c, i, r, d::jsonb FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS t(c, i, r, d) \
                  ON CONFLICT (collection_id, id) DO UPDATE SET rev = excluded.rev, data = excluded.data",
                 vec![a, b, r, d],
             ));
-        }
-        if !w.rec_del.0.is_empty() {
-            let (a, b) = &w.rec_del;
-            stmts.push((
+    }
+    if !w.rec_del.0.is_empty() {
+        let (a, b) = &w.rec_del;
+        stmts.push((
                 "DELETE FROM basalt.records r USING unnest($1::text[], $2::text[]) AS t(c, i) WHERE r.collection_id = t.c AND r.id = t.i",
                 vec![a, b],
             ));
-        }
-        if !w.idx_put.0.is_empty() {
-            let (a, b, i) = &w.idx_put;
-            stmts.push((
-                "INSERT INTO basalt.index_entries SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[]) \
+    }
+    if !w.idx_put.0.is_empty() {
+        let (a, b, i) = &w.idx_put;
+        stmts.push((
+            "INSERT INTO basalt.index_entries SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[]) \
                  ON CONFLICT (tree, key) DO UPDATE SET id = excluded.id",
-                vec![a, b, i],
-            ));
-        }
-        if !w.idx_del.0.is_empty() {
-            let (a, b) = &w.idx_del;
-            stmts.push((
+            vec![a, b, i],
+        ));
+    }
+    if !w.idx_del.0.is_empty() {
+        let (a, b) = &w.idx_del;
+        stmts.push((
                 "DELETE FROM basalt.index_entries e USING unnest($1::text[], $2::bytea[]) AS t(tr, k) WHERE e.tree = t.tr AND e.key = t.k",
                 vec![a, b],
             ));
-        }
-        if !w.meta_put.0.is_empty() {
-            let (a, b) = &w.meta_put;
-            stmts.push((
+    }
+    if !w.meta_put.0.is_empty() {
+        let (a, b) = &w.meta_put;
+        stmts.push((
                 "INSERT INTO basalt.meta SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 vec![a, b],
             ));
-        }
-        if !w.meta_del.is_empty() {
-            stmts.push(("DELETE FROM basalt.meta WHERE key = ANY($1)", vec![&w.meta_del]));
-        }
-        if !w.change_del.is_empty() {
-            stmts.push(("DELETE FROM basalt.changes WHERE seq = ANY($1)", vec![&w.change_del]));
-        }
-        if !w.change_put.0.is_empty() {
-            let (a, b, d) = &w.change_put;
-            stmts.push((
+    }
+    if !w.meta_del.is_empty() {
+        stmts.push(("DELETE FROM basalt.meta WHERE key = ANY($1)", vec![&w.meta_del]));
+    }
+    if !w.change_del.is_empty() {
+        stmts.push(("DELETE FROM basalt.changes WHERE seq = ANY($1)", vec![&w.change_del]));
+    }
+    if !w.change_put.0.is_empty() {
+        let (a, b, d) = &w.change_put;
+        stmts.push((
                 "INSERT INTO basalt.changes SELECT s, b, d::jsonb FROM unnest($1::int8[], $2::int8[], $3::text[]) AS t(s, b, d)",
                 vec![a, b, d],
             ));
-        }
-        if !w.change_put.0.is_empty() {
-            // Delivered at COMMIT to every node's tail: a wake-up only, the
-            // table is the truth (see `tail.rs`).
-            stmts.push((tail::NOTIFY, Vec::new()));
-        }
-        if w.head.0.is_some() || w.head.1.is_some() {
-            stmts.push((
-                "UPDATE basalt.head SET seq = coalesce($1, seq), change_bytes = coalesce($2, change_bytes)",
-                vec![&w.head.0, &w.head.1],
-            ));
-        }
-        // Sent together, pipelined on the one connection (each key is in
-        // one of them only: the overlay holds a key's final state).
-        let c = &s.client;
-        futures_util::future::try_join_all(stmts.iter().map(|(sql, p)| c.execute(*sql, p))).await?;
-        c.batch_execute("COMMIT").await
+        // Delivered at COMMIT to every node's tail: a wake-up only, the
+        // table is the truth (see `tail.rs`).
+        stmts.push((tail::NOTIFY, Vec::new()));
     }
+    if w.head.0.is_some() || w.head.1.is_some() {
+        stmts.push((
+            "UPDATE basalt.head SET seq = coalesce($1, seq), change_bytes = coalesce($2, change_bytes)",
+            vec![&w.head.0, &w.head.1],
+        ));
+    }
+    futures_util::future::try_join_all(stmts.iter().map(|(sql, p)| c.execute(*sql, p))).await?;
+    Ok(())
 }
 
 impl Backend for PgBackend {

@@ -339,7 +339,7 @@ async fn bound_budget_expand_attack_keeps_memory_bounded() {
     use crate::helpers::{client, read, SU_EMAIL, SU_PASSWORD};
     use crate::persistence::{basalt, login, start_binary};
     let tmp = tempfile::tempdir().unwrap();
-    let status = basalt()
+    let status = crate::helpers::on_suite_engine(&mut basalt(), tmp.path())
         .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
         .arg(tmp.path())
         .status()

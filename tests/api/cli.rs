@@ -15,7 +15,7 @@ use crate::persistence::{basalt, login, start_binary, Server};
 
 /// Runs `basalt ARGS… --dir DIR`: exit code, stdout, stderr.
 fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = basalt()
+    let out = crate::helpers::on_suite_engine(&mut basalt(), dir)
         .args(args)
         .arg("--dir")
         .arg(dir)
@@ -417,7 +417,7 @@ async fn serve_takes_pocketbase_spellings_and_notes_ignored_flags() {
     let tmp = new_superuser_dir();
     let dir_flag = format!("--dir={}", tmp.path().display());
     let mut server = Server(
-        basalt()
+        crate::helpers::on_suite_engine(&mut basalt(), tmp.path())
             .args([
                 "serve",
                 "--http=127.0.0.1:0",
@@ -463,7 +463,7 @@ async fn serve_takes_pocketbase_spellings_and_notes_ignored_flags() {
         assert!(notes.iter().any(|n| n.contains(flag)), "{flag}: {err}");
     }
     // `--dir` before the command, as PocketBase takes it.
-    let out = basalt()
+    let out = crate::helpers::on_suite_engine(&mut basalt(), tmp.path())
         .arg(&dir_flag)
         .args(["superuser", "delete", "x@example.com"])
         .output()

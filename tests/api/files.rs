@@ -433,7 +433,7 @@ async fn files_kill_9_during_uploads_loses_nothing() {
     use std::sync::{Arc, Mutex};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let status = basalt()
+    let status = crate::helpers::on_suite_engine(&mut basalt(), dir)
         .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
         .arg(dir)
         .status()

@@ -113,34 +113,79 @@ pub async fn config_on(dir: &Path, pg: Option<&str>) -> Config {
     config
 }
 
-/// A database named after `dir` on the server of `url` (created if
-/// missing); returns its URL.
-async fn database_for(url: &str, dir: &Path) -> String {
+/// The name of the database of the data dir `dir`.
+fn database_name(dir: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     dir.hash(&mut h);
-    let name = format!("bt_{:016x}", h.finish());
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("BASALT_TEST_PG: connect");
-    actix_web::rt::spawn(connection);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .expect("look up the test database")
-        .is_some();
-    if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the test database");
-    }
+    format!("bt_{:016x}", h.finish())
+}
+
+/// `url` with its database replaced by `name`.
+fn url_of_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
     }
+}
+
+/// Makes `cmd` (the `basalt` binary, run on the data dir `dir`) use the
+/// suite's engine: on PostgreSQL, `BASALT_STORE` names the database of
+/// `dir` (created if missing; the one [`config_on`] gives a server on the
+/// same dir). Nothing changes on the embedded store.
+pub fn on_suite_engine<'a>(cmd: &'a mut std::process::Command, dir: &Path) -> &'a mut std::process::Command {
+    let Some(url) = suite_pg() else { return cmd };
+    let dir = dir.to_path_buf();
+    // A thread and a runtime of its own: callers may be inside actix's.
+    let db = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("BASALT_TEST_PG: connect");
+            tokio::spawn(connection);
+            create_database(&client, &database_name(&dir)).await;
+            url_of_database(&url, &database_name(&dir))
+        })
+    })
+    .join()
+    .expect("create the test database");
+    cmd.env("BASALT_STORE", db)
+}
+
+/// Creates the database `name` unless it exists.
+async fn create_database(client: &tokio_postgres::Client, name: &str) {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up the test database")
+        .is_some();
+    if !exists {
+        // Two tests may race to create it: the loser finds it made.
+        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE {name}")).await {
+            assert!(
+                e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE),
+                "create the test database: {e}"
+            );
+        }
+    }
+}
+
+/// A database named after `dir` on the server of `url` (created if
+/// missing); returns its URL.
+async fn database_for(url: &str, dir: &Path) -> String {
+    let name = database_name(dir);
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("BASALT_TEST_PG: connect");
+    actix_web::rt::spawn(connection);
+    create_database(&client, &name).await;
+    url_of_database(url, &name)
 }
 
 /// Starts a server on `dir` (which may hold data from an earlier run).

@@ -46,3 +46,4 @@ mod realtime;
 mod records;
 mod references;
 mod s3;
+mod store_copy;

@@ -89,7 +89,7 @@ impl Drop for Server {
 /// Starts the real binary and returns it with its base URL (read from its
 /// first line of output).
 pub(crate) fn start_binary(dir: &Path) -> (Server, String) {
-    let mut child = basalt()
+    let mut child = crate::helpers::on_suite_engine(&mut basalt(), dir)
         .args(["serve", "--http", "127.0.0.1:0", "--dir"])
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -122,7 +122,7 @@ pub(crate) async fn login(base: &str) -> String {
 async fn acknowledged_writes_survive_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let status = basalt()
+    let status = crate::helpers::on_suite_engine(&mut basalt(), dir)
         .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
         .arg(dir)
         .status()
@@ -208,7 +208,7 @@ async fn acknowledged_writes_survive_kill_9() {
 #[actix_web::test]
 async fn locked_data_dir_is_a_clear_error() {
     let app = spawn_app().await;
-    let out = basalt()
+    let out = crate::helpers::on_suite_engine(&mut basalt(), &app.dir)
         .args(["serve", "--http", "127.0.0.1:0", "--dir"])
         .arg(&app.dir)
         .output()
@@ -224,7 +224,7 @@ async fn locked_data_dir_is_a_clear_error() {
 async fn sigterm_stops_gracefully_with_exit_0() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    assert!(basalt()
+    assert!(crate::helpers::on_suite_engine(&mut basalt(), dir)
         .args(["superuser", "upsert", SU_EMAIL, SU_PASSWORD, "--dir"])
         .arg(dir)
         .status()
@@ -270,7 +270,7 @@ async fn sigterm_stops_gracefully_with_exit_0() {
 async fn first_start_prints_a_working_setup_link() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Server(
-        basalt()
+        crate::helpers::on_suite_engine(&mut basalt(), tmp.path())
             .args(["serve", "--http", "127.0.0.1:0", "--dir"])
             .arg(tmp.path())
             .env("RUST_LOG", "warn")

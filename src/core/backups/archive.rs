@@ -373,17 +373,18 @@ fn read_files(input: &mut In, unpack: Option<&Unpack>) -> Result<(u64, u64), Bac
 
 /// Checks a backup file end to end, writing nothing.
 pub fn verify(path: &Path) -> Result<ArchiveInfo, BackupError> {
-    read_all(path, None)
+    read_all(path, None, false)
 }
 
 /// One pass over the file: verify only (`into` is `None`), or restore into
-/// the staging dir `into` (`db` and `storage` under it).
-fn read_all(path: &Path, into: Option<&Path>) -> Result<ArchiveInfo, BackupError> {
+/// the staging dir `into` (`storage` under it, and `db` unless the store
+/// is loaded elsewhere: `with_db`).
+fn read_all(path: &Path, into: Option<&Path>, with_db: bool) -> Result<ArchiveInfo, BackupError> {
     let mut input = In::open(path)?;
     let kept = input.header()?;
     let counts = match into {
-        Some(dir) => snapshot::restore_from(&mut input, path, &dir.join(DB_DIR))?,
-        None => snapshot::verify_from(&mut input, path)?,
+        Some(dir) if with_db => snapshot::restore_from(&mut input, path, &dir.join(DB_DIR))?,
+        _ => snapshot::verify_from(&mut input, path)?,
     };
     let (files, file_bytes, kept) = match kept {
         None => {
@@ -425,6 +426,11 @@ fn check_target(dir: &Path) -> Result<(), BackupError> {
     if fs::symlink_metadata(dir.join(DB_DIR)).is_ok() {
         return Err(BackupError::NotEmpty(dir.to_path_buf()));
     }
+    check_files_target(dir)
+}
+
+/// Refuses a data dir that holds stored files.
+fn check_files_target(dir: &Path) -> Result<(), BackupError> {
     let storage = dir.join(LOCAL_DIR);
     let empty = match fs::symlink_metadata(&storage) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => true,
@@ -455,9 +461,48 @@ pub fn restore(backup: &Path, dir: &Path) -> Result<ArchiveInfo, BackupError> {
         _ => {}
     }
     fs::create_dir(&staging).map_err(|e| io_err("cannot create", &staging, e))?;
-    let result = read_all(backup, Some(&staging)).and_then(|_| swap_in(&staging, dir));
+    let result = read_all(backup, Some(&staging), true).and_then(|_| swap_in(&staging, dir));
     let _ = fs::remove_dir_all(&staging);
     result.map(|()| info)
+}
+
+/// Restores `backup` into the PostgreSQL database at `url`, which must be
+/// empty (see `store::pg_import`: one transaction, refused if any node has
+/// started on it), and its stored files into the data dir `dir`, which
+/// must hold none. Verified whole first; the files are staged before the
+/// database is loaded, and moved in after its COMMIT: a failure before
+/// that leaves both as they were.
+pub fn restore_into_postgres(backup: &Path, dir: &Path, url: &str) -> Result<ArchiveInfo, BackupError> {
+    check_files_target(dir)?;
+    let info = verify(backup)?;
+    fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    let staging = dir.join(STAGING);
+    match fs::remove_dir_all(&staging) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("cannot remove", &staging, e)),
+        _ => {}
+    }
+    fs::create_dir(&staging).map_err(|e| io_err("cannot create", &staging, e))?;
+    let result = read_all(backup, Some(&staging), false).and_then(|_| {
+        let mut input = In::open(backup)?;
+        input.header()?;
+        crate::store::pg_import::load(url, &mut input, backup)?;
+        swap_files_in(&staging, dir)
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result.map(|()| info)
+}
+
+/// Moves the staged `storage` (if any) into the data dir.
+fn swap_files_in(staging: &Path, dir: &Path) -> Result<(), BackupError> {
+    let storage = staging.join(LOCAL_DIR);
+    if storage.exists() {
+        let target = dir.join(LOCAL_DIR);
+        let _ = fs::remove_dir(&target);
+        fs::rename(&storage, &target).map_err(|e| io_err("cannot move files into", &target, e))?;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("cannot sync", dir, e))
 }
 
 /// Moves the staged `storage` (if any), then `db`, into the data dir.
