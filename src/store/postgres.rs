@@ -73,7 +73,14 @@ CREATE TABLE IF NOT EXISTS basalt.head (
     seq bigint NOT NULL,
     change_bytes bigint NOT NULL);
 INSERT INTO basalt.head VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
-ALTER TABLE basalt.head ADD COLUMN IF NOT EXISTS specs_version bigint NOT NULL DEFAULT 0;
+DO $$ BEGIN
+    -- Checked first: ALTER TABLE would lock `head` exclusively (every
+    -- writer and poll waits) on each reconnect, even with IF NOT EXISTS.
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'basalt' AND table_name = 'head' AND column_name = 'specs_version') THEN
+        ALTER TABLE basalt.head ADD COLUMN specs_version bigint NOT NULL DEFAULT 0;
+    END IF;
+END $$;
 INSERT INTO basalt.meta VALUES ('keyformat', '\x0000000000000002') ON CONFLICT DO NOTHING;
 "#;
 
