@@ -179,6 +179,7 @@ impl App {
         crate::realtime::retention::spawn(state.store.downgrade(), state.settings.clone());
         crate::core::files::spawn_cleanup(&state);
         crate::core::files::spawn_sweeper(&state);
+        crate::core::nodes::spawn(&state);
         if !crate::core::auth::has_superuser(&state) {
             *state.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(crate::admin::session::random_token());
         }

@@ -673,6 +673,9 @@ pub struct SettingsStore {
     /// it through `get()` takes the lock and the `Arc`'s count, counters
     /// every core writes; these are written only when settings change.
     realtime: Arc<LiveLimits>,
+    /// Held by a change (write + swap) and a reload (read + swap), so a
+    /// reload never swaps in what it read before a change it overtook.
+    swapping: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for SettingsStore {
@@ -727,6 +730,13 @@ fn merge(base: &mut Value, patch: Value) {
 impl SettingsStore {
     /// Loads the stored settings (defaults for anything missing).
     pub fn load(store: &Store) -> Result<SettingsStore, StoreError> {
+        let settings = SettingsStore::read(store)?;
+        store.logs().set_limits(settings.logs.limits());
+        store.set_change_budget(settings.realtime.max_bytes);
+        Ok(SettingsStore::holding(settings))
+    }
+
+    fn read(store: &Store) -> Result<Settings, StoreError> {
         let mut settings: Settings = match store.meta_get(KEY)? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?,
             None => Settings::default(),
@@ -735,9 +745,31 @@ impl SettingsStore {
             tracing::info!("rate limits: the old default (*:auth for every auth route) becomes the new one");
             settings.rate_limits = RateLimitSettings::default();
         }
-        store.logs().set_limits(settings.logs.limits());
-        store.set_change_budget(settings.realtime.max_bytes);
-        Ok(SettingsStore::holding(settings))
+        Ok(settings)
+    }
+
+    /// Reads the stored settings again (another node changed them) and
+    /// swaps them in; returns whether they differ from the current ones.
+    pub async fn reload(&self, store: &Store) -> Result<bool, StoreError> {
+        let _swapping = self.swapping.lock().await;
+        let next = SettingsStore::read(store)?;
+        if *self.get() == next {
+            return Ok(false);
+        }
+        self.swap(store, next);
+        Ok(true)
+    }
+
+    /// Makes `next` the current settings, with what is kept beside them.
+    fn swap(&self, store: &Store, next: Settings) -> Arc<Settings> {
+        store.logs().set_limits(next.logs.limits());
+        store.set_change_budget(next.realtime.max_bytes);
+        let next = Arc::new(next);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        *current = next.clone();
+        self.realtime.set(next.budget.realtime_limits());
+        drop(current);
+        next
     }
 
     fn holding(settings: Settings) -> SettingsStore {
@@ -746,6 +778,7 @@ impl SettingsStore {
         SettingsStore {
             current: Arc::new(RwLock::new(Arc::new(settings))),
             realtime,
+            swapping: Default::default(),
         }
     }
 
@@ -763,6 +796,7 @@ impl SettingsStore {
     /// Applies a partial update (objects merge; an empty SMTP password keeps
     /// the stored one), validates, stores durably, and swaps it in.
     pub async fn patch(&self, store: &Store, patch: Map<String, Value>) -> Result<Arc<Settings>, ApiError> {
+        let _swapping = self.swapping.lock().await;
         let current = self.get();
         let mut value = serde_json::to_value(&*current).expect("serialize settings");
         // Secrets are never shown, so a client writing back what it read
@@ -805,14 +839,7 @@ impl SettingsStore {
                 },
             ])
             .await?;
-        store.logs().set_limits(next.logs.limits());
-        store.set_change_budget(next.realtime.max_bytes);
-        let next = Arc::new(next);
-        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
-        *current = next.clone();
-        self.realtime.set(next.budget.realtime_limits());
-        drop(current);
-        Ok(next)
+        Ok(self.swap(store, next))
     }
 }
 

@@ -76,7 +76,10 @@ pub async fn load_collections(store: &Store) -> Result<Registry, StoreError> {
     }
     crate::core::auth::ensure_external_auths(store, &registry).await?;
     store
-        .set_specs(registry.all().iter().map(|c| c.spec.clone()).collect())
+        .set_specs(
+            registry.all().iter().map(|c| c.spec.clone()).collect(),
+            Arc::new(crate::schema::stored_spec),
+        )
         .await
         .map_err(|e| StoreError::Io(e.to_string()))?;
     Ok(registry)

@@ -324,6 +324,45 @@ pub fn dry_run(state: &AppState, name_or_id: &str, schema: &Value) -> Result<Val
     Ok(json!({"total": total, "invalid": invalid, "examples": examples}))
 }
 
+/// Reloads the collections from the store (another node changed them):
+/// unchanged definitions keep their compiled form, changed ones are
+/// compiled again, and index builds in progress anywhere are marked
+/// before the new definitions become visible. Takes the collection lock,
+/// so it never interleaves with this node's own collection changes.
+pub async fn reload(state: &AppState) -> Result<(), ApiError> {
+    let _guard = state.collection_lock.lock().await;
+    let st = state.clone();
+    state.work.run(move || reload_now(&st)).await?
+}
+
+fn reload_now(state: &AppState) -> Result<(), ApiError> {
+    let mut all = Vec::new();
+    for raw in state.store.collections()? {
+        let def: Collection = serde_json::from_value(raw)
+            .map_err(|e| ApiError::internal(format!("a stored collection cannot be read: {e}")))?;
+        match state.registry.get(&def.id).filter(|c| c.def.id == def.id) {
+            Some(c) if c.def == def => all.push(c),
+            _ => all.push(Arc::new(CompiledCollection::compile(def)?)),
+        }
+    }
+    // The markers are read after the definitions (see `sync_markers`).
+    indexing::sync_markers(state)?;
+    let gone: Vec<String> = state
+        .registry
+        .all()
+        .iter()
+        .filter(|c| !all.iter().any(|n| n.def.id == c.def.id))
+        .map(|c| c.def.id.clone())
+        .collect();
+    state.registry.replace_all(all);
+    for cid in gone {
+        for (index, _) in state.index_builds.of(&cid) {
+            indexing::forget(state, &cid, &index);
+        }
+    }
+    Ok(())
+}
+
 /// Resumes index builds a restart interrupted.
 pub fn resume_builds(state: &AppState) -> Result<(), ApiError> {
     for key in state.store.meta_keys(crate::store::meta::INDEX_BUILD_PREFIX)? {

@@ -527,9 +527,18 @@ pub fn spawn_sweeper(state: &AppState) {
     let cleaner = Cleaner::of(state);
     tokio::spawn(async move {
         loop {
-            if cleaner.store.upgrade().is_none() {
+            let Some(store) = cleaner.store.upgrade() else {
                 break;
+            };
+            // Shared storage (S3) on several nodes: the lease holder sweeps
+            // it. A node's local disk is its own: every node sweeps that.
+            let shared = matches!(&*cleaner.storage.backend(), crate::files::Backend::S3(_));
+            if shared && !store.holds_lease(crate::store::Lease::FileSweep) {
+                drop(store);
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                continue;
             }
+            drop(store);
             match cleaner.sweep().await {
                 Ok(n) => tracing::debug!(records = n, "file sweep done"),
                 Err(e) => tracing::warn!(error = %e, "file sweep failed"),

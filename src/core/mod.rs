@@ -11,6 +11,7 @@ pub mod file_access;
 pub mod files;
 pub mod indexing;
 pub mod list;
+pub mod nodes;
 pub mod records;
 pub mod references;
 pub mod replan;

@@ -22,6 +22,15 @@ pub async fn update(state: &AppState, patch: Map<String, Value>) -> Result<Arc<S
     Ok(saved)
 }
 
+/// Reloads the settings from the store (another node changed them) and
+/// points file storage where they say.
+pub async fn reload(state: &AppState) -> Result<(), ApiError> {
+    if state.settings.reload(&state.store).await? {
+        apply_storage(state);
+    }
+    Ok(())
+}
+
 /// The `files` configuration of an `s3` settings section (`files` knows
 /// nothing of settings).
 pub fn s3_config(s: &crate::settings::S3Settings) -> S3Config {

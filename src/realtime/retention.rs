@@ -8,12 +8,15 @@
 //! it (see `store::writer`), so the log never grows past it between two
 //! runs of this task. Runs here only catch up after the budget was
 //! lowered while nothing was written.
+//!
+//! Several nodes on one database: only the node holding the
+//! [`Lease::Retention`] lease trims (it moves when that node dies).
 
 use std::time::Duration;
 
 use crate::clock::now_millis;
 use crate::settings::SettingsStore;
-use crate::store::{Committed, Store, WeakStore, WriteOp};
+use crate::store::{Committed, Lease, Store, WeakStore, WriteOp};
 
 /// How often retention runs.
 const EVERY: Duration = Duration::from_secs(30);
@@ -69,6 +72,10 @@ pub fn spawn(store: WeakStore, settings: SettingsStore) {
         loop {
             tick.tick().await;
             let Some(store) = store.upgrade() else { break };
+            // Several nodes: the one holding the lease trims.
+            if !store.holds_lease(Lease::Retention) {
+                continue;
+            }
             let n = trim_once(&store, &settings).await;
             if n > 0 {
                 tracing::info!(removed = n, "change log trimmed");

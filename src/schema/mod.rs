@@ -17,7 +17,7 @@ mod registry;
 
 pub use collection::{Collection, CollectionType, IndexSpec};
 pub use compile::{FieldError, FieldErrors};
-pub use registry::{CompiledCollection, CompiledRules, Registry, Relation};
+pub use registry::{stored_spec, CompiledCollection, CompiledRules, Registry, Relation};
 
 /// Why a collection definition was refused; reported as a 400 naming the field.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -188,6 +188,18 @@ impl CompiledCollection {
     }
 }
 
+/// A stored collection definition's index set, as [`CompiledCollection`]
+/// has it, without compiling its validator and rules: the writer reloads
+/// index sets with this when another node changed collections.
+pub fn stored_spec(raw: &[u8]) -> Result<Arc<CollectionSpec>, String> {
+    let def: Collection = serde_json::from_slice(raw).map_err(|e| format!("a stored collection: {e}"))?;
+    Ok(Arc::new(CollectionSpec {
+        indexes: def.index_defs(),
+        id: def.id,
+        name: def.name,
+    }))
+}
+
 #[derive(Default)]
 struct Maps {
     by_name: HashMap<String, Arc<CompiledCollection>>,
@@ -226,6 +238,17 @@ impl Registry {
             maps.by_name.remove(&old);
         }
         maps.by_name.insert(c.def.name.clone(), c);
+    }
+
+    /// Replaces the whole cache by `all` (a reload after another node
+    /// changed collections).
+    pub fn replace_all(&self, all: Vec<Arc<CompiledCollection>>) {
+        let mut maps = Maps::default();
+        for c in all {
+            maps.ids.insert(c.def.id.clone(), c.def.name.clone());
+            maps.by_name.insert(c.def.name.clone(), c);
+        }
+        *self.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
     }
 
     pub fn remove(&self, id: &str) {

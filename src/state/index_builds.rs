@@ -23,6 +23,11 @@ pub struct BuildStatus {
 #[derive(Clone, Default)]
 pub struct IndexBuilds {
     inner: Arc<Mutex<HashMap<(String, String), BuildStatus>>>,
+    /// The builds running in this process (several nodes: a build is
+    /// started once per node however often its marker is seen).
+    /// How many builds of each index run here (a definition changed while
+    /// its build ran starts a second one, as a restart would).
+    running: Arc<Mutex<HashMap<(String, String), usize>>>,
 }
 
 impl IndexBuilds {
@@ -41,6 +46,44 @@ impl IndexBuilds {
             .filter(|((c, _), _)| c == collection_id)
             .map(|((_, n), s)| (n.clone(), s.clone()))
             .collect()
+    }
+
+    /// `(collection id, index)` of every build in progress (not failed).
+    pub fn building(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .filter(|(_, s)| s.state == "building")
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Whether a status (building or failed) is known for this index.
+    pub fn is_known(&self, collection_id: &str, index: &str) -> bool {
+        !self.is_ready(collection_id, index)
+    }
+
+    /// Counts a build as running here.
+    pub fn claim(&self, collection_id: &str, index: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running.entry((collection_id.to_owned(), index.to_owned())).or_default() += 1;
+    }
+
+    /// A build ended here (finished, failed or abandoned).
+    pub fn release(&self, collection_id: &str, index: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (collection_id.to_owned(), index.to_owned());
+        if let Some(n) = running.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&key);
+            }
+        }
+    }
+
+    /// Whether this process runs a build of the index.
+    pub fn is_running(&self, collection_id: &str, index: &str) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.contains_key(&(collection_id.to_owned(), index.to_owned()))
     }
 
     /// Sets (or, with `None`, clears) one build's status.

@@ -5,6 +5,9 @@
 pub const SEQ: &str = "seq";
 /// The change log's bytes, keys + values (u64 BE), kept by the writer.
 pub const CHANGE_BYTES: &str = "changes/bytes";
+/// The collections/settings version several nodes compare (PostgreSQL:
+/// `basalt.head.specs_version`; never written on the embedded engine).
+pub const SPECS_VERSION: &str = "specs/version";
 /// The token signing secret.
 pub const SECRET: &str = "secret";
 /// Set once the default collections were created.

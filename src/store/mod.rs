@@ -35,6 +35,7 @@ pub mod index;
 pub mod logs;
 pub mod meta;
 pub mod pg_import;
+mod pg_sync;
 mod pg_tls;
 mod postgres;
 mod writer;
@@ -152,6 +153,23 @@ pub struct CollectionSpec {
     pub id: String,
     pub name: String,
     pub indexes: Vec<IndexDef>,
+}
+
+/// Reads a stored collection definition (`meta` `coll/<id>`) into its
+/// index set: given by the layer that knows collections, so the writer
+/// can reload the index sets when another node changed them.
+pub type SpecLoader = Arc<dyn Fn(&[u8]) -> Result<Arc<CollectionSpec>, String> + Send + Sync>;
+
+/// Background work that must run on one node at a time when several
+/// nodes share a database (see [`Store::holds_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Building new indexes over existing records.
+    IndexBuilds,
+    /// Change-log retention.
+    Retention,
+    /// The orphan-file sweep of shared (S3) file storage.
+    FileSweep,
 }
 
 /// One operation inside an atomic write job.
@@ -577,13 +595,43 @@ impl Store {
     /// after the collections are loaded). The writer also drops trees no
     /// collection references (left over when a crash hit between a delete's
     /// commit and its cleanup).
-    pub async fn set_specs(&self, specs: Vec<Arc<CollectionSpec>>) -> Result<(), WriteError> {
+    /// `loader` reads a stored definition's index set, for the writer to
+    /// reload them when another node changed them (PostgreSQL).
+    pub async fn set_specs(&self, specs: Vec<Arc<CollectionSpec>>, loader: SpecLoader) -> Result<(), WriteError> {
         let (reply, rx) = oneshot::channel();
         self.shared
             .jobs
-            .send(Job::SetSpecs { specs, reply })
+            .send(Job::SetSpecs { specs, loader, reply })
             .map_err(|_| WriteError::ShuttingDown)?;
         rx.await.unwrap_or(Err(WriteError::ShuttingDown)).map(|_| ())
+    }
+
+    /// Whether other nodes may write to the same data (PostgreSQL): then
+    /// collections and settings are reloaded when they change
+    /// ([`Store::shared_changes`]) and once-only work takes a lease.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.shared.engine, Engine::Postgres(_))
+    }
+
+    /// Whether this node may run the once-only job `job` now: always on
+    /// the embedded engine; on PostgreSQL while this node holds the job's
+    /// lease (a session advisory lock, taken by a poll every 250 ms and
+    /// released by PostgreSQL when the node dies; see `pg_sync.rs`).
+    pub fn holds_lease(&self, job: Lease) -> bool {
+        match &self.shared.engine {
+            Engine::Sled(_) => true,
+            Engine::Postgres(pg) => pg.holds_lease(job),
+        }
+    }
+
+    /// Changes whenever any node committed a collection, settings or
+    /// index-build change (PostgreSQL, within ~250 ms); `None` on the
+    /// embedded engine, where every change is this process's own.
+    pub fn shared_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match &self.shared.engine {
+            Engine::Sled(_) => None,
+            Engine::Postgres(pg) => Some(pg.shared_changes()),
+        }
     }
 
     /// Submits an atomic job (all ops commit together or none do) and waits
@@ -633,7 +681,7 @@ impl Store {
             Engine::Sled(s) => {
                 let _ = s.db.flush();
             }
-            Engine::Postgres(_) => {}
+            Engine::Postgres(pg) => pg.stop_sync(),
         }
         if let Some(db) = &self.shared.log_db {
             let _ = db.flush();

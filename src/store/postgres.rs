@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
+use super::pg_sync::{self, NodeSync};
 use super::pg_tls::{self, Tls};
 use super::writer::{Backend, Durable, Overlay};
 use super::{
@@ -75,6 +76,14 @@ CREATE TABLE IF NOT EXISTS basalt.head (
     seq bigint NOT NULL,
     change_bytes bigint NOT NULL);
 INSERT INTO basalt.head VALUES (true, 0, 0) ON CONFLICT DO NOTHING;
+DO $$ BEGIN
+    -- Checked first: ALTER TABLE would lock `head` exclusively (every
+    -- writer and poll waits) on each reconnect, even with IF NOT EXISTS.
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                   WHERE table_schema = 'basalt' AND table_name = 'head' AND column_name = 'specs_version') THEN
+        ALTER TABLE basalt.head ADD COLUMN specs_version bigint NOT NULL DEFAULT 0;
+    END IF;
+END $$;
 INSERT INTO basalt.meta VALUES ('keyformat', '\x0000000000000002') ON CONFLICT DO NOTHING;
 "#;
 
@@ -87,13 +96,13 @@ struct Stmts {
 }
 
 /// A connection and its prepared statements.
-struct Session {
-    client: Client,
+pub(super) struct Session {
+    pub(super) client: Client,
     stmts: Stmts,
 }
 
 /// One connection, opened again when it was lost.
-struct Link {
+pub(super) struct Link {
     config: tokio_postgres::Config,
     tls: Tls,
     session: Mutex<Option<Arc<Session>>>,
@@ -112,8 +121,25 @@ impl Link {
         })
     }
 
+    /// Whether a session is open (none was lost since the last use).
+    pub(super) fn is_open(&self) -> bool {
+        self.session
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|s| !s.client.is_closed()))
+            .unwrap_or(false)
+    }
+
+    /// Drops the session (closing its connection once no query holds it);
+    /// the next use opens a new one.
+    pub(super) fn forget(&self) {
+        if let Ok(mut g) = self.session.lock() {
+            *g = None;
+        }
+    }
+
     /// The open session, or a new one.
-    async fn session(&self) -> Result<Arc<Session>, StoreError> {
+    pub(super) async fn session(&self) -> Result<Arc<Session>, StoreError> {
         if let Some(s) = self.session.lock().ok().and_then(|g| g.clone()) {
             if !s.client.is_closed() {
                 return Ok(s);
@@ -230,6 +256,8 @@ pub(super) struct Pg {
     rt: Arc<Rt>,
     links: Vec<Arc<Link>>,
     next: AtomicUsize,
+    /// What this node hears of the others, and its leases (`pg_sync`).
+    sync: Arc<NodeSync>,
 }
 
 /// Opens the database named by `url` (waiting up to `wait` for it, logging
@@ -258,17 +286,23 @@ pub(super) fn open(url: &str, wait: Duration) -> Result<(Pg, PgBackend, u64, u64
             .join()
             .unwrap_or_else(|_| Err(StoreError::Io("opening PostgreSQL panicked".into())))
     })?;
+    let mut named = config.clone();
+    named.application_name(pg_sync::node_name());
+    let sync = pg_sync::start(rt.get(), Link::new(named, tls.clone()));
     let pg = Pg {
         rt: rt.clone(),
         links: (0..READ_LINKS)
             .map(|_| Link::new(config.clone(), tls.clone()))
             .collect(),
         next: AtomicUsize::new(0),
+        sync,
     };
     let backend = PgBackend {
         rt,
         link: writer,
         wake: Arc::new(tokio::sync::Notify::new()),
+        turn: None,
+        pinned: None,
     };
     Ok((pg, backend, head.0, head.1))
 }
@@ -488,6 +522,7 @@ impl Pg {
             rt: self.rt.clone(),
             links: self.links.clone(),
             next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
+            sync: self.sync.clone(),
         }
     }
 
@@ -622,6 +657,19 @@ impl Pg {
         Ok(row.map(|r| r.get(0)))
     }
 
+    pub(super) fn holds_lease(&self, job: super::Lease) -> bool {
+        self.sync.holds(job)
+    }
+
+    /// Stops following the other nodes and gives up the leases (shutdown).
+    pub(super) fn stop_sync(&self) {
+        self.sync.stop();
+    }
+
+    pub(super) fn shared_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sync.changes()
+    }
+
     pub(super) fn meta_u64(&self, key: &str) -> u64 {
         self.meta_get(key)
             .ok()
@@ -711,7 +759,28 @@ pub(super) struct PgBackend {
     /// Wakes this node's tail of the change log after each commit (see
     /// `tail.rs`; other nodes' commits wake it by NOTIFY).
     wake: Arc<tokio::sync::Notify>,
+    /// The group in progress, from `begin`.
+    turn: Option<Turn>,
+    /// The session of the transaction in progress (a group's or a
+    /// snapshot's): everything in it runs there, never on a session
+    /// reopened meanwhile, where it would run outside the transaction.
+    pinned: Option<Arc<Session>>,
 }
+
+/// What `begin` learnt of the group's transaction.
+#[derive(Clone, Copy)]
+struct Turn {
+    /// `head.specs_version` as the group found it.
+    specs_version: u64,
+    /// The transaction's id (`txid_current()`, epoch-qualified) and its
+    /// backend's pid: how a COMMIT whose answer was lost is looked up.
+    xid: i64,
+    pid: i32,
+}
+
+/// How long the writer tries to find out whether a COMMIT whose answer
+/// was lost committed, before it answers 503 saying it does not know.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Commits are durable when COMMIT returns: nothing to sync.
 pub(super) struct PgDurable;
@@ -735,6 +804,7 @@ pub(super) struct Writes {
     change_put: (Vec<i64>, Vec<i64>, Vec<String>),
     change_del: Vec<i64>,
     head: (Option<i64>, Option<i64>),
+    specs_version: Option<i64>,
 }
 
 fn utf8(b: Vec<u8>) -> Result<String, WriteError> {
@@ -792,6 +862,8 @@ impl Writes {
                 self.head.0 = num(&v);
             } else if key == meta::CHANGE_BYTES {
                 self.head.1 = num(&v);
+            } else if key == meta::SPECS_VERSION {
+                self.specs_version = num(&v);
             } else {
                 match v {
                     Some(v) => {
@@ -831,18 +903,95 @@ impl PgBackend {
         self.link.session().await.map_err(store_to_write)
     }
 
-    /// Ends the group's transaction without writing (best effort: a lost
-    /// connection has ended it already).
-    fn rollback(&self) {
-        let _ = self.block(async {
-            let s = self.session().await?;
-            s.client.batch_execute("ROLLBACK").await.map_err(write_err)
-        });
+    /// The session of the transaction in progress, or (outside one) the
+    /// writer's session.
+    async fn group_session(&self) -> Result<Arc<Session>, WriteError> {
+        match &self.pinned {
+            Some(s) if s.client.is_closed() => Err(WriteError::Unavailable(
+                "PostgreSQL: the connection was lost during the transaction".into(),
+            )),
+            Some(s) => Ok(s.clone()),
+            None => self.session().await,
+        }
     }
 
+    /// Ends the transaction in progress without writing (best effort: a
+    /// lost connection has ended it already).
+    fn rollback(&mut self) {
+        self.turn = None;
+        if let Some(s) = self.pinned.take() {
+            if !s.client.is_closed() {
+                let _ = self.block(async { s.client.batch_execute("ROLLBACK").await.map_err(write_err) });
+            }
+        }
+    }
+
+    /// The COMMIT of `turn`'s transaction was sent but its answer was lost
+    /// (`lost`): finds out from the server whether it committed, on a new
+    /// session. `txid_status` knows every recent transaction's fate; one
+    /// still in progress (its backend has not noticed the connection is
+    /// gone, or waits for a replica) is ended, which settles it, and asked
+    /// again. Committed: the group stands and its writes are answered as
+    /// such. Otherwise a 503 that says what happened.
+    fn resolve_lost_commit(&mut self, turn: Option<Turn>, lost: &tokio_postgres::Error) -> Result<(), WriteError> {
+        self.link.forget();
+        let what = describe(lost);
+        let Some(turn) = turn else {
+            return Err(WriteError::Unavailable(what));
+        };
+        tracing::warn!(error = %what, xid = turn.xid, "the answer to a COMMIT was lost; asking PostgreSQL whether it committed");
+        let deadline = Instant::now() + RESOLVE_DEADLINE;
+        loop {
+            let status = self.block(async {
+                let s = self.session().await?;
+                let row = s
+                    .client
+                    .query_one("SELECT txid_status($1)", &[&turn.xid])
+                    .await
+                    .map_err(write_err)?;
+                let status: Option<String> = row.get(0);
+                if status.as_deref() == Some("in progress") {
+                    s.client
+                        .execute(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                             WHERE pid = $1 AND backend_xid::text::bigint = $2",
+                            &[&turn.pid, &(turn.xid & 0xffff_ffff)],
+                        )
+                        .await
+                        .map_err(write_err)?;
+                }
+                Ok(status)
+            });
+            match status.as_ref().map(|s| s.as_deref()) {
+                Ok(Some("committed")) => {
+                    tracing::info!(xid = turn.xid, "the COMMIT whose answer was lost had committed");
+                    return Ok(());
+                }
+                Ok(Some("aborted")) => {
+                    return Err(WriteError::Unavailable(format!(
+                        "{what}; the connection was lost during COMMIT and nothing was committed"
+                    )))
+                }
+                Ok(None) => {
+                    return Err(WriteError::Unavailable(format!(
+                        "{what}; the connection was lost during COMMIT and PostgreSQL no longer knows whether it committed"
+                    )))
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(WriteError::Unavailable(format!(
+                        "{what}; the connection was lost during COMMIT and whether it committed could not be found out within {} s",
+                        RESOLVE_DEADLINE.as_secs()
+                    )))
+                }
+                // Still in progress, or the database is not back yet.
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Sends a group's writes in its transaction (the caller commits).
     async fn write(s: &Session, w: Writes) -> Result<(), tokio_postgres::Error> {
-        write_rows(&s.client, &w).await?;
-        s.client.batch_execute("COMMIT").await
+        write_rows(&s.client, &w).await
     }
 }
 
@@ -905,10 +1054,11 @@ pub(super) async fn write_rows(c: &Client, w: &Writes) -> Result<(), tokio_postg
         // table is the truth (see `tail.rs`).
         stmts.push((tail::NOTIFY, Vec::new()));
     }
-    if w.head.0.is_some() || w.head.1.is_some() {
+    if w.head.0.is_some() || w.head.1.is_some() || w.specs_version.is_some() {
         stmts.push((
-            "UPDATE basalt.head SET seq = coalesce($1, seq), change_bytes = coalesce($2, change_bytes)",
-            vec![&w.head.0, &w.head.1],
+            "UPDATE basalt.head SET seq = coalesce($1, seq), change_bytes = coalesce($2, change_bytes), \
+             specs_version = coalesce($3, specs_version)",
+            vec![&w.head.0, &w.head.1, &w.specs_version],
         ));
     }
     futures_util::future::try_join_all(stmts.iter().map(|(sql, p)| c.execute(*sql, p))).await?;
@@ -924,29 +1074,73 @@ impl Backend for PgBackend {
         PgDurable
     }
 
-    /// Takes the cluster's write turn: a transaction holding the head row.
+    /// Takes the cluster's write turn: a transaction holding the head row
+    /// (also reading the specs version, the transaction's id and its
+    /// backend's pid: see [`Turn`]).
     fn begin(&mut self) -> Result<Option<(u64, u64)>, WriteError> {
-        self.block(async {
+        self.turn = None;
+        let begun = self.block(async {
             let s = self.session().await?;
             let msgs = s
                 .client
-                .simple_query("BEGIN; SELECT seq, change_bytes FROM basalt.head FOR UPDATE")
+                .simple_query(
+                    "BEGIN; SELECT seq, change_bytes, specs_version, txid_current(), pg_backend_pid() \
+                     FROM basalt.head FOR UPDATE",
+                )
                 .await
                 .map_err(write_err)?;
             for m in msgs {
                 if let SimpleQueryMessage::Row(row) = m {
-                    let num = |i: usize| row.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                    return Ok(Some((num(0), num(1))));
+                    let num = |i: usize| row.get(i).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+                    let turn = Turn {
+                        specs_version: num(2) as u64,
+                        xid: num(3),
+                        pid: num(4) as i32,
+                    };
+                    return Ok((s, num(0) as u64, num(1) as u64, turn));
                 }
             }
             Err(WriteError::Storage("basalt.head has no row".into()))
+        });
+        match begun {
+            Ok((s, seq, bytes, turn)) => {
+                self.pinned = Some(s);
+                self.turn = Some(turn);
+                Ok(Some((seq, bytes)))
+            }
+            Err(e) => {
+                // Ends a transaction the BEGIN may have opened.
+                let _ = self.block(async {
+                    let s = self.session().await?;
+                    s.client.batch_execute("ROLLBACK").await.map_err(write_err)
+                });
+                Err(e)
+            }
+        }
+    }
+
+    fn specs_version(&self) -> Option<u64> {
+        self.turn.map(|t| t.specs_version)
+    }
+
+    fn meta_scan(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, WriteError> {
+        self.block(async {
+            let s = self.group_session().await?;
+            let rows = s
+                .client
+                .query(
+                    "SELECT key, value FROM basalt.meta WHERE key >= $1 AND starts_with(key, $1) ORDER BY key",
+                    &[&prefix],
+                )
+                .await
+                .map_err(write_err)?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
-        .inspect_err(|_| self.rollback())
     }
 
     fn read(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError> {
         self.block(async {
-            let s = self.session().await?;
+            let s = self.group_session().await?;
             let c = &s.client;
             if let Some(cid) = tree.strip_prefix("rec/") {
                 let id = String::from_utf8_lossy(key).into_owned();
@@ -972,7 +1166,7 @@ impl Backend for PgBackend {
         let mut after = -1i64;
         loop {
             let rows = self.block(async {
-                let s = self.session().await?;
+                let s = self.group_session().await?;
                 s.client
                     .query(
                         "SELECT seq, bytes FROM basalt.changes WHERE seq > $1 ORDER BY seq LIMIT 1024",
@@ -995,6 +1189,7 @@ impl Backend for PgBackend {
     }
 
     fn apply(&mut self, overlay: Overlay) -> Result<(), WriteError> {
+        let turn = self.turn;
         let writes = match Writes::from_overlay(overlay) {
             Ok(w) => w,
             Err(e) => {
@@ -1002,13 +1197,35 @@ impl Backend for PgBackend {
                 return Err(e);
             }
         };
-        let result = self.block(async {
-            let s = self.session().await?;
-            PgBackend::write(&s, writes).await.map_err(write_err)
+        let sent = self.block(async {
+            let s = self.group_session().await?;
+            PgBackend::write(&s, writes).await.map_err(write_err)?;
+            // Only now can the group commit: until the COMMIT is sent,
+            // any failure leaves nothing committed.
+            Ok(s.client.batch_execute("COMMIT").await)
         });
-        if result.is_err() {
-            self.rollback();
-        }
+        let result = match sent {
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+            Ok(Ok(())) => {
+                self.turn = None;
+                self.pinned = None;
+                Ok(())
+            }
+            // The connection went while the COMMIT was on its way or being
+            // answered: it may have committed.
+            Ok(Err(e)) if is_unavailable(&e) => {
+                self.turn = None;
+                self.pinned = None;
+                self.resolve_lost_commit(turn, &e)
+            }
+            Ok(Err(e)) => {
+                self.rollback();
+                Err(write_err(e))
+            }
+        };
         // Also after a failure: a COMMIT whose answer was lost may have
         // committed (the tail reads the table, so a spare wake costs a query).
         self.wake.notify_one();
@@ -1061,10 +1278,12 @@ impl Backend for PgBackend {
             s.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 .await
-                .map_err(write_err)
+                .map_err(write_err)?;
+            Ok(s)
         });
-        if let Err(e) = begun {
-            tracing::warn!(error = %e, "cannot start a snapshot");
+        match begun {
+            Ok(s) => self.pinned = Some(s),
+            Err(e) => tracing::warn!(error = %e, "cannot start a snapshot"),
         }
         job(&mut PgSource { backend: self });
         self.rollback();
@@ -1088,7 +1307,7 @@ impl PgSource<'_> {
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> std::io::Result<Vec<Row>> {
         self.backend
             .block(async {
-                let s = self.backend.session().await?;
+                let s = self.backend.group_session().await?;
                 s.client.query(sql, params).await.map_err(write_err)
             })
             .map_err(io_err)

@@ -32,7 +32,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::meta;
 use super::{
     decode_record, encode_record, records_tree, Action, Change, ChangeLogBytes, CollectionSpec, Committed, Expect,
-    WriteError, WriteOp,
+    SpecLoader, WriteError, WriteOp,
 };
 use crate::clock::now_millis;
 
@@ -62,9 +62,12 @@ pub(super) enum Job {
     /// engine's committed state and writes it out (and answers its caller)
     /// itself.
     Backup(super::backup::SnapshotJob),
-    /// The collections' index sets, sent once at start.
+    /// The collections' index sets, sent once at start, and how to read
+    /// a stored definition's (to reload them when another node changed
+    /// them).
     SetSpecs {
         specs: Vec<Arc<CollectionSpec>>,
+        loader: SpecLoader,
         reply: Reply,
     },
     Shutdown,
@@ -88,6 +91,16 @@ pub(super) trait Backend: Send + 'static {
     /// cluster's write turn here and returns the committed head seq and
     /// change-log bytes; `None` means the writer's own figures are current.
     fn begin(&mut self) -> Result<Option<(u64, u64)>, WriteError>;
+    /// The collections/settings version as the group found it (engines
+    /// other nodes write to; `None`: only this writer changes them).
+    fn specs_version(&self) -> Option<u64> {
+        None
+    }
+    /// Committed `meta` entries under `prefix` (within the group's turn;
+    /// needed only where `specs_version` is given).
+    fn meta_scan(&mut self, _prefix: &str) -> Result<Vec<(String, Vec<u8>)>, WriteError> {
+        Ok(Vec::new())
+    }
     /// A committed value (within the group's turn).
     fn read(&mut self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, WriteError>;
     /// Calls `f(key, bytes)` for the change log's entries, oldest first,
@@ -132,6 +145,11 @@ pub(super) struct Writer<B: Backend> {
     /// the limit.
     change_bytes: u64,
     change_log: Arc<ChangeLogBytes>,
+    /// Reads a stored collection definition's index set.
+    loader: Option<SpecLoader>,
+    /// The collections/settings version `specs` was read at (engines other
+    /// nodes write to): a group that finds another reloads them first.
+    specs_version: Option<u64>,
 }
 
 /// A committed (applied, not yet durable) group: who to answer, what to publish.
@@ -244,6 +262,8 @@ impl<B: Backend> Writer<B> {
             flusher: None,
             change_bytes: change_log.total.load(Ordering::Relaxed),
             change_log,
+            loader: None,
+            specs_version: None,
         }
     }
 
@@ -275,7 +295,8 @@ impl<B: Backend> Writer<B> {
             let mut backup = None;
             match first {
                 Job::Shutdown => break,
-                Job::SetSpecs { specs, reply } => {
+                Job::SetSpecs { specs, loader, reply } => {
+                    self.loader = Some(loader);
                     self.set_specs(specs);
                     let _ = reply.send(Ok(Vec::new()));
                     continue;
@@ -360,20 +381,70 @@ impl<B: Backend> Writer<B> {
         self.specs.get(id).cloned().ok_or(WriteError::NoCollection)
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<WriteOp>, Reply)>) {
-        match self.backend.begin() {
-            Ok(Some((head, bytes))) => {
-                (self.head, self.change_bytes) = (head, bytes);
-                self.change_log.total.store(bytes, Ordering::Relaxed);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start a group; answering its writes with errors");
-                for (_, reply) in group {
-                    let _ = reply.send(Err(e.clone()));
+    /// Reloads every collection's index set from the committed
+    /// definitions (within the group's turn, so no node changes them
+    /// meanwhile): another node changed them since this writer read them.
+    fn reload_specs(&mut self) -> Result<(), WriteError> {
+        let Some(loader) = self.loader.clone() else {
+            return Ok(());
+        };
+        let mut specs = HashMap::new();
+        for (_, raw) in self.backend.meta_scan(meta::COLLECTION_PREFIX)? {
+            let spec = loader(&raw).map_err(WriteError::Storage)?;
+            specs.insert(spec.id.clone(), spec);
+        }
+        tracing::debug!(
+            collections = specs.len(),
+            "index sets reloaded: another node changed collections"
+        );
+        self.specs = specs;
+        Ok(())
+    }
+
+    /// Starts a group: takes the engine's turn, adopts the committed head,
+    /// and (engines other nodes write to) reloads the index sets if they
+    /// changed, so no group is ever planned against stale ones.
+    fn begin_group(&mut self) -> Result<(), WriteError> {
+        if let Some((head, bytes)) = self.backend.begin()? {
+            (self.head, self.change_bytes) = (head, bytes);
+            self.change_log.total.store(bytes, Ordering::Relaxed);
+        }
+        if let Some(version) = self.backend.specs_version() {
+            if self.specs_version != Some(version) && self.loader.is_some() {
+                if let Err(e) = self.reload_specs() {
+                    // Ends the turn without writing.
+                    let _ = self.backend.apply(Overlay::new());
+                    return Err(e);
                 }
-                return;
+                self.specs_version = Some(version);
             }
+        }
+        Ok(())
+    }
+
+    /// The new collections/settings version to commit with `merged`, if
+    /// it changes collections, settings or index builds (engines other
+    /// nodes write to; never on the embedded engine).
+    fn bump_version(&self, merged: &Overlay) -> Option<u64> {
+        let version = self.backend.specs_version()?;
+        let shared = |k: &Vec<u8>| {
+            k == meta::SETTINGS.as_bytes()
+                || k.starts_with(meta::COLLECTION_PREFIX.as_bytes())
+                || k.starts_with(meta::INDEX_BUILD_PREFIX.as_bytes())
+        };
+        merged
+            .get("meta")
+            .is_some_and(|m| m.keys().any(shared))
+            .then_some(version + 1)
+    }
+
+    fn commit_group(&mut self, group: Vec<(Vec<WriteOp>, Reply)>) {
+        if let Err(e) = self.begin_group() {
+            tracing::warn!(error = %e, "cannot start a group; answering its writes with errors");
+            for (_, reply) in group {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
         }
         // The group's running head and change-log bytes: the writer's own
         // move on only once the group is applied.
@@ -419,12 +490,25 @@ impl<B: Backend> Writer<B> {
                 Some(change_bytes.to_be_bytes().to_vec()),
             );
         }
+        let bumped = self.bump_version(&merged);
+        if let Some(v) = bumped {
+            merged
+                .entry("meta".into())
+                .or_default()
+                .insert(meta::SPECS_VERSION.as_bytes().to_vec(), Some(v.to_be_bytes().to_vec()));
+        }
+        let in_step = self.specs_version.is_some() && self.specs_version == self.backend.specs_version();
         if let Err(e) = self.apply(merged) {
             tracing::error!(error = %e, "group commit failed; answering its writes with errors");
+            // Whatever committed, the next group reads the version afresh.
+            self.specs_version = None;
             for (reply, outcome) in outcomes {
                 let _ = reply.send(outcome.and(Err(e.clone())));
             }
             return;
+        }
+        if let Some(v) = bumped {
+            self.specs_version = in_step.then_some(v);
         }
         (self.head, self.change_bytes) = (head, change_bytes);
         self.change_log.total.store(self.change_bytes, Ordering::Relaxed);

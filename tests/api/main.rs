@@ -39,6 +39,7 @@ mod openapi;
 mod persistence;
 mod pocketbase_admin;
 mod postgres;
+mod postgres_nodes;
 mod postgres_realtime;
 mod query;
 mod ratelimit;

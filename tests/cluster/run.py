@@ -293,10 +293,16 @@ def create_collections(cluster):
     for body in bodies:
         st, answer = h.call("POST", "/api/collections", body, token)
         check(st == 200, f"create collection {body['name']}: {st} {answer}")
-    # The other nodes load the collections at start (until collection
-    # changes reach every node's cache by themselves, issue 17 "sync").
-    cluster.restart_node(2)
-    cluster.restart_node(3)
+    # Collection changes reach the other nodes' caches by themselves
+    # (within 1 s, SPEC §12): wait until each serves them.
+    for node in cluster.nodes[1:]:
+        other = Http(node)
+        deadline = time.monotonic() + 30
+        for body in bodies:
+            path = f"/api/collections/{body['name']}/records?perPage=1"
+            while other.call("GET", path)[0] != 200:
+                check(time.monotonic() < deadline, f"{node} never saw collection {body['name']}")
+                time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------
