@@ -289,7 +289,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Turns transparent huge pages off for this process. mimalloc asks for
+/// them (`madvise(MADV_HUGEPAGE)` on its arena), so every first touch of
+/// memory it had returned to the kernel zeroes a whole 2 MiB page: after
+/// a burst of traffic had spread work over the blocking pool's threads,
+/// 67% of a first thumbnail's CPU was `clear_page_erms` under
+/// `do_huge_pmd_anonymous_page` (perf), and the request took 5-10 ms
+/// instead of 1.6 ms (BENCHMARKS.md, "Files"). The flag is checked at
+/// each page fault, so it holds for the arena reserved before `main`.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes plain integers and only
+    // sets a flag of this process's memory map.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     for note in cli.pocketbase.notes() {
