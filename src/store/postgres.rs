@@ -807,6 +807,64 @@ pub(super) struct Writes {
     specs_version: Option<i64>,
 }
 
+/// One row a group writes that no other group can write the same: how a
+/// writer whose COMMIT answer was lost tells its own commit from another
+/// transaction's. `txid_status` alone cannot: after a failover that lost
+/// the commit, the new leader hands the same transaction id to another
+/// transaction, whose commit it then reports (the cluster test saw an
+/// acknowledged write missing that way). Compared as JSONB in the
+/// database, so its normalisation is the same on both sides.
+#[derive(Debug, Clone)]
+enum Proof {
+    /// The group's last change-log entry (its seq and JSON): it names the
+    /// record, its data and the time.
+    Change(i64, String),
+    /// A record the group wrote, at the group's revision.
+    Record(String, String, i64, String),
+    /// A `meta` value (collections, settings).
+    Meta(String, Vec<u8>),
+}
+
+impl Proof {
+    fn of(w: &Writes) -> Option<Proof> {
+        if let (Some(seq), Some(entry)) = (w.change_put.0.last(), w.change_put.2.last()) {
+            return Some(Proof::Change(*seq, entry.clone()));
+        }
+        if let Some(cid) = w.rec_put.0.first() {
+            return Some(Proof::Record(
+                cid.clone(),
+                w.rec_put.1[0].clone(),
+                w.rec_put.2[0],
+                w.rec_put.3[0].clone(),
+            ));
+        }
+        let (keys, values) = &w.meta_put;
+        keys.first().map(|k| Proof::Meta(k.clone(), values[0].clone()))
+    }
+
+    /// Whether the row is there as the group wrote it.
+    async fn holds(&self, c: &Client) -> Result<bool, tokio_postgres::Error> {
+        let row = match self {
+            Proof::Change(seq, entry) => {
+                c.query_opt("SELECT entry = $2::text::jsonb FROM basalt.changes WHERE seq = $1", &[seq, entry])
+                    .await?
+            }
+            Proof::Record(cid, id, rev, data) => {
+                c.query_opt(
+                    "SELECT rev = $3 AND data = $4::text::jsonb FROM basalt.records WHERE collection_id = $1 AND id = $2",
+                    &[cid, id, rev, data],
+                )
+                .await?
+            }
+            Proof::Meta(key, value) => {
+                c.query_opt("SELECT value = $2 FROM basalt.meta WHERE key = $1", &[key, value])
+                    .await?
+            }
+        };
+        Ok(row.is_some_and(|r| r.get::<_, Option<bool>>(0) == Some(true)))
+    }
+}
+
 fn utf8(b: Vec<u8>) -> Result<String, WriteError> {
     String::from_utf8(b).map_err(|_| WriteError::Storage("a key or record that is not UTF-8".into()))
 }
@@ -933,7 +991,12 @@ impl PgBackend {
     /// gone, or waits for a replica) is ended, which settles it, and asked
     /// again. Committed: the group stands and its writes are answered as
     /// such. Otherwise a 503 that says what happened.
-    fn resolve_lost_commit(&mut self, turn: Option<Turn>, lost: &tokio_postgres::Error) -> Result<(), WriteError> {
+    fn resolve_lost_commit(
+        &mut self,
+        turn: Option<Turn>,
+        proof: Option<Proof>,
+        lost: &tokio_postgres::Error,
+    ) -> Result<(), WriteError> {
         self.link.forget();
         let what = describe(lost);
         let Some(turn) = turn else {
@@ -960,19 +1023,31 @@ impl PgBackend {
                         .await
                         .map_err(write_err)?;
                 }
-                Ok(status)
+                // Settled (not in progress): the group's own row tells
+                // whether this xid was the group's.
+                let held = match (&proof, status.as_deref()) {
+                    (Some(p), Some("committed") | None) => Some(p.holds(&s.client).await.map_err(write_err)?),
+                    _ => None,
+                };
+                Ok((status, held))
             });
-            match status.as_ref().map(|s| s.as_deref()) {
-                Ok(Some("committed")) => {
+            match status.as_ref().map(|(s, held)| (s.as_deref(), *held)) {
+                Ok((Some("committed"), Some(true) | None)) | Ok((None, Some(true))) => {
                     tracing::info!(xid = turn.xid, "the COMMIT whose answer was lost had committed");
                     return Ok(());
                 }
-                Ok(Some("aborted")) => {
+                Ok((Some("committed"), Some(false))) => {
+                    tracing::warn!(xid = turn.xid, "the lost COMMIT's transaction id belongs to another transaction now (a failover lost the commit)");
+                    return Err(WriteError::Unavailable(format!(
+                        "{what}; the connection was lost during COMMIT and nothing was committed (the database failed over)"
+                    )));
+                }
+                Ok((Some("aborted"), _)) | Ok((None, Some(false))) => {
                     return Err(WriteError::Unavailable(format!(
                         "{what}; the connection was lost during COMMIT and nothing was committed"
                     )))
                 }
-                Ok(None) => {
+                Ok((None, None)) => {
                     return Err(WriteError::Unavailable(format!(
                         "{what}; the connection was lost during COMMIT and PostgreSQL no longer knows whether it committed"
                     )))
@@ -1197,6 +1272,7 @@ impl Backend for PgBackend {
                 return Err(e);
             }
         };
+        let proof = Proof::of(&writes);
         let sent = self.block(async {
             let s = self.group_session().await?;
             PgBackend::write(&s, writes).await.map_err(write_err)?;
@@ -1219,7 +1295,7 @@ impl Backend for PgBackend {
             Ok(Err(e)) if is_unavailable(&e) => {
                 self.turn = None;
                 self.pinned = None;
-                self.resolve_lost_commit(turn, &e)
+                self.resolve_lost_commit(turn, proof, &e)
             }
             Ok(Err(e)) => {
                 self.rollback();

@@ -473,8 +473,13 @@ def failover_with(cluster, writers, report):
             for (_, t, ni, st) in writers.spans:
                 if t > t_kill and not 200 <= st < 300 and t < first_fail.get(ni, float("inf")):
                     first_fail[ni] = t
+            # A node may also never fail: its writes wait out the failover
+            # (a COMMIT whose answer was lost is looked up, not refused);
+            # it has resumed with the first 2xx of a request sent after
+            # the kill.
             for (sent, t, ni, st) in writers.spans:
-                if ni in first_fail and sent > first_fail[ni] and 200 <= st < 300:
+                since = first_fail.get(ni, t_kill)
+                if sent > since and 200 <= st < 300:
                     resumed_at[ni] = min(t, resumed_at.get(ni, t))
         time.sleep(0.2)
     # A little more writing on the new leader, then stop.
