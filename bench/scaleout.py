@@ -305,7 +305,9 @@ def pg_database(url, name):
     subprocess.run([os.path.join(PG_BIN, "psql"), url, "-qAt", "-c", f"CREATE DATABASE {name}"], check=True,
                    stdout=subprocess.DEVNULL)
     u = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(u._replace(path=f"/{name}"))
+    # Plain TCP, as on a private network (scripts/pg.sh's cluster offers
+    # TLS, which Basalt would otherwise take: `sslmode=prefer`).
+    return urllib.parse.urlunsplit(u._replace(path=f"/{name}", query="sslmode=disable"))
 
 
 # --------------------------------------------------------------------------
