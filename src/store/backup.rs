@@ -309,8 +309,34 @@ pub fn restore_from<R: Read>(input: &mut R, path: &Path, db_dir: &Path) -> Resul
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(db_dir);
+    } else {
+        wait_released(db_dir);
     }
     result
+}
+
+/// Waits (at most 5 s) until sled has let go of the restored database's
+/// lock. sled holds an exclusive `flock` on `<db>/db` until the last of its
+/// IO threads drops the file, which can be just after the `Db` is gone: a
+/// server or test opening the restored store at once then found it "in
+/// use" (seen in CI).
+fn wait_released(db_dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(file) = std::fs::File::open(db_dir.join("db")) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        // SAFETY: flock on a descriptor this function owns; the lock it may
+        // take is released when `file` is closed at the end.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
 }
 
 #[cfg(test)]
