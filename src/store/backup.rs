@@ -268,10 +268,8 @@ pub fn restore_from<R: Read>(input: &mut R, path: &Path, db_dir: &Path) -> Resul
         return Err(BackupError::NotEmpty(db_dir.parent().unwrap_or(db_dir).to_path_buf()));
     }
     let result = (|| -> Result<Counts, BackupError> {
-        let db = sled::Config::new()
-            .path(db_dir)
-            .open()
-            .map_err(|e| io("cannot open", db_dir, e))?;
+        let db =
+            super::embedded::open_db(sled::Config::new().path(db_dir)).map_err(|e| io("cannot open", db_dir, e))?;
         let mut r = Reader::open(input, path)?;
         let mut counts = Counts::default();
         let mut tree: Option<sled::Tree> = None;
@@ -309,34 +307,8 @@ pub fn restore_from<R: Read>(input: &mut R, path: &Path, db_dir: &Path) -> Resul
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(db_dir);
-    } else {
-        wait_released(db_dir);
     }
     result
-}
-
-/// Waits (at most 5 s) until sled has let go of the restored database's
-/// lock. sled holds an exclusive `flock` on `<db>/db` until the last of its
-/// IO threads drops the file, which can be just after the `Db` is gone: a
-/// server or test opening the restored store at once then found it "in
-/// use" (seen in CI).
-fn wait_released(db_dir: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let Ok(file) = std::fs::File::open(db_dir.join("db")) else {
-            return;
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        // SAFETY: flock on a descriptor this function owns; the lock it may
-        // take is released when `file` is closed at the end.
-        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            if std::time::Instant::now() >= deadline {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -367,7 +339,7 @@ mod tests {
         let target = tmp.path().join("restored");
         assert_eq!(restore_from(&mut input, name, &target).unwrap(), counts);
         assert_eq!(input, b"after");
-        let copy = sled::Config::new().path(&target).open().unwrap();
+        let copy = super::super::embedded::open_db(sled::Config::new().path(&target)).unwrap();
         assert_eq!(copy.open_tree("records").unwrap().get("b").unwrap().unwrap(), "2");
     }
 

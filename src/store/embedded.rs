@@ -38,6 +38,51 @@ pub(super) struct Sled {
     pub(super) changes: sled::Tree,
 }
 
+/// How long [`open_db`] waits for sled's own lock to be let go.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens a sled database, waiting (at most 5 s) for a database this
+/// process closed a moment ago to let go of its lock.
+///
+/// sled holds an exclusive `flock` on `<path>/db` until the last of its IO
+/// threads has dropped the file, which can be just *after* the last `Db`
+/// handle is gone: a store stopped and opened again at once (a restore
+/// followed by a start, a test server stopped before `store copy` reads its
+/// dir) found it "in use" in CI. Callers have either taken the data dir's
+/// own `LOCK` first (so no other Basalt process can hold sled's) or made
+/// the directory themselves, so a lock still held here is a closing
+/// handle, and waiting for it is bounded. sled gives no notification when
+/// its threads end, hence a poll; and its own refusal is an `Other` error
+/// known only by its text, hence the probe with a lock of our own first.
+/// Still held after the wait: a `WouldBlock` error (a store in use).
+pub(crate) fn open_db(config: sled::Config) -> sled::Result<sled::Db> {
+    wait_unlocked(&config.path.join("db"))?;
+    config.open()
+}
+
+#[cfg(unix)]
+fn wait_unlocked(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(file) else {
+        return Ok(()); // a new database: nothing can hold it
+    };
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    // SAFETY: flock on a descriptor owned here; the lock it takes is let go
+    // when `f` is closed on return, before sled takes its own.
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn wait_unlocked(_file: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
+
 fn storage(e: sled::Error) -> WriteError {
     WriteError::Storage(e.to_string())
 }

@@ -214,6 +214,12 @@ pub enum WriteOp {
     /// unique across several collections (auth records, as PocketBase)
     /// with no window between check and commit.
     RequireAbsent { collection_ids: Vec<String>, id: String },
+    /// Writes nothing; fails the job with [`WriteError::Conflict`] unless
+    /// the `meta` key holds `value` as the job leaves it (ops before it
+    /// included). A compare-and-set for bookkeeping that several nodes or
+    /// tasks touch: an index build removes its marker only if no newer save
+    /// of the index replaced it meanwhile.
+    RequireMeta { key: String, value: Option<Vec<u8>> },
 }
 
 /// What a committed operation produced.
@@ -350,9 +356,14 @@ struct Shared {
     /// The node-local sled database of the request log on PostgreSQL
     /// (flushed at shutdown; the embedded engine's is its main database).
     log_db: Option<sled::Db>,
-    /// Held for the store's lifetime: an OS lock on `<dir>/LOCK` so a second
-    /// process gets a clear message instead of sled's internal error.
-    _lock: File,
+    /// Held until [`Store::shutdown`] (or the last handle's drop): an OS
+    /// lock on `<dir>/LOCK` so a second process gets a clear message
+    /// instead of sled's internal error. Let go at shutdown, not at the
+    /// last drop: handles can outlive a stopped server for a moment (its
+    /// workers' threads end after the stop), and the next process must not
+    /// be refused for that; sled's own lock still guards the files until
+    /// the database is closed, and [`embedded::open_db`] waits that out.
+    lock: Mutex<Option<File>>,
 }
 
 /// The realtime hub: committed changes in seq order, for every subscriber
@@ -477,12 +488,12 @@ impl Store {
     fn open_sled(dir: &Path, lock: File) -> Result<Store, StoreError> {
         // sled holds a lock of its own, which a store closed a moment ago in
         // this process can still hold (its background threads let go last):
-        // that too is a data dir in use, not a storage failure.
-        let db = match sled::Config::new()
+        // `open_db` waits for it; still held after that, it is a data dir in
+        // use, not a storage failure.
+        let config = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(256 * 1024 * 1024)
-            .open()
-        {
+            .cache_capacity(256 * 1024 * 1024);
+        let db = match embedded::open_db(config) {
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 return Err(StoreError::Locked(dir.to_path_buf()))
             }
@@ -526,7 +537,7 @@ impl Store {
         let hub = Hub::new();
         postgres::tail(&pg, &backend, hub.clone(), head);
         // The request log is this node's own (not data; see docs/scale-out.md).
-        let log_db = sled::Config::new().path(dir.join("nodelog")).open()?;
+        let log_db = embedded::open_db(sled::Config::new().path(dir.join("nodelog")))?;
         let logs = logs::RequestLog::open(&log_db)?;
         Store::start(
             Engine::Postgres(pg),
@@ -577,7 +588,7 @@ impl Store {
                 change_log,
                 logs,
                 log_db,
-                _lock: lock,
+                lock: Mutex::new(Some(lock)),
             }),
         })
     }
@@ -686,6 +697,7 @@ impl Store {
         if let Some(db) = &self.shared.log_db {
             let _ = db.flush();
         }
+        drop(self.shared.lock.lock().ok().and_then(|mut l| l.take()));
     }
 
     /// The request log.
@@ -1046,18 +1058,8 @@ mod tests {
             store.shutdown();
             total
         };
-        // sled lets go of the dir when its last background job does, which
-        // can trail the drop a little on a loaded machine (bounded wait).
-        let reopen = || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                match Store::open(dir.path()) {
-                    Ok(store) => return store,
-                    Err(e) if std::time::Instant::now() > deadline => panic!("reopen: {e}"),
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                }
-            }
-        };
+        // Opened again at once: the store waits for sled's threads itself.
+        let reopen = || Store::open(dir.path()).unwrap_or_else(|e| panic!("reopen: {e}"));
         // Kept in meta: the same after a restart, and recounted if missing.
         let store = reopen();
         assert_eq!(store.change_log_bytes(), total);
@@ -1069,6 +1071,61 @@ mod tests {
         drop(store);
         let store = reopen();
         assert_eq!(store.change_log_bytes(), total);
+        store.shutdown();
+    }
+
+    #[test]
+    fn a_shut_down_store_lets_the_next_one_in_while_handles_still_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write_blocking(vec![WriteOp::PutMeta {
+                key: "k".into(),
+                value: Some(b"v".to_vec()),
+            }])
+            .unwrap();
+        // A handle that outlives the stop, as a stopped server's worker
+        // threads do for a moment.
+        let late = store.clone();
+        store.shutdown();
+        drop(store);
+        // The data dir's lock is free at once...
+        drop(lock_dir(dir.path()).expect("the dir's lock is let go at shutdown"));
+        // ...and the next store opens as soon as sled's own lock is let go
+        // (the open below cannot finish while `late` holds the database).
+        let path = dir.path().to_path_buf();
+        let next = std::thread::spawn(move || Store::open(&path));
+        drop(late);
+        let next = next.join().unwrap().expect("opens once the last handle is gone");
+        assert_eq!(next.meta_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        next.shutdown();
+    }
+
+    #[test]
+    fn require_meta_deletes_only_what_it_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let put = |v: Option<&str>| WriteOp::PutMeta {
+            key: "m".into(),
+            value: v.map(|v| v.as_bytes().to_vec()),
+        };
+        let require = |v: Option<&str>| WriteOp::RequireMeta {
+            key: "m".into(),
+            value: v.map(|v| v.as_bytes().to_vec()),
+        };
+        store.write_blocking(vec![put(Some("a"))]).unwrap();
+        // Saved again meanwhile: refused, nothing changes.
+        assert!(matches!(
+            store.write_blocking(vec![require(Some("b")), put(None)]),
+            Err(WriteError::Conflict)
+        ));
+        assert_eq!(store.meta_get("m").unwrap().as_deref(), Some(&b"a"[..]));
+        // The job's own earlier ops count.
+        store.write_blocking(vec![put(Some("b")), require(Some("b"))]).unwrap();
+        // Still the value seen: deleted.
+        store.write_blocking(vec![require(Some("b")), put(None)]).unwrap();
+        assert_eq!(store.meta_get("m").unwrap(), None);
+        store.write_blocking(vec![require(None)]).unwrap();
         store.shutdown();
     }
 

@@ -602,6 +602,12 @@ impl<B: Backend> Writer<B> {
                     Committed::Done
                 }
                 WriteOp::RequireAbsent { collection_ids, id } => self.require_absent(g, &plan, &collection_ids, &id)?,
+                WriteOp::RequireMeta { key, value } => {
+                    if self.read(g.overlay, &plan.overlay, "meta", key.as_bytes())? != value {
+                        return Err(WriteError::Conflict);
+                    }
+                    Committed::Done
+                }
             };
             plan.results.push(result);
         }
