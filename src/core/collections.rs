@@ -224,7 +224,7 @@ fn plan_indexes(
         indexing::mark_building(state, &cid, name);
         ops.push(WriteOp::PutMeta {
             key: indexing::marker(&cid, name),
-            value: Some(b"1".to_vec()),
+            value: Some(indexing::new_token()),
         });
     }
     (ops, IndexPlan { cid, to_build, removed })
@@ -249,25 +249,29 @@ impl IndexPlan {
     }
 }
 
-/// Removes one index from a collection (a failed build).
-pub async fn remove_index(state: &AppState, collection_id: &str, index: &str) -> Result<(), ApiError> {
+/// Removes one index from a collection (a failed build), unless it was
+/// saved again since the build read `token` from its marker: then the
+/// write is refused with a 409 and nothing changes.
+pub async fn remove_index(state: &AppState, collection_id: &str, index: &str, token: &[u8]) -> Result<(), ApiError> {
     let _guard = state.collection_lock.lock().await;
     let current = state.registry.get(collection_id).ok_or_else(ApiError::missing)?;
     let mut def = current.def.clone();
     def.indexes.retain(|i| i.name != index);
     def.updated = now_string();
     let compiled = Arc::new(CompiledCollection::compile(def)?);
+    let key = indexing::marker(collection_id, index);
     state
         .store
         .write(vec![
+            WriteOp::RequireMeta {
+                key: key.clone(),
+                value: Some(token.to_vec()),
+            },
             WriteOp::PutCollection {
                 spec: compiled.spec.clone(),
                 def: to_value(&compiled.def),
             },
-            WriteOp::PutMeta {
-                key: indexing::marker(collection_id, index),
-                value: None,
-            },
+            WriteOp::PutMeta { key, value: None },
         ])
         .await?;
     state.registry.put(compiled);

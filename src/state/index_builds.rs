@@ -2,7 +2,7 @@
 //! (the planner skips them) and how far each build got. The builds
 //! themselves are `core::indexing`'s; this is only the shared record of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -23,11 +23,10 @@ pub struct BuildStatus {
 #[derive(Clone, Default)]
 pub struct IndexBuilds {
     inner: Arc<Mutex<HashMap<(String, String), BuildStatus>>>,
-    /// The builds running in this process (several nodes: a build is
-    /// started once per node however often its marker is seen).
-    /// How many builds of each index run here (a definition changed while
-    /// its build ran starts a second one, as a restart would).
-    running: Arc<Mutex<HashMap<(String, String), usize>>>,
+    /// The builds running in this process: one per index (several nodes:
+    /// a build is started once however often its marker is seen; a save
+    /// while it runs is caught by the running build, see `core::indexing`).
+    running: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 impl IndexBuilds {
@@ -62,28 +61,35 @@ impl IndexBuilds {
         !self.is_ready(collection_id, index)
     }
 
-    /// Counts a build as running here.
-    pub fn claim(&self, collection_id: &str, index: &str) {
+    /// Counts a build as running here; false if one already runs (one
+    /// build per index and process at a time).
+    pub fn claim(&self, collection_id: &str, index: &str) -> bool {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        *running.entry((collection_id.to_owned(), index.to_owned())).or_default() += 1;
+        running.insert((collection_id.to_owned(), index.to_owned()))
     }
 
     /// A build ended here (finished, failed or abandoned).
     pub fn release(&self, collection_id: &str, index: &str) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (collection_id.to_owned(), index.to_owned());
-        if let Some(n) = running.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                running.remove(&key);
-            }
-        }
+        running.remove(&(collection_id.to_owned(), index.to_owned()));
     }
 
     /// Whether this process runs a build of the index.
     pub fn is_running(&self, collection_id: &str, index: &str) -> bool {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.contains_key(&(collection_id.to_owned(), index.to_owned()))
+        running.contains(&(collection_id.to_owned(), index.to_owned()))
+    }
+
+    /// A build ended without failing (or found nothing left to build):
+    /// clears its status if it is still "building". A failed status stays
+    /// until dismissed or replaced by a new save's build: a build that
+    /// finds the marker gone after a failure must not erase its reason.
+    pub fn finish(&self, collection_id: &str, index: &str) {
+        let key = (collection_id.to_owned(), index.to_owned());
+        let mut map = self.lock();
+        if map.get(&key).is_some_and(|s| s.state == "building") {
+            map.remove(&key);
+        }
     }
 
     /// Sets (or, with `None`, clears) one build's status.
@@ -93,5 +99,30 @@ impl IndexBuilds {
             Some(s) => self.lock().insert(key, s),
             None => self.lock().remove(&key),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &'static str) -> Option<BuildStatus> {
+        Some(BuildStatus {
+            state,
+            done: 0,
+            total: 1,
+            error: (state == "failed").then(|| "two records have the same value for n".into()),
+        })
+    }
+
+    #[test]
+    fn a_build_ending_after_another_failed_keeps_the_failure() {
+        let b = IndexBuilds::default();
+        b.set("c", "i", status("failed"));
+        b.finish("c", "i");
+        assert_eq!(b.of("c")["i"].state, "failed");
+        b.set("c", "i", status("building"));
+        b.finish("c", "i");
+        assert!(b.is_ready("c", "i"));
     }
 }

@@ -321,6 +321,76 @@ async fn unique_indexes_and_background_builds() {
     );
 }
 
+/// An index saved again while its build runs (another definition under the
+/// same name, a failing unique one replaced by a valid one) ends up built
+/// for the last save: used by the planner, enforced, its status clear.
+#[actix_web::test]
+async fn an_index_saved_again_while_it_builds_is_built_for_the_last_save() {
+    let app = spawn_app().await;
+    app.create_collection(json!({
+        "name": "items", "listRule": "", "createRule": "",
+        "schema": {"type": "object", "properties": {"slug": {"type": "string"}, "n": {"type": "integer"}}}
+    }))
+    .await;
+    for chunk in (0..3000).collect::<Vec<u32>>().chunks(100) {
+        let requests: Vec<Value> = chunk
+            .iter()
+            .map(|i| json!({"method": "POST", "url": "/api/collections/items/records", "body": {"slug": format!("s{i}"), "n": i % 10}}))
+            .collect();
+        assert_eq!(
+            app.post("/api/batch", json!({ "requests": requests })).await.status,
+            200
+        );
+    }
+    let save = |fields: &str, unique: bool| json!({"indexes": [{"name": "ix", "fields": [fields], "unique": unique}]});
+    let plan_for = |filter: &str| format!("/api/collections/items/records?explain=1&filter={}", enc(filter));
+
+    // Another definition under the same name, saved at once.
+    assert_eq!(app.patch("/api/collections/items", save("n", false)).await.status, 200);
+    assert_eq!(
+        app.patch("/api/collections/items", save("slug", false)).await.status,
+        200
+    );
+    let status = wait_for_builds(&app, "items").await;
+    assert_eq!(status, json!({}), "{status}");
+    let r = app.get(&plan_for("slug = 's1234'")).await;
+    assert!(
+        r.body["plan"].as_str().unwrap().contains("index ix"),
+        "{:?}",
+        r.body["plan"]
+    );
+    assert_eq!(r.body["totalItems"], 1);
+
+    // A unique index that must fail, replaced at once by a valid one: the
+    // failure of the first never removes the second.
+    assert_eq!(app.patch("/api/collections/items", save("n", true)).await.status, 200);
+    assert_eq!(
+        app.patch("/api/collections/items", save("slug", true)).await.status,
+        200
+    );
+    let status = wait_for_builds(&app, "items").await;
+    assert_eq!(status, json!({}), "{status}");
+    let coll = app.get("/api/collections/items").await;
+    assert_eq!(
+        coll.body["indexes"][0]["fields"],
+        json!(["slug"]),
+        "{:?}",
+        coll.body["indexes"]
+    );
+    assert_eq!(coll.body["indexes"][0]["unique"], true);
+    let dup = app
+        .post("/api/collections/items/records", json!({"slug": "s77", "n": 1}))
+        .await;
+    assert_eq!(dup.field_code("slug"), Some("validation_not_unique"));
+    let r = app.get(&plan_for("slug = 's2999'")).await;
+    assert!(
+        r.body["plan"].as_str().unwrap().contains("index ix"),
+        "{:?}",
+        r.body["plan"]
+    );
+    assert_eq!(r.body["totalItems"], 1);
+}
+
 /// Polls the collection until no index is building; returns the last status.
 async fn wait_for_builds(app: &TestApp, coll: &str) -> Value {
     for _ in 0..2000 {
