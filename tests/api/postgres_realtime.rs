@@ -344,3 +344,135 @@ async fn a_tail_that_loses_the_database_tells_its_clients_and_recovers() {
         "{e}"
     );
 }
+
+/// A node whose tail is held back while the change log is trimmed past
+/// it never skips events silently: when its tail reads on and finds the
+/// gap, its clients are closed (1012) and told to resume with `since`.
+#[actix_web::test]
+async fn a_tail_that_falls_behind_the_trimmed_log_tells_its_clients() {
+    let Some(pg) = pg_url() else { return };
+    let a = spawn_app_on(Some(&pg)).await;
+    a.posts().await;
+    let direct = config_on(&a.dir, Some(&pg)).await.store.expect("a database");
+    let config: tokio_postgres::Config = direct.parse().expect("a URL");
+    let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(h)), Some(p)) => (h.clone(), *p),
+        other => panic!("a TCP URL: {other:?}"),
+    };
+    let upstream = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let (hold, held) = tokio::sync::watch::channel(false);
+    let proxy = tail_holder(upstream, held);
+    let (db_name, user) = (config.get_dbname().expect("a name"), config.get_user().expect("a user"));
+    let (b, _tmp) = second_node(&format!(
+        "postgres://{user}@127.0.0.1:{proxy}/{db_name}?sslmode=disable"
+    ))
+    .await;
+    // The smallest change-log budget: a few large writes trim the log.
+    let r = a
+        .patch("/api/settings", json!({"realtime": {"maxBytes": 1024 * 1024}}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let (mut wb, _) = Ws::open(&b, None).await;
+    subscribe(&mut wb, json!({"type": "subscribe", "id": "p", "topic": "posts/*"})).await;
+    create_post(&a, "first").await;
+    let last = seq(&event(&mut wb).await);
+
+    // B's tail is held (its connection stays open, its reads unanswered)
+    // while A's writes trim the log past what B published.
+    hold.send_replace(true);
+    let db = sql(&direct).await;
+    let big = json!({"title": "big", "tags": vec!["x".repeat(200); 1000]});
+    let mut written = 0;
+    loop {
+        let oldest: Option<i64> = db
+            .query_one("SELECT min(seq) FROM basalt.changes", &[])
+            .await
+            .expect("oldest seq")
+            .get(0);
+        if oldest.is_some_and(|s| s as u64 > last + 1) {
+            break;
+        }
+        assert!(written < 100, "the change log was never trimmed");
+        let r = a.guest_post("/api/collections/posts/records", big.clone()).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        written += 1;
+    }
+    hold.send_replace(false);
+    let closed = wb.recv().await;
+    assert_eq!(
+        (closed["type"].as_str(), closed["code"].as_u64()),
+        (Some("closed"), Some(1012)),
+        "{closed}"
+    );
+    assert!(
+        closed["reason"].as_str().is_some_and(|r| r.contains("since")),
+        "{closed}"
+    );
+    // B follows the log again: a new client gets live changes.
+    let (mut wb, _) = Ws::open(&b, None).await;
+    let from = subscribe(&mut wb, json!({"type": "subscribe", "id": "p", "topic": "posts/*"})).await;
+    let id = create_post(&a, "live").await;
+    let e = event(&mut wb).await;
+    assert!(seq(&e) > from, "{e}");
+    assert_eq!(e["record"]["id"].as_str(), Some(id.as_str()), "{e}");
+}
+
+/// A TCP proxy in front of PostgreSQL (no TLS) that holds back the
+/// server's answers on the connections of a node's change-log tail (known
+/// by the `basalt-tail` application name in their startup message) while
+/// `held` is true. Other connections pass. Returns its port. On a thread
+/// and runtime of its own: opening a store blocks the test's thread.
+fn tail_holder(upstream: std::net::SocketAddr, held: tokio::sync::watch::Receiver<bool>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("proxy addr").port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let (is_tail, mut tail_seen) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                        // Marked before the startup message goes on: the
+                        // server's first answer comes after it.
+                        if buf[..n].windows(11).any(|w| w == b"basalt-tail") {
+                            is_tail.send_replace(true);
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut held = held.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                        if *tail_seen.borrow_and_update() && held.wait_for(|h| !*h).await.is_err() {
+                            break;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    port
+}
