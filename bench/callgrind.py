@@ -171,10 +171,11 @@ def measure(binary):
         return figures
     finally:
         keep = os.environ.get("CG_KEEP")
-        if keep:  # the dumps, for callgrind_annotate
-            os.makedirs(keep, exist_ok=True)
+        if keep:  # the dumps, for callgrind_annotate, one dir per binary
+            dest = os.path.join(keep, os.path.basename(binary))
+            os.makedirs(dest, exist_ok=True)
             for f in glob.glob(os.path.join(work, "cg.out*")):
-                shutil.copy(f, keep)
+                shutil.copy(f, dest)
         shutil.rmtree(work, ignore_errors=True)
 
 
