@@ -29,8 +29,7 @@
 use std::ops::Bound;
 
 use crate::state::{AppState, BuildStatus};
-use crate::store::index::IndexField;
-use crate::store::{IndexDef, Lease, StoreError, WriteError, WriteOp, PRIMARY_INDEX};
+use crate::store::{IndexDef, Lease, StoreError, WriteError, WriteOp};
 
 /// Ids per builder job: large enough to amortise the commit, small enough
 /// not to delay other writers' groups.
@@ -244,7 +243,10 @@ async fn pass(state: &AppState, cid: &str, index: &str, token: &[u8]) -> Pass {
             Some(_) => {}
         }
         let lower = after.clone().map_or(Bound::Unbounded, Bound::Excluded);
-        let ids: Vec<String> = match state.store.index_range(cid, &primary(), lower, Bound::Unbounded, false) {
+        let ids: Vec<String> = match state
+            .store
+            .index_range(cid, &IndexDef::primary(), lower, Bound::Unbounded, false)
+        {
             Ok(iter) => iter.take(CHUNK).filter_map(Result::ok).map(|(_, id)| id).collect(),
             Err(e) => return paused(cid, index, &e.to_string()),
         };
@@ -284,19 +286,6 @@ async fn pass(state: &AppState, cid: &str, index: &str, token: &[u8]) -> Pass {
                 error: None,
             }),
         );
-    }
-}
-
-/// The primary index (record ids in order), which a build walks.
-fn primary() -> IndexDef {
-    IndexDef {
-        name: PRIMARY_INDEX.into(),
-        unique: true,
-        fields: vec![IndexField {
-            path: vec!["id".into()],
-            desc: false,
-        }],
-        lowercase: false,
     }
 }
 

@@ -21,7 +21,6 @@ use crate::rules::{self, Access, Caller, ClientFilter, ClientSort, Data, Request
 use crate::schema::record::{export, export_raw};
 use crate::schema::CompiledCollection;
 use crate::state::AppState;
-use crate::store::index::IndexField;
 use crate::store::{IndexDef, PRIMARY_INDEX};
 
 /// PocketBase's paging limits.
@@ -100,15 +99,7 @@ pub struct ListResult {
 /// Indexes the planner may use: the primary tree (as `_id`) and every
 /// finished index.
 fn index_defs(state: &AppState, coll: &CompiledCollection) -> Vec<IndexDef> {
-    let mut defs = vec![IndexDef {
-        name: PRIMARY_INDEX.into(),
-        unique: true,
-        fields: vec![IndexField {
-            path: vec!["id".into()],
-            desc: false,
-        }],
-        lowercase: false,
-    }];
+    let mut defs = vec![IndexDef::primary()];
     defs.extend(
         coll.spec
             .indexes

@@ -50,6 +50,20 @@ pub fn lookup<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 impl IndexDef {
+    /// The primary index (record ids in order, the records tree itself):
+    /// what the planner falls back to and what an index build walks.
+    pub fn primary() -> IndexDef {
+        IndexDef {
+            name: super::PRIMARY_INDEX.into(),
+            unique: true,
+            fields: vec![IndexField {
+                path: vec!["id".into()],
+                desc: false,
+            }],
+            lowercase: false,
+        }
+    }
+
     /// The sled tree holding this index for `collection_id`. The name carries
     /// a hash of the definition, so changing an index under the same name
     /// writes a fresh tree (the old one is dropped after the change commits).
