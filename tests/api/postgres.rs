@@ -10,7 +10,7 @@ use std::process::Command;
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{build_when_unlocked, client, config_on, spawn_app_on, TestApp};
+use crate::helpers::{build_when_unlocked, client, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
 
 /// The server URL, or `None` (outside CI) when no PostgreSQL is given.
 pub(crate) fn pg_url() -> Option<String> {
@@ -32,22 +32,53 @@ pub(crate) async fn sql(store_url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// A second node: another data dir, the same database as `first`.
-pub(crate) async fn second_node(store_url: &str) -> (TestApp, tempfile::TempDir) {
+/// A node on the database `store_url` names, with a data dir of its own,
+/// logged in as the superuser (created by the database's `first` node
+/// only: an upsert would rotate the token key of the other nodes'
+/// sessions).
+pub(crate) async fn node(store_url: &str, first: bool) -> (TestApp, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("temp dir");
     let mut config = basalt::Config::for_dir(tmp.path());
     config.workers = 2;
     config.store = Some(store_url.to_owned());
+    config.store_wait = 10;
     let app = build_when_unlocked(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
     let task = actix_web::rt::spawn(app.run_until_stopped());
     let mut node = TestApp::from_parts(base, tmp.path().to_path_buf(), handle, task, state);
-    node.token = node
-        .login("_superusers", crate::helpers::SU_EMAIL, crate::helpers::SU_PASSWORD)
-        .await;
+    if first {
+        basalt::core::records::upsert_superuser(&node.state, SU_EMAIL, SU_PASSWORD)
+            .await
+            .expect("superuser");
+    }
+    node.token = node.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
     (node, tmp)
+}
+
+/// For a test proxy in front of PostgreSQL: the server's address in the
+/// (single-host, TCP) URL `direct`, and the URL of the same database
+/// through a proxy on 127.0.0.1:`port` (no TLS: the proxy reads the
+/// protocol).
+pub(crate) async fn upstream(direct: &str) -> (std::net::SocketAddr, impl Fn(u16) -> String) {
+    let config: tokio_postgres::Config = direct.parse().expect("a URL");
+    let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
+        (Some(tokio_postgres::config::Host::Tcp(h)), Some(p)) => (h.clone(), *p),
+        other => panic!("a TCP URL: {other:?}"),
+    };
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let (user, db) = (
+        config.get_user().expect("a user").to_owned(),
+        config.get_dbname().expect("a database name").to_owned(),
+    );
+    (addr, move |proxy: u16| {
+        format!("postgres://{user}@127.0.0.1:{proxy}/{db}?sslmode=disable")
+    })
 }
 
 #[actix_web::test]
@@ -63,7 +94,7 @@ async fn two_nodes_on_one_database_keep_unique_values_and_one_gapless_seq() {
     .await;
     let store_url = config_on(&a.dir, Some(&pg)).await.store.expect("a database");
     // Started after the collection exists: it loads it at start.
-    let (b, _tmp) = second_node(&store_url).await;
+    let (b, _tmp) = node(&store_url, false).await;
 
     // The same unique value through both nodes at once, many times: one wins.
     for round in 0..20 {

@@ -16,45 +16,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{build_when_unlocked, config_on, spawn_app_on, Resp, TestApp, SU_EMAIL, SU_PASSWORD};
-
-/// The server URL, or `None` (outside CI) when no PostgreSQL is given.
-fn pg_url() -> Option<String> {
-    match std::env::var("BASALT_TEST_PG").ok().filter(|u| !u.is_empty()) {
-        Some(url) => Some(url),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("BASALT_TEST_PG is not set, and CI must run the PostgreSQL tests: see scripts/test.sh")
-        }
-        None => None,
-    }
-}
+use crate::helpers::{config_on, spawn_app_on, Resp, TestApp};
+use crate::postgres::{node, pg_url, sql, upstream};
 
 /// Generous: the machine is shared with builds; SPEC §12 says 1 s.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A node on `store_url` (a fresh data dir), with the superuser logged in
-/// (created first by the database's `first` node: an upsert would rotate
-/// the token key of the other nodes' sessions).
-async fn node(store_url: &str, first: bool) -> (TestApp, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut config = basalt::Config::for_dir(tmp.path());
-    config.workers = 2;
-    config.store = Some(store_url.to_owned());
-    config.store_wait = 10;
-    let app = build_when_unlocked(config).await;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let state = app.state().clone();
-    let handle = app.handle();
-    let task = actix_web::rt::spawn(app.run_until_stopped());
-    let mut node = TestApp::from_parts(base, tmp.path().to_path_buf(), handle, task, state);
-    if first {
-        basalt::core::records::upsert_superuser(&node.state, SU_EMAIL, SU_PASSWORD)
-            .await
-            .expect("superuser");
-    }
-    node.token = node.login("_superusers", SU_EMAIL, SU_PASSWORD).await;
-    (node, tmp)
-}
 
 /// Repeats `probe` until `done` holds for its answer, up to [`DEADLINE`];
 /// returns the answer and how long it took from `since`.
@@ -262,14 +228,6 @@ async fn lease_holder(db: &tokio_postgres::Client, key: i64) -> Option<String> {
 
 /// The leases' keys: index builds, retention, file sweep.
 const LEASES: [i64; 3] = [7_361_697, 7_361_698, 7_361_699];
-
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect to the test database");
-    actix_web::rt::spawn(connection);
-    client
-}
 
 /// A node in a process of its own, which the test can kill -9.
 struct Process(Child);
@@ -484,22 +442,10 @@ async fn a_commit_whose_answer_was_lost_is_answered_with_the_truth() {
     let Some(pg) = pg_url() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let direct = config_on(dir.path(), Some(&pg)).await.store.expect("a database");
-    let config: tokio_postgres::Config = direct.parse().expect("a URL");
-    let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
-        (Some(tokio_postgres::config::Host::Tcp(h)), Some(p)) => (h.clone(), *p),
-        other => panic!("a TCP URL: {other:?}"),
-    };
-    let upstream = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .expect("resolve")
-        .next()
-        .expect("an address");
+    let (addr, via_proxy) = upstream(&direct).await;
     let mode = Arc::new(AtomicU8::new(PASS));
-    let proxy = commit_cutter(upstream, mode.clone());
-    let db_name = config.get_dbname().expect("a database name");
-    let user = config.get_user().expect("a user");
-    let via_proxy = format!("postgres://{user}@127.0.0.1:{proxy}/{db_name}?sslmode=disable");
-    let (app, _tmp) = node(&via_proxy, true).await;
+    let proxy = commit_cutter(addr, mode.clone());
+    let (app, _tmp) = node(&via_proxy(proxy), true).await;
     app.posts().await;
 
     // The COMMIT reaches PostgreSQL and commits; its answer never comes

@@ -10,7 +10,7 @@ use awc::http::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{client, config_on, spawn_app_on, TestApp};
-use crate::postgres::{pg_url, second_node, sql};
+use crate::postgres::{node, pg_url, sql, upstream};
 use crate::realtime::{sse_connect, Ws};
 
 /// Node `a` (with `posts` and the owner-only `notes`) and node `b` on the
@@ -26,7 +26,7 @@ async fn two_nodes(pg: &str) -> (TestApp, TestApp, tempfile::TempDir, String) {
     }))
     .await;
     let url = config_on(&a.dir, Some(pg)).await.store.expect("a database");
-    let (b, tmp) = second_node(&url).await;
+    let (b, tmp) = node(&url, false).await;
     (a, b, tmp, url)
 }
 
@@ -44,6 +44,20 @@ async fn subscribe(ws: &mut Ws, sub: Value) -> u64 {
     let ok = ws.subscribe(sub).await;
     assert_eq!(ok["type"], "subscribed", "{ok}");
     ok["seq"].as_u64().expect("seq")
+}
+
+/// The frame of a connection closed because its node lost its place in
+/// the change log: 1012, and a reason saying to resume with `since`.
+fn told_to_resume(closed: &Value) {
+    assert_eq!(
+        (closed["type"].as_str(), closed["code"].as_u64()),
+        (Some("closed"), Some(1012)),
+        "{closed}"
+    );
+    assert!(
+        closed["reason"].as_str().is_some_and(|r| r.contains("since")),
+        "{closed}"
+    );
 }
 
 async fn create_post(node: &TestApp, title: &str) -> String {
@@ -300,16 +314,7 @@ async fn a_tail_that_loses_the_database_tells_its_clients_and_recovers() {
         .await
         .expect("disallow connections");
     terminate_tails(&db).await;
-    let closed = wb.recv().await;
-    assert_eq!(
-        (closed["type"].as_str(), closed["code"].as_u64()),
-        (Some("closed"), Some(1012)),
-        "{closed}"
-    );
-    assert!(
-        closed["reason"].as_str().is_some_and(|r| r.contains("since")),
-        "{closed}"
-    );
+    told_to_resume(&wb.recv().await);
     // Writes go on meanwhile (node A's writer keeps its connection).
     let mut missed = Vec::new();
     for i in 0..3 {
@@ -354,23 +359,9 @@ async fn a_tail_that_falls_behind_the_trimmed_log_tells_its_clients() {
     let a = spawn_app_on(Some(&pg)).await;
     a.posts().await;
     let direct = config_on(&a.dir, Some(&pg)).await.store.expect("a database");
-    let config: tokio_postgres::Config = direct.parse().expect("a URL");
-    let (host, port) = match (config.get_hosts().first(), config.get_ports().first()) {
-        (Some(tokio_postgres::config::Host::Tcp(h)), Some(p)) => (h.clone(), *p),
-        other => panic!("a TCP URL: {other:?}"),
-    };
-    let upstream = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .expect("resolve")
-        .next()
-        .expect("an address");
+    let (addr, via_proxy) = upstream(&direct).await;
     let (hold, held) = tokio::sync::watch::channel(false);
-    let proxy = tail_holder(upstream, held);
-    let (db_name, user) = (config.get_dbname().expect("a name"), config.get_user().expect("a user"));
-    let (b, _tmp) = second_node(&format!(
-        "postgres://{user}@127.0.0.1:{proxy}/{db_name}?sslmode=disable"
-    ))
-    .await;
+    let (b, _tmp) = node(&via_proxy(tail_holder(addr, held)), false).await;
     // The smallest change-log budget: a few large writes trim the log.
     let r = a
         .patch("/api/settings", json!({"realtime": {"maxBytes": 1024 * 1024}}))
@@ -403,16 +394,7 @@ async fn a_tail_that_falls_behind_the_trimmed_log_tells_its_clients() {
         written += 1;
     }
     hold.send_replace(false);
-    let closed = wb.recv().await;
-    assert_eq!(
-        (closed["type"].as_str(), closed["code"].as_u64()),
-        (Some("closed"), Some(1012)),
-        "{closed}"
-    );
-    assert!(
-        closed["reason"].as_str().is_some_and(|r| r.contains("since")),
-        "{closed}"
-    );
+    told_to_resume(&wb.recv().await);
     // B follows the log again: a new client gets live changes.
     let (mut wb, _) = Ws::open(&b, None).await;
     let from = subscribe(&mut wb, json!({"type": "subscribe", "id": "p", "topic": "posts/*"})).await;

@@ -10,17 +10,7 @@ use std::process::{Command, Output};
 use serde_json::{json, Value};
 
 use crate::helpers::{build_when_unlocked, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
-
-/// The server URL, or `None` (outside CI) when no PostgreSQL is given.
-fn pg_url() -> Option<String> {
-    match std::env::var("BASALT_TEST_PG").ok().filter(|u| !u.is_empty()) {
-        Some(url) => Some(url),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("BASALT_TEST_PG is not set, and CI must run the PostgreSQL tests: see scripts/test.sh")
-        }
-        None => None,
-    }
-}
+use crate::postgres::pg_url;
 
 /// A new, empty database on `pg` (named after a fresh temp dir).
 async fn empty_database(pg: &str) -> (String, tempfile::TempDir) {
