@@ -355,7 +355,7 @@ async fn cap_slow_headers_after_a_first_request_are_closed() {
     config.workers = 2;
     config.keep_alive = 1;
     config.header_timeout = 1;
-    let app = crate::helpers::build_when_unlocked(config).await;
+    let app = crate::helpers::build_app(config).await;
     let port = app.port();
     let handle = app.handle();
     let realtime = app.state().realtime.clone();

@@ -393,7 +393,7 @@ async fn files_orphans_are_swept_and_named_files_kept() {
     let mut config = crate::helpers::config_for(&dir_path).await;
     config.workers = 1;
     config.orphan_grace = 0;
-    let app2 = build_when_unlocked(config).await;
+    let app2 = build_app(config).await;
     let handle = app2.handle();
     let task = actix_web::rt::spawn(app2.run_until_stopped());
     wait_stored(&dir, &[&kept]).await;

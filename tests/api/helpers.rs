@@ -196,7 +196,7 @@ pub async fn start(dir: &Path, tmp: Option<tempfile::TempDir>) -> TestApp {
 async fn start_on(dir: &Path, tmp: Option<tempfile::TempDir>, pg: Option<&str>) -> TestApp {
     let mut config = config_on(dir, pg).await;
     config.workers = 2;
-    let app = build_when_unlocked(config).await;
+    let app = build_app(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
@@ -213,23 +213,12 @@ async fn start_on(dir: &Path, tmp: Option<tempfile::TempDir>, pg: Option<&str>) 
     }
 }
 
-/// Builds the app, waiting while the data dir is still locked by a server
-/// this process just stopped: sled releases its lock when the last of its
-/// background I/O jobs lets go of the database, which can trail the stop
-/// by a moment on a loaded machine. Bounded: a lock held for 10 s is a bug.
-pub async fn build_when_unlocked(config: Config) -> App {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match App::build(config.clone()).await {
-            Ok(app) => return app,
-            Err(basalt::app::BuildError::Store(basalt::store::StoreError::Locked(_)))
-                if std::time::Instant::now() < deadline =>
-            {
-                actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("build app: {e}"),
-        }
-    }
+/// Builds the app. A restart on the dir of a server this process just
+/// stopped needs no wait here: the store lets go of the dir at shutdown
+/// and waits out sled's own lock itself (`store::embedded::open_db`), so
+/// tests restart as users do.
+pub async fn build_app(config: Config) -> App {
+    App::build(config).await.unwrap_or_else(|e| panic!("build app: {e}"))
 }
 
 impl TestApp {

@@ -10,7 +10,7 @@ use std::process::Command;
 use awc::http::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{build_when_unlocked, client, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
+use crate::helpers::{build_app, client, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
 
 /// The server URL, or `None` (outside CI) when no PostgreSQL is given.
 pub(crate) fn pg_url() -> Option<String> {
@@ -42,7 +42,7 @@ pub(crate) async fn node(store_url: &str, first: bool) -> (TestApp, tempfile::Te
     config.workers = 2;
     config.store = Some(store_url.to_owned());
     config.store_wait = 10;
-    let app = build_when_unlocked(config).await;
+    let app = build_app(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
@@ -234,7 +234,7 @@ async fn a_backup_of_a_postgresql_store_restores_into_a_data_dir() {
     // The restored data dir serves the same records on the embedded store.
     let mut config = basalt::Config::for_dir(&restored);
     config.workers = 1;
-    let copy = build_when_unlocked(config).await;
+    let copy = build_app(config).await;
     let base = format!("http://127.0.0.1:{}", copy.port());
     let handle = copy.handle();
     let task = actix_web::rt::spawn(copy.run_until_stopped());

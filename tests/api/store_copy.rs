@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{build_when_unlocked, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
+use crate::helpers::{build_app, config_on, spawn_app_on, TestApp, SU_EMAIL, SU_PASSWORD};
 use crate::postgres::pg_url;
 
 /// A new, empty database on `pg` (named after a fresh temp dir).
@@ -41,7 +41,7 @@ async fn start_on(dir: &Path, store: Option<&str>) -> TestApp {
     let mut config = basalt::Config::for_dir(dir);
     config.workers = 2;
     config.store = store.map(str::to_owned);
-    let app = build_when_unlocked(config).await;
+    let app = build_app(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
@@ -324,7 +324,7 @@ async fn tls_verify_full_with_the_right_ca_works_and_a_wrong_ca_is_refused() {
     let mut config = basalt::Config::for_dir(dir.path());
     config.workers = 1;
     config.store = Some(verified.clone());
-    let app = build_when_unlocked(config).await;
+    let app = build_app(config).await;
     let state = app.state().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

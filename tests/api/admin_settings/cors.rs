@@ -243,7 +243,7 @@ async fn start_with_origins(
     let mut config = crate::helpers::config_for(dir).await;
     config.workers = 1;
     config.origins = origins.to_owned();
-    let app = crate::helpers::build_when_unlocked(config).await;
+    let app = crate::helpers::build_app(config).await;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let handle = app.handle();
